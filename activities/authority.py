@@ -1,0 +1,102 @@
+"""Authority activities: read unit state, write revisions."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities._errors import decided
+from authority.protocol import AuthorityStore
+from domain.authority import GIT_SOURCES
+from domain.errors import NotFound
+from domain.messages import (
+    CommitInput,
+    CommitResult,
+    FindUnitsInput,
+    FindUnitsResult,
+    GetRevisionInput,
+    GetRevisionResult,
+    SnapshotUnitsInput,
+    SnapshotUnitsResult,
+    SpaceGate,
+    UnitHead,
+)
+from domain.publish import UnitSnapshot
+
+
+class AuthorityActivities:
+    def __init__(self, store: AuthorityStore) -> None:
+        self.store = store
+
+    @activity.defn(name="authority.snapshot_units")
+    @decided
+    def snapshot_units(self, inp: SnapshotUnitsInput) -> SnapshotUnitsResult:
+        """Head and merge base of every named unit that exists."""
+        wanted = set(inp.slugs)
+        units = [u for u in self.store.list_units(inp.space) if u.slug in wanted]
+        keys = {(u.slug, u.head_revision) for u in units}
+        keys |= {(u.slug, u.git_revision) for u in units if u.git_revision is not None}
+        revisions = {
+            (r.unit, r.number): r for r in self.store.get_revisions(inp.space, sorted(keys))
+        }
+        out: dict[str, UnitSnapshot] = {}
+        for u in units:
+            base = revisions.get((u.slug, u.git_revision)) if u.git_revision else None
+            out[u.slug] = UnitSnapshot(
+                slug=u.slug,
+                version=u.version,
+                head_revision=u.head_revision,
+                head_data=revisions[(u.slug, u.head_revision)].data,
+                base_revision=base.number if base and base.source in GIT_SOURCES else None,
+                base_data=base.data if base and base.source in GIT_SOURCES else None,
+            )
+        return SnapshotUnitsResult(units=out)
+
+    @activity.defn(name="authority.commit")
+    @decided
+    def commit(self, inp: CommitInput) -> CommitResult:
+        return CommitResult(outcomes=self.store.commit(inp.changes, spaces=inp.spaces))
+
+    @activity.defn(name="authority.find_units")
+    @decided
+    def find_units(self, inp: FindUnitsInput) -> FindUnitsResult:
+        """Units of the named spaces whose labels match ``where``, with their heads."""
+        heads: list[UnitHead] = []
+        gates: dict[str, SpaceGate] = {}
+        for name in inp.spaces:
+            space = self.store.get_space(name)
+            if space is None:
+                raise NotFound(f"space {name!r} does not exist in the authority")
+            gates[name] = SpaceGate(space=name, environment=space.environment, policy=space.policy)
+            units = [
+                u
+                for u in self.store.list_units(name)
+                if u.state == "active"
+                and (inp.unit is None or u.slug == inp.unit)
+                and all(u.labels.get(k) == v for k, v in inp.where.items())
+            ]
+            if inp.unit is not None and not units:
+                raise NotFound(f"unit {name}/{inp.unit} does not exist in the authority")
+            revisions = {
+                r.unit: r
+                for r in self.store.get_revisions(name, [(u.slug, u.head_revision) for u in units])
+            }
+            heads.extend(
+                UnitHead(
+                    space=name,
+                    slug=u.slug,
+                    version=u.version,
+                    head_revision=u.head_revision,
+                    data=revisions[u.slug].data,
+                    labels=u.labels,
+                )
+                for u in units
+            )
+        return FindUnitsResult(units=heads, gates=gates)
+
+    @activity.defn(name="authority.get_revision")
+    @decided
+    def get_revision(self, inp: GetRevisionInput) -> GetRevisionResult:
+        rev = self.store.get_revision(inp.space, inp.unit, inp.number)
+        if rev is None:
+            raise NotFound(f"unit {inp.space}/{inp.unit} has no revision {inp.number}")
+        return GetRevisionResult(data=rev.data, source=rev.source, description=rev.description)

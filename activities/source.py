@@ -1,0 +1,157 @@
+"""The worker-side cache of authoring repos (GitPython).
+
+Each repo URL has a bare mirror under ``<cache>/repos``; each commit we render is
+exported once, read-only, under ``<cache>/trees/<commit>``. Activities on any
+worker call ``tree()``: a cache miss fetches, a hit costs a ``stat``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import re
+import shutil
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import git
+
+from domain.errors import BadInput
+from domain.messages import CheckoutResult, SourceRef
+
+_SHA = re.compile(r"[0-9a-f]{40}")
+# git's words for "this is not something we can ever fetch" (vs. a flaky network)
+_PERMANENT = (
+    "does not appear to be a git repository",
+    "repository not found",
+    "not found",
+    "no such file or directory",
+    "not a git repository",
+    "couldn't find remote ref",
+)
+
+
+def redact(url: str) -> str:
+    """``url`` without any user:password part, for messages and history."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return parts._replace(netloc=host).geturl()
+    return url
+
+
+def has_credentials(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.password) or (bool(parts.username) and parts.scheme in ("http", "https"))
+
+
+class SourceCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "repos").mkdir(parents=True, exist_ok=True)
+        (root / "trees").mkdir(parents=True, exist_ok=True)
+
+    # ---- public -------------------------------------------------------------
+
+    def checkout(self, source: SourceRef) -> CheckoutResult:
+        """Make ``source.commit`` available locally and describe it."""
+        mirror = self._mirror(source)
+        commit = mirror.commit(source.commit)
+        return CheckoutResult(
+            commit=commit.hexsha,
+            subject=str(commit.summary),
+            author=f"{commit.author.name} <{commit.author.email}>",
+            committed_at=commit.committed_datetime.isoformat(),
+        )
+
+    def tree(self, source: SourceRef) -> Path:
+        """The files of ``source.commit``, exported once and shared read-only."""
+        target = self.root / "trees" / source.commit
+        if target.is_dir():
+            return target
+        mirror = self._mirror(source)
+        with self._lock(f"tree-{source.commit}"):
+            if target.is_dir():
+                return target
+            staging = target.with_name(target.name + f".tmp-{os.getpid()}")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            buf = io.BytesIO()
+            mirror.archive(buf, treeish=source.commit, format="tar")
+            buf.seek(0)
+            with tarfile.open(fileobj=buf) as tar:
+                tar.extractall(staging, filter="data")
+            staging.rename(target)
+        return target
+
+    # ---- internals ------------------------------------------------------------
+
+    def _mirror(self, source: SourceRef) -> git.Repo:
+        url = normalize_repo(source.repo)
+        key = hashlib.sha256(url.encode()).hexdigest()[:24]
+        path = self.root / "repos" / f"{key}.git"
+        with self._lock(f"repo-{key}"):
+            repo = git.Repo(path) if path.is_dir() else git.Repo.init(path, bare=True)
+            if not _has_commit(repo, source.commit):
+                self._fetch(repo, url, source)
+            if not _has_commit(repo, source.commit):
+                raise BadInput(
+                    f"commit {source.commit} is not in the repository",
+                    file=redact(source.repo),
+                )
+        return repo
+
+    def _fetch(self, repo: git.Repo, url: str, source: SourceRef) -> None:
+        try:
+            repo.git.fetch(
+                "--quiet",
+                "--prune",
+                "--tags",
+                url,
+                "+refs/heads/*:refs/heads/*",
+            )
+            if not _has_commit(repo, source.commit) and _SHA.fullmatch(source.commit):
+                # An unadvertised commit (e.g. a PR head): ask for it by id.
+                repo.git.fetch("--quiet", url, source.commit)
+        except git.GitCommandError as e:
+            # The git error carries the whole command line; only the redacted
+            # stderr travels on, hence ``from None`` below.
+            stderr = redact(str(e.stderr or "")).strip()
+            if any(word in stderr.lower() for word in _PERMANENT):
+                raise BadInput(
+                    f"cannot fetch: {stderr.splitlines()[-1] if stderr else e}",
+                    file=redact(source.repo),
+                ) from None
+            raise RuntimeError(f"git fetch of {redact(source.repo)} failed: {stderr}") from None
+
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        lock_path = self.root / f"{name}.lock"
+        with open(lock_path, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _has_commit(repo: git.Repo, commit: str) -> bool:
+    try:
+        repo.git.cat_file("-e", f"{commit}^{{commit}}")
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def normalize_repo(repo: str) -> str:
+    """Local paths become absolute ``file://`` URLs; URLs stay as they are."""
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return repo
+    return Path(repo).expanduser().resolve().as_uri()

@@ -1,0 +1,133 @@
+"""Versioned schema migrations for the embedded store.
+
+Each migration is a function applied once, in order, inside one transaction with
+its version row; a store opening an older database brings it up to date. The
+migrations spell out their own DDL rather than reusing ``tables.py``, so editing
+the current tables never rewrites history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    inspect,
+    select,
+    text,
+)
+
+Migration = Callable[[Connection], None]
+
+
+def _m001_initial(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "spaces",
+        md,
+        Column("name", String(253), primary_key=True),
+        Column("environment", String(63), nullable=False),
+        Column("approval", String(16), nullable=False),
+        Column("drift", String(16), nullable=False),
+        Column("drift_interval_seconds", Integer, nullable=False),
+        Column("labels", JSON, nullable=False),
+        Column("repo", Text, nullable=False),
+        Column("overlay", Text, nullable=False),
+        Column("ignore_paths", JSON, nullable=False),
+        Column("policy", JSON, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "units",
+        md,
+        Column("space", String(253), primary_key=True),
+        Column("slug", String(253), primary_key=True),
+        Column("api_version", String(253), nullable=False),
+        Column("kind", String(253), nullable=False),
+        Column("labels", JSON, nullable=False),
+        Column("head_revision", Integer, nullable=False),
+        Column("live_revision", Integer, nullable=True),
+        Column("last_applied_revision", Integer, nullable=True),
+        Column("git_revision", Integer, nullable=True),
+        Column("version", Integer, nullable=False),
+        Column("last_change_description", Text, nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        ForeignKeyConstraint(["space"], ["spaces.name"], name="fk_units_space"),
+    )
+    Table(
+        "revisions",
+        md,
+        Column("space", String(253), primary_key=True),
+        Column("unit", String(253), primary_key=True),
+        Column("number", Integer, primary_key=True),
+        Column("data", JSON, nullable=False),
+        Column("description", Text, nullable=False),
+        Column("source", String(32), nullable=False),
+        Column("tags", JSON, nullable=False),
+        Column("author", Text, nullable=False),
+        Column("policy", JSON, nullable=False),
+        Column("approvals", JSON, nullable=False),
+        Column("idempotency_key", String(512), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        ForeignKeyConstraint(
+            ["space", "unit"], ["units.space", "units.slug"], name="fk_revisions_unit"
+        ),
+        Index("ix_revisions_idempotency", "space", "unit", "idempotency_key"),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: list[tuple[int, Migration]] = [
+    (1, _m001_initial),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def _version_table() -> Table:
+    return Table(
+        "tributary_schema_version",
+        MetaData(),
+        Column("version", Integer, primary_key=True),
+        Column("applied_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def current_version(engine: Engine) -> int:
+    if not inspect(engine).has_table("tributary_schema_version"):
+        return 0
+    with engine.connect() as conn:
+        found = conn.execute(select(_version_table().c.version)).scalars().all()
+    return max(found, default=0)
+
+
+def migrate(engine: Engine) -> int:
+    """Apply pending migrations; safe when several processes open the store at once."""
+    version_table = _version_table()
+    with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            # Serialises concurrent workers; released at commit.
+            conn.execute(text("SELECT pg_advisory_xact_lock(7405231)"))
+        version_table.create(conn, checkfirst=True)
+        applied = set(conn.execute(select(version_table.c.version)).scalars())
+        for version, step in MIGRATIONS:
+            if version in applied:
+                continue
+            step(conn)
+            conn.execute(insert(version_table).values(version=version, applied_at=datetime.now(UTC)))
+    return LATEST

@@ -1,0 +1,372 @@
+"""The embedded authority store: SQLAlchemy 2 on SQLite or PostgreSQL, same code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from authority import tables as t
+from authority.migrations import migrate
+from domain.authority import (
+    ChangeOutcome,
+    PolicyBundle,
+    PolicyResult,
+    RevisionRecord,
+    SpaceRecord,
+    SpaceSpec,
+    UnitChange,
+    UnitRecord,
+)
+from domain.diff import json_equal
+from domain.errors import NotFound, StaleVersion
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands timestamps back naive; they were written as UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``sqlite:///path`` or ``postgresql://…`` (psycopg 3)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves so writers can take the lock up front.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred transaction that later writes can fail with "database is
+        # locked" instead of waiting; writers take the write lock at BEGIN.
+        immediate = conn.get_execution_options().get("tributary_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class SqlStore:
+    """``AuthorityStore`` on a relational database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # ---- reads -------------------------------------------------------------
+
+    def get_space(self, name: str) -> SpaceRecord | None:
+        with self._read() as conn:
+            row = conn.execute(select(t.spaces).where(t.spaces.c.name == name)).mappings().first()
+        return _space(row) if row else None
+
+    def list_spaces(self) -> list[SpaceRecord]:
+        with self._read() as conn:
+            rows = conn.execute(select(t.spaces).order_by(t.spaces.c.name)).mappings().all()
+        return [_space(r) for r in rows]
+
+    def list_units(self, space: str) -> list[UnitRecord]:
+        with self._read() as conn:
+            rows = (
+                conn.execute(
+                    select(t.units).where(t.units.c.space == space).order_by(t.units.c.slug)
+                )
+                .mappings()
+                .all()
+            )
+        return [_unit(r) for r in rows]
+
+    def get_unit(self, space: str, slug: str) -> UnitRecord | None:
+        with self._read() as conn:
+            row = conn.execute(_unit_query(space, slug)).mappings().first()
+        return _unit(row) if row else None
+
+    def list_revisions(self, space: str, slug: str) -> list[RevisionRecord]:
+        with self._read() as conn:
+            rows = (
+                conn.execute(
+                    select(t.revisions)
+                    .where(t.revisions.c.space == space, t.revisions.c.unit == slug)
+                    .order_by(t.revisions.c.number)
+                )
+                .mappings()
+                .all()
+            )
+        return [_revision(r) for r in rows]
+
+    def get_revision(self, space: str, slug: str, number: int) -> RevisionRecord | None:
+        found = self.get_revisions(space, [(slug, number)])
+        return found[0] if found else None
+
+    def get_revisions(self, space: str, keys: list[tuple[str, int]]) -> list[RevisionRecord]:
+        if not keys:
+            return []
+        out: list[RevisionRecord] = []
+        with self._read() as conn:
+            # Chunked so 10,000 units stay under every driver's parameter limit.
+            for start in range(0, len(keys), 400):
+                chunk = keys[start : start + 400]
+                rows = (
+                    conn.execute(
+                        select(t.revisions).where(
+                            t.revisions.c.space == space,
+                            tuple_(t.revisions.c.unit, t.revisions.c.number).in_(chunk),
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
+                out.extend(_revision(r) for r in rows)
+        return out
+
+    # ---- writes ------------------------------------------------------------
+
+    def commit(
+        self, changes: list[UnitChange], *, spaces: list[SpaceSpec] | None = None
+    ) -> list[ChangeOutcome]:
+        try:
+            with self._write() as conn:
+                for spec in spaces or []:
+                    _upsert_space(conn, spec)
+                return [_apply_change(conn, change) for change in changes]
+        except IntegrityError as e:
+            # Two writers created the same unit at once; the loser re-plans.
+            raise StaleVersion(f"concurrent write: {e.orig}") from e
+
+
+def _unit_query(space: str, slug: str) -> Any:
+    return select(t.units).where(t.units.c.space == space, t.units.c.slug == slug)
+
+
+def _upsert_space(conn: Connection, spec: SpaceSpec) -> None:
+    now = _now()
+    values = {
+        "environment": spec.environment,
+        "approval": spec.approval,
+        "drift": spec.drift,
+        "drift_interval_seconds": spec.drift_interval_seconds,
+        "labels": spec.labels,
+        "repo": spec.repo,
+        "overlay": spec.overlay,
+        "ignore_paths": spec.ignore,
+        "policy": spec.policy.model_dump(mode="json"),
+    }
+    row = conn.execute(select(t.spaces).where(t.spaces.c.name == spec.name)).mappings().first()
+    if row is None:
+        conn.execute(insert(t.spaces).values(name=spec.name, created_at=now, updated_at=now, **values))
+    elif any(not json_equal(row[k], v) for k, v in values.items()):
+        conn.execute(
+            update(t.spaces).where(t.spaces.c.name == spec.name).values(updated_at=now, **values)
+        )
+
+
+def _apply_change(conn: Connection, change: UnitChange) -> ChangeOutcome:
+    if conn.execute(select(t.spaces.c.name).where(t.spaces.c.name == change.space)).first() is None:
+        raise NotFound(f"space {change.space!r} does not exist")
+    query = _unit_query(change.space, change.slug)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    unit = conn.execute(query).mappings().first()
+    head = None
+    if unit is not None:
+        head = (
+            conn.execute(
+                select(t.revisions).where(
+                    t.revisions.c.space == change.space,
+                    t.revisions.c.unit == change.slug,
+                    t.revisions.c.number == unit["head_revision"],
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if change.idempotency_key and head is not None and head["idempotency_key"] == change.idempotency_key:
+        return ChangeOutcome(
+            space=change.space, slug=change.slug, revision=head["number"], created=False
+        )
+    current_version = unit["version"] if unit is not None else None
+    if current_version != change.expected_version:
+        raise StaleVersion(
+            f"unit {change.space}/{change.slug} is at version {current_version}, "
+            f"the change was planned on {change.expected_version}"
+        )
+    now = _now()
+    if unit is not None and head is not None and json_equal(head["data"], change.data):
+        return ChangeOutcome(
+            space=change.space, slug=change.slug, revision=unit["head_revision"], created=False
+        )
+    number = 1 if unit is None else _max_revision(conn, change.space, change.slug) + 1
+    is_git = change.source in ("ci", "ci-forced", "ci-merged")
+    labels = change.labels if change.labels is not None else (unit["labels"] if unit else {})
+    if unit is None:
+        conn.execute(
+            insert(t.units).values(
+                space=change.space,
+                slug=change.slug,
+                api_version=str(change.data.get("apiVersion", "")),
+                kind=str(change.data.get("kind", "")),
+                labels=labels,
+                head_revision=number,
+                live_revision=None,
+                last_applied_revision=None,
+                git_revision=number if is_git else None,
+                version=1,
+                last_change_description=change.description,
+                state="active",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    else:
+        values: dict[str, Any] = {
+            "head_revision": number,
+            "version": unit["version"] + 1,
+            "labels": labels,
+            "last_change_description": change.description,
+            "state": "active",
+            "updated_at": now,
+            "api_version": str(change.data.get("apiVersion", unit["api_version"])),
+            "kind": str(change.data.get("kind", unit["kind"])),
+        }
+        if is_git:
+            values["git_revision"] = number
+        result = conn.execute(
+            update(t.units)
+            .where(
+                and_(
+                    t.units.c.space == change.space,
+                    t.units.c.slug == change.slug,
+                    t.units.c.version == unit["version"],
+                )
+            )
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise StaleVersion(f"unit {change.space}/{change.slug} changed during the write")
+    conn.execute(
+        insert(t.revisions).values(
+            space=change.space,
+            unit=change.slug,
+            number=number,
+            data=change.data,
+            description=change.description,
+            source=change.source,
+            tags=change.tags,
+            author=change.author,
+            policy=change.policy.model_dump(mode="json"),
+            approvals=[],
+            idempotency_key=change.idempotency_key,
+            created_at=now,
+        )
+    )
+    return ChangeOutcome(space=change.space, slug=change.slug, revision=number, created=True)
+
+
+def _max_revision(conn: Connection, space: str, slug: str) -> int:
+    found = conn.execute(
+        select(func.max(t.revisions.c.number)).where(
+            t.revisions.c.space == space, t.revisions.c.unit == slug
+        )
+    ).scalar_one()
+    return int(found or 0)
+
+
+def _space(row: Any) -> SpaceRecord:
+    return SpaceRecord(
+        name=row["name"],
+        environment=row["environment"],
+        approval=row["approval"],
+        drift=row["drift"],
+        drift_interval_seconds=row["drift_interval_seconds"],
+        labels=row["labels"],
+        repo=row["repo"],
+        overlay=row["overlay"],
+        ignore=row["ignore_paths"],
+        policy=PolicyBundle.model_validate(row["policy"]),
+        created_at=_utc(row["created_at"]),
+        updated_at=_utc(row["updated_at"]),
+    )
+
+
+def _unit(row: Any) -> UnitRecord:
+    return UnitRecord(
+        space=row["space"],
+        slug=row["slug"],
+        api_version=row["api_version"],
+        kind=row["kind"],
+        labels=row["labels"],
+        head_revision=row["head_revision"],
+        live_revision=row["live_revision"],
+        last_applied_revision=row["last_applied_revision"],
+        git_revision=row["git_revision"],
+        version=row["version"],
+        last_change_description=row["last_change_description"],
+        state=row["state"],
+        created_at=_utc(row["created_at"]),
+        updated_at=_utc(row["updated_at"]),
+    )
+
+
+def _revision(row: Any) -> RevisionRecord:
+    return RevisionRecord(
+        space=row["space"],
+        unit=row["unit"],
+        number=row["number"],
+        data=row["data"],
+        description=row["description"],
+        source=row["source"],
+        tags=row["tags"],
+        author=row["author"],
+        policy=PolicyResult.model_validate(row["policy"]),
+        approvals=row["approvals"],
+        created_at=_utc(row["created_at"]),
+    )

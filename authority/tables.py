@@ -1,0 +1,87 @@
+"""The embedded store's tables, as the newest migration leaves them.
+
+``migrations.py`` creates and alters these; a test checks that a fully migrated
+database matches this metadata, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+schema_version = Table(
+    "tributary_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+spaces = Table(
+    "spaces",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("environment", String(63), nullable=False),
+    Column("approval", String(16), nullable=False),
+    Column("drift", String(16), nullable=False),
+    Column("drift_interval_seconds", Integer, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("repo", Text, nullable=False),
+    Column("overlay", Text, nullable=False),
+    Column("ignore_paths", JSON, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+units = Table(
+    "units",
+    metadata,
+    Column("space", String(253), primary_key=True),
+    Column("slug", String(253), primary_key=True),
+    Column("api_version", String(253), nullable=False),
+    Column("kind", String(253), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("head_revision", Integer, nullable=False),
+    Column("live_revision", Integer, nullable=True),
+    Column("last_applied_revision", Integer, nullable=True),
+    Column("git_revision", Integer, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("last_change_description", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["space"], ["spaces.name"], name="fk_units_space"),
+)
+
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("space", String(253), primary_key=True),
+    Column("unit", String(253), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("author", Text, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("approvals", JSON, nullable=False),
+    Column("idempotency_key", String(512), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(
+        ["space", "unit"], ["units.space", "units.slug"], name="fk_revisions_unit"
+    ),
+    Index("ix_revisions_idempotency", "space", "unit", "idempotency_key"),
+)

@@ -1,0 +1,126 @@
+"""The authority model (ConfigHub-compatible): spaces, units, revisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from domain.project import ApprovalMode, DriftMode
+
+Source = Literal[
+    "ci",
+    "ci-forced",
+    "ci-merged",
+    "drift-capture",
+    "break-glass",
+    "operator",
+    "bulk",
+    "rollback",
+]
+GIT_SOURCES: frozenset[str] = frozenset({"ci", "ci-forced", "ci-merged"})
+UnitState = Literal["active", "orphaned"]
+
+
+class PolicyResult(BaseModel):
+    """What the policies said about a revision when it was written."""
+
+    violations: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    policy_digest: str | None = None
+
+
+class Approval(BaseModel):
+    by: str
+    at: datetime
+    comment: str = ""
+
+
+class PolicyBundle(BaseModel):
+    """The schemas and Rego modules a space's revisions are checked against.
+
+    Stored with the space at publish time so that changes made outside Git (bulk
+    sets, rollbacks, captures) meet the same gates as CI.
+    """
+
+    commit: str = ""
+    modules: dict[str, str] = Field(default_factory=dict)  # path -> Rego source
+    xrds: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)  # path -> XRDs
+    digest: str = ""
+
+
+class SpaceSpec(BaseModel):
+    """A space as Git declares it."""
+
+    name: str
+    environment: str
+    approval: ApprovalMode = "none"
+    drift: DriftMode = "capture"
+    drift_interval_seconds: int = 300
+    labels: dict[str, str] = Field(default_factory=dict)
+    repo: str = ""
+    overlay: str = ""
+    ignore: list[str] = Field(default_factory=list)
+    policy: PolicyBundle = Field(default_factory=PolicyBundle)
+
+
+class SpaceRecord(SpaceSpec):
+    created_at: datetime
+    updated_at: datetime
+
+
+class UnitRecord(BaseModel):
+    space: str
+    slug: str
+    api_version: str = ""
+    kind: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    head_revision: int
+    live_revision: int | None = None
+    last_applied_revision: int | None = None
+    git_revision: int | None = None  # last revision published from Git: the merge base
+    version: int
+    last_change_description: str = ""
+    state: UnitState = "active"
+    created_at: datetime
+    updated_at: datetime
+
+
+class RevisionRecord(BaseModel):
+    space: str
+    unit: str
+    number: int
+    data: dict[str, Any]
+    description: str
+    source: Source
+    tags: dict[str, str] = Field(default_factory=dict)
+    author: str = ""
+    policy: PolicyResult = Field(default_factory=PolicyResult)
+    approvals: list[Approval] = Field(default_factory=list)
+    created_at: datetime
+
+
+class UnitChange(BaseModel):
+    """One new head revision to write, guarded by the unit version it was planned on."""
+
+    space: str
+    slug: str
+    expected_version: int | None  # None: the unit must not exist yet
+    data: dict[str, Any]
+    description: str
+    source: Source
+    tags: dict[str, str] = Field(default_factory=dict)
+    author: str = ""
+    policy: PolicyResult = Field(default_factory=PolicyResult)
+    labels: dict[str, str] | None = None  # None keeps the unit's labels
+    # Writers that retry after a crash find their own earlier write by this key
+    # instead of failing the version check: one revision per intent.
+    idempotency_key: str = ""
+
+
+class ChangeOutcome(BaseModel):
+    space: str
+    slug: str
+    revision: int
+    created: bool  # False when the content equalled head (no revision written)

@@ -1,0 +1,67 @@
+"""The domain's error hierarchy.
+
+Every error here is decided, so none is worth retrying as is: activities translate
+them into non-retryable ``ApplicationError``s whose ``type`` is the class name, and
+the CLI maps that type back to an exit code. Transient failures are plain
+exceptions, which Temporal retries with backoff. Messages name the file,
+object and field so a CI log alone tells the author what to fix; they never carry
+secrets.
+"""
+
+from __future__ import annotations
+
+
+class TributaryError(Exception):
+    """Base of every error we decide on purpose."""
+
+    #: exit code of the CLI contract (``shared/CLI.md``)
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadInput(TributaryError):
+    """Unusable input: YAML, schema, names, refs, unknown spaces."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        obj: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file = file
+        self.obj = obj
+        self.field = field
+        where = ": ".join(p for p in (file, obj, field) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class PolicyDenied(TributaryError):
+    exit_code = 3
+
+
+class GitAuthorityConflict(TributaryError):
+    exit_code = 4
+
+
+class StaleVersion(TributaryError):
+    """A unit moved on between read and write.
+
+    Retrying the same write cannot succeed; the workflow re-reads and re-plans.
+    """
+
+
+class NotFound(TributaryError):
+    exit_code = 2
+
+
+EXIT_CODES: dict[str, int] = {
+    cls.__name__: cls.exit_code
+    for cls in (TributaryError, BadInput, PolicyDenied, GitAuthorityConflict, StaleVersion, NotFound)
+}

@@ -1,0 +1,251 @@
+"""Input and result models of workflows and activities: one pair per call.
+
+They live in ``domain`` because workflows, activities and the CLI all import them,
+and nothing here may do I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from domain.authority import ChangeOutcome, PolicyBundle, SpaceSpec, UnitChange
+from domain.project import ProjectConfig
+from domain.publish import PublishAction, RenderedUnit, UnitSnapshot
+
+# ---- shared ------------------------------------------------------------------
+
+
+class SourceRef(BaseModel):
+    """A commit of an authoring repo. ``repo`` never carries credentials."""
+
+    repo: str
+    commit: str
+
+
+class ErrorInfo(BaseModel):
+    type: str
+    message: str
+
+
+# ---- git activities ------------------------------------------------------------
+
+
+class CheckoutInput(BaseModel):
+    source: SourceRef
+
+
+class CheckoutResult(BaseModel):
+    commit: str
+    subject: str
+    author: str
+    committed_at: str
+
+
+# ---- render activities -----------------------------------------------------------
+
+
+class LoadProjectInput(BaseModel):
+    source: SourceRef
+
+
+class LoadProjectResult(BaseModel):
+    project: ProjectConfig
+
+
+class RenderSpaceInput(BaseModel):
+    source: SourceRef
+    space: str
+    overlay: str
+
+
+class RenderSpaceResult(BaseModel):
+    objects: list[dict[str, Any]]
+
+
+# ---- policy activities -----------------------------------------------------------
+
+
+class LoadBundleInput(BaseModel):
+    source: SourceRef
+    policies: list[str]
+    schemas: list[str]
+
+
+class LoadBundleResult(BaseModel):
+    bundle: PolicyBundle
+
+
+class CheckObjectsInput(BaseModel):
+    bundle: PolicyBundle
+    space: str
+    environment: str
+    origin: str  # where the objects came from, for error messages (overlay path, "bulk set")
+    objects: list[dict[str, Any]]
+
+
+class CheckObjectsResult(BaseModel):
+    units: list[RenderedUnit]
+
+
+# ---- authority activities ---------------------------------------------------------
+
+
+class SnapshotUnitsInput(BaseModel):
+    space: str
+    slugs: list[str]
+
+
+class SnapshotUnitsResult(BaseModel):
+    units: dict[str, UnitSnapshot]
+
+
+class CommitInput(BaseModel):
+    changes: list[UnitChange]
+    spaces: list[SpaceSpec] = Field(default_factory=list)
+
+
+class CommitResult(BaseModel):
+    outcomes: list[ChangeOutcome]
+
+
+class FindUnitsInput(BaseModel):
+    spaces: list[str]
+    where: dict[str, str] = Field(default_factory=dict)
+    unit: str | None = None
+
+
+class UnitHead(BaseModel):
+    space: str
+    slug: str
+    version: int
+    head_revision: int
+    data: dict[str, Any]
+    labels: dict[str, str]
+
+
+class SpaceGate(BaseModel):
+    """What a change outside Git is checked against: the space's stored policy."""
+
+    space: str
+    environment: str
+    policy: PolicyBundle
+
+
+class FindUnitsResult(BaseModel):
+    units: list[UnitHead]
+    gates: dict[str, SpaceGate]
+
+
+class GetRevisionInput(BaseModel):
+    space: str
+    unit: str
+    number: int
+
+
+class GetRevisionResult(BaseModel):
+    data: dict[str, Any]
+    source: str
+    description: str
+
+
+# ---- publish workflows ---------------------------------------------------------
+
+
+class PublishRunInput(BaseModel):
+    source: SourceRef
+    ref: str
+    spaces: list[str] = Field(default_factory=list)  # empty: every space in tributary.yaml
+    message: str = ""
+    force: bool = False
+    dry_run: bool = False
+
+
+class PublishInput(BaseModel):
+    source: SourceRef
+    ref: str
+    space: str
+    project: ProjectConfig
+    bundle: PolicyBundle
+    commit_info: CheckoutResult
+    message: str = ""
+    force: bool = False
+    dry_run: bool = False
+
+
+class UnitOutcome(BaseModel):
+    unit: str
+    action: PublishAction
+    revision: int | None = None
+    violations: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    conflict_fields: list[str] = Field(default_factory=list)
+    changed_fields: list[str] = Field(default_factory=list)
+
+
+class PublishResult(BaseModel):
+    space: str
+    workflow_id: str = ""
+    units: list[UnitOutcome] = Field(default_factory=list)
+    blocked: Literal["", "denied", "conflict"] = ""
+    written: bool = False
+    error: ErrorInfo | None = None
+
+
+class PublishRunResult(BaseModel):
+    commit: str
+    ref: str
+    subject: str = ""
+    dry_run: bool = False
+    spaces: list[PublishResult]
+
+
+# ---- changes outside Git: bulk set and rollback ------------------------------------
+
+
+class Assignment(BaseModel):
+    path: str
+    value: Any = None
+
+
+class BulkSetInput(BaseModel):
+    spaces: list[str]
+    where: dict[str, str] = Field(default_factory=dict)
+    assignments: list[Assignment]
+    message: str
+    author: str
+    dry_run: bool = False
+
+
+class ChangedUnit(BaseModel):
+    space: str
+    unit: str
+    action: Literal["changed", "unchanged", "denied"]
+    revision: int | None = None
+    changed_fields: list[str] = Field(default_factory=list)
+    violations: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class BulkSetResult(BaseModel):
+    units: list[ChangedUnit]
+    written: bool
+
+
+class RollbackInput(BaseModel):
+    space: str
+    unit: str
+    to: int
+    author: str
+    message: str = ""
+
+
+class RollbackResult(BaseModel):
+    space: str
+    unit: str
+    revision: int
+    action: Literal["rolled-back", "unchanged"]
+    to: int
+    changed_fields: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)

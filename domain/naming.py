@@ -1,0 +1,68 @@
+"""Names: Kubernetes object names, workflow ids, durations."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import timedelta
+
+from domain.errors import BadInput
+
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def kubernetes_name_problem(name: object) -> str | None:
+    """Why ``name`` is not a valid object name (RFC 1123 subdomain), or None."""
+    if not isinstance(name, str) or not name:
+        return "missing"
+    if len(name) > 253:
+        return f"{name!r} is longer than 253 characters"
+    if not _DNS1123_SUBDOMAIN.fullmatch(name):
+        return (
+            f"{name!r} is not a valid Kubernetes name: lowercase letters, digits, '-' "
+            "and '.', starting and ending with a letter or digit"
+        )
+    return None
+
+
+def parse_duration(text: str, *, field: str = "duration", file: str | None = None) -> timedelta:
+    """``90s``, ``5m``, ``6h``, ``1d``, ``1h30m``."""
+    m = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if not m or not any(m.groups()):
+        raise BadInput(f"{text!r} is not a duration like 30s, 5m, 6h or 1d", file=file, field=field)
+    d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+
+
+def format_duration(delta: timedelta) -> str:
+    total = int(delta.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size:
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return "".join(parts) or "0s"
+
+
+def short_digest(*parts: str, length: int = 10) -> str:
+    h = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return h[:length]
+
+
+def publish_run_id(commit: str, spaces: list[str], *, dry_run: bool) -> str:
+    scope = "all" if not spaces else short_digest(*sorted(spaces))
+    suffix = ":dry-run" if dry_run else ""
+    return f"publish-run:{commit}:{scope}{suffix}"
+
+
+def publish_id(space: str, commit: str, *, dry_run: bool) -> str:
+    return f"publish:{space}:{commit}" + (":dry-run" if dry_run else "")
+
+
+def bulk_set_id(request_digest: str) -> str:
+    return f"set:{request_digest}"
+
+
+def rollback_id(space: str, unit: str, to: int) -> str:
+    return f"rollback:{space}:{unit}:{to}"

@@ -1,0 +1,96 @@
+"""``tributary.yaml``: the authoring repo's contract (DESIGN.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from domain.errors import BadInput
+from domain.naming import kubernetes_name_problem, parse_duration
+from domain.paths import parse_path
+
+CONFIG_FILE = "tributary.yaml"
+
+ApprovalMode = Literal["none", "acknowledge", "required"]
+DriftMode = Literal["capture", "revert", "report"]
+
+
+class SpaceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    overlay: str
+    environment: str
+    approval: ApprovalMode = "none"
+    drift: DriftMode = "capture"
+    drift_interval: str = "5m"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("drift_interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("overlay")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("must be a path inside the repository")
+        return value.rstrip("/")
+
+    @property
+    def drift_interval_seconds(self) -> int:
+        return int(parse_duration(self.drift_interval).total_seconds())
+
+
+class ProjectConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spaces: dict[str, SpaceConfig]
+    policies: list[str] = Field(default_factory=list)
+    schemas: list[str] = Field(default_factory=list)
+    ignore: list[str] = Field(default_factory=list)
+
+    @field_validator("spaces")
+    @classmethod
+    def _space_names(cls, value: dict[str, SpaceConfig]) -> dict[str, SpaceConfig]:
+        if not value:
+            raise ValueError("at least one space is required")
+        for name in value:
+            problem = kubernetes_name_problem(name)
+            if problem:
+                raise ValueError(f"space name {problem}")
+        return value
+
+    @field_validator("ignore")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                parse_path(entry)
+            except BadInput as e:
+                raise ValueError(f"{entry!r}: {e.message}") from e
+        return value
+
+
+def parse_project(text: str, *, file: str = CONFIG_FILE) -> ProjectConfig:
+    """Parse and check ``tributary.yaml``; ``BadInput`` names the line or field."""
+    try:
+        raw: Any = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
+        problem = getattr(e, "problem", None) or str(e)
+        raise BadInput(f"malformed YAML: {problem}", file=where) from e
+    if not isinstance(raw, dict):
+        raise BadInput("expected a mapping with a 'spaces' key", file=file)
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        extra = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        raise BadInput(message + extra, file=file, field=field) from e

@@ -1,0 +1,98 @@
+"""The Tributary worker: every workflow and activity on one task queue.
+
+Run it as ``tributary worker`` or ``python worker.py``. Blocking adapters (git,
+kubectl, SQL, regopy) run as sync activities on a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.authority import AuthorityActivities
+from activities.git import GitActivities
+from activities.policy import PolicyActivities
+from activities.render import RenderActivities
+from activities.source import SourceCache
+from authority import open_store
+from authority.protocol import AuthorityStore
+from starter.settings import Settings, connect
+from workflows.change import BulkSetWorkflow, RollbackWorkflow
+from workflows.publish import PublishRunWorkflow, PublishWorkflow
+
+WORKFLOWS: Sequence[type] = (PublishRunWorkflow, PublishWorkflow, BulkSetWorkflow, RollbackWorkflow)
+ACTIVITY_THREADS = 16
+
+
+def activities(store: AuthorityStore, cache: SourceCache) -> list[Any]:
+    """Bound activity methods of every adapter class, ready to register."""
+    git = GitActivities(cache)
+    render = RenderActivities(cache)
+    policy = PolicyActivities(cache)
+    auth = AuthorityActivities(store)
+    return [
+        git.checkout,
+        render.load_project,
+        render.render_space,
+        policy.load_bundle,
+        policy.check,
+        auth.snapshot_units,
+        auth.commit,
+        auth.find_units,
+        auth.get_revision,
+    ]
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    store: AuthorityStore,
+    cache: SourceCache,
+    executor: ThreadPoolExecutor,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities(store, cache),
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+    )
+
+
+async def run(settings: Settings | None = None) -> None:
+    settings = settings or Settings()
+    client = await connect(settings)
+    store = open_store(settings.authority)
+    cache = SourceCache(settings.cache_dir.resolve())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        worker = build_worker(client, settings.task_queue, store, cache, executor)
+        logging.getLogger("tributary").info(
+            "worker polling %s on %s (namespace %s)",
+            settings.task_queue,
+            settings.temporal_address,
+            settings.namespace,
+        )
+        async with worker:
+            await stop.wait()
+    store.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

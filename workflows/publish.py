@@ -1,0 +1,267 @@
+"""Arrow 1, publish: Git → authority.
+
+``PublishRunWorkflow`` is what CI starts for one commit: it fetches the repo,
+reads ``tributary.yaml`` and the policy bundle once, then runs one
+``PublishWorkflow`` (``publish:{space}:{commit}``) per space. Spaces are
+independent environments, like Argo CD applications; within a space a publish is
+all or nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.authority import AuthorityActivities
+    from activities.git import GitActivities
+    from activities.policy import PolicyActivities
+    from activities.render import RenderActivities
+    from domain.authority import PolicyResult, SpaceSpec, UnitChange
+    from domain.messages import (
+        CheckObjectsInput,
+        CheckoutInput,
+        CommitInput,
+        LoadBundleInput,
+        LoadProjectInput,
+        PublishInput,
+        PublishResult,
+        PublishRunInput,
+        PublishRunResult,
+        RenderSpaceInput,
+        SnapshotUnitsInput,
+        UnitOutcome,
+    )
+    from domain.naming import publish_id
+    from domain.publish import WRITE_ACTIONS, SpacePlan, plan_space
+    from workflows import _options as opt
+    from workflows._errors import decided_type, error_info
+
+SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
+
+
+@workflow.defn(name="PublishRunWorkflow")
+class PublishRunWorkflow:
+    """One CI publish of one commit, fanned out to one PublishWorkflow per space."""
+
+    def __init__(self) -> None:
+        self._done: list[str] = []
+        self._spaces: list[str] = []
+
+    @workflow.query
+    def progress(self) -> list[str]:
+        """Spaces finished so far."""
+        return list(self._done)
+
+    @workflow.run
+    async def run(self, inp: PublishRunInput) -> PublishRunResult:
+        workflow.set_current_details(f"fetching `{inp.source.commit[:12]}`")
+        info = await workflow.execute_activity_method(
+            GitActivities.checkout,
+            CheckoutInput(source=inp.source),
+            start_to_close_timeout=opt.GIT_TIMEOUT,
+            heartbeat_timeout=opt.GIT_HEARTBEAT,
+            retry_policy=opt.RETRY,
+            summary="fetch the commit",
+        )
+        loaded = await workflow.execute_activity_method(
+            RenderActivities.load_project,
+            LoadProjectInput(source=inp.source),
+            start_to_close_timeout=opt.RENDER_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="read tributary.yaml",
+        )
+        project = loaded.project
+        unknown = [s for s in inp.spaces if s not in project.spaces]
+        if unknown:
+            raise ApplicationError(
+                f"tributary.yaml: spaces: no space named {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(project.spaces)})",
+                type="BadInput",
+                non_retryable=True,
+            )
+        self._spaces = list(inp.spaces or project.spaces)
+        bundle = (
+            await workflow.execute_activity_method(
+                PolicyActivities.load_bundle,
+                LoadBundleInput(
+                    source=inp.source, policies=project.policies, schemas=project.schemas
+                ),
+                start_to_close_timeout=opt.POLICY_TIMEOUT,
+                retry_policy=opt.RETRY,
+                summary="load schemas and policies",
+            )
+        ).bundle
+        workflow.set_current_details(f"publishing {len(self._spaces)} spaces")
+
+        async def one(space: str) -> PublishResult:
+            child_id = publish_id(space, inp.source.commit, dry_run=inp.dry_run)
+            try:
+                result: PublishResult = await workflow.execute_child_workflow(
+                    PublishWorkflow.run,
+                    PublishInput(
+                        source=inp.source,
+                        ref=inp.ref,
+                        space=space,
+                        project=project,
+                        bundle=bundle,
+                        commit_info=info,
+                        message=inp.message,
+                        force=inp.force,
+                        dry_run=inp.dry_run,
+                    ),
+                    id=child_id,
+                    search_attributes=TypedSearchAttributes([SearchAttributePair(SPACE_KEY, space)]),
+                    static_summary=f"publish {space} @ {inp.source.commit[:12]}"
+                    + (" (dry run)" if inp.dry_run else ""),
+                )
+            except ChildWorkflowError as e:
+                result = PublishResult(space=space, workflow_id=child_id, error=error_info(e))
+            self._done.append(space)
+            return result
+
+        results = await asyncio.gather(*(one(s) for s in self._spaces))
+        workflow.set_current_details(_summary_table(list(results)))
+        return PublishRunResult(
+            commit=info.commit,
+            ref=inp.ref,
+            subject=info.subject,
+            dry_run=inp.dry_run,
+            spaces=list(results),
+        )
+
+
+@workflow.defn(name="PublishWorkflow")
+class PublishWorkflow:
+    """Publish one space's render of one commit into the authority."""
+
+    @workflow.run
+    async def run(self, inp: PublishInput) -> PublishResult:
+        space_cfg = inp.project.spaces[inp.space]
+        workflow.set_current_details(f"rendering `{space_cfg.overlay}`")
+        rendered = await workflow.execute_activity_method(
+            RenderActivities.render_space,
+            RenderSpaceInput(source=inp.source, space=inp.space, overlay=space_cfg.overlay),
+            start_to_close_timeout=opt.RENDER_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"kustomize {space_cfg.overlay}",
+        )
+        workflow.set_current_details("checking schemas and policies")
+        checked = await workflow.execute_activity_method(
+            PolicyActivities.check,
+            CheckObjectsInput(
+                bundle=inp.bundle,
+                space=inp.space,
+                environment=space_cfg.environment,
+                origin=space_cfg.overlay,
+                objects=rendered.objects,
+            ),
+            start_to_close_timeout=opt.POLICY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"check {len(rendered.objects)} objects",
+        )
+        spec = SpaceSpec(
+            name=inp.space,
+            environment=space_cfg.environment,
+            approval=space_cfg.approval,
+            drift=space_cfg.drift,
+            drift_interval_seconds=space_cfg.drift_interval_seconds,
+            labels={"environment": space_cfg.environment, **space_cfg.labels},
+            repo=inp.source.repo,
+            overlay=space_cfg.overlay,
+            ignore=inp.project.ignore,
+            policy=inp.bundle,
+        )
+        by_slug = {u.slug: u for u in checked.units}
+        attempt = 0
+        while True:
+            attempt += 1
+            workflow.set_current_details("planning")
+            snapshot = await workflow.execute_activity_method(
+                AuthorityActivities.snapshot_units,
+                SnapshotUnitsInput(space=inp.space, slugs=sorted(by_slug)),
+                start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                retry_policy=opt.RETRY,
+                summary="read heads and merge bases",
+            )
+            plan = plan_space(checked.units, snapshot.units, force=inp.force)
+            if plan.blocked or inp.dry_run:
+                return self._finish(inp, plan, written=False)
+            changes = [
+                UnitChange(
+                    space=inp.space,
+                    slug=u.unit,
+                    expected_version=u.expected_version,
+                    data=u.data or {},
+                    description=f"CI: {inp.message or inp.commit_info.subject}",
+                    source=WRITE_ACTIONS[u.action],
+                    tags={
+                        "commit": inp.source.commit,
+                        "ref": inp.ref,
+                        "repo": inp.source.repo,
+                        "workflow_id": workflow.info().workflow_id,
+                    },
+                    author=inp.commit_info.author,
+                    policy=PolicyResult(
+                        warnings=by_slug[u.unit].warnings, policy_digest=inp.bundle.digest
+                    ),
+                    labels=u.labels,
+                    idempotency_key=f"{workflow.info().workflow_id}/{u.unit}",
+                )
+                for u in plan.writes
+            ]
+            workflow.set_current_details(f"writing {len(changes)} revisions")
+            try:
+                committed = await workflow.execute_activity_method(
+                    AuthorityActivities.commit,
+                    CommitInput(changes=changes, spaces=[spec]),
+                    start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                    retry_policy=opt.RETRY,
+                    summary=f"write {len(changes)} revisions",
+                )
+            except ActivityError as e:
+                if decided_type(e) == "StaleVersion" and attempt < opt.MAX_REPLANS:
+                    workflow.logger.info("authority moved on during publish; re-planning")
+                    continue
+                raise
+            revisions = {o.slug: o.revision for o in committed.outcomes}
+            for u in plan.units:
+                if u.unit in revisions:
+                    u.revision = revisions[u.unit]
+            return self._finish(inp, plan, written=True)
+
+    def _finish(self, inp: PublishInput, plan: SpacePlan, *, written: bool) -> PublishResult:
+        result = PublishResult(
+            space=inp.space,
+            workflow_id=workflow.info().workflow_id,
+            units=[
+                UnitOutcome(
+                    unit=u.unit,
+                    action=u.action,
+                    revision=u.revision,
+                    violations=u.violations,
+                    warnings=u.warnings,
+                    conflict_fields=u.conflict_fields,
+                    changed_fields=u.changed_fields,
+                )
+                for u in plan.units
+            ],
+            blocked=plan.blocked,
+            written=written,
+        )
+        workflow.set_current_details(_summary_table([result]))
+        return result
+
+
+def _summary_table(results: list[PublishResult]) -> str:
+    """Markdown for the Web UI's current details."""
+    lines = ["| space | unit | action | revision |", "|---|---|---|---|"]
+    for r in results:
+        if r.error:
+            lines.append(f"| {r.space} | — | error: {r.error.type} | — |")
+        for u in r.units:
+            lines.append(f"| {r.space} | {u.unit} | {u.action} | {u.revision or '—'} |")
+    return "\n".join(lines)
