@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -29,13 +30,30 @@ class Settings:
     )
     ui_url: str = field(default_factory=lambda: os.environ.get("TRIBUTARY_UI_URL", ""))
 
+    @classmethod
+    def from_env_file(cls, path: Path) -> Settings:
+        """Settings from the ``export`` lines ``tributary dev`` writes to ``dev.env``."""
+        env: dict[str, str] = {}
+        for line in path.read_text().splitlines():
+            key, sep, value = line.removeprefix("export ").partition("=")
+            if sep:
+                env[key.strip()] = value.strip()
+        defaults = cls()
+        return cls(
+            temporal_address=env.get("TEMPORAL_ADDRESS", defaults.temporal_address),
+            namespace=env.get("TEMPORAL_NAMESPACE", defaults.namespace),
+            task_queue=env.get("TRIBUTARY_TASK_QUEUE", defaults.task_queue),
+            authority=env.get("TRIBUTARY_AUTHORITY", defaults.authority),
+            cache_dir=Path(env.get("TRIBUTARY_CACHE", str(defaults.cache_dir))),
+            ui_url=env.get("TRIBUTARY_UI_URL", defaults.ui_url),
+        )
+
     def workflow_link(self, workflow_id: str) -> str:
         """The Web UI page of a workflow, when a UI address is known."""
         if not self.ui_url:
             return ""
-        from urllib.parse import quote
-
-        return f"{self.ui_url.rstrip('/')}/namespaces/{self.namespace}/workflows/{quote(workflow_id, safe='')}"
+        base = self.ui_url.rstrip("/")
+        return f"{base}/namespaces/{self.namespace}/workflows/{quote(workflow_id, safe='')}"
 
 
 async def connect(settings: Settings) -> Client:

@@ -1,0 +1,98 @@
+"""The ``tributary`` command line (contract: shared/CLI.md).
+
+Every command takes ``--json`` and then prints exactly one JSON object on stdout;
+progress and errors go to stderr. Exit codes: 0 done, 1 unexpected, 2 invalid
+input, 3 denied by policy, 4 conflict, 5 waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import traceback
+from typing import NoReturn
+
+from domain.errors import TributaryError
+from starter.commands import change, demo, dev, publish, read
+from starter.output import Output
+from starter.runner import WorkflowFailed
+from starter.settings import Settings
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors exit 2 — and keep the one-JSON-object promise under ``--json``."""
+
+    def error(self, message: str) -> NoReturn:
+        if "--json" in sys.argv[1:]:
+            Output(as_json=True).error("Usage", f"{self.prog}: {message}")
+            sys.exit(2)
+        super().error(message)
+
+
+def build_parser() -> Parser:
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON object on stdout (for CI)",
+    )
+    parser = Parser(
+        prog="tributary",
+        description=(
+            "Bidirectional GitOps for Crossplane Claims on durable Temporal workflows: "
+            "publish (Git → authority), apply, drift capture and sync PR."
+        ),
+        epilog=(
+            "Connection comes from the environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, "
+            "TRIBUTARY_TASK_QUEUE, TRIBUTARY_AUTHORITY (see `tributary dev`). Exit codes: "
+            "0 done, 1 unexpected failure, 2 invalid input, 3 denied by policy, "
+            "4 conflict between Git and the authority, 5 waiting."
+        ),
+        parents=[common],
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
+    dev.add_parser(sub, common)
+    demo.add_parser(sub, common)
+    p = sub.add_parser(
+        "worker", parents=[common], help="run the worker alone (same as python worker.py)"
+    )
+    p.set_defaults(func=None)
+    publish.add_parser(sub, common)
+    read.add_parsers(sub, common)
+    change.add_parsers(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        import worker
+
+        worker.main()
+        return
+    out = Output(as_json=getattr(args, "json", False))
+    sys.exit(asyncio.run(_dispatch(args, out)))
+
+
+async def _dispatch(args: argparse.Namespace, out: Output) -> int:
+    try:
+        code: int = await args.func(args, out, Settings())
+    except WorkflowFailed as e:
+        out.error(e.kind, e.message)
+        return e.exit_code
+    except TributaryError as e:
+        out.error(type(e).__name__, e.message)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if os.environ.get("TRIBUTARY_DEBUG"):
+            traceback.print_exc()
+        out.error("Unexpected", f"{type(e).__name__}: {e}")
+        return 1
+    return code

@@ -1,0 +1,83 @@
+"""``tributary dev``: the embedded stack in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starter.output import Output
+from starter.settings import Settings
+from starter.stack import DevStack, StackConfig
+
+if TYPE_CHECKING:
+    from starter.commands import Subparsers
+
+
+def add_stack_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", type=Path, default=Path(".tributary"), help="state (default .tributary)"
+    )
+    p.add_argument("--ip", default="127.0.0.1", help="address every service binds to")
+    p.add_argument("--temporal-port", type=int, default=7233)
+    p.add_argument("--ui-port", type=int, default=8233)
+    p.add_argument("--no-ui", action="store_true", help="run Temporal without the Web UI")
+
+
+def stack_config(args: argparse.Namespace) -> StackConfig:
+    return StackConfig(
+        data_dir=args.data_dir,
+        ip=args.ip,
+        temporal_port=args.temporal_port,
+        ui_port=args.ui_port,
+        ui=not args.no_ui,
+    )
+
+
+def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "dev",
+        parents=[common],
+        help="run the embedded stack (Temporal + Web UI, worker, authority) until Ctrl-C",
+    )
+    add_stack_arguments(p)
+    p.set_defaults(func=run)
+
+
+def announce(stack: DevStack, out: Output) -> None:
+    env = stack.env
+    out.line("Tributary dev stack is up.")
+    out.line(f"  Temporal      {env['TEMPORAL_ADDRESS']} (namespace {env['TEMPORAL_NAMESPACE']})")
+    if "TRIBUTARY_UI_URL" in env:
+        out.line(f"  Web UI        {env['TRIBUTARY_UI_URL']}")
+    out.line(f"  Authority     {env['TRIBUTARY_AUTHORITY']}")
+    out.line(f"  Task queue    {env['TRIBUTARY_TASK_QUEUE']}")
+    out.line(f"  Logs          {stack.data_dir}/{{temporal,worker}}.log")
+    out.line("")
+    out.line(f"In another shell:  source {stack.env_file}   (or paste:)")
+    for key, value in env.items():
+        out.line(f"export {key}={value}")
+    out.line("")
+    out.line("Ctrl-C stops everything.")
+
+
+async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    stack = DevStack(stack_config(args))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stack.start(out.progress)
+    try:
+        announce(stack, out)
+        out.result({"state": "ready", "env": stack.env, "env_file": str(stack.env_file)})
+        reason = await stack.wait(stop)
+    finally:
+        out.progress("stopping")
+        await stack.stop()
+    if reason != "stopped":
+        out.error("Crashed", reason)
+        return 1
+    return 0

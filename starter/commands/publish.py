@@ -1,0 +1,132 @@
+"""``tributary publish``: arrow 1 for the spaces of a repo's ``tributary.yaml``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from domain.messages import PublishRunInput, PublishRunResult, SourceRef
+from domain.naming import publish_run_id
+from starter import gitref, runner
+from starter.output import Output
+from starter.settings import Settings
+from workflows.publish import PublishRunWorkflow
+
+if TYPE_CHECKING:
+    from starter.commands import Subparsers
+
+EXIT_ORDER = (("BadInput", 2), ("denied", 3), ("conflict", 4))
+
+
+def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "publish",
+        parents=[common],
+        help="publish rendered claims from Git into the authority (arrow 1)",
+        description=(
+            "Render each space's overlay at a commit, validate it against the XRD schemas "
+            "and Rego policies, and write new head revisions where Git changed. Conflicts "
+            "with changes made in the authority are merged when they touch different "
+            "fields and reported (exit 4) when they touch the same ones."
+        ),
+    )
+    p.add_argument("--repo", required=True, help="repository path or URL (no credentials)")
+    p.add_argument("--ref", default="HEAD", help="branch, tag or commit (default HEAD)")
+    p.add_argument(
+        "--space", action="append", default=[], metavar="NAME", help="only this space (repeatable)"
+    )
+    p.add_argument(
+        "--message", default="", help="revision description instead of the commit subject"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="overwrite authority-side changes (ci-forced)"
+    )
+    p.add_argument("--apply", action="store_true", help="apply what changed (arrow 2)")
+    p.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
+    p.add_argument("--no-wait", action="store_true", help="start and exit 5 without waiting")
+    p.set_defaults(func=run)
+
+
+async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    if args.apply:
+        out.error(
+            "BadInput",
+            "--apply arrives with the apply arrow (authority → Kubernetes); publish without it",
+        )
+        return 2
+    repo, commit = gitref.resolve(args.repo, args.ref)
+    client = await runner.client_for(settings)
+    spaces = sorted(set(args.space))
+    inp = PublishRunInput(
+        source=SourceRef(repo=repo, commit=commit),
+        ref=args.ref,
+        spaces=spaces,
+        message=args.message,
+        force=args.force,
+        dry_run=args.dry_run,
+    )
+    workflow_id = publish_run_id(commit, spaces, dry_run=args.dry_run)
+    handle = await runner.start(
+        client,
+        settings,
+        out,
+        PublishRunWorkflow.run,
+        inp,
+        workflow_id=workflow_id,
+        summary=f"publish {commit[:12]} ({args.ref})"
+        + (f" → {', '.join(spaces)}" if spaces else "")
+        + (" — dry run" if args.dry_run else ""),
+    )
+    if args.no_wait:
+        out.result({"workflow_id": workflow_id, "commit": commit, "state": "running"})
+        return runner.EXIT_WAITING
+    seen: set[str] = set()
+
+    async def tick() -> None:
+        try:
+            done: list[str] = await handle.query(PublishRunWorkflow.progress)
+        except Exception:
+            return
+        for space in done:
+            if space not in seen:
+                seen.add(space)
+                out.progress(f"  ✓ {space}")
+
+    result: PublishRunResult = await runner.wait(handle, on_tick=None if out.as_json else tick)
+    show(result, out)
+    out.result(result)
+    return exit_code(result)
+
+
+def exit_code(result: PublishRunResult) -> int:
+    kinds = {s.error.type for s in result.spaces if s.error}
+    kinds |= {s.blocked for s in result.spaces if s.blocked}
+    for kind, code in EXIT_ORDER:
+        if kind in kinds:
+            return code
+    return 1 if kinds else 0
+
+
+def show(result: PublishRunResult, out: Output) -> None:
+    mode = " (dry run: nothing written)" if result.dry_run else ""
+    out.line(f"commit {result.commit[:12]} ({result.ref}) {result.subject}{mode}")
+    rows: list[list[Any]] = []
+    for space in result.spaces:
+        if space.error:
+            rows.append(
+                [space.space, "-", f"error ({space.error.type})", None, space.error.message]
+            )
+        for u in space.units:
+            note = "; ".join(u.violations) or (
+                "fields: " + ", ".join(u.conflict_fields) if u.conflict_fields else ""
+            )
+            if not note and u.action in ("published", "merged", "forced", "authority-ahead"):
+                note = ", ".join(u.changed_fields[:6]) + (" …" if len(u.changed_fields) > 6 else "")
+            if u.action == "held":
+                note = f"held back: {space.blocked} elsewhere in the space"
+            rows.append([space.space, u.unit, u.action, u.revision, note])
+            rows.extend(["", "", "warning", None, w] for w in u.warnings)
+    out.table(["space", "unit", "action", "rev", "notes"], rows)
+    for space in result.spaces:
+        if space.error:
+            out.progress(f"error in {space.space}: {space.error.message}")

