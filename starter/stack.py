@@ -68,6 +68,7 @@ class StackConfig:
     ui: bool = True
     namespace: str = "default"
     task_queue: str = "tributary"
+    authority: str = ""  # default: SQLite under data_dir
 
 
 class DevStack:
@@ -84,7 +85,8 @@ class DevStack:
             "TEMPORAL_ADDRESS": f"{self.cfg.ip}:{self.cfg.temporal_port}",
             "TEMPORAL_NAMESPACE": self.cfg.namespace,
             "TRIBUTARY_TASK_QUEUE": self.cfg.task_queue,
-            "TRIBUTARY_AUTHORITY": f"sqlite:///{self.data_dir / 'authority.db'}",
+            "TRIBUTARY_AUTHORITY": self.cfg.authority
+            or f"sqlite:///{self.data_dir / 'authority.db'}",
             "TRIBUTARY_CACHE": str(self.data_dir / "cache"),
         }
         if self.cfg.ui:

@@ -8,6 +8,8 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+
 from starter.output import Output
 from starter.settings import Settings
 from starter.stack import DevStack, StackConfig
@@ -24,6 +26,12 @@ def add_stack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temporal-port", type=int, default=7233)
     p.add_argument("--ui-port", type=int, default=8233)
     p.add_argument("--no-ui", action="store_true", help="run Temporal without the Web UI")
+    p.add_argument(
+        "--authority",
+        default="",
+        metavar="URL",
+        help="authority store (default: SQLite under --data-dir; e.g. postgresql://…)",
+    )
 
 
 def stack_config(args: argparse.Namespace) -> StackConfig:
@@ -33,6 +41,7 @@ def stack_config(args: argparse.Namespace) -> StackConfig:
         temporal_port=args.temporal_port,
         ui_port=args.ui_port,
         ui=not args.no_ui,
+        authority=args.authority,
     )
 
 
@@ -52,7 +61,7 @@ def announce(stack: DevStack, out: Output) -> None:
     out.line(f"  Temporal      {env['TEMPORAL_ADDRESS']} (namespace {env['TEMPORAL_NAMESPACE']})")
     if "TRIBUTARY_UI_URL" in env:
         out.line(f"  Web UI        {env['TRIBUTARY_UI_URL']}")
-    out.line(f"  Authority     {env['TRIBUTARY_AUTHORITY']}")
+    out.line(f"  Authority     {_redact_db(env['TRIBUTARY_AUTHORITY'])}")
     out.line(f"  Task queue    {env['TRIBUTARY_TASK_QUEUE']}")
     out.line(f"  Logs          {stack.data_dir}/{{temporal,worker}}.log")
     out.line("")
@@ -81,3 +90,8 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
         out.error("Crashed", reason)
         return 1
     return 0
+
+
+def _redact_db(url: str) -> str:
+    """A database URL without its password, for the console."""
+    return make_url(url).render_as_string(hide_password=True) if "://" in url else url
