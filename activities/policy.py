@@ -50,7 +50,9 @@ class PolicyActivities:
         return CheckObjectsResult(units=check_objects(inp))
 
 
-def load_bundle(tree: Path, policies: list[str], schemas: list[str], *, commit: str) -> PolicyBundle:
+def load_bundle(
+    tree: Path, policies: list[str], schemas: list[str], *, commit: str
+) -> PolicyBundle:
     tree = tree.resolve()
     modules: dict[str, str] = {}
     for folder in policies:
@@ -76,9 +78,7 @@ def load_bundle(tree: Path, policies: list[str], schemas: list[str], *, commit: 
     # the file, before anything is planned.
     _interpreter(bundle, space="", environment="")
     _schema_set(bundle)
-    digest = hashlib.sha256(
-        json.dumps([modules, xrds], sort_keys=True).encode()
-    ).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps([modules, xrds], sort_keys=True).encode()).hexdigest()[:16]
     return bundle.model_copy(update={"digest": digest})
 
 
@@ -172,7 +172,8 @@ def check_objects(inp: CheckObjectsInput) -> list[RenderedUnit]:
             problems.extend(f"{inp.origin}: {label}: {err}" for err in errors)
             effective = apply_defaults(schema.schema_, obj)
         elif len(schemas):
-            warnings.append(f"{label}: no XRD in the schemas folders defines {obj.get('apiVersion')} {obj.get('kind')}")
+            kind = f"{obj.get('apiVersion')} {obj.get('kind')}"
+            warnings.append(f"{label}: no XRD in the schemas folders defines {kind}")
         violations: list[str] = []
         rego.set_input(effective)
         for package in packages:

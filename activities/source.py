@@ -7,6 +7,7 @@ worker call ``tree()``: a cache miss fetches, a hit costs a ``stat``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -33,6 +34,7 @@ _PERMANENT = (
     "no such file or directory",
     "not a git repository",
     "couldn't find remote ref",
+    "not our ref",
 )
 
 
@@ -109,21 +111,20 @@ class SourceCache:
         return repo
 
     def _fetch(self, repo: git.Repo, url: str, source: SourceRef) -> None:
+        self._git_fetch(repo, source, "--prune", "--tags", url, "+refs/heads/*:refs/heads/*")
+        if not _has_commit(repo, source.commit) and _SHA.fullmatch(source.commit):
+            # An unadvertised commit (e.g. a PR head): ask for it by id. Servers
+            # answer "not our ref" when they do not have it at all.
+            with contextlib.suppress(BadInput):
+                self._git_fetch(repo, source, url, source.commit)
+
+    def _git_fetch(self, repo: git.Repo, source: SourceRef, *args: str) -> None:
         try:
-            repo.git.fetch(
-                "--quiet",
-                "--prune",
-                "--tags",
-                url,
-                "+refs/heads/*:refs/heads/*",
-            )
-            if not _has_commit(repo, source.commit) and _SHA.fullmatch(source.commit):
-                # An unadvertised commit (e.g. a PR head): ask for it by id.
-                repo.git.fetch("--quiet", url, source.commit)
+            repo.git.fetch("--quiet", *args)
         except git.GitCommandError as e:
             # The git error carries the whole command line; only the redacted
             # stderr travels on, hence ``from None`` below.
-            stderr = redact(str(e.stderr or "")).strip()
+            stderr = redact(_stderr(e))
             if any(word in stderr.lower() for word in _PERMANENT):
                 raise BadInput(
                     f"cannot fetch: {stderr.splitlines()[-1] if stderr else e}",
@@ -140,6 +141,15 @@ class SourceCache:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _stderr(e: git.GitCommandError) -> str:
+    """GitPython's ``stderr`` without its ``stderr: '…'`` wrapping."""
+    text = str(e.stderr or "").strip()
+    text = text.removeprefix("stderr:").strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        text = text[1:-1]
+    return text.strip()
 
 
 def _has_commit(repo: git.Repo, commit: str) -> bool:

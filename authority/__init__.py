@@ -16,7 +16,7 @@ def authority_url() -> str:
 def open_store(url: str | None = None) -> AuthorityStore:
     url = url or authority_url()
     scheme = url.split(":", 1)[0].lower()
-    if scheme.startswith("sqlite") or scheme.startswith("postgresql"):
+    if scheme.startswith(("sqlite", "postgresql")):
         from authority.sql import SqlStore
 
         return SqlStore(url)

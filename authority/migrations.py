@@ -129,5 +129,7 @@ def migrate(engine: Engine) -> int:
             if version in applied:
                 continue
             step(conn)
-            conn.execute(insert(version_table).values(version=version, applied_at=datetime.now(UTC)))
+            conn.execute(
+                insert(version_table).values(version=version, applied_at=datetime.now(UTC))
+            )
     return LATEST

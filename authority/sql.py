@@ -202,7 +202,9 @@ def _upsert_space(conn: Connection, spec: SpaceSpec) -> None:
     }
     row = conn.execute(select(t.spaces).where(t.spaces.c.name == spec.name)).mappings().first()
     if row is None:
-        conn.execute(insert(t.spaces).values(name=spec.name, created_at=now, updated_at=now, **values))
+        conn.execute(
+            insert(t.spaces).values(name=spec.name, created_at=now, updated_at=now, **values)
+        )
     elif any(not json_equal(row[k], v) for k, v in values.items()):
         conn.execute(
             update(t.spaces).where(t.spaces.c.name == spec.name).values(updated_at=now, **values)
@@ -229,7 +231,11 @@ def _apply_change(conn: Connection, change: UnitChange) -> ChangeOutcome:
             .mappings()
             .first()
         )
-    if change.idempotency_key and head is not None and head["idempotency_key"] == change.idempotency_key:
+    if (
+        change.idempotency_key
+        and head is not None
+        and head["idempotency_key"] == change.idempotency_key
+    ):
         return ChangeOutcome(
             space=change.space, slug=change.slug, revision=head["number"], created=False
         )

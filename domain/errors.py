@@ -63,5 +63,12 @@ class NotFound(TributaryError):
 
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
-    for cls in (TributaryError, BadInput, PolicyDenied, GitAuthorityConflict, StaleVersion, NotFound)
+    for cls in (
+        TributaryError,
+        BadInput,
+        PolicyDenied,
+        GitAuthorityConflict,
+        StaleVersion,
+        NotFound,
+    )
 }

@@ -76,7 +76,17 @@ def main(argv: list[str] | None = None) -> None:
         worker.main()
         return
     out = Output(as_json=getattr(args, "json", False))
-    sys.exit(asyncio.run(_dispatch(args, out)))
+    try:
+        code = asyncio.run(_dispatch(args, out))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tributary show … | head`: the reader left, not an error
+        code = 0
+    sys.stderr.flush()
+    # The Temporal core runtime keeps native threads that can call into Python
+    # while the interpreter finalizes, which sometimes aborts the process
+    # (SIGABRT) after all output was written. Our exit code is a contract, so
+    # leave without finalization once everything is flushed.
+    os._exit(code)
 
 
 async def _dispatch(args: argparse.Namespace, out: Output) -> int:
@@ -90,6 +100,8 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as e:
         if os.environ.get("TRIBUTARY_DEBUG"):
             traceback.print_exc()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError
 
 from domain.messages import ErrorInfo
 
@@ -17,7 +17,7 @@ def decided_type(err: BaseException) -> str | None:
     return None
 
 
-def error_info(err: FailureError) -> ErrorInfo:
+def error_info(err: BaseException) -> ErrorInfo:
     cur: BaseException | None = err
     while cur is not None:
         if isinstance(cur, ApplicationError):

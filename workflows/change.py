@@ -53,7 +53,9 @@ async def _find(inp: FindUnitsInput) -> FindUnitsResult:
     return result
 
 
-async def _check(found: FindUnitsResult, space: str, origin: str, objects: list[dict[str, Any]]) -> list[RenderedUnit]:
+async def _check(
+    found: FindUnitsResult, space: str, origin: str, objects: list[dict[str, Any]]
+) -> list[RenderedUnit]:
     gate = found.gates[space]
     checked = await workflow.execute_activity_method(
         PolicyActivities.check,

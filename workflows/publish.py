@@ -114,7 +114,9 @@ class PublishRunWorkflow:
                         dry_run=inp.dry_run,
                     ),
                     id=child_id,
-                    search_attributes=TypedSearchAttributes([SearchAttributePair(SPACE_KEY, space)]),
+                    search_attributes=TypedSearchAttributes(
+                        [SearchAttributePair(SPACE_KEY, space)]
+                    ),
                     static_summary=f"publish {space} @ {inp.source.commit[:12]}"
                     + (" (dry run)" if inp.dry_run else ""),
                 )

@@ -1,0 +1,41 @@
+# The two commands a newcomer needs (see README):
+#   make demo   install, start the embedded stack, walk the loop, serve until Ctrl-C
+#   make test   install, then lint, type-check and run every test (what CI runs)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo dev test lint unit e2e bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tributary demo
+
+dev: $(STAMP)
+	$(BIN)/tributary dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider --ignore=tests/e2e
+
+e2e: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/e2e
+
+bench: $(STAMP)
+	$(BIN)/python bench/publish_bench.py
+
+clean:
+	rm -rf $(VENV) .tributary .mypy_cache .ruff_cache .pytest_cache

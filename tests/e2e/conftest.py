@@ -1,0 +1,103 @@
+"""A real ``tributary dev`` stack for the whole end-to-end session.
+
+The stack is started exactly as a user starts it — the CLI in a subprocess — and
+tests drive it through the CLI with the ``export`` lines it wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from authority.sql import SqlStore
+from tests.support import REPO_ROOT, AuthoringRepo, free_port, make_repo
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    data_dir: Path
+    proc: subprocess.Popen[str]
+
+    def store(self) -> SqlStore:
+        return SqlStore(self.env["TRIBUTARY_AUTHORITY"])
+
+
+def start_stack(data_dir: Path, *extra: str) -> Stack:
+    env_file = data_dir / "dev.env"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "starter",
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--temporal-port",
+            str(free_port()),
+            "--ui-port",
+            str(free_port()),
+            *extra,
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while not env_file.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"tributary dev exited early:\n{proc.stdout.read() if proc.stdout else ''}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("tributary dev did not become ready in 90 s")
+        time.sleep(0.2)
+    env: dict[str, str] = {}
+    for line in env_file.read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value
+    return Stack(env=env, data_dir=data_dir, proc=proc)
+
+
+def stop_stack(stack: Stack) -> int:
+    stack.proc.send_signal(signal.SIGINT)
+    try:
+        return stack.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        stack.proc.kill()
+        raise
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = start_stack(tmp_path_factory.mktemp("stack") / ".tributary")
+    yield s
+    stop_stack(s)
+
+
+@pytest.fixture
+def space_suffix() -> str:
+    return f"-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, space_suffix: str) -> AuthoringRepo:
+    """The message wall, with spaces of its own in the shared authority."""
+    return make_repo(tmp_path, "messagewall", space_suffix=space_suffix)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.e2e)

@@ -1,0 +1,134 @@
+"""Helpers the tests share: authoring repos on disk, free ports, CLI runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO_ROOT = Path(__file__).parent.parent
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@dataclass
+class AuthoringRepo:
+    """A working clone of a fixture app plus the bare repository it pushes to."""
+
+    work: Path
+    remote: Path
+
+    @property
+    def url(self) -> str:
+        return self.remote.as_uri()
+
+    @property
+    def head(self) -> str:
+        return git(self.work, "rev-parse", "HEAD")
+
+    def read(self, rel: str) -> str:
+        return (self.work / rel).read_text()
+
+    def write(self, rel: str, text: str) -> None:
+        path = self.work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def edit(self, rel: str, fn: Callable[[str], str]) -> None:
+        before = self.read(rel)
+        after = fn(before)
+        assert after != before, f"edit of {rel} changed nothing"
+        self.write(rel, after)
+
+    def remove(self, rel: str) -> None:
+        git(self.work, "rm", "-q", "-r", rel)
+
+    def commit(self, message: str) -> str:
+        git(self.work, "add", "-A")
+        git(self.work, "commit", "-q", "-m", message)
+        git(self.work, "push", "-q", "origin", "HEAD:main")
+        return self.head
+
+
+def make_repo(tmp: Path, fixture: str, *, space_suffix: str = "") -> AuthoringRepo:
+    """A fixture app committed and pushed; ``space_suffix`` renames its spaces.
+
+    Tests that share one authority give each repo its own spaces this way.
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    remote = tmp / f"{fixture}.git"
+    work = tmp / fixture
+    git(tmp, "init", "-q", "--bare", "--initial-branch=main", str(remote))
+    shutil.copytree(FIXTURES / fixture, work)
+    if space_suffix:
+        config_path = work / "tributary.yaml"
+        config = yaml.safe_load(config_path.read_text())
+        config["spaces"] = {f"{k}{space_suffix}": v for k, v in config["spaces"].items()}
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    git(work, "init", "-q", "--initial-branch=main")
+    git(work, "config", "user.name", "Dana Developer")
+    git(work, "config", "user.email", "dana@example.com")
+    git(work, "remote", "add", "origin", str(remote))
+    repo = AuthoringRepo(work=work, remote=remote)
+    repo.commit(f"{fixture}: initial")
+    return repo
+
+
+def set_patch_value(text: str, path: str, value: str) -> str:
+    """Change the ``value:`` of the JSON-patch op on ``path`` in a kustomization."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.strip() == f"path: {path}":
+            for j in range(i + 1, min(i + 3, len(lines))):
+                if lines[j].lstrip().startswith("value:"):
+                    indent = lines[j][: len(lines[j]) - len(lines[j].lstrip())]
+                    lines[j] = f"{indent}value: {value}\n"
+                    return "".join(lines)
+    raise AssertionError(f"no JSON-patch op on {path}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
+) -> CliResult:
+    """``tributary ARGS`` exactly as CI runs it: a separate process, env-configured."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "starter", *args],
+        env={**os.environ, **env},
+        cwd=cwd or REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
