@@ -67,6 +67,7 @@ class RenderActivities:
 
 def render_overlay(kubectl: str, tree: Path, overlay: str) -> list[dict[str, Any]]:
     """Objects of ``kubectl kustomize <overlay>``, checked to be usable as units."""
+    tree = tree.resolve()
     directory = tree / overlay
     if not directory.is_dir():
         raise BadInput("overlay directory does not exist", file=overlay)

@@ -127,7 +127,7 @@ class SourceCache:
             stderr = redact(_stderr(e))
             if any(word in stderr.lower() for word in _PERMANENT):
                 raise BadInput(
-                    f"cannot fetch: {stderr.splitlines()[-1] if stderr else e}",
+                    f"cannot fetch: {_first_fatal(stderr) or e}",
                     file=redact(source.repo),
                 ) from None
             raise RuntimeError(f"git fetch of {redact(source.repo)} failed: {stderr}") from None
@@ -150,6 +150,12 @@ def _stderr(e: git.GitCommandError) -> str:
     if len(text) >= 2 and text[0] == text[-1] == "'":
         text = text[1:-1]
     return text.strip()
+
+
+def _first_fatal(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    fatal = [ln.removeprefix("fatal: ") for ln in lines if ln.startswith("fatal:")]
+    return fatal[0] if fatal else (lines[0] if lines else "")
 
 
 def _has_commit(repo: git.Repo, commit: str) -> bool:

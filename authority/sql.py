@@ -44,8 +44,9 @@ def _now() -> datetime:
 
 
 def _utc(value: datetime) -> datetime:
-    # SQLite hands timestamps back naive; they were written as UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    # SQLite hands timestamps back naive (they were written as UTC); PostgreSQL
+    # hands them back in the session's time zone.
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def make_engine(url: str) -> Engine:

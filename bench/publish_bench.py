@@ -112,9 +112,7 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tributary-bench-"))
-    stack = DevStack(
-        StackConfig(data_dir=tmp / ".tributary", temporal_port=free_port(), ui=False)
-    )
+    stack = DevStack(StackConfig(data_dir=tmp / ".tributary", temporal_port=free_port(), ui=False))
     await stack.start(lambda m: print(m, file=sys.stderr))
     env = stack.env
     sampler = RssSampler(stack.procs["worker"].pid)

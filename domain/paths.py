@@ -141,8 +141,9 @@ def _set(cur: Any, path: Path, value: Any) -> None:
         if value is MISSING:
             return
         cur[seg] = {}
+    was_empty = cur[seg] == {}
     _set(cur[seg], rest, value)
-    if value is MISSING and isinstance(cur[seg], dict) and not cur[seg]:
+    if value is MISSING and not was_empty and cur[seg] == {}:
         del cur[seg]
 
 

@@ -30,7 +30,10 @@ class SpaceConfig(BaseModel):
     @field_validator("drift_interval")
     @classmethod
     def _interval(cls, value: str) -> str:
-        parse_duration(value)
+        try:
+            parse_duration(value)
+        except BadInput as e:
+            raise ValueError(e.message.removeprefix("duration: ")) from e
         return value
 
     @field_validator("overlay")

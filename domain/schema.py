@@ -39,6 +39,11 @@ def schemas_from_xrd(xrd: dict[str, Any], source: str) -> list[ClaimSchema]:
         raise BadInput("missing", file=source, obj=obj, field="spec")
     group = spec.get("group")
     names = spec.get("names") or {}
+    for field, value in (("spec.names", names), ("spec.claimNames", spec.get("claimNames") or {})):
+        if not isinstance(value, dict):
+            raise BadInput("must be a map with kind and plural", file=source, obj=obj, field=field)
+    if not isinstance(spec.get("versions") or [], list):
+        raise BadInput("must be a list", file=source, obj=obj, field="spec.versions")
     if not isinstance(group, str) or not group:
         raise BadInput("missing", file=source, obj=obj, field="spec.group")
     if not names.get("kind"):
@@ -51,6 +56,13 @@ def schemas_from_xrd(xrd: dict[str, Any], source: str) -> list[ClaimSchema]:
         )
     out: list[ClaimSchema] = []
     for i, version in enumerate(spec.get("versions") or []):
+        if not isinstance(version, dict) or not isinstance(version.get("schema") or {}, dict):
+            raise BadInput(
+                "must be a map with name and schema",
+                file=source,
+                obj=obj,
+                field=f"spec.versions[{i}]",
+            )
         schema = (version.get("schema") or {}).get("openAPIV3Schema")
         if not isinstance(schema, dict):
             raise BadInput(

@@ -68,9 +68,9 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironme
         await environment.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace="default",
-                search_attributes={
-                    name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in SEARCH_ATTRIBUTES
-                },
+                search_attributes=dict.fromkeys(
+                    SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                ),
             )
         )
     yield environment

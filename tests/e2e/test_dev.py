@@ -51,7 +51,8 @@ def test_dev_prints_endpoints_and_stops_cleanly(tmp_path: Path) -> None:
     output = stack.proc.stdout.read() if stack.proc.stdout else ""
 
     assert code == 0, output
-    assert "Web UI" in output and "export TEMPORAL_ADDRESS=" in output
+    assert "Web UI" in output
+    assert "export TEMPORAL_ADDRESS=" in output
     assert _wait_gone(children) == set()
     assert not (tmp_path / ".tributary" / "dev.env").exists()
 

@@ -92,7 +92,8 @@ async def test_set_writes_one_bulk_revision_per_matching_unit(
     assert rev.data["spec"]["lambdaTimeout"] == 60
     assert rev.tags["change"] == "spec.lambdaTimeout=60"
     dev = store.get_unit("messagewall-dev-east", "messagewall-dev-east")
-    assert dev is not None and dev.head_revision == 1
+    assert dev is not None
+    assert dev.head_revision == 1
 
 
 async def test_set_again_changes_nothing(
@@ -148,8 +149,8 @@ async def test_set_schema_violation_is_bad_input(
 
     assert kind == "BadInput"
     assert (
-        "ServerlessEventAppClaim/messagewall-prod-east: spec.lambdaMemory: 'lots' is not of type 'integer'"
-        in message
+        "ServerlessEventAppClaim/messagewall-prod-east: "
+        "spec.lambdaMemory: 'lots' is not of type 'integer'" in message
     )
     assert snapshot(store) == before
 
@@ -209,7 +210,8 @@ async def test_rollback_restores_an_earlier_revision(
     )
     rev = store.get_revision(PROD[0], PROD[0], 3)
     first = store.get_revision(PROD[0], PROD[0], 1)
-    assert rev is not None and first is not None
+    assert rev is not None
+    assert first is not None
     assert (rev.source, rev.data, rev.tags["rollback_to"]) == ("rollback", first.data, "1")
     again = await rollback(env, worker, space=PROD[0], unit=PROD[0], to=1)
     assert (again.action, again.revision) == ("unchanged", 3)

@@ -182,9 +182,11 @@ async def test_disjoint_changes_are_merged(
     spec = head(store, "messagewall-prod-east", "messagewall-prod-east")["spec"]
     assert (spec["lambdaMemory"], spec["lambdaTimeout"]) == (512, 60)
     rev = store.get_revision("messagewall-prod-east", "messagewall-prod-east", 3)
-    assert rev is not None and rev.source == "ci-merged"
+    assert rev is not None
+    assert rev.source == "ci-merged"
     merged_unit = store.get_unit("messagewall-prod-east", "messagewall-prod-east")
-    assert merged_unit is not None and merged_unit.git_revision == 3
+    assert merged_unit is not None
+    assert merged_unit.git_revision == 3
 
 
 async def test_same_change_on_both_sides_is_agreement(
@@ -262,7 +264,8 @@ async def test_policy_denial_writes_nothing_in_that_space(
     assert dev.action == "published"
     assert any("lambdaMemory is 2048" in w for w in dev.warnings)
     rev = store.get_revision("messagewall-dev-east", "messagewall-dev-east", 1)
-    assert rev is not None and rev.policy.warnings == dev.warnings
+    assert rev is not None
+    assert rev.policy.warnings == dev.warnings
 
 
 async def test_one_denied_unit_holds_back_the_whole_space(
@@ -440,8 +443,10 @@ async def _space_error(
 ) -> str:
     result = await publish(env, worker, repo, spaces=[space])
     [outcome] = result.spaces
-    assert outcome.error is not None and outcome.error.type == "BadInput", outcome
-    assert not outcome.written and outcome.units == []
+    assert outcome.error is not None, outcome
+    assert outcome.error.type == "BadInput", outcome
+    assert not outcome.written
+    assert outcome.units == []
     return outcome.error.message
 
 

@@ -1,0 +1,330 @@
+"""activities/render.py: ``kubectl kustomize`` of an overlay, checked to be usable as units."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.render import RenderActivities, find_kubectl, render_overlay
+from domain.errors import BadInput
+from domain.messages import LoadProjectInput, RenderSpaceInput, SourceRef
+from tests.support import FIXTURES
+
+MW_OVERLAYS = {
+    "infra/claims/overlays/dev-east": ("messagewall-dev-east", "dev", "us-east-1", 128, 10),
+    "infra/claims/overlays/dev-west": ("messagewall-dev-west", "dev", "us-west-2", 128, 10),
+    "infra/claims/overlays/prod-east": ("messagewall-prod-east", "prod", "us-east-1", 256, 30),
+    "infra/claims/overlays/prod-west": ("messagewall-prod-west", "prod", "us-west-2", 256, 30),
+}
+INVALID_NAME = (
+    "is not a valid Kubernetes name: lowercase letters, digits, '-' and '.', "
+    "starting and ending with a letter or digit"
+)
+
+
+@pytest.fixture(scope="module")
+def kubectl() -> str:
+    return find_kubectl()
+
+
+def _copy(tmp_path: Path, fixture: str) -> Path:
+    target = tmp_path / fixture
+    shutil.copytree(FIXTURES / fixture, target)
+    return target
+
+
+def _bad(kubectl: str, tree: Path, overlay: str) -> BadInput:
+    with pytest.raises(BadInput) as e:
+        render_overlay(kubectl, tree, overlay)
+    return e.value
+
+
+# ---- the fixtures render -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", sorted(MW_OVERLAYS))
+def test_messagewall_overlays_render_one_claim(kubectl, overlay):
+    name, env, region, memory, timeout = MW_OVERLAYS[overlay]
+    objects = render_overlay(kubectl, FIXTURES / "messagewall", overlay)
+    assert len(objects) == 1
+    obj = objects[0]
+    assert obj["apiVersion"] == "messagewall.demo/v1alpha1"
+    assert obj["kind"] == "ServerlessEventAppClaim"
+    assert obj["metadata"]["name"] == name
+    assert obj["metadata"]["namespace"] == "default"
+    assert obj["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "messagewall",
+        "environment": env,
+        "region": region,
+    }
+    assert obj["spec"]["environment"] == env
+    assert obj["spec"]["region"] == region
+    assert obj["spec"]["lambdaMemory"] == memory
+    assert obj["spec"]["lambdaTimeout"] == timeout
+    assert obj["spec"]["awsAccountId"] == "123456789012"  # stays a string
+
+
+def test_prod_east_carries_its_annotations(kubectl):
+    (obj,) = render_overlay(kubectl, FIXTURES / "messagewall", "infra/claims/overlays/prod-east")
+    assert obj["metadata"]["annotations"] == {
+        "tier": "production",
+        "oncall": "platform-team",
+        "confighub.io/precious": "true",
+        "confighub.io/precious-resources": "dynamodb,s3",
+        "confighub.io/delete-gate": "enabled",
+    }
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_orders_overlays_render_two_claims(kubectl, env):
+    objects = render_overlay(kubectl, FIXTURES / "orders", f"deploy/envs/{env}")
+    assert len(objects) == 2
+    by_kind = {o["kind"]: o for o in objects}
+    assert set(by_kind) == {"DatabaseClaim", "QueueClaim"}
+    assert by_kind["DatabaseClaim"]["metadata"]["name"] == f"{env}-orders-db"
+    assert by_kind["QueueClaim"]["metadata"]["name"] == f"{env}-orders-queue"
+    assert by_kind["DatabaseClaim"]["apiVersion"] == "platform.acme.io/v1beta1"
+    assert by_kind["QueueClaim"]["apiVersion"] == "messaging.acme.io/v1"
+    assert all(o["metadata"]["namespace"] == "orders" for o in objects)
+    assert by_kind["DatabaseClaim"]["spec"]["version"] == "16"
+
+
+def test_orders_production_patches_are_applied(kubectl):
+    objects = render_overlay(kubectl, FIXTURES / "orders", "deploy/envs/production")
+    db = next(o for o in objects if o["kind"] == "DatabaseClaim")
+    queue = next(o for o in objects if o["kind"] == "QueueClaim")
+    assert db["spec"] == {
+        "engine": "postgres",
+        "version": "16",
+        "storageGB": 200,
+        "instanceClass": "db.r6g.large",
+        "backupRetentionDays": 14,
+        "multiAZ": True,
+        "parameters": {"max_connections": "800", "log_min_duration_statement": "500"},
+    }
+    assert queue["spec"] == {"maxReceiveCount": 5, "fifo": True, "visibilityTimeoutSeconds": 60}
+    assert db["metadata"]["labels"]["tier"] == "production"
+
+
+def test_overlay_with_trailing_slash_renders(kubectl):
+    objects = render_overlay(kubectl, FIXTURES / "orders", "deploy/envs/staging/")
+    assert len(objects) == 2
+
+
+def test_relative_tree_path_renders(kubectl, monkeypatch):
+    monkeypatch.chdir(FIXTURES.parent.parent)
+    objects = render_overlay(kubectl, Path("tests/fixtures/orders"), "deploy/envs/staging")
+    assert len(objects) == 2
+
+
+# ---- bad input names overlay, object and field ---------------------------------------------
+
+
+def test_missing_overlay_directory(kubectl, tmp_path):
+    tree = _copy(tmp_path, "messagewall")
+    e = _bad(kubectl, tree, "infra/claims/overlays/nope")
+    assert e.file == "infra/claims/overlays/nope"
+    assert e.message == "infra/claims/overlays/nope: overlay directory does not exist"
+
+
+def test_malformed_kustomization_yaml(kubectl, tmp_path):
+    tree = _copy(tmp_path, "messagewall")
+    (tree / "infra/claims/overlays/dev-east/kustomization.yaml").write_text(
+        "resources:\n  - ../../base\n patches: [\n"
+    )
+    e = _bad(kubectl, tree, "infra/claims/overlays/dev-east")
+    assert e.file == "infra/claims/overlays/dev-east"
+    assert e.message.startswith("infra/claims/overlays/dev-east: kustomize failed: ")
+    assert "Kustomization" in e.message
+    assert "yaml" in e.message
+    assert str(tree) not in e.message
+
+
+def test_duplicate_object_name(kubectl, tmp_path):
+    tree = _copy(tmp_path, "messagewall")
+    base = tree / "infra/claims/base"
+    (base / "other.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: messagewall-dev-east\n"
+    )
+    (base / "kustomization.yaml").write_text("resources:\n  - claim.yaml\n  - other.yaml\n")
+    e = _bad(kubectl, tree, "infra/claims/overlays/dev-east")
+    assert e.file == "infra/claims/overlays/dev-east"
+    assert e.field == "metadata.name"
+    assert e.obj in (
+        "ConfigMap/messagewall-dev-east",
+        "ServerlessEventAppClaim/messagewall-dev-east",
+    )
+    assert "two objects share the name 'messagewall-dev-east'" in e.message
+    assert "ConfigMap/messagewall-dev-east" in e.message
+    assert "ServerlessEventAppClaim/messagewall-dev-east" in e.message
+    assert "unit names must be unique within a space" in e.message
+
+
+def test_invalid_metadata_name(kubectl, tmp_path):
+    tree = _copy(tmp_path, "messagewall")
+    k = tree / "infra/claims/overlays/prod-east/kustomization.yaml"
+    k.write_text(k.read_text().replace("value: messagewall-prod-east", "value: Messagewall_Prod"))
+    e = _bad(kubectl, tree, "infra/claims/overlays/prod-east")
+    assert (e.file, e.obj, e.field) == (
+        "infra/claims/overlays/prod-east",
+        "ServerlessEventAppClaim/Messagewall_Prod",
+        "metadata.name",
+    )
+    assert e.message == (
+        "infra/claims/overlays/prod-east: ServerlessEventAppClaim/Messagewall_Prod: "
+        f"metadata.name: 'Messagewall_Prod' {INVALID_NAME}"
+    )
+
+
+def test_missing_kind_is_refused_by_kustomize(kubectl, tmp_path):
+    tree = _copy(tmp_path, "messagewall")
+    base = tree / "infra/claims/base"
+    (base / "other.yaml").write_text("apiVersion: v1\nmetadata:\n  name: x\n")
+    (base / "kustomization.yaml").write_text("resources:\n  - claim.yaml\n  - other.yaml\n")
+    e = _bad(kubectl, tree, "infra/claims/overlays/dev-east")
+    assert e.file == "infra/claims/overlays/dev-east"
+    assert "missing kind" in e.message
+    assert "infra/claims/base/other.yaml" in e.message
+    assert str(tree) not in e.message
+
+
+def test_missing_api_version(kubectl, tmp_path):
+    tree = _copy(tmp_path, "messagewall")
+    base = tree / "infra/claims/base"
+    (base / "other.yaml").write_text("kind: ConfigMap\nmetadata:\n  name: ok\n")
+    (base / "kustomization.yaml").write_text("resources:\n  - claim.yaml\n  - other.yaml\n")
+    e = _bad(kubectl, tree, "infra/claims/overlays/dev-east")
+    assert (e.obj, e.field) == ("ConfigMap/ok", "apiVersion")
+    assert e.message == "infra/claims/overlays/dev-east: ConfigMap/ok: apiVersion: missing"
+
+
+# ---- the checks after kustomize, with a stand-in kubectl -----------------------------------
+
+
+def _fake_kubectl(tmp_path: Path, stdout: str, *, stderr: str = "", code: int = 0) -> str:
+    (tmp_path / "out.txt").write_text(stdout)
+    (tmp_path / "err.txt").write_text(stderr)
+    script = tmp_path / "kubectl"
+    script.write_text(
+        f"#!/bin/sh\ncat '{tmp_path / 'out.txt'}'\ncat '{tmp_path / 'err.txt'}' >&2\nexit {code}\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    t = tmp_path / "tree"
+    (t / "ov").mkdir(parents=True)
+    return t
+
+
+def test_fake_kubectl_output_is_parsed(tmp_path, tree):
+    k = _fake_kubectl(
+        tmp_path,
+        "apiVersion: v1\nkind: A\nmetadata:\n  name: a\n---\n---\n"
+        "apiVersion: v1\nkind: B\nmetadata:\n  name: b\n",
+    )
+    assert render_overlay(k, tree, "ov") == [
+        {"apiVersion": "v1", "kind": "A", "metadata": {"name": "a"}},
+        {"apiVersion": "v1", "kind": "B", "metadata": {"name": "b"}},
+    ]
+
+
+def test_empty_render_is_no_objects(tmp_path, tree):
+    assert render_overlay(_fake_kubectl(tmp_path, ""), tree, "ov") == []
+
+
+def test_object_without_kind(tmp_path, tree):
+    k = _fake_kubectl(
+        tmp_path,
+        "apiVersion: v1\nkind: A\nmetadata:\n  name: a\n---\n"
+        "apiVersion: v1\nmetadata:\n  name: b\n",
+    )
+    e = _bad(k, tree, "ov")
+    assert (e.file, e.obj, e.field) == ("ov", "object #2", "kind")
+    assert e.message == "ov: object #2: kind: missing"
+
+
+def test_object_with_empty_kind(tmp_path, tree):
+    k = _fake_kubectl(tmp_path, "apiVersion: v1\nkind: ''\nmetadata:\n  name: b\n")
+    e = _bad(k, tree, "ov")
+    assert e.field == "kind"
+
+
+def test_object_without_name(tmp_path, tree):
+    k = _fake_kubectl(tmp_path, "apiVersion: v1\nkind: A\nmetadata: {}\n")
+    e = _bad(k, tree, "ov")
+    assert (e.obj, e.field) == ("A object #1", "metadata.name")
+    assert e.message == "ov: A object #1: metadata.name: missing"
+
+
+def test_object_that_is_not_a_mapping(tmp_path, tree):
+    k = _fake_kubectl(tmp_path, "- a\n- b\n")
+    e = _bad(k, tree, "ov")
+    assert (e.obj, e.message) == ("object #1", "ov: object #1: rendered object is not a mapping")
+
+
+def test_output_that_is_not_yaml(tmp_path, tree):
+    k = _fake_kubectl(tmp_path, "a: [\n")
+    e = _bad(k, tree, "ov")
+    assert e.file == "ov"
+    assert e.message.startswith("ov: rendered output is not YAML: ")
+
+
+def test_kustomize_failure_strips_the_tree_path_and_error_prefix(tmp_path, tree):
+    k = _fake_kubectl(
+        tmp_path, "", stderr=f"error: accumulating resources from '{tree}/ov/x.yaml': boom", code=1
+    )
+    e = _bad(k, tree, "ov")
+    assert e.message == "ov: kustomize failed: accumulating resources from 'ov/x.yaml': boom"
+
+
+def test_kustomize_failure_without_stderr(tmp_path, tree):
+    e = _bad(_fake_kubectl(tmp_path, "", code=1), tree, "ov")
+    assert e.message == "ov: kustomize failed: kustomize failed"
+
+
+# ---- the activity methods over the source cache ---------------------------------------------
+
+
+def test_load_project_activity_reads_tributary_yaml(cache, orders, kubectl):
+    acts = RenderActivities(cache, kubectl)
+    result = acts.load_project(
+        LoadProjectInput(source=SourceRef(repo=orders.url, commit=orders.head))
+    )
+    assert list(result.project.spaces) == ["orders-staging", "orders-production"]
+
+
+def test_load_project_without_tributary_yaml_is_non_retryable_bad_input(cache, orders, kubectl):
+    orders.remove("tributary.yaml")
+    commit = orders.commit("no config")
+    acts = RenderActivities(cache, kubectl)
+    with pytest.raises(ApplicationError) as e:
+        acts.load_project(LoadProjectInput(source=SourceRef(repo=orders.url, commit=commit)))
+    assert e.value.type == "BadInput"
+    assert e.value.non_retryable is True
+    assert e.value.message == (
+        f"tributary.yaml: not found at the root of the repository (commit {commit[:12]})"
+    )
+
+
+def test_render_space_activity(cache, messagewall, kubectl):
+    acts = RenderActivities(cache, kubectl)
+    result = acts.render_space(
+        RenderSpaceInput(
+            source=SourceRef(repo=messagewall.url, commit=messagewall.head),
+            space="messagewall-prod-west",
+            overlay="infra/claims/overlays/prod-west",
+        )
+    )
+    assert [o["metadata"]["name"] for o in result.objects] == ["messagewall-prod-west"]
+
+
+def test_find_kubectl_prefers_the_environment(monkeypatch):
+    monkeypatch.setenv("KUBECTL", "/opt/custom/kubectl")
+    assert find_kubectl() == "/opt/custom/kubectl"
