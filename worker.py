@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,25 +19,43 @@ from temporalio.worker import Worker
 
 from activities.authority import AuthorityActivities
 from activities.git import GitActivities
+from activities.kube import KubeActivities
+from activities.kube_client import KubeClient
 from activities.policy import PolicyActivities
 from activities.render import RenderActivities
 from activities.source import SourceCache
+from activities.temporal import TemporalActivities
 from authority import open_store
 from authority.protocol import AuthorityStore
 from starter.settings import Settings, connect
+from workflows.apply import ApplyWorkflow
 from workflows.change import BulkSetWorkflow, RollbackWorkflow
 from workflows.publish import PublishRunWorkflow, PublishWorkflow
 
-WORKFLOWS: Sequence[type] = (PublishRunWorkflow, PublishWorkflow, BulkSetWorkflow, RollbackWorkflow)
+WORKFLOWS: Sequence[type] = (
+    PublishRunWorkflow,
+    PublishWorkflow,
+    BulkSetWorkflow,
+    RollbackWorkflow,
+    ApplyWorkflow,
+)
 ACTIVITY_THREADS = 16
 
 
-def activities(store: AuthorityStore, cache: SourceCache) -> list[Any]:
+def activities(
+    store: AuthorityStore,
+    cache: SourceCache,
+    kube: KubeClient,
+    client: Client,
+    task_queue: str,
+) -> list[Any]:
     """Bound activity methods of every adapter class, ready to register."""
     git = GitActivities(cache)
     render = RenderActivities(cache)
     policy = PolicyActivities(cache)
     auth = AuthorityActivities(store)
+    cluster = KubeActivities(kube)
+    temporal = TemporalActivities(client, task_queue)
     return [
         git.checkout,
         render.load_project,
@@ -47,6 +66,14 @@ def activities(store: AuthorityStore, cache: SourceCache) -> list[Any]:
         auth.commit,
         auth.find_units,
         auth.get_revision,
+        auth.apply_context,
+        auth.record_approval,
+        auth.record_applied,
+        cluster.apply,
+        cluster.wait_ready,
+        cluster.delete,
+        temporal.request_apply,
+        temporal.request_applies,
     ]
 
 
@@ -56,12 +83,13 @@ def build_worker(
     store: AuthorityStore,
     cache: SourceCache,
     executor: ThreadPoolExecutor,
+    kube: KubeClient | None = None,
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities(store, cache),
+        activities=activities(store, cache, kube or KubeClient(), client, task_queue),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
     )
@@ -72,12 +100,13 @@ async def run(settings: Settings | None = None) -> None:
     client = await connect(settings)
     store = open_store(settings.authority)
     cache = SourceCache(settings.cache_dir.resolve())
+    kube = KubeClient(os.environ.get("KUBECONFIG"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, settings.task_queue, store, cache, executor)
+        worker = build_worker(client, settings.task_queue, store, cache, executor, kube)
         logging.getLogger("tributary").info(
             "worker polling %s on %s (namespace %s)",
             settings.task_queue,
@@ -87,6 +116,7 @@ async def run(settings: Settings | None = None) -> None:
         async with worker:
             await stop.wait()
     store.close()
+    kube.close()
 
 
 def main() -> None:

@@ -6,15 +6,22 @@ from temporalio import activity
 
 from activities._errors import decided
 from authority.protocol import AuthorityStore
-from domain.authority import GIT_SOURCES
+from domain.apply import is_precious
+from domain.authority import GIT_SOURCES, Approval, UnitStateChange
 from domain.errors import NotFound
 from domain.messages import (
+    ApplyContextInput,
+    ApplyContextResult,
     CommitInput,
     CommitResult,
     FindUnitsInput,
     FindUnitsResult,
     GetRevisionInput,
     GetRevisionResult,
+    RecordAppliedInput,
+    RecordAppliedResult,
+    RecordApprovalInput,
+    RecordApprovalResult,
     SnapshotUnitsInput,
     SnapshotUnitsResult,
     SpaceGate,
@@ -32,7 +39,8 @@ class AuthorityActivities:
     def snapshot_units(self, inp: SnapshotUnitsInput) -> SnapshotUnitsResult:
         """Head and merge base of every named unit that exists."""
         wanted = set(inp.slugs)
-        units = [u for u in self.store.list_units(inp.space) if u.slug in wanted]
+        every = self.store.list_units(inp.space)
+        units = [u for u in every if u.slug in wanted]
         keys = {(u.slug, u.head_revision) for u in units}
         keys |= {(u.slug, u.git_revision) for u in units if u.git_revision is not None}
         revisions = {
@@ -48,13 +56,16 @@ class AuthorityActivities:
                 head_data=revisions[(u.slug, u.head_revision)].data,
                 base_revision=base.number if base and base.source in GIT_SOURCES else None,
                 base_data=base.data if base and base.source in GIT_SOURCES else None,
+                state=u.state,
             )
-        return SnapshotUnitsResult(units=out)
+        return SnapshotUnitsResult(units=out, states={u.slug: u.state for u in every})
 
     @activity.defn(name="authority.commit")
     @decided
     def commit(self, inp: CommitInput) -> CommitResult:
-        return CommitResult(outcomes=self.store.commit(inp.changes, spaces=inp.spaces))
+        return CommitResult(
+            outcomes=self.store.commit(inp.changes, spaces=inp.spaces, states=inp.states)
+        )
 
     @activity.defn(name="authority.find_units")
     @decided
@@ -100,3 +111,58 @@ class AuthorityActivities:
         if rev is None:
             raise NotFound(f"unit {inp.space}/{inp.unit} has no revision {inp.number}")
         return GetRevisionResult(data=rev.data, source=rev.source, description=rev.description)
+
+    @activity.defn(name="authority.apply_context")
+    @decided
+    def apply_context(self, inp: ApplyContextInput) -> ApplyContextResult:
+        """What the apply gates need to know about one revision."""
+        space = self.store.get_space(inp.space)
+        unit = self.store.get_unit(inp.space, inp.unit)
+        if space is None or unit is None:
+            raise NotFound(f"unit {inp.space}/{inp.unit} does not exist in the authority")
+        rev = self.store.get_revision(inp.space, inp.unit, inp.revision)
+        if rev is None:
+            raise NotFound(f"unit {inp.space}/{inp.unit} has no revision {inp.revision}")
+        group = str(rev.data.get("apiVersion", "")).split("/")[0]
+        kind = rev.data.get("kind")
+        xrds = [
+            xrd
+            for docs in space.policy.xrds.values()
+            for xrd in docs
+            if (xrd.get("spec") or {}).get("group") == group
+            and kind
+            in (
+                ((xrd.get("spec") or {}).get("claimNames") or {}).get("kind"),
+                ((xrd.get("spec") or {}).get("names") or {}).get("kind"),
+            )
+        ]
+        return ApplyContextResult(
+            data=rev.data,
+            violations=rev.policy.violations,
+            approval=space.approval,
+            author=rev.author,
+            approved_by=[a.by for a in rev.approvals],
+            precious=is_precious(rev.data),
+            head_revision=unit.head_revision,
+            xrds=xrds,
+        )
+
+    @activity.defn(name="authority.record_approval")
+    @decided
+    def record_approval(self, inp: RecordApprovalInput) -> RecordApprovalResult:
+        rev = self.store.record_approval(
+            inp.space, inp.unit, inp.revision, Approval(by=inp.by, at=inp.at, comment=inp.comment)
+        )
+        return RecordApprovalResult(approved_by=[a.by for a in rev.approvals])
+
+    @activity.defn(name="authority.record_applied")
+    @decided
+    def record_applied(self, inp: RecordAppliedInput) -> RecordAppliedResult:
+        unit = self.store.record_applied(inp.space, inp.unit, inp.revision, live=inp.live)
+        if inp.state:
+            self.store.commit(
+                [], states=[UnitStateChange(space=inp.space, slug=inp.unit, state=inp.state)]
+            )
+        return RecordAppliedResult(
+            live_revision=unit.live_revision, last_applied_revision=unit.last_applied_revision
+        )

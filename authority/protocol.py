@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from domain.authority import (
+    Approval,
     ChangeOutcome,
     RevisionRecord,
     SpaceRecord,
     SpaceSpec,
     UnitChange,
     UnitRecord,
+    UnitStateChange,
 )
 
 
@@ -36,15 +38,29 @@ class AuthorityStore(Protocol):
         ...
 
     def commit(
-        self, changes: list[UnitChange], *, spaces: list[SpaceSpec] | None = None
+        self,
+        changes: list[UnitChange],
+        *,
+        spaces: list[SpaceSpec] | None = None,
+        states: list[UnitStateChange] | None = None,
     ) -> list[ChangeOutcome]:
-        """Upsert ``spaces`` and write ``changes`` atomically: all or nothing.
+        """Upsert ``spaces``, write ``changes`` and ``states`` atomically: all or nothing.
 
         A change whose content equals the unit's head writes no revision. A change
         whose ``expected_version`` no longer matches raises ``StaleVersion`` —
         unless the head revision carries the same ``idempotency_key``, which means
         this very change was already written by an earlier attempt.
         """
+        ...
+
+    def record_approval(
+        self, space: str, slug: str, number: int, approval: Approval
+    ) -> RevisionRecord:
+        """Add ``approval`` to a revision (once per approver)."""
+        ...
+
+    def record_applied(self, space: str, slug: str, number: int, *, live: bool) -> UnitRecord:
+        """Revision ``number`` reached the cluster; ``live``: and it runs (Ready)."""
         ...
 
     def close(self) -> None: ...

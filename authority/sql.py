@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from authority import tables as t
 from authority.migrations import migrate
 from domain.authority import (
+    Approval,
     ChangeOutcome,
     PolicyBundle,
     PolicyResult,
@@ -34,6 +35,7 @@ from domain.authority import (
     SpaceSpec,
     UnitChange,
     UnitRecord,
+    UnitStateChange,
 )
 from domain.diff import json_equal
 from domain.errors import NotFound, StaleVersion
@@ -172,16 +174,77 @@ class SqlStore:
     # ---- writes ------------------------------------------------------------
 
     def commit(
-        self, changes: list[UnitChange], *, spaces: list[SpaceSpec] | None = None
+        self,
+        changes: list[UnitChange],
+        *,
+        spaces: list[SpaceSpec] | None = None,
+        states: list[UnitStateChange] | None = None,
     ) -> list[ChangeOutcome]:
         try:
             with self._write() as conn:
                 for spec in spaces or []:
                     _upsert_space(conn, spec)
-                return [_apply_change(conn, change) for change in changes]
+                outcomes = [_apply_change(conn, change) for change in changes]
+                for change in states or []:
+                    _set_state(conn, change.space, change.slug, change.state)
+                return outcomes
         except IntegrityError as e:
             # Two writers created the same unit at once; the loser re-plans.
             raise StaleVersion(f"concurrent write: {e.orig}") from e
+
+
+    def record_approval(
+        self, space: str, slug: str, number: int, approval: Approval
+    ) -> RevisionRecord:
+        with self._write() as conn:
+            row = conn.execute(_revision_query(space, slug, number)).mappings().first()
+            if row is None:
+                raise NotFound(f"unit {space}/{slug} has no revision {number}")
+            approvals = [Approval.model_validate(a) for a in row["approvals"]]
+            if all(a.by != approval.by for a in approvals):
+                approvals.append(approval)
+                conn.execute(
+                    update(t.revisions)
+                    .where(
+                        t.revisions.c.space == space,
+                        t.revisions.c.unit == slug,
+                        t.revisions.c.number == number,
+                    )
+                    .values(approvals=[a.model_dump(mode="json") for a in approvals])
+                )
+            row = conn.execute(_revision_query(space, slug, number)).mappings().one()
+        return _revision(row)
+
+    def record_applied(self, space: str, slug: str, number: int, *, live: bool) -> UnitRecord:
+        values: dict[str, Any] = {"last_applied_revision": number, "updated_at": _now()}
+        if live:
+            values["live_revision"] = number
+        with self._write() as conn:
+            result = conn.execute(
+                update(t.units)
+                .where(t.units.c.space == space, t.units.c.slug == slug)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                raise NotFound(f"unit {space}/{slug} does not exist")
+            row = conn.execute(_unit_query(space, slug)).mappings().one()
+        return _unit(row)
+
+
+def _revision_query(space: str, slug: str, number: int) -> Any:
+    return select(t.revisions).where(
+        t.revisions.c.space == space, t.revisions.c.unit == slug, t.revisions.c.number == number
+    )
+
+
+def _set_state(conn: Connection, space: str, slug: str, state: str) -> None:
+    result = conn.execute(
+        update(t.units)
+        .where(t.units.c.space == space, t.units.c.slug == slug)
+        .values(state=state, updated_at=_now())
+    )
+    if result.rowcount != 1:
+        raise NotFound(f"unit {space}/{slug} does not exist")
 
 
 def _unit_query(space: str, slug: str) -> Any:
@@ -248,6 +311,9 @@ def _apply_change(conn: Connection, change: UnitChange) -> ChangeOutcome:
         )
     now = _now()
     if unit is not None and head is not None and json_equal(head["data"], change.data):
+        if unit["state"] != "active":
+            # Back in Git's render with the same content: adopted again, no revision.
+            _set_state(conn, change.space, change.slug, "active")
         return ChangeOutcome(
             space=change.space, slug=change.slug, revision=unit["head_revision"], created=False
         )

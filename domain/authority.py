@@ -20,7 +20,9 @@ Source = Literal[
     "rollback",
 ]
 GIT_SOURCES: frozenset[str] = frozenset({"ci", "ci-forced", "ci-merged"})
-UnitState = Literal["active", "orphaned"]
+# orphaned: gone from Git's render, still in the cluster until `tributary delete`;
+# deleted: removed from the cluster by Tributary.
+UnitState = Literal["active", "orphaned", "deleted"]
 
 
 class PolicyResult(BaseModel):
@@ -117,6 +119,12 @@ class UnitChange(BaseModel):
     # Writers that retry after a crash find their own earlier write by this key
     # instead of failing the version check: one revision per intent.
     idempotency_key: str = ""
+
+
+class UnitStateChange(BaseModel):
+    space: str
+    slug: str
+    state: UnitState
 
 
 class ChangeOutcome(BaseModel):

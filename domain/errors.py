@@ -61,6 +61,12 @@ class NotFound(TributaryError):
     exit_code = 2
 
 
+class Rejected(TributaryError):
+    """The cluster refused an object (a 4xx such as 422): its message says why."""
+
+    exit_code = 2
+
+
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -70,5 +76,6 @@ EXIT_CODES: dict[str, int] = {
         GitAuthorityConflict,
         StaleVersion,
         NotFound,
+        Rejected,
     )
 }

@@ -6,12 +6,21 @@ and nothing here may do I/O.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from domain.authority import ChangeOutcome, PolicyBundle, SpaceSpec, UnitChange
-from domain.project import ProjectConfig
+from domain.apply import ApplyHistory, ApplyOutcome, ApplyRequest
+from domain.authority import (
+    ChangeOutcome,
+    PolicyBundle,
+    SpaceSpec,
+    UnitChange,
+    UnitState,
+    UnitStateChange,
+)
+from domain.project import ApprovalMode, ProjectConfig
 from domain.publish import PublishAction, RenderedUnit, UnitSnapshot
 
 # ---- shared ------------------------------------------------------------------
@@ -99,11 +108,14 @@ class SnapshotUnitsInput(BaseModel):
 
 class SnapshotUnitsResult(BaseModel):
     units: dict[str, UnitSnapshot]
+    # every unit of the space and its state, to find the ones Git no longer renders
+    states: dict[str, str] = Field(default_factory=dict)
 
 
 class CommitInput(BaseModel):
     changes: list[UnitChange]
     spaces: list[SpaceSpec] = Field(default_factory=list)
+    states: list[UnitStateChange] = Field(default_factory=list)
 
 
 class CommitResult(BaseModel):
@@ -160,6 +172,7 @@ class PublishRunInput(BaseModel):
     message: str = ""
     force: bool = False
     dry_run: bool = False
+    apply: bool = False  # request an apply of every unit the publish changed
 
 
 class PublishInput(BaseModel):
@@ -172,6 +185,7 @@ class PublishInput(BaseModel):
     message: str = ""
     force: bool = False
     dry_run: bool = False
+    apply: bool = False
 
 
 class UnitOutcome(BaseModel):
@@ -182,6 +196,8 @@ class UnitOutcome(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     conflict_fields: list[str] = Field(default_factory=list)
     changed_fields: list[str] = Field(default_factory=list)
+    apply_workflow_id: str = ""  # with --apply: where to follow the apply
+    apply_request_id: str = ""
 
 
 class PublishResult(BaseModel):
@@ -249,3 +265,131 @@ class RollbackResult(BaseModel):
     to: int
     changed_fields: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+
+
+# ---- apply: authority side -----------------------------------------------------
+
+
+class ApplyContextInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+
+
+class ApplyContextResult(BaseModel):
+    data: dict[str, Any]
+    violations: list[str]
+    approval: ApprovalMode
+    author: str
+    approved_by: list[str]
+    precious: bool
+    head_revision: int
+    xrds: list[dict[str, Any]]  # XRDs of the space that define this claim's kind
+
+
+class RecordApprovalInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+    by: str
+    comment: str = ""
+    at: datetime
+
+
+class RecordApprovalResult(BaseModel):
+    approved_by: list[str]
+
+
+class RecordAppliedInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+    live: bool
+    state: UnitState | None = None  # a new unit state, e.g. "deleted"
+
+
+class RecordAppliedResult(BaseModel):
+    live_revision: int | None
+    last_applied_revision: int | None
+
+
+# ---- apply: cluster side -----------------------------------------------------------
+
+
+class ObjectRef(BaseModel):
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
+class KubeApplyInput(BaseModel):
+    data: dict[str, Any]
+    xrds: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class KubeApplyResult(BaseModel):
+    ref: ObjectRef
+    generation: int
+    resource_version: str = ""
+
+
+class KubeWaitInput(BaseModel):
+    ref: ObjectRef
+    generation: int
+    timeout_seconds: int
+
+
+class KubeWaitResult(BaseModel):
+    state: Literal["ready", "failed", "pending"]
+    message: str = ""
+
+
+class KubeDeleteInput(BaseModel):
+    ref: ObjectRef
+    timeout_seconds: int = 300
+
+
+class KubeDeleteResult(BaseModel):
+    existed: bool
+
+
+# ---- apply: the workflow -----------------------------------------------------------
+
+
+class ApplyInput(BaseModel):
+    space: str
+    unit: str
+    history: ApplyHistory = Field(default_factory=ApplyHistory)
+
+
+class ApplyStatus(BaseModel):
+    space: str
+    unit: str
+    current: ApplyOutcome | None = None
+    outcomes: list[ApplyOutcome] = Field(default_factory=list)
+    pending: list[ApplyRequest] = Field(default_factory=list)
+
+
+class ApplyResult(BaseModel):
+    space: str
+    unit: str
+    outcomes: list[ApplyOutcome]
+
+
+class RequestApplyInput(BaseModel):
+    space: str
+    unit: str
+    request: ApplyRequest
+
+
+class RequestApplyResult(BaseModel):
+    workflow_id: str
+
+
+class RequestAppliesInput(BaseModel):
+    requests: list[RequestApplyInput]
+
+
+class RequestAppliesResult(BaseModel):
+    workflow_ids: list[str]

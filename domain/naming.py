@@ -66,3 +66,7 @@ def bulk_set_id(request_digest: str) -> str:
 
 def rollback_id(space: str, unit: str, to: int) -> str:
     return f"rollback:{space}:{unit}:{to}"
+
+
+def apply_id(space: str, unit: str) -> str:
+    return f"apply:{space}:{unit}"

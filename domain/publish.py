@@ -23,6 +23,7 @@ PublishAction = Literal[
     "conflict",  # both sides changed the same field differently: nothing written
     "authority-ahead",  # only the authority changed: a sync PR will bring it to Git
     "held",  # would change, but another unit of the space was denied or conflicted
+    "orphaned",  # no longer rendered by Git: marked, never deleted silently
 ]
 WRITE_ACTIONS: dict[str, Source] = {"published": "ci", "merged": "ci-merged", "forced": "ci-forced"}
 
@@ -48,6 +49,7 @@ class UnitSnapshot(BaseModel):
     head_data: dict[str, Any]
     base_revision: int | None = None
     base_data: dict[str, Any] | None = None
+    state: str = "active"
 
 
 class UnitPlan(BaseModel):
@@ -95,6 +97,9 @@ def plan_unit(rendered: RenderedUnit, current: UnitSnapshot | None, *, force: bo
     head = current.head_data
     plan.revision = current.head_revision
     if json_equal(git, head):
+        if current.state != "active":
+            # Rendered again after being orphaned or deleted: adopt it again.
+            return _write(plan, "published", git, current, changed=head)
         return plan
     base = current.base_data if current.base_data is not None else {}
     git_changed = not json_equal(git, base)
@@ -145,21 +150,32 @@ def _write(
 
 
 def plan_space(
-    rendered: list[RenderedUnit], current: dict[str, UnitSnapshot], *, force: bool
+    rendered: list[RenderedUnit],
+    current: dict[str, UnitSnapshot],
+    *,
+    force: bool,
+    states: dict[str, str] | None = None,
 ) -> SpacePlan:
     """Plan every unit; one denial or conflict holds the whole space back.
 
     A space is one environment of one app: publishing half of a commit into it
     would run a combination nobody reviewed, so a space is written whole or not
-    at all.
+    at all. Active units that Git no longer renders become ``orphaned``.
     """
     units = [plan_unit(r, current.get(r.slug), force=force) for r in rendered]
+    rendered_slugs = {r.slug for r in rendered}
+    units.extend(
+        UnitPlan(unit=slug, action="orphaned")
+        for slug, state in sorted((states or {}).items())
+        if state == "active" and slug not in rendered_slugs
+    )
     blocked: Literal["", "denied", "conflict"] = ""
     if any(u.action == "denied" for u in units):
         blocked = "denied"
     elif any(u.action == "conflict" for u in units):
         blocked = "conflict"
     if blocked:
+        units = [u for u in units if u.action != "orphaned"]
         for u in units:
             if u.writes:
                 u.action = "held"

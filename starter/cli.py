@@ -15,7 +15,7 @@ import traceback
 from typing import NoReturn
 
 from domain.errors import TributaryError
-from starter.commands import change, demo, dev, publish, read
+from starter.commands import apply, change, demo, dev, publish, read
 from starter.output import Output
 from starter.runner import WorkflowFailed
 from starter.settings import Settings
@@ -65,6 +65,7 @@ def build_parser() -> Parser:
     publish.add_parser(sub, common)
     read.add_parsers(sub, common)
     change.add_parsers(sub, common)
+    apply.add_parsers(sub, common)
     return parser
 
 

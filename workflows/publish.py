@@ -20,7 +20,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities
     from activities.policy import PolicyActivities
     from activities.render import RenderActivities
-    from domain.authority import PolicyResult, SpaceSpec, UnitChange
+    from activities.temporal import TemporalActivities
+    from domain.apply import ApplyRequest
+    from domain.authority import PolicyResult, SpaceSpec, UnitChange, UnitStateChange
     from domain.messages import (
         CheckObjectsInput,
         CheckoutInput,
@@ -32,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
         PublishRunInput,
         PublishRunResult,
         RenderSpaceInput,
+        RequestAppliesInput,
+        RequestApplyInput,
         SnapshotUnitsInput,
         UnitOutcome,
     )
@@ -112,6 +116,7 @@ class PublishRunWorkflow:
                         message=inp.message,
                         force=inp.force,
                         dry_run=inp.dry_run,
+                        apply=inp.apply,
                     ),
                     id=child_id,
                     search_attributes=TypedSearchAttributes(
@@ -189,7 +194,9 @@ class PublishWorkflow:
                 retry_policy=opt.RETRY,
                 summary="read heads and merge bases",
             )
-            plan = plan_space(checked.units, snapshot.units, force=inp.force)
+            plan = plan_space(
+                checked.units, snapshot.units, force=inp.force, states=snapshot.states
+            )
             if plan.blocked or inp.dry_run:
                 return self._finish(inp, plan, written=False)
             changes = [
@@ -215,11 +222,16 @@ class PublishWorkflow:
                 )
                 for u in plan.writes
             ]
+            orphans = [
+                UnitStateChange(space=inp.space, slug=u.unit, state="orphaned")
+                for u in plan.units
+                if u.action == "orphaned"
+            ]
             workflow.set_current_details(f"writing {len(changes)} revisions")
             try:
                 committed = await workflow.execute_activity_method(
                     AuthorityActivities.commit,
-                    CommitInput(changes=changes, spaces=[spec]),
+                    CommitInput(changes=changes, spaces=[spec], states=orphans),
                     start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
                     retry_policy=opt.RETRY,
                     summary=f"write {len(changes)} revisions",
@@ -233,7 +245,40 @@ class PublishWorkflow:
             for u in plan.units:
                 if u.unit in revisions:
                     u.revision = revisions[u.unit]
-            return self._finish(inp, plan, written=True)
+            result = self._finish(inp, plan, written=True)
+            if inp.apply:
+                await self._request_applies(inp, result)
+            return result
+
+    async def _request_applies(self, inp: PublishInput, result: PublishResult) -> None:
+        """Arrow 2 for every unit this publish changed."""
+        changed = [u for u in result.units if u.action in WRITE_ACTIONS and u.revision]
+        if not changed:
+            return
+        for u in changed:
+            u.apply_request_id = str(workflow.uuid4())
+        started = await workflow.execute_activity_method(
+            TemporalActivities.request_applies,
+            RequestAppliesInput(
+                requests=[
+                    RequestApplyInput(
+                        space=inp.space,
+                        unit=u.unit,
+                        request=ApplyRequest(
+                            revision=u.revision or 0,
+                            requested_by=f"publish {inp.source.commit[:12]}",
+                            request_ids=[u.apply_request_id],
+                        ),
+                    )
+                    for u in changed
+                ]
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"request apply of {len(changed)} units",
+        )
+        for u, workflow_id in zip(changed, started.workflow_ids, strict=True):
+            u.apply_workflow_id = workflow_id
 
     def _finish(self, inp: PublishInput, plan: SpacePlan, *, written: bool) -> PublishResult:
         result = PublishResult(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import TYPE_CHECKING, Any
 
+from temporalio.client import Client
+
+from domain.apply import ApplyOutcome
 from domain.messages import PublishRunInput, PublishRunResult, SourceRef
 from domain.naming import publish_run_id
-from starter import gitref, runner
+from starter import applying, gitref, runner
+from starter.commands import apply as apply_cmd
 from starter.output import Output
 from starter.settings import Settings
 from workflows.publish import PublishRunWorkflow
@@ -48,11 +53,8 @@ def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    if args.apply:
-        out.error(
-            "BadInput",
-            "--apply arrives with the apply arrow (authority → Kubernetes); publish without it",
-        )
+    if args.apply and args.dry_run:
+        out.error("BadInput", "--apply and --dry-run exclude each other")
         return 2
     repo, commit = gitref.resolve(args.repo, args.ref)
     client = await runner.client_for(settings)
@@ -64,6 +66,7 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
         message=args.message,
         force=args.force,
         dry_run=args.dry_run,
+        apply=args.apply,
     )
     workflow_id = publish_run_id(commit, spaces, dry_run=args.dry_run)
     handle = await runner.start(
@@ -94,8 +97,58 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
 
     result: PublishRunResult = await runner.wait(handle, on_tick=None if out.as_json else tick)
     show(result, out)
-    out.result(result)
-    return exit_code(result)
+    code = exit_code(result)
+    if not args.apply:
+        out.result(result)
+        return code
+    applies = await follow_applies(client, result, out, wait=not args.no_wait)
+    payload = result.model_dump(mode="json")
+    for space in payload["spaces"]:
+        for unit in space["units"]:
+            outcome = applies.get((space["space"], unit["unit"]))
+            if outcome is not None:
+                unit["apply"] = {
+                    "state": outcome.state,
+                    "message": outcome.message,
+                    "reason": outcome.reason,
+                    "workflow_id": unit["apply_workflow_id"],
+                }
+    out.result(payload)
+    return code or apply_exit_code(list(applies.values()))
+
+
+async def follow_applies(
+    client: Client, result: PublishRunResult, out: Output, *, wait: bool
+) -> dict[tuple[str, str], ApplyOutcome]:
+    """The outcome of every apply the publish requested, side by side."""
+    targets = [(s.space, u) for s in result.spaces for u in s.units if u.apply_workflow_id]
+    outcomes = await asyncio.gather(
+        *(
+            applying.follow(
+                client,
+                u.apply_workflow_id,
+                u.apply_request_id,
+                on_change=apply_cmd.progress(out, space, u.unit),
+                wait=wait,
+            )
+            for space, u in targets
+        )
+    )
+    found = {(space, u.unit): o for (space, u), o in zip(targets, outcomes, strict=True)}
+    if found:
+        out.table(
+            ["space", "unit", "apply", "rev", "message"],
+            [[s, unit, o.state, o.revision, o.message] for (s, unit), o in found.items()],
+        )
+    return found
+
+
+def apply_exit_code(outcomes: list[ApplyOutcome]) -> int:
+    codes: set[int] = {applying.exit_code(o) for o in outcomes}
+    failures = sorted(c for c in codes if c not in (0, 5))
+    if failures:
+        return failures[0]
+    return 5 if 5 in codes else 0
 
 
 def exit_code(result: PublishRunResult) -> int:

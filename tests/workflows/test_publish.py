@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.authority import AuthorityActivities
+from activities.kube_client import KubeClient
 from activities.source import SourceCache
 from authority.sql import SqlStore
 from domain.authority import UnitChange
@@ -324,10 +325,15 @@ async def test_stale_version_is_replanned(
     raced.clear()
     messagewall.edit(PROD_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
     messagewall.commit("prod-east: 512 MB")
-    acts = [a for a in activities(store, cache) if a.__name__ != "snapshot_units"]
+    task_queue = f"tq-{uuid.uuid4()}"
+    acts = [
+        a
+        for a in activities(store, cache, KubeClient(), env.client, task_queue)
+        if a.__name__ != "snapshot_units"
+    ]
     async with Worker(
         env.client,
-        task_queue=f"tq-{uuid.uuid4()}",
+        task_queue=task_queue,
         workflows=list(WORKFLOWS),
         activities=[*acts, snapshot_then_race],
         activity_executor=executor,

@@ -1,0 +1,144 @@
+"""Kubernetes activities: server-side apply, wait for Ready, delete."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from temporalio import activity
+
+from activities._errors import decided
+from activities.kube_client import KubeClient, Resource
+from domain.apply import readiness
+from domain.errors import Rejected
+from domain.messages import (
+    KubeApplyInput,
+    KubeApplyResult,
+    KubeDeleteInput,
+    KubeDeleteResult,
+    KubeWaitInput,
+    KubeWaitResult,
+    ObjectRef,
+)
+
+XRD_API_VERSION = "apiextensions.crossplane.io/v1"
+XRD_KIND = "CompositeResourceDefinition"
+ESTABLISH_SECONDS = 60
+WATCH_SLICE_SECONDS = 10
+
+
+class KubeActivities:
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+
+    @activity.defn(name="kube.apply")
+    @decided
+    def apply(self, inp: KubeApplyInput) -> KubeApplyResult:
+        data = inp.data
+        res = self._served(str(data["apiVersion"]), str(data["kind"]), inp.xrds)
+        body = self.kube.apply(res, data)
+        meta = body.get("metadata", {})
+        return KubeApplyResult(
+            ref=_ref(res, data),
+            generation=int(meta.get("generation") or 1),
+            resource_version=str(meta.get("resourceVersion") or ""),
+        )
+
+    @activity.defn(name="kube.wait_ready")
+    @decided
+    def wait_ready(self, inp: KubeWaitInput) -> KubeWaitResult:
+        """Watch the object (no polling loop) until Ready, failed, or the timeout."""
+        res = self._resource(inp.ref)
+        deadline = time.monotonic() + inp.timeout_seconds
+        last = "waiting"
+        while True:
+            obj = self.kube.get(res, inp.ref.name, inp.ref.namespace)
+            state = readiness(obj, inp.generation)
+            if state.state != "pending":
+                return KubeWaitResult(state=state.state, message=state.message)
+            last = state.message
+            activity.heartbeat(last)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return KubeWaitResult(
+                    state="pending",
+                    message=f"not Ready after {inp.timeout_seconds}s: {last}",
+                )
+            rv = str((obj or {}).get("metadata", {}).get("resourceVersion") or "") or None
+            for _type, event_obj in self.kube.watch_object(
+                res,
+                inp.ref.name,
+                inp.ref.namespace,
+                resource_version=rv,
+                timeout_seconds=max(1, min(WATCH_SLICE_SECONDS, int(remaining))),
+            ):
+                state = readiness(event_obj, inp.generation)
+                activity.heartbeat(state.message)
+                if state.state != "pending":
+                    return KubeWaitResult(state=state.state, message=state.message)
+
+    @activity.defn(name="kube.delete")
+    @decided
+    def delete(self, inp: KubeDeleteInput) -> KubeDeleteResult:
+        res = self._resource(inp.ref)
+        existed = self.kube.delete(res, inp.ref.name, inp.ref.namespace)
+        deadline = time.monotonic() + inp.timeout_seconds
+        # Finalizers may hold the object for a while; it is deleted when it is gone.
+        while self.kube.get(res, inp.ref.name, inp.ref.namespace) is not None:
+            activity.heartbeat("waiting for finalizers")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{inp.ref.kind}/{inp.ref.name} still exists after delete")
+            time.sleep(1)
+        return KubeDeleteResult(existed=existed)
+
+    # ---- discovery ------------------------------------------------------------------
+
+    def _resource(self, ref: ObjectRef) -> Resource:
+        res = self.kube.resource(ref.api_version, ref.kind)
+        if res is None:
+            raise Rejected(f"the cluster does not serve {ref.kind} ({ref.api_version})")
+        return res
+
+    def _served(self, api_version: str, kind: str, xrds: list[dict[str, Any]]) -> Resource:
+        """The claim's resource; installs its XRD first when the cluster lacks the kind.
+
+        Crossplane turns an XRD into the claim's CRD, as it would for a platform
+        team's `kubectl apply`; we wait (heartbeating) until discovery serves it.
+        """
+        res = self.kube.resource(api_version, kind)
+        if res is not None:
+            return res
+        if not xrds:
+            raise Rejected(
+                f"the cluster does not serve {kind} ({api_version}) and no XRD in the "
+                "space's schemas defines it"
+            )
+        xrd_res = self.kube.resource(XRD_API_VERSION, XRD_KIND)
+        if xrd_res is None:
+            raise Rejected(
+                f"the cluster does not serve {kind} ({api_version}) and has no Crossplane "
+                "to install its XRD"
+            )
+        for xrd in xrds:
+            self.kube.apply(xrd_res, _installable(xrd), force=False)
+        deadline = time.monotonic() + ESTABLISH_SECONDS
+        while time.monotonic() < deadline:
+            activity.heartbeat(f"waiting for Crossplane to serve {kind}")
+            res = self.kube.resource(api_version, kind)
+            if res is not None:
+                return res
+            time.sleep(0.5)
+        raise RuntimeError(f"{kind} ({api_version}) not served {ESTABLISH_SECONDS}s after its XRD")
+
+
+def _installable(xrd: dict[str, Any]) -> dict[str, Any]:
+    meta = xrd.get("metadata", {})
+    return {**xrd, "metadata": {k: v for k, v in meta.items() if k in ("name", "labels")}}
+
+
+def _ref(res: Resource, data: dict[str, Any]) -> ObjectRef:
+    meta = data.get("metadata", {})
+    namespace = (meta.get("namespace") or "default") if res.namespaced else None
+    return ObjectRef(
+        api_version=res.api_version, kind=res.kind, name=meta["name"], namespace=namespace
+    )

@@ -1,0 +1,63 @@
+"""Temporal activities: start or signal other workflows from a workflow.
+
+Workflows such as ``apply:{space}:{unit}`` outlive whoever asks for them, so they
+are not children: a workflow reaches them through this activity, with
+signal-with-start, exactly as the CLI does.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+
+from domain.messages import (
+    ApplyInput,
+    RequestAppliesInput,
+    RequestAppliesResult,
+    RequestApplyInput,
+    RequestApplyResult,
+)
+from domain.naming import apply_id
+
+SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
+UNIT_KEY = SearchAttributeKey.for_keyword("TributaryUnit")
+
+
+async def signal_apply(client: Client, task_queue: str, inp: RequestApplyInput) -> str:
+    """Signal-with-start ``apply:{space}:{unit}`` with one request."""
+    workflow_id = apply_id(inp.space, inp.unit)
+    await client.start_workflow(
+        "ApplyWorkflow",
+        ApplyInput(space=inp.space, unit=inp.unit),
+        id=workflow_id,
+        task_queue=task_queue,
+        start_signal="request",
+        start_signal_args=[inp.request],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(SPACE_KEY, inp.space), SearchAttributePair(UNIT_KEY, inp.unit)]
+        ),
+        static_summary=f"apply {inp.space}/{inp.unit}",
+    )
+    return workflow_id
+
+
+class TemporalActivities:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    @activity.defn(name="temporal.request_apply")
+    async def request_apply(self, inp: RequestApplyInput) -> RequestApplyResult:
+        return RequestApplyResult(workflow_id=await signal_apply(self.client, self.task_queue, inp))
+
+    @activity.defn(name="temporal.request_applies")
+    async def request_applies(self, inp: RequestAppliesInput) -> RequestAppliesResult:
+        ids = [await signal_apply(self.client, self.task_queue, r) for r in inp.requests]
+        return RequestAppliesResult(workflow_ids=ids)

@@ -1,0 +1,163 @@
+"""Arrow 2, apply: gates, approvals and readiness as pure functions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from domain.project import ApprovalMode
+
+ApplyAction = Literal["apply", "delete"]
+ApplyState = Literal[
+    "queued",
+    "awaiting-approval",
+    "applying",
+    "applied",  # accepted by the cluster, not Ready yet
+    "ready",  # Ready and Synced: the revision is live
+    "failed",
+    "superseded",  # a newer request replaced this one while it waited
+    "deleted",
+]
+TERMINAL: frozenset[str] = frozenset({"ready", "failed", "superseded", "deleted"})
+GateKind = Literal["", "acknowledge", "required"]
+
+PRECIOUS = "confighub.io/precious"
+DEFAULT_READY_TIMEOUT = 300
+
+
+FailureReason = Literal["", "denied", "rejected", "not-ready", "error"]
+
+
+class ApplyRequest(BaseModel):
+    revision: int
+    action: ApplyAction = "apply"
+    requested_by: str = ""
+    ready_timeout_seconds: int = DEFAULT_READY_TIMEOUT
+    # Who is waiting for this request's outcome; repeats of a queued request add
+    # their ids here instead of queueing twice.
+    request_ids: list[str] = Field(default_factory=list)
+
+
+class ApplyOutcome(BaseModel):
+    revision: int
+    action: ApplyAction = "apply"
+    state: ApplyState
+    message: str = ""
+    reason: FailureReason = ""
+    gate: GateKind = ""
+    approved_by: str = ""
+    at: datetime | None = None
+    request_ids: list[str] = Field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen without someone acting (terminal, or a gate)."""
+        return self.state in TERMINAL or self.state == "awaiting-approval"
+
+
+class ApproveInput(BaseModel):
+    revision: int
+    by: str
+    comment: str = ""
+
+
+class ApproveResult(BaseModel):
+    revision: int
+    by: str
+    accepted: bool = True
+
+
+def is_precious(data: dict[str, Any]) -> bool:
+    annotations = (data.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(PRECIOUS, "")).lower() == "true"
+
+
+def gate_for(mode: ApprovalMode, action: ApplyAction, *, precious: bool) -> GateKind:
+    """Which approval a request needs: deleting a precious unit always needs one."""
+    if action == "delete" and precious:
+        return "required"
+    return "" if mode == "none" else mode
+
+
+def approval_problem(
+    gate: GateKind, waiting_revision: int | None, approve: ApproveInput, author: str
+) -> str | None:
+    """Why ``approve`` cannot satisfy the gate in front of ``waiting_revision``."""
+    if waiting_revision is None:
+        return "nothing is awaiting approval"
+    if approve.revision != waiting_revision:
+        return (
+            f"revision {approve.revision} is not awaiting approval; revision {waiting_revision} is"
+        )
+    if not approve.by.strip():
+        return "an approval needs --by WHO"
+    if gate == "required" and _same_person(approve.by, author):
+        return (
+            f"{approve.by} wrote revision {waiting_revision}; a required approval "
+            "must come from someone else"
+        )
+    return None
+
+
+def _same_person(by: str, author: str) -> bool:
+    """``by`` names the author (``Name <email>``) by name or e-mail."""
+    who = by.strip().lower()
+    author = author.lower()
+    if not who or not author:
+        return False
+    name, _, email = author.partition("<")
+    return who in (author, name.strip(), email.rstrip(">").strip())
+
+
+class Readiness(BaseModel):
+    state: Literal["ready", "failed", "pending"]
+    message: str = ""
+
+
+def readiness(obj: dict[str, Any] | None, generation: int) -> Readiness:
+    """Where a Claim stands after applying ``generation``: Crossplane's conditions.
+
+    Conditions that report an older ``observedGeneration`` speak about the
+    previous spec and are ignored.
+    """
+    if obj is None:
+        return Readiness(state="pending", message="the object is not there")
+    conditions = {
+        c.get("type"): c
+        for c in (obj.get("status") or {}).get("conditions") or []
+        if isinstance(c, dict)
+    }
+
+    def current(cond: dict[str, Any] | None) -> bool:
+        if cond is None:
+            return False
+        observed = cond.get("observedGeneration")
+        return observed is None or int(observed) >= generation
+
+    synced, ready = conditions.get("Synced"), conditions.get("Ready")
+    if current(synced) and synced and synced.get("status") == "False":
+        reason = synced.get("reason") or "ReconcileError"
+        return Readiness(state="failed", message=f"{reason}: {synced.get('message', '')}".strip())
+    if (
+        current(synced)
+        and current(ready)
+        and synced
+        and ready
+        and synced.get("status") == "True"
+        and ready.get("status") == "True"
+    ):
+        return Readiness(state="ready", message=str(ready.get("message") or ""))
+    waiting_on = ready or synced
+    if waiting_on and current(waiting_on):
+        reason = waiting_on.get("reason") or "Waiting"
+        return Readiness(state="pending", message=f"{reason}: {waiting_on.get('message', '')}")
+    return Readiness(state="pending", message="waiting for Crossplane to report Ready and Synced")
+
+
+class ApplyHistory(BaseModel):
+    """What an ApplyWorkflow carries across continue-as-new."""
+
+    outcomes: list[ApplyOutcome] = Field(default_factory=list)
+    pending: list[ApplyRequest] = Field(default_factory=list)

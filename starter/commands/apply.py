@@ -1,0 +1,186 @@
+"""Arrow 2 from the CLI: ``apply``, ``approve``, ``delete``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.apply import DEFAULT_READY_TIMEOUT, ApplyOutcome, ApplyRequest, ApproveInput
+from domain.errors import BadInput, NotFound
+from domain.naming import apply_id
+from starter import applying, runner
+from starter.commands.change import author
+from starter.commands.read import open_existing
+from starter.output import Output
+from starter.settings import Settings
+from workflows.apply import ApplyWorkflow
+
+if TYPE_CHECKING:
+    from starter.commands import Subparsers
+
+
+def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "apply",
+        parents=[common],
+        help="apply a unit's revision to the cluster (arrow 2)",
+        description=(
+            "Server-side apply (field manager tributary) of a revision — head by default — "
+            "after the space's approval gate, then wait until the Claim is Ready and Synced. "
+            "Exits 5 while an approval is pending."
+        ),
+    )
+    p.add_argument("space")
+    p.add_argument("unit")
+    p.add_argument("--revision", type=int, help="revision to apply (default: head)")
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=DEFAULT_READY_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for Ready (default {DEFAULT_READY_TIMEOUT})",
+    )
+    p.add_argument("--no-wait", action="store_true", help="request the apply and exit 5")
+    p.set_defaults(func=apply)
+
+    p = sub.add_parser("approve", parents=[common], help="satisfy an approval gate")
+    p.add_argument("space")
+    p.add_argument("unit")
+    p.add_argument("--revision", type=int, required=True, metavar="N")
+    p.add_argument("--by", required=True, metavar="WHO")
+    p.add_argument("--comment", default="")
+    p.set_defaults(func=approve)
+
+    p = sub.add_parser(
+        "delete",
+        parents=[common],
+        help="delete a unit's object from the cluster (precious units need approval)",
+    )
+    p.add_argument("space")
+    p.add_argument("unit")
+    p.add_argument("--dry-run", action="store_true", help="say what would be deleted")
+    p.add_argument("--no-wait", action="store_true")
+    p.set_defaults(func=delete)
+
+
+def _head(settings: Settings, space: str, unit: str, revision: int | None) -> int:
+    store = open_existing(settings)
+    try:
+        found = store.get_unit(space, unit)
+        if found is None:
+            raise NotFound(f"unit {space}/{unit} does not exist")
+        number = revision or found.head_revision
+        if store.get_revision(space, unit, number) is None:
+            raise NotFound(f"unit {space}/{unit} has no revision {number}")
+        return number
+    finally:
+        store.close()
+
+
+def report(out: Output, space: str, unit: str, outcome: ApplyOutcome, workflow_id: str) -> None:
+    out.result(
+        {
+            "space": space,
+            "unit": unit,
+            "revision": outcome.revision,
+            "state": outcome.state,
+            "message": outcome.message,
+            "reason": outcome.reason,
+            "approved_by": outcome.approved_by,
+            "workflow_id": workflow_id,
+        }
+    )
+    out.line(f"{space}/{unit} revision {outcome.revision}: {outcome.state} — {outcome.message}")
+
+
+def progress(out: Output, space: str, unit: str) -> Callable[[ApplyOutcome], None]:
+    def show(outcome: ApplyOutcome) -> None:
+        out.progress(f"  {space}/{unit} r{outcome.revision}: {outcome.state} {outcome.message}")
+
+    return show
+
+
+async def _request(
+    args: argparse.Namespace, out: Output, settings: Settings, req: ApplyRequest
+) -> int:
+    client = await runner.client_for(settings)
+    workflow_id = await applying.request(client, settings.task_queue, args.space, args.unit, req)
+    out.progress(
+        f"requested {req.action} of {args.space}/{args.unit} r{req.revision}: {workflow_id}"
+    )
+    link = settings.workflow_link(workflow_id)
+    if link:
+        out.progress(f"  Web UI: {link}")
+    outcome = await applying.follow(
+        client,
+        workflow_id,
+        req.request_ids[0],
+        on_change=progress(out, args.space, args.unit),
+        wait=not args.no_wait,
+    )
+    report(out, args.space, args.unit, outcome, workflow_id)
+    return 5 if args.no_wait else applying.exit_code(outcome)
+
+
+async def apply(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    revision = _head(settings, args.space, args.unit, args.revision)
+    req = ApplyRequest(
+        revision=revision,
+        requested_by=author(None),
+        ready_timeout_seconds=args.timeout,
+        request_ids=[applying.new_request_id()],
+    )
+    return await _request(args, out, settings, req)
+
+
+async def delete(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    revision = _head(settings, args.space, args.unit, None)
+    if args.dry_run:
+        out.result(
+            {"space": args.space, "unit": args.unit, "revision": revision, "state": "dry-run"}
+        )
+        out.line(f"would delete {args.space}/{args.unit} (revision {revision}) from the cluster")
+        return 0
+    req = ApplyRequest(
+        revision=revision,
+        action="delete",
+        requested_by=author(None),
+        request_ids=[applying.new_request_id()],
+    )
+    return await _request(args, out, settings, req)
+
+
+async def approve(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    client = await runner.client_for(settings)
+    workflow_id = apply_id(args.space, args.unit)
+    handle = client.get_workflow_handle_for(ApplyWorkflow.run, workflow_id)
+    try:
+        result = await handle.execute_update(
+            ApplyWorkflow.approve,
+            ApproveInput(revision=args.revision, by=args.by, comment=args.comment),
+        )
+    except WorkflowUpdateFailedError as e:
+        cause = e.cause
+        message = getattr(cause, "message", None) or str(cause)
+        raise BadInput(message, obj=f"{args.space}/{args.unit}", field="--revision") from e
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise BadInput(
+                f"nothing awaits approval for {args.space}/{args.unit}", field="--revision"
+            ) from e
+        raise
+    out.result(
+        {
+            "space": args.space,
+            "unit": args.unit,
+            "revision": result.revision,
+            "approved_by": result.by,
+            "workflow_id": workflow_id,
+        }
+    )
+    out.line(f"approved {args.space}/{args.unit} revision {result.revision} as {result.by}")
+    return 0

@@ -1,0 +1,306 @@
+"""Arrow 2, apply: authority → Kubernetes.
+
+One ``ApplyWorkflow`` per unit (``apply:{space}:{unit}``), reached by
+signal-with-start, so applies of one unit never overlap. Requests queue; when one
+waits at an approval gate and a newer request arrives, the newer one supersedes
+it. Every gate, approval and outcome is in the workflow's history.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.authority import AuthorityActivities
+    from activities.kube import KubeActivities
+    from domain.apply import (
+        ApplyHistory,
+        ApplyOutcome,
+        ApplyRequest,
+        ApplyState,
+        ApproveInput,
+        ApproveResult,
+        FailureReason,
+        GateKind,
+        approval_problem,
+        gate_for,
+    )
+    from domain.messages import (
+        ApplyContextInput,
+        ApplyContextResult,
+        ApplyInput,
+        ApplyResult,
+        ApplyStatus,
+        KubeApplyInput,
+        KubeDeleteInput,
+        KubeWaitInput,
+        ObjectRef,
+        RecordAppliedInput,
+        RecordApprovalInput,
+    )
+    from workflows import _options as opt
+    from workflows._errors import error_info
+
+# An idle workflow lingers this long for follow-up requests before completing.
+IDLE = timedelta(minutes=2)
+# Continue-as-new after this many requests, so history stays small.
+REQUESTS_PER_RUN = 100
+OUTCOMES_KEPT = 50
+
+
+@workflow.defn(name="ApplyWorkflow")
+class ApplyWorkflow:
+    def __init__(self) -> None:
+        self.space = ""
+        self.unit = ""
+        self.pending: list[ApplyRequest] = []
+        self.outcomes: list[ApplyOutcome] = []
+        self.active: ApplyRequest | None = None
+        self.current: ApplyOutcome | None = None
+        self.gate: GateKind = ""
+        self.author = ""
+        self.approval: ApproveInput | None = None
+
+    # ---- handlers --------------------------------------------------------------------
+
+    @workflow.signal
+    def request(self, req: ApplyRequest) -> None:
+        """Queue an apply (or delete) of a revision; a repeat joins the queued one."""
+        for queued in [*self.pending, *([self.active] if self.active else [])]:
+            if queued.revision == req.revision and queued.action == req.action:
+                queued.request_ids.extend(i for i in req.request_ids if i not in queued.request_ids)
+                if self.current and queued is self.active:
+                    self.current.request_ids = list(queued.request_ids)
+                return
+        self.pending.append(req)
+
+    @workflow.update
+    def approve(self, inp: ApproveInput) -> ApproveResult:
+        self.approval = inp
+        return ApproveResult(revision=inp.revision, by=inp.by)
+
+    @approve.validator
+    def _check_approve(self, inp: ApproveInput) -> None:
+        waiting = (
+            self.current.revision
+            if self.current and self.current.state == "awaiting-approval"
+            else None
+        )
+        problem = approval_problem(self.gate, waiting, inp, self.author)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.query
+    def status(self) -> ApplyStatus:
+        return ApplyStatus(
+            space=self.space,
+            unit=self.unit,
+            current=self.current,
+            outcomes=list(self.outcomes),
+            pending=list(self.pending),
+        )
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: ApplyInput) -> ApplyResult:
+        self.space, self.unit = inp.space, inp.unit
+        self.outcomes = list(inp.history.outcomes)
+        self.pending = [*inp.history.pending, *self.pending]
+        handled = 0
+        while True:
+            try:
+                await workflow.wait_condition(lambda: bool(self.pending), timeout=IDLE)
+            except TimeoutError:
+                if not self.pending:
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    return ApplyResult(space=self.space, unit=self.unit, outcomes=self.outcomes)
+            # The newest request wins; older ones that were still waiting are superseded.
+            req = self.pending.pop()
+            for older in self.pending:
+                self._finish(older, "superseded", f"superseded by revision {req.revision}")
+            self.pending.clear()
+            self.active = req
+            await self._handle(req)
+            self.active = None
+            handled += 1
+            if handled >= REQUESTS_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    ApplyInput(
+                        space=self.space,
+                        unit=self.unit,
+                        history=ApplyHistory(outcomes=self.outcomes, pending=self.pending),
+                    )
+                )
+
+    async def _handle(self, req: ApplyRequest) -> None:
+        self._set(req, "queued", "reading the revision")
+        try:
+            ctx = await workflow.execute_activity_method(
+                AuthorityActivities.apply_context,
+                ApplyContextInput(space=self.space, unit=self.unit, revision=req.revision),
+                start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                retry_policy=opt.RETRY,
+                summary=f"read revision {req.revision}",
+            )
+        except ActivityError as e:
+            self._finish(req, "failed", error_info(e).message, reason="error")
+            return
+        if ctx.violations and req.action == "apply":
+            message = "denied by policy: " + "; ".join(ctx.violations)
+            self._finish(req, "failed", message, reason="denied")
+            return
+        if not await self._pass_gate(req, ctx):
+            return
+        try:
+            if req.action == "delete":
+                await self._delete(req, ctx)
+            else:
+                await self._apply(req, ctx)
+        except ActivityError as e:
+            info = error_info(e)
+            reason: FailureReason = "rejected" if info.type == "Rejected" else "error"
+            self._finish(req, "failed", info.message, reason=reason)
+
+    async def _pass_gate(self, req: ApplyRequest, ctx: ApplyContextResult) -> bool:
+        self.gate = gate_for(ctx.approval, req.action, precious=ctx.precious)
+        self.author = ctx.author
+        if not self.gate or (req.action == "apply" and ctx.approved_by):
+            return True
+        self.approval = None
+        what = "delete" if req.action == "delete" else "apply"
+        self._set(
+            req,
+            "awaiting-approval",
+            f"{what} of revision {req.revision} needs approval ({self.gate}): "
+            f"tributary approve {self.space} {self.unit} --revision {req.revision} --by WHO",
+        )
+        await workflow.wait_condition(lambda: self.approval is not None or bool(self.pending))
+        if self.approval is None:
+            newest = self.pending[-1].revision
+            self._finish(
+                req, "superseded", f"superseded by revision {newest} while awaiting approval"
+            )
+            return False
+        approval = self.approval
+        await workflow.execute_activity_method(
+            AuthorityActivities.record_approval,
+            RecordApprovalInput(
+                space=self.space,
+                unit=self.unit,
+                revision=req.revision,
+                by=approval.by,
+                comment=approval.comment,
+                at=workflow.now(),
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"record approval by {approval.by}",
+        )
+        if self.current:
+            self.current.approved_by = approval.by
+        return True
+
+    async def _apply(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
+        self._set(req, "applying", "server-side apply")
+        applied = await workflow.execute_activity_method(
+            KubeActivities.apply,
+            KubeApplyInput(data=ctx.data, xrds=ctx.xrds),
+            start_to_close_timeout=timedelta(minutes=3),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=opt.RETRY,
+            summary=f"apply revision {req.revision}",
+        )
+        await self._record(req, live=False)
+        self._set(req, "applied", f"generation {applied.generation}: waiting for Ready")
+        waited = await workflow.execute_activity_method(
+            KubeActivities.wait_ready,
+            KubeWaitInput(
+                ref=applied.ref,
+                generation=applied.generation,
+                timeout_seconds=req.ready_timeout_seconds,
+            ),
+            start_to_close_timeout=timedelta(seconds=req.ready_timeout_seconds + 60),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=opt.RETRY,
+            summary="wait for Ready and Synced",
+        )
+        if waited.state != "ready":
+            self._finish(req, "failed", waited.message, reason="not-ready")
+            return
+        await self._record(req, live=True)
+        self._finish(req, "ready", waited.message or "Ready and Synced")
+
+    async def _delete(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
+        self._set(req, "applying", "deleting from the cluster")
+        data = ctx.data
+        meta = data.get("metadata", {})
+        await workflow.execute_activity_method(
+            KubeActivities.delete,
+            KubeDeleteInput(
+                ref=ObjectRef(
+                    api_version=str(data["apiVersion"]),
+                    kind=str(data["kind"]),
+                    name=str(meta["name"]),
+                    namespace=meta.get("namespace") or "default",
+                )
+            ),
+            start_to_close_timeout=timedelta(minutes=6),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=opt.RETRY,
+            summary="delete from the cluster",
+        )
+        await workflow.execute_activity_method(
+            AuthorityActivities.record_applied,
+            RecordAppliedInput(
+                space=self.space, unit=self.unit, revision=req.revision, live=False, state="deleted"
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="mark the unit deleted",
+        )
+        self._finish(req, "deleted", "removed from the cluster")
+
+    async def _record(self, req: ApplyRequest, *, live: bool) -> None:
+        await workflow.execute_activity_method(
+            AuthorityActivities.record_applied,
+            RecordAppliedInput(space=self.space, unit=self.unit, revision=req.revision, live=live),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="record live revision" if live else "record last applied revision",
+        )
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def _set(
+        self, req: ApplyRequest, state: ApplyState, message: str, reason: FailureReason = ""
+    ) -> None:
+        same = self.current is not None and self.current.revision == req.revision
+        self.current = ApplyOutcome(
+            revision=req.revision,
+            action=req.action,
+            state=state,
+            message=message,
+            reason=reason,
+            gate=self.gate,
+            approved_by=self.current.approved_by if self.current and same else "",
+            at=workflow.now(),
+            request_ids=list(req.request_ids),
+        )
+        workflow.set_current_details(
+            f"**{self.space}/{self.unit}** revision {req.revision} ({req.action}): "
+            f"`{state}` — {message}"
+        )
+
+    def _finish(
+        self, req: ApplyRequest, state: ApplyState, message: str, *, reason: FailureReason = ""
+    ) -> None:
+        self._set(req, state, message, reason)
+        assert self.current is not None
+        self.outcomes = [*self.outcomes, self.current][-OUTCOMES_KEPT:]
+        self.current = None
+        self.gate = ""
