@@ -18,6 +18,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.authority import AuthorityActivities
+from activities.aws import AwsObservers
+from activities.drift import DriftActivities
 from activities.git import GitActivities
 from activities.kube import KubeActivities
 from activities.kube_client import KubeClient
@@ -25,12 +27,15 @@ from activities.policy import PolicyActivities
 from activities.render import RenderActivities
 from activities.source import SourceCache
 from activities.temporal import TemporalActivities
+from activities.watcher import ClaimWatcher
 from authority import open_store
 from authority.protocol import AuthorityStore
 from starter.settings import Settings, connect
 from workflows.apply import ApplyWorkflow
 from workflows.change import BulkSetWorkflow, RollbackWorkflow
+from workflows.drift import DriftWorkflow
 from workflows.publish import PublishRunWorkflow, PublishWorkflow
+from workflows.sweep import SweepWorkflow
 
 WORKFLOWS: Sequence[type] = (
     PublishRunWorkflow,
@@ -38,6 +43,8 @@ WORKFLOWS: Sequence[type] = (
     BulkSetWorkflow,
     RollbackWorkflow,
     ApplyWorkflow,
+    DriftWorkflow,
+    SweepWorkflow,
 )
 ACTIVITY_THREADS = 16
 
@@ -48,14 +55,16 @@ def activities(
     kube: KubeClient,
     client: Client,
     task_queue: str,
+    watcher: ClaimWatcher | None = None,
 ) -> list[Any]:
     """Bound activity methods of every adapter class, ready to register."""
     git = GitActivities(cache)
     render = RenderActivities(cache)
     policy = PolicyActivities(cache)
     auth = AuthorityActivities(store)
-    cluster = KubeActivities(kube)
+    cluster = KubeActivities(kube, on_applied=watcher.notice if watcher else None)
     temporal = TemporalActivities(client, task_queue)
+    drift = DriftActivities(store, kube, AwsObservers())
     return [
         git.checkout,
         render.load_project,
@@ -69,11 +78,18 @@ def activities(
         auth.apply_context,
         auth.record_approval,
         auth.record_applied,
+        auth.list_units_page,
+        auth.count_drift,
+        drift.check,
+        drift.capture,
+        drift.record,
+        drift.classify,
         cluster.apply,
         cluster.wait_ready,
         cluster.delete,
         temporal.request_apply,
         temporal.request_applies,
+        temporal.ensure_drift,
     ]
 
 
@@ -84,12 +100,13 @@ def build_worker(
     cache: SourceCache,
     executor: ThreadPoolExecutor,
     kube: KubeClient | None = None,
+    watcher: ClaimWatcher | None = None,
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities(store, cache, kube or KubeClient(), client, task_queue),
+        activities=activities(store, cache, kube or KubeClient(), client, task_queue, watcher),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
     )
@@ -105,8 +122,12 @@ async def run(settings: Settings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watcher = None
+    if os.environ.get("TRIBUTARY_WATCH", "1") != "0":
+        watcher = ClaimWatcher(store, kube, client, settings.task_queue, loop)
+        watcher.start()
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, settings.task_queue, store, cache, executor, kube)
+        worker = build_worker(client, settings.task_queue, store, cache, executor, kube, watcher)
         logging.getLogger("tributary").info(
             "worker polling %s on %s (namespace %s)",
             settings.task_queue,
@@ -115,6 +136,8 @@ async def run(settings: Settings | None = None) -> None:
         )
         async with worker:
             await stop.wait()
+    if watcher:
+        watcher.stop()
     store.close()
     kube.close()
 

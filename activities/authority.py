@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from temporalio import activity
 
 from activities._errors import decided
@@ -14,10 +16,14 @@ from domain.messages import (
     ApplyContextResult,
     CommitInput,
     CommitResult,
+    CountDriftInput,
+    CountDriftResult,
     FindUnitsInput,
     FindUnitsResult,
     GetRevisionInput,
     GetRevisionResult,
+    ListUnitsPageInput,
+    ListUnitsPageResult,
     RecordAppliedInput,
     RecordAppliedResult,
     RecordApprovalInput,
@@ -26,6 +32,7 @@ from domain.messages import (
     SnapshotUnitsResult,
     SpaceGate,
     UnitHead,
+    UnitKey,
 )
 from domain.publish import UnitSnapshot
 
@@ -166,3 +173,23 @@ class AuthorityActivities:
         return RecordAppliedResult(
             live_revision=unit.live_revision, last_applied_revision=unit.last_applied_revision
         )
+
+    @activity.defn(name="authority.list_units_page")
+    @decided
+    def list_units_page(self, inp: ListUnitsPageInput) -> ListUnitsPageResult:
+        after = (inp.after.space, inp.after.unit) if inp.after else None
+        keys = self.store.list_unit_keys(after, inp.limit)
+        return ListUnitsPageResult(units=[UnitKey(space=s, unit=u) for s, u in keys])
+
+    @activity.defn(name="authority.count_drift")
+    @decided
+    def count_drift(self, inp: CountDriftInput) -> CountDriftResult:
+        """Wait (heartbeating) until a sweep's checks have all reported, then count."""
+        deadline = time.monotonic() + inp.timeout_seconds
+        while True:
+            counts = self.store.count_drift(inp.sweep_id)
+            done = sum(counts.values())
+            activity.heartbeat(done)
+            if done >= inp.expected or time.monotonic() > deadline:
+                return CountDriftResult(counts=counts, complete=done >= inp.expected)
+            time.sleep(0.5)

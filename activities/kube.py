@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
@@ -27,9 +28,15 @@ ESTABLISH_SECONDS = 60
 WATCH_SLICE_SECONDS = 10
 
 
+AppliedHook = Callable[[Resource, dict[str, Any], str, str], None]
+
+
 class KubeActivities:
-    def __init__(self, kube: KubeClient) -> None:
+    def __init__(self, kube: KubeClient, on_applied: AppliedHook | None = None) -> None:
         self.kube = kube
+        # Tells this worker's watch about an object the moment it is applied, so a
+        # live edit right after an apply is not missed while the watch catches up.
+        self.on_applied = on_applied
 
     @activity.defn(name="kube.apply")
     @decided
@@ -37,6 +44,8 @@ class KubeActivities:
         data = inp.data
         res = self._served(str(data["apiVersion"]), str(data["kind"]), inp.xrds)
         body = self.kube.apply(res, data)
+        if self.on_applied is not None and inp.space:
+            self.on_applied(res, body, inp.space, inp.unit)
         meta = body.get("metadata", {})
         return KubeApplyResult(
             ref=_ref(res, data),

@@ -167,6 +167,39 @@ class KubeClient:
         status, _ = self.request("DELETE", res.path(name, namespace))
         return status != 404
 
+    def list_kind(self, res: Resource) -> tuple[list[dict[str, Any]], str]:
+        """Every object of a kind in every namespace, and the list's resourceVersion."""
+        _, body = self.request("GET", res.path())
+        return list(body.get("items") or []), str(
+            (body.get("metadata") or {}).get("resourceVersion") or ""
+        )
+
+    def watch_kind(
+        self, res: Resource, *, resource_version: str, timeout_seconds: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Events for every object of a kind until the server ends the watch."""
+        custom = client.CustomObjectsApi(self.api)
+        w = watch.Watch()
+        try:
+            for event in w.stream(
+                custom.list_cluster_custom_object,
+                group=res.group,
+                version=res.version,
+                plural=res.plural,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                _request_timeout=timeout_seconds + 10,
+            ):
+                yield str(event["type"]), dict(event["object"])
+        except ApiException as e:
+            if e.status == 410:
+                return
+            raise KubeUnavailable(f"watch {res.plural}: {e.status} {e.reason}") from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise KubeUnavailable(f"watch {res.plural}: {e}") from e
+        finally:
+            w.stop()
+
     def watch_object(
         self,
         res: Resource,

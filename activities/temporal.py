@@ -7,6 +7,8 @@ signal-with-start, exactly as the CLI does.
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import (
@@ -16,14 +18,19 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
 )
 
+from domain.drift import CheckRequest
 from domain.messages import (
     ApplyInput,
+    DriftInput,
+    EnsureDriftInput,
+    EnsureDriftResult,
     RequestAppliesInput,
     RequestAppliesResult,
     RequestApplyInput,
     RequestApplyResult,
+    UnitKey,
 )
-from domain.naming import apply_id
+from domain.naming import apply_id, drift_id
 
 SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
 UNIT_KEY = SearchAttributeKey.for_keyword("TributaryUnit")
@@ -48,6 +55,44 @@ async def signal_apply(client: Client, task_queue: str, inp: RequestApplyInput) 
     return workflow_id
 
 
+async def signal_drift(
+    client: Client, task_queue: str, space: str, unit: str, reason: str, sweep_id: str = ""
+) -> str:
+    """Signal-with-start ``drift:{space}:{unit}``: make sure it runs, and check now."""
+    workflow_id = drift_id(space, unit)
+    await client.start_workflow(
+        "DriftWorkflow",
+        DriftInput(space=space, unit=unit),
+        id=workflow_id,
+        task_queue=task_queue,
+        start_signal="check",
+        start_signal_args=[CheckRequest(reason=reason, sweep_id=sweep_id)],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(SPACE_KEY, space), SearchAttributePair(UNIT_KEY, unit)]
+        ),
+        static_summary=f"drift {space}/{unit}",
+    )
+    return workflow_id
+
+
+async def start_drift(client: Client, task_queue: str, space: str, unit: str) -> str:
+    """Make sure ``drift:{space}:{unit}`` runs, without asking it to check."""
+    workflow_id = drift_id(space, unit)
+    await client.start_workflow(
+        "DriftWorkflow",
+        DriftInput(space=space, unit=unit),
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(SPACE_KEY, space), SearchAttributePair(UNIT_KEY, unit)]
+        ),
+        static_summary=f"drift {space}/{unit}",
+    )
+    return workflow_id
+
+
 class TemporalActivities:
     def __init__(self, client: Client, task_queue: str) -> None:
         self.client = client
@@ -61,3 +106,18 @@ class TemporalActivities:
     async def request_applies(self, inp: RequestAppliesInput) -> RequestAppliesResult:
         ids = [await signal_apply(self.client, self.task_queue, r) for r in inp.requests]
         return RequestAppliesResult(workflow_ids=ids)
+
+    @activity.defn(name="temporal.ensure_drift")
+    async def ensure_drift(self, inp: EnsureDriftInput) -> EnsureDriftResult:
+        # Bounded concurrency: fast for thousands of units without flooding the server.
+        gate = asyncio.Semaphore(32)
+
+        async def one(u: UnitKey) -> str:
+            async with gate:
+                return await signal_drift(
+                    self.client, self.task_queue, u.space, u.unit, inp.reason, inp.sweep_id
+                )
+
+        ids = await asyncio.gather(*(one(u) for u in inp.units))
+        activity.heartbeat(len(ids))
+        return EnsureDriftResult(workflow_ids=list(ids))

@@ -93,8 +93,28 @@ def _m001_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _m002_drift_status(conn: Connection) -> None:
+    """Arrow 3: the last drift check of every unit, readable without Temporal."""
+    md = MetaData()
+    Table(
+        "drift_status",
+        md,
+        Column("space", String(253), primary_key=True),
+        Column("unit", String(253), primary_key=True),
+        Column("state", String(16), nullable=False),
+        Column("checked_at", DateTime(timezone=True), nullable=False),
+        Column("fields", JSON, nullable=False),
+        Column("message", Text, nullable=False),
+        Column("revision", Integer, nullable=True),
+        Column("sweep_id", String(128), nullable=False),
+        Index("ix_drift_status_sweep", "sweep_id"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
+    (2, _m002_drift_status),
 ]
 LATEST = MIGRATIONS[-1][0]
 

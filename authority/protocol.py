@@ -12,12 +12,14 @@ from domain.authority import (
     Approval,
     ChangeOutcome,
     RevisionRecord,
+    Source,
     SpaceRecord,
     SpaceSpec,
     UnitChange,
     UnitRecord,
     UnitStateChange,
 )
+from domain.drift import DriftRecord
 
 
 class AuthorityStore(Protocol):
@@ -59,8 +61,30 @@ class AuthorityStore(Protocol):
         """Add ``approval`` to a revision (once per approver)."""
         ...
 
-    def record_applied(self, space: str, slug: str, number: int, *, live: bool) -> UnitRecord:
-        """Revision ``number`` reached the cluster; ``live``: and it runs (Ready)."""
+    def record_applied(
+        self, space: str, slug: str, number: int, *, live: bool, applied: bool = True
+    ) -> UnitRecord:
+        """Revision ``number`` reached the cluster (``applied``) and/or runs (``live``)."""
+        ...
+
+    def classify_revision(
+        self, space: str, slug: str, number: int, *, source: Source, tags: dict[str, str]
+    ) -> RevisionRecord:
+        """Re-label a capture (e.g. as break-glass with an incident); its data never changes."""
+        ...
+
+    def record_drift(self, record: DriftRecord) -> None:
+        """Upsert the last drift check of a unit."""
+        ...
+
+    def list_drift(self, space: str, unit: str | None = None) -> list[DriftRecord]: ...
+
+    def count_drift(self, sweep_id: str) -> dict[str, int]:
+        """Units checked by a sweep, by state."""
+        ...
+
+    def list_unit_keys(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
+        """Active units in (space, slug) order, a page at a time."""
         ...
 
     def close(self) -> None: ...

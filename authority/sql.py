@@ -31,6 +31,7 @@ from domain.authority import (
     PolicyBundle,
     PolicyResult,
     RevisionRecord,
+    Source,
     SpaceRecord,
     SpaceSpec,
     UnitChange,
@@ -38,6 +39,7 @@ from domain.authority import (
     UnitStateChange,
 )
 from domain.diff import json_equal
+from domain.drift import DriftRecord
 from domain.errors import NotFound, StaleVersion
 
 
@@ -192,7 +194,6 @@ class SqlStore:
             # Two writers created the same unit at once; the loser re-plans.
             raise StaleVersion(f"concurrent write: {e.orig}") from e
 
-
     def record_approval(
         self, space: str, slug: str, number: int, approval: Approval
     ) -> RevisionRecord:
@@ -215,8 +216,12 @@ class SqlStore:
             row = conn.execute(_revision_query(space, slug, number)).mappings().one()
         return _revision(row)
 
-    def record_applied(self, space: str, slug: str, number: int, *, live: bool) -> UnitRecord:
-        values: dict[str, Any] = {"last_applied_revision": number, "updated_at": _now()}
+    def record_applied(
+        self, space: str, slug: str, number: int, *, live: bool, applied: bool = True
+    ) -> UnitRecord:
+        values: dict[str, Any] = {"updated_at": _now()}
+        if applied:
+            values["last_applied_revision"] = number
         if live:
             values["live_revision"] = number
         with self._write() as conn:
@@ -229,6 +234,78 @@ class SqlStore:
                 raise NotFound(f"unit {space}/{slug} does not exist")
             row = conn.execute(_unit_query(space, slug)).mappings().one()
         return _unit(row)
+
+    def classify_revision(
+        self, space: str, slug: str, number: int, *, source: Source, tags: dict[str, str]
+    ) -> RevisionRecord:
+        with self._write() as conn:
+            row = conn.execute(_revision_query(space, slug, number)).mappings().first()
+            if row is None:
+                raise NotFound(f"unit {space}/{slug} has no revision {number}")
+            conn.execute(
+                update(t.revisions)
+                .where(
+                    t.revisions.c.space == space,
+                    t.revisions.c.unit == slug,
+                    t.revisions.c.number == number,
+                )
+                .values(source=source, tags={**row["tags"], **tags})
+            )
+            row = conn.execute(_revision_query(space, slug, number)).mappings().one()
+        return _revision(row)
+
+    def record_drift(self, record: DriftRecord) -> None:
+        values = {
+            "state": record.state,
+            "checked_at": record.checked_at,
+            "fields": [f.model_dump(mode="json") for f in record.fields],
+            "message": record.message,
+            "revision": record.revision,
+            "sweep_id": record.sweep_id,
+        }
+        key = (t.drift_status.c.space == record.space, t.drift_status.c.unit == record.unit)
+        with self._write() as conn:
+            if conn.execute(update(t.drift_status).where(*key).values(**values)).rowcount == 0:
+                conn.execute(
+                    insert(t.drift_status).values(space=record.space, unit=record.unit, **values)
+                )
+
+    def list_drift(self, space: str, unit: str | None = None) -> list[DriftRecord]:
+        query = select(t.drift_status).where(t.drift_status.c.space == space)
+        if unit is not None:
+            query = query.where(t.drift_status.c.unit == unit)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(t.drift_status.c.unit)).mappings().all()
+        return [
+            DriftRecord(
+                space=r["space"],
+                unit=r["unit"],
+                state=r["state"],
+                checked_at=_utc(r["checked_at"]),
+                fields=r["fields"],
+                message=r["message"],
+                revision=r["revision"],
+                sweep_id=r["sweep_id"],
+            )
+            for r in rows
+        ]
+
+    def count_drift(self, sweep_id: str) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.drift_status.c.state, func.count())
+                .where(t.drift_status.c.sweep_id == sweep_id)
+                .group_by(t.drift_status.c.state)
+            ).all()
+        return {str(state): int(n) for state, n in rows}
+
+    def list_unit_keys(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
+        query = select(t.units.c.space, t.units.c.slug).where(t.units.c.state == "active")
+        if after is not None:
+            query = query.where(tuple_(t.units.c.space, t.units.c.slug) > after)
+        query = query.order_by(t.units.c.space, t.units.c.slug).limit(limit)
+        with self._read() as conn:
+            return [(str(a), str(b)) for a, b in conn.execute(query).all()]
 
 
 def _revision_query(space: str, slug: str, number: int) -> Any:

@@ -85,3 +85,17 @@ revisions = Table(
     ),
     Index("ix_revisions_idempotency", "space", "unit", "idempotency_key"),
 )
+
+drift_status = Table(
+    "drift_status",
+    metadata,
+    Column("space", String(253), primary_key=True),
+    Column("unit", String(253), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+    Column("fields", JSON, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("revision", Integer, nullable=True),
+    Column("sweep_id", String(128), nullable=False),
+    Index("ix_drift_status_sweep", "sweep_id"),
+)

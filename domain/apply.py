@@ -35,6 +35,9 @@ class ApplyRequest(BaseModel):
     action: ApplyAction = "apply"
     requested_by: str = ""
     ready_timeout_seconds: int = DEFAULT_READY_TIMEOUT
+    # A captured revision already runs; applying it only makes the cluster's Claim
+    # say so. It changes nothing that runs, so no approval gate applies.
+    sync_only: bool = False
     # Who is waiting for this request's outcome; repeats of a queued request add
     # their ids here instead of queueing twice.
     request_ids: list[str] = Field(default_factory=list)

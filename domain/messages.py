@@ -20,6 +20,7 @@ from domain.authority import (
     UnitState,
     UnitStateChange,
 )
+from domain.drift import DriftField, DriftRecord, DriftStatus
 from domain.project import ApprovalMode, ProjectConfig
 from domain.publish import PublishAction, RenderedUnit, UnitSnapshot
 
@@ -326,6 +327,8 @@ class ObjectRef(BaseModel):
 class KubeApplyInput(BaseModel):
     data: dict[str, Any]
     xrds: list[dict[str, Any]] = Field(default_factory=list)
+    space: str = ""
+    unit: str = ""
 
 
 class KubeApplyResult(BaseModel):
@@ -393,3 +396,118 @@ class RequestAppliesInput(BaseModel):
 
 class RequestAppliesResult(BaseModel):
     workflow_ids: list[str]
+
+
+# ---- drift ------------------------------------------------------------------------
+
+
+class DriftCheckInput(BaseModel):
+    space: str
+    unit: str
+    sweep_id: str = ""  # recorded with the result, so a sweep can count its checks
+
+
+class DriftCheckResult(BaseModel):
+    # in-sync / drifted; applying: an apply is in flight; not-applied: nothing runs yet;
+    # inactive: the unit is orphaned, deleted or gone
+    state: Literal["in-sync", "drifted", "applying", "not-applied", "inactive"]
+    fields: list[DriftField] = Field(default_factory=list)
+    live_revision: int | None = None
+    expected_version: int = 0
+    captured: dict[str, Any] | None = None  # the authority revision with the drift taken in
+    fingerprint: str = ""
+    mode: str = "capture"
+    interval_seconds: int = 300
+
+
+class CaptureInput(BaseModel):
+    space: str
+    unit: str
+    expected_version: int
+    data: dict[str, Any]
+    source: Literal["drift-capture", "break-glass"]
+    description: str
+    tags: dict[str, str]
+    author: str
+    idempotency_key: str
+    fields: list[DriftField] = Field(default_factory=list)
+    sweep_id: str = ""
+
+
+class CaptureResult(BaseModel):
+    revision: int
+    created: bool
+
+
+class DriftInput(BaseModel):
+    space: str
+    unit: str
+    status: DriftStatus | None = None  # carried across continue-as-new
+    check_first: bool = False
+
+
+class UnitKey(BaseModel):
+    space: str
+    unit: str
+
+
+class EnsureDriftInput(BaseModel):
+    units: list[UnitKey]
+    reason: str = ""
+    sweep_id: str = ""
+
+
+class EnsureDriftResult(BaseModel):
+    workflow_ids: list[str]
+
+
+class DriftRecordInput(BaseModel):
+    record: DriftRecord
+
+
+class DriftRecordResult(BaseModel):
+    recorded: bool = True
+
+
+class ListUnitsPageInput(BaseModel):
+    after: UnitKey | None = None
+    limit: int = 500
+
+
+class ListUnitsPageResult(BaseModel):
+    units: list[UnitKey]
+
+
+class CountDriftInput(BaseModel):
+    sweep_id: str
+    expected: int
+    timeout_seconds: int = 600
+
+
+class CountDriftResult(BaseModel):
+    counts: dict[str, int]
+    complete: bool
+
+
+class SweepInput(BaseModel):
+    batch_size: int = 500
+    wait_seconds: int = 600  # for the checks to report back
+
+
+class SweepResult(BaseModel):
+    sweep_id: str
+    units: int
+    counts: dict[str, int]
+    complete: bool
+
+
+class ClassifyCaptureInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+    source: Literal["drift-capture", "break-glass"]
+    tags: dict[str, str]
+
+
+class ClassifyCaptureResult(BaseModel):
+    revision: int

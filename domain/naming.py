@@ -70,3 +70,11 @@ def rollback_id(space: str, unit: str, to: int) -> str:
 
 def apply_id(space: str, unit: str) -> str:
     return f"apply:{space}:{unit}"
+
+
+def drift_id(space: str, unit: str) -> str:
+    return f"drift:{space}:{unit}"
+
+
+def sync_pr_id(space: str) -> str:
+    return f"sync-pr:{space}"

@@ -15,7 +15,7 @@ import traceback
 from typing import NoReturn
 
 from domain.errors import TributaryError
-from starter.commands import apply, change, demo, dev, publish, read
+from starter.commands import apply, change, demo, dev, drift, publish, read
 from starter.output import Output
 from starter.runner import WorkflowFailed
 from starter.settings import Settings
@@ -66,6 +66,7 @@ def build_parser() -> Parser:
     read.add_parsers(sub, common)
     change.add_parsers(sub, common)
     apply.add_parsers(sub, common)
+    drift.add_parsers(sub, common)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""The embedded stack behind ``tributary dev``: Temporal dev server, worker, authority.
+"""The embedded stack behind ``tributary dev``: Temporal dev server, worker, authority,
+and the sandbox (Kubernetes API peer, Crossplane stand-in, moto).
 
 Children run in their own sessions so a Ctrl-C reaches only us and we stop them in
 order (worker first, then Temporal); each child also gets PR_SET_PDEATHSIG, so a
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -69,6 +71,9 @@ class StackConfig:
     namespace: str = "default"
     task_queue: str = "tributary"
     authority: str = ""  # default: SQLite under data_dir
+    sandbox: bool = True
+    kube_port: int = 6443
+    aws_port: int = 4566
 
 
 class DevStack:
@@ -76,6 +81,7 @@ class DevStack:
         self.cfg = cfg
         self.data_dir = cfg.data_dir.resolve()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.sandbox: dict[str, str] = {}
 
     # ---- what other shells need ------------------------------------------------
 
@@ -91,6 +97,18 @@ class DevStack:
         }
         if self.cfg.ui:
             env["TRIBUTARY_UI_URL"] = f"http://{self.cfg.ip}:{self.cfg.ui_port}"
+        if self.cfg.sandbox:
+            env.update(
+                {
+                    "KUBECONFIG": str(self.data_dir / "kubeconfig"),
+                    "AWS_ENDPOINT_URL": f"http://{self.cfg.ip}:{self.cfg.aws_port}",
+                    # moto accepts any key; these are not secrets, and real ones
+                    # must never point at the sandbox.
+                    "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                }
+            )
         return env
 
     @property
@@ -114,6 +132,8 @@ class DevStack:
         ports = [("--temporal-port", self.cfg.temporal_port)]
         if self.cfg.ui:
             ports.append(("--ui-port", self.cfg.ui_port))
+        if self.cfg.sandbox:
+            ports += [("--kube-port", self.cfg.kube_port), ("--aws-port", self.cfg.aws_port)]
         for flag, port in ports:
             if not port_free(self.cfg.ip, port):
                 raise BadInput(
@@ -123,6 +143,12 @@ class DevStack:
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.cfg.sandbox:
+                progress(
+                    f"starting the sandbox: Kubernetes API on {self.cfg.ip}:{self.cfg.kube_port}, "
+                    f"moto on {self.cfg.ip}:{self.cfg.aws_port}, the Crossplane stand-in"
+                )
+                self._start_sandbox()
             progress(f"starting Temporal dev server on {self.cfg.ip}:{self.cfg.temporal_port}")
             self._spawn("temporal", self._temporal_command(), env={})
             client = await self._wait_for_temporal()
@@ -137,6 +163,36 @@ class DevStack:
         except BaseException:
             await self.stop()
             raise
+
+    def _start_sandbox(self) -> None:
+        ready = self.data_dir / "sandbox.json"
+        ready.unlink(missing_ok=True)
+        self._spawn(
+            "sandbox",
+            [
+                sys.executable,
+                "-m",
+                "starter.sandbox",
+                "--host",
+                self.cfg.ip,
+                "--kube-port",
+                str(self.cfg.kube_port),
+                "--aws-port",
+                str(self.cfg.aws_port),
+                "--kubeconfig",
+                str(self.data_dir / "kubeconfig"),
+                "--ready-file",
+                str(ready),
+            ],
+            env={},
+        )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not ready.exists():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the sandbox did not start in {STARTUP_SECONDS:.0f}s")
+            time.sleep(0.1)
+        self.sandbox = json.loads(ready.read_text())
 
     def _temporal_command(self) -> list[str]:
         cmd = [
@@ -224,7 +280,7 @@ class DevStack:
 
     async def stop(self) -> None:
         # Worker first, so it does not log a storm of errors about a vanished server.
-        for name in ("worker", "temporal"):
+        for name in ("worker", "temporal", "sandbox"):
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
                 continue

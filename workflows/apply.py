@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.authority import AuthorityActivities
     from activities.kube import KubeActivities
+    from activities.temporal import TemporalActivities
     from domain.apply import (
         ApplyHistory,
         ApplyOutcome,
@@ -34,12 +35,14 @@ with workflow.unsafe.imports_passed_through():
         ApplyInput,
         ApplyResult,
         ApplyStatus,
+        EnsureDriftInput,
         KubeApplyInput,
         KubeDeleteInput,
         KubeWaitInput,
         ObjectRef,
         RecordAppliedInput,
         RecordApprovalInput,
+        UnitKey,
     )
     from workflows import _options as opt
     from workflows._errors import error_info
@@ -167,7 +170,9 @@ class ApplyWorkflow:
             self._finish(req, "failed", info.message, reason=reason)
 
     async def _pass_gate(self, req: ApplyRequest, ctx: ApplyContextResult) -> bool:
-        self.gate = gate_for(ctx.approval, req.action, precious=ctx.precious)
+        self.gate = (
+            "" if req.sync_only else gate_for(ctx.approval, req.action, precious=ctx.precious)
+        )
         self.author = ctx.author
         if not self.gate or (req.action == "apply" and ctx.approved_by):
             return True
@@ -209,7 +214,7 @@ class ApplyWorkflow:
         self._set(req, "applying", "server-side apply")
         applied = await workflow.execute_activity_method(
             KubeActivities.apply,
-            KubeApplyInput(data=ctx.data, xrds=ctx.xrds),
+            KubeApplyInput(data=ctx.data, xrds=ctx.xrds, space=self.space, unit=self.unit),
             start_to_close_timeout=timedelta(minutes=3),
             heartbeat_timeout=timedelta(seconds=30),
             retry_policy=opt.RETRY,
@@ -233,6 +238,14 @@ class ApplyWorkflow:
             self._finish(req, "failed", waited.message, reason="not-ready")
             return
         await self._record(req, live=True)
+        # Every successful apply leaves the unit's drift loop running.
+        await workflow.execute_activity_method(
+            TemporalActivities.ensure_drift,
+            EnsureDriftInput(units=[UnitKey(space=self.space, unit=self.unit)], reason="apply"),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="keep the drift loop running",
+        )
         self._finish(req, "ready", waited.message or "Ready and Synced")
 
     async def _delete(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:

@@ -26,6 +26,13 @@ def add_stack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temporal-port", type=int, default=7233)
     p.add_argument("--ui-port", type=int, default=8233)
     p.add_argument("--no-ui", action="store_true", help="run Temporal without the Web UI")
+    p.add_argument("--kube-port", type=int, default=6443, help="sandbox Kubernetes API port")
+    p.add_argument("--aws-port", type=int, default=4566, help="sandbox AWS (moto) port")
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="no sandbox: apply to the cluster of $KUBECONFIG and the AWS of your environment",
+    )
     p.add_argument(
         "--authority",
         default="",
@@ -42,6 +49,9 @@ def stack_config(args: argparse.Namespace) -> StackConfig:
         ui_port=args.ui_port,
         ui=not args.no_ui,
         authority=args.authority,
+        sandbox=not args.no_sandbox,
+        kube_port=args.kube_port,
+        aws_port=args.aws_port,
     )
 
 
@@ -63,7 +73,13 @@ def announce(stack: DevStack, out: Output) -> None:
         out.line(f"  Web UI        {env['TRIBUTARY_UI_URL']}")
     out.line(f"  Authority     {_redact_db(env['TRIBUTARY_AUTHORITY'])}")
     out.line(f"  Task queue    {env['TRIBUTARY_TASK_QUEUE']}")
-    out.line(f"  Logs          {stack.data_dir}/{{temporal,worker}}.log")
+    if "KUBECONFIG" in env:
+        out.line(
+            f"  Kubernetes    {stack.sandbox.get('kube_url', '')} (KUBECONFIG={env['KUBECONFIG']})"
+        )
+        out.line(f"  AWS (moto)    {env['AWS_ENDPOINT_URL']}")
+        out.line("  Crossplane    stand-in: claims become AWS resources in moto")
+    out.line(f"  Logs          {stack.data_dir}/{{temporal,worker,sandbox}}.log")
     out.line("")
     out.line(f"In another shell:  source {stack.env_file}   (or paste:)")
     for key, value in env.items():

@@ -146,15 +146,17 @@ class KubeApiEmulator(KubernetesScaffold):
 
     async def _serve_server_version(self, request: Request) -> Payload:
         # kmock reports a k3s 1.26, which makes kubectl 1.3x warn about version skew.
-        return {
-            "major": "1",
-            "minor": "33",
-            "gitVersion": "v1.33.0",
-            "gitTreeState": "clean",
-            "goVersion": "go1.24",
-            "compiler": "gc",
-            "platform": "linux/amd64",
-        }
+        return _ok(
+            {
+                "major": "1",
+                "minor": "33",
+                "gitVersion": "v1.33.0",
+                "gitTreeState": "clean",
+                "goVersion": "go1.24",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+        )
 
     def _get_resources(self) -> list[resource]:
         # Only kmock's root listing ("GET /") uses this; discovery proper is overridden below.
@@ -165,14 +167,14 @@ class KubeApiEmulator(KubernetesScaffold):
         for kind in self.store.kinds():
             if kind.group:
                 groups.setdefault(kind.group, set()).add(kind.version)
-        return api_group_list(groups)
+        return _ok(api_group_list(groups))
 
     async def _serve_group(self, request: Request) -> Payload:
         group = request.resource.group if request.resource is not None else None
         versions = {k.version for k in self.store.kinds() if k.group == group}
         if not group or not versions:
             return no_such_resource().response()
-        return api_group(group, versions)
+        return _ok(api_group(group, versions))
 
     async def _serve_version(self, request: Request) -> Payload:
         res = request.resource
@@ -181,7 +183,7 @@ class KubeApiEmulator(KubernetesScaffold):
         kinds = [k for k in self.store.kinds() if (k.group, k.version) == (group, version)]
         if not kinds and group:
             return no_such_resource().response()
-        return api_resource_list(f"{group}/{version}" if group else version, kinds)
+        return _ok(api_resource_list(f"{group}/{version}" if group else version, kinds))
 
     async def _serve_openapi_v2(self, request: Request) -> Payload:
         return Response(status=200, headers={"Content-Type": _OPENAPI_V2_PROTOBUF}, payload=b"")
@@ -474,3 +476,10 @@ class KubeApiEmulator(KubernetesScaffold):
         finally:
             if watcher is not None:
                 self.store.unwatch(watcher)
+
+
+def _ok(payload: Payload) -> Response:
+    """Always an explicit 200: kmock copies a returned Response's status onto the
+    reaction it came from, so once a reaction has answered 404 (an unknown group),
+    a plain payload returned later would go out as 404 too."""
+    return Response(status=200, payload=payload)

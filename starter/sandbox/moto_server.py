@@ -71,8 +71,9 @@ class MotoServer:
         server = _Server(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         if server.startup_error is not None:
+            # werkzeug reports a taken port with sys.exit(1), hence no better message than this.
             raise OSError(
-                f"moto cannot listen on {self._host}:{self._port}: {server.startup_error}"
+                f"moto cannot listen on {self._host}:{self._port} (port in use?)"
             ) from server.startup_error
         self._server = server
         self._port = int(server.get_host_and_port()[1])

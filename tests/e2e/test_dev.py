@@ -41,7 +41,7 @@ def _wait_gone(pids: set[int], seconds: float = 20) -> set[int]:
 def test_dev_prints_endpoints_and_stops_cleanly(tmp_path: Path) -> None:
     stack = start_stack(tmp_path / ".tributary")
     children = _children(stack.proc.pid)
-    assert len(children) == 2  # Temporal and the worker
+    assert len(children) == 3  # the sandbox, Temporal and the worker
     assert (
         stack.env["TRIBUTARY_AUTHORITY"] == f"sqlite:///{tmp_path / '.tributary' / 'authority.db'}"
     )
@@ -52,6 +52,8 @@ def test_dev_prints_endpoints_and_stops_cleanly(tmp_path: Path) -> None:
 
     assert code == 0, output
     assert "Web UI" in output
+    assert "Kubernetes" in output
+    assert "export KUBECONFIG=" in output
     assert "export TEMPORAL_ADDRESS=" in output
     assert _wait_gone(children) == set()
     assert not (tmp_path / ".tributary" / "dev.env").exists()

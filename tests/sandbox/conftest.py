@@ -1,4 +1,5 @@
-"""Fixtures for the Kubernetes API peer: a fresh peer per test, reached by real clients."""
+"""Fixtures for the sandbox: a fresh API peer per test, reached by real clients; moto (one per
+session, reset per test); the Crossplane stand-in between them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from starter.sandbox.crossplane import CrossplaneStandIn
 from starter.sandbox.kubeapi import KubeApiPeerThread
+from starter.sandbox.moto_server import AwsClients, MotoServer
 
 GROUP, VERSION, PLURAL = "example.org", "v1", "widgets"
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -46,7 +49,7 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
-def _kubectl_binary() -> str:
+def kubectl_binary() -> str:
     beside_python = Path(sys.executable).parent / "kubectl"
     found = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
     if found is None:
@@ -57,7 +60,7 @@ def _kubectl_binary() -> str:
 @pytest.fixture
 def kubectl(kubeconfig: Path, tmp_path: Path) -> Kubectl:
     """Run the real kubectl against the peer; discovery cache kept per test."""
-    binary = _kubectl_binary()
+    binary = kubectl_binary()
     env = {**os.environ, "KUBECACHEDIR": str(tmp_path / "kube-cache")}
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -71,3 +74,29 @@ def kubectl(kubeconfig: Path, tmp_path: Path) -> Kubectl:
         )
 
     return run
+
+
+# ---- AWS (moto) and the Crossplane stand-in ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server for the session (starting one costs ~0.5 s); ``aws`` resets it."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer) -> AwsClients:
+    """boto3 clients (dummy credentials) on a moto that holds nothing yet."""
+    moto_server.reset()
+    return moto_server.clients()
+
+
+@pytest.fixture
+def crossplane(
+    peer: KubeApiPeerThread, kubeconfig: Path, moto_server: MotoServer, aws: AwsClients
+) -> Iterator[CrossplaneStandIn]:
+    """The stand-in, started against the peer and a reset moto; stopped before the peer."""
+    with CrossplaneStandIn(kubeconfig, moto_server.endpoint) as stand_in:
+        yield stand_in

@@ -1,0 +1,239 @@
+"""Drift activities: compare what runs with the authority; capture it as a revision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+
+from activities._errors import decided
+from activities.aws import AwsObservers
+from activities.kube_client import KubeClient
+from activities.policy import check_objects
+from authority.protocol import AuthorityStore
+from domain.apply import readiness
+from domain.authority import PolicyResult, UnitChange
+from domain.drift import (
+    DriftField,
+    DriftRecord,
+    DriftReport,
+    DriftStateName,
+    captured_data,
+    comparable,
+    kubernetes_drift,
+)
+from domain.errors import BadInput, NotFound
+from domain.messages import (
+    CaptureInput,
+    CaptureResult,
+    CheckObjectsInput,
+    ClassifyCaptureInput,
+    ClassifyCaptureResult,
+    DriftCheckInput,
+    DriftCheckResult,
+    DriftRecordInput,
+    DriftRecordResult,
+)
+from domain.paths import MISSING, get_path, parse_path
+from domain.schema import SchemaSet, schemas_from_xrd
+
+
+class DriftActivities:
+    def __init__(self, store: AuthorityStore, kube: KubeClient, aws: AwsObservers) -> None:
+        self.store = store
+        self.kube = kube
+        self.aws = aws
+
+    @activity.defn(name="drift.check")
+    @decided
+    def check(self, inp: DriftCheckInput) -> DriftCheckResult:
+        result = self._check(inp)
+        observed: DriftStateName = (
+            "in-sync"
+            if result.state == "in-sync"
+            else "drifted"
+            if result.state == "drifted"
+            else "unknown"
+        )
+        if result.state != "inactive":
+            self.store.record_drift(
+                DriftRecord(
+                    space=inp.space,
+                    unit=inp.unit,
+                    state=observed,
+                    checked_at=datetime.now(UTC),
+                    fields=result.fields,
+                    message=result.state,
+                    revision=result.live_revision,
+                    sweep_id=inp.sweep_id,
+                )
+            )
+        return result
+
+    @activity.defn(name="drift.record")
+    @decided
+    def record(self, inp: DriftRecordInput) -> DriftRecordResult:
+        """Record what the drift loop decided (captured, reverted, paused, failed)."""
+        self.store.record_drift(inp.record)
+        return DriftRecordResult()
+
+    def _check(self, inp: DriftCheckInput) -> DriftCheckResult:
+        space = self.store.get_space(inp.space)
+        unit = self.store.get_unit(inp.space, inp.unit)
+        if space is None or unit is None:
+            raise NotFound(f"unit {inp.space}/{inp.unit} does not exist in the authority")
+        base = DriftCheckResult(
+            state="in-sync",
+            live_revision=unit.live_revision,
+            expected_version=unit.version,
+            mode=space.drift,
+            interval_seconds=space.drift_interval_seconds,
+        )
+        if unit.state != "active":
+            return base.model_copy(update={"state": "inactive"})
+        if unit.live_revision is None:
+            return base.model_copy(update={"state": "not-applied"})
+        live_rev = self.store.get_revision(inp.space, inp.unit, unit.live_revision)
+        assert live_rev is not None  # a unit's live revision always exists
+        authority = live_rev.data
+        schema = _schema(space.policy.xrds, authority)
+        res = self.kube.resource(str(authority.get("apiVersion")), str(authority.get("kind")))
+        meta = authority.get("metadata", {})
+        obj = (
+            self.kube.get(res, meta["name"], meta.get("namespace") or "default")
+            if res is not None
+            else None
+        )
+        if obj is None:
+            gone = DriftField(
+                path="(object)",
+                authority="present",
+                live="missing",
+                manager="",
+                capturable=False,
+            )
+            return _drifted(base, [gone], authority)
+        fields = kubernetes_drift(authority, obj, ignore=space.ignore, schema=schema)
+        if fields and unit.last_applied_revision not in (None, unit.live_revision):
+            applied = self.store.get_revision(inp.space, inp.unit, unit.last_applied_revision)
+            if applied and not kubernetes_drift(
+                applied.data, obj, ignore=space.ignore, schema=schema
+            ):
+                # The cluster runs a newer revision that is not Ready yet: not drift.
+                return base.model_copy(update={"state": "applying"})
+        observer = self.aws.for_kind(str(obj.get("apiVersion")), str(obj.get("kind")))
+        generation = int((obj.get("metadata") or {}).get("generation") or 1)
+        if observer is not None and readiness(obj, generation).state == "ready":
+            # AWS is comparable only once Crossplane has reconciled the Claim's
+            # current spec; before that it lags behind by design, which is not drift.
+            live_claim = comparable(obj, space.ignore, schema)
+            wanted = comparable(authority, space.ignore, schema)
+            claim_paths = {f.path for f in fields}
+            for f in observer.observe(live_claim):
+                if f.capturable and f.path in claim_paths:
+                    continue  # the claim itself moved; AWS follows it once Crossplane reconciles
+                if f.capturable:
+                    value = get_path(wanted, parse_path(f.path))
+                    f.authority = None if value is MISSING else value
+                    if f.live == f.authority:
+                        continue
+                fields.append(f)
+        if not fields:
+            return base
+        return _drifted(base, fields, authority)
+
+    @activity.defn(name="drift.capture")
+    @decided
+    def capture(self, inp: CaptureInput) -> CaptureResult:
+        """Write what runs as the new head, and mark it live: it is what runs."""
+        space = self.store.get_space(inp.space)
+        if space is None:
+            raise NotFound(f"space {inp.space!r} does not exist in the authority")
+        try:
+            [checked] = check_objects(
+                CheckObjectsInput(
+                    bundle=space.policy,
+                    space=inp.space,
+                    environment=space.environment,
+                    origin="live state",
+                    objects=[inp.data],
+                )
+            )
+            policy = PolicyResult(
+                violations=checked.violations,
+                warnings=checked.warnings,
+                policy_digest=space.policy.digest,
+            )
+        except BadInput as e:
+            # What runs is recorded even when it breaks the schema; it just can't be
+            # applied again until fixed.
+            policy = PolicyResult(violations=[e.message], policy_digest=space.policy.digest)
+        [outcome] = self.store.commit(
+            [
+                UnitChange(
+                    space=inp.space,
+                    slug=inp.unit,
+                    expected_version=inp.expected_version,
+                    data=inp.data,
+                    description=inp.description,
+                    source=inp.source,
+                    tags=inp.tags,
+                    author=inp.author,
+                    policy=policy,
+                    idempotency_key=inp.idempotency_key,
+                )
+            ]
+        )
+        # Live at once (it is what runs), but not "applied": the cluster's Claim may
+        # not say it yet (an AWS-side edit), until the sync apply that follows lands.
+        self.store.record_applied(inp.space, inp.unit, outcome.revision, live=True, applied=False)
+        self.store.record_drift(
+            DriftRecord(
+                space=inp.space,
+                unit=inp.unit,
+                state="captured",
+                checked_at=datetime.now(UTC),
+                fields=inp.fields,
+                message=inp.description,
+                revision=outcome.revision,
+                sweep_id=inp.sweep_id,
+            )
+        )
+        return CaptureResult(revision=outcome.revision, created=outcome.created)
+
+    @activity.defn(name="drift.classify")
+    @decided
+    def classify(self, inp: ClassifyCaptureInput) -> ClassifyCaptureResult:
+        """Tag a capture after the fact: the watch captured the edit before the operator
+        could say it was break-glass for an incident."""
+        rev = self.store.get_revision(inp.space, inp.unit, inp.revision)
+        if rev is None or rev.source not in ("drift-capture", "break-glass"):
+            raise NotFound(f"revision {inp.revision} of {inp.space}/{inp.unit} is not a capture")
+        self.store.classify_revision(
+            inp.space, inp.unit, inp.revision, source=inp.source, tags=inp.tags
+        )
+        return ClassifyCaptureResult(revision=inp.revision)
+
+
+def _drifted(
+    base: DriftCheckResult, fields: list[DriftField], authority: dict[str, Any]
+) -> DriftCheckResult:
+    report = DriftReport(fields=fields)
+    capturable = [f for f in fields if f.capturable]
+    return base.model_copy(
+        update={
+            "state": "drifted",
+            "fields": fields,
+            "captured": captured_data(authority, capturable) if capturable else None,
+            "fingerprint": report.fingerprint(),
+        }
+    )
+
+
+def _schema(xrds: dict[str, list[dict[str, Any]]], obj: dict[str, Any]) -> dict[str, Any] | None:
+    schemas = SchemaSet(
+        [s for path, docs in xrds.items() for d in docs for s in schemas_from_xrd(d, path)]
+    )
+    found = schemas.find(str(obj.get("apiVersion")), str(obj.get("kind")))
+    return found.schema_ if found else None

@@ -1,0 +1,168 @@
+"""Arrow 3, drift: what differs between the authority and what runs, and who changed it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from domain.diff import diff
+from domain.normalize import normalize, parse_ignore
+from domain.paths import MISSING, Path, parse_path, set_path
+from domain.schema import apply_defaults
+
+DriftMode = Literal["capture", "revert", "report"]
+DriftStateName = Literal[
+    "unknown", "in-sync", "drifted", "captured", "reverted", "paused", "failed"
+]
+DriftSource = Literal["kubernetes-live", "aws-live"]
+
+
+class DriftField(BaseModel):
+    path: str
+    authority: Any = None
+    live: Any = None
+    manager: str = ""  # who changed it, where known (a field manager, or "aws")
+    source: DriftSource = "kubernetes-live"
+    capturable: bool = True  # False: no claim field says this (e.g. a missing table)
+
+
+class DriftReport(BaseModel):
+    fields: list[DriftField] = Field(default_factory=list)
+    checked_at: datetime | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.fields)
+
+    def fingerprint(self) -> str:
+        """Identifies a drift, so the same drift is never captured twice."""
+        return "|".join(f"{f.path}={f.live!r}" for f in sorted(self.fields, key=lambda f: f.path))
+
+
+def comparable(
+    obj: dict[str, Any], ignore: list[str], schema: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Normalized for comparison: server fields and ignored paths gone, XRD defaults in."""
+    out = normalize(obj, ignore=parse_ignore(ignore))
+    return apply_defaults(schema, out) if schema else out
+
+
+def kubernetes_drift(
+    authority: dict[str, Any],
+    live: dict[str, Any],
+    *,
+    ignore: list[str],
+    schema: dict[str, Any] | None,
+) -> list[DriftField]:
+    """Field-level drift of a live Claim against the authority's revision."""
+    managed = (live.get("metadata") or {}).get("managedFields") or []
+    out: list[DriftField] = []
+    for change in diff(comparable(authority, ignore, schema), comparable(live, ignore, schema)):
+        out.append(
+            DriftField(
+                path=change.path,
+                authority=change.old if change.old_present else None,
+                live=change.new if change.new_present else None,
+                manager=manager_of(parse_path(change.path), managed),
+                source="kubernetes-live",
+            )
+        )
+    return out
+
+
+def manager_of(path: Path, managed_fields: list[dict[str, Any]]) -> str:
+    """The field manager that last wrote ``path`` (from ``metadata.managedFields``)."""
+    best: tuple[str, str] | None = None  # (time, manager)
+    for entry in managed_fields:
+        if _owns(entry.get("fieldsV1") or {}, path):
+            stamp = str(entry.get("time") or "")
+            if best is None or stamp >= best[0]:
+                best = (stamp, str(entry.get("manager") or ""))
+    return best[1] if best else ""
+
+
+def _owns(fields: dict[str, Any], path: Path) -> bool:
+    cur: Any = fields
+    for seg in path:
+        if not isinstance(cur, dict):
+            return True  # owns a parent of an atomic value
+        key = f"f:{seg}"
+        if key not in cur:
+            return False
+        cur = cur[key]
+    return True
+
+
+def captured_data(authority: dict[str, Any], fields: list[DriftField]) -> dict[str, Any]:
+    """The authority's revision with every capturable drifted field set to what runs."""
+    out = authority
+    for f in fields:
+        if not f.capturable:
+            continue
+        value = MISSING if f.live is None else f.live
+        out = set_path(out, parse_path(f.path), value)
+    return out
+
+
+class CaptureRequest(BaseModel):
+    tag: str = ""
+    incident: str = ""
+    by: str = ""
+
+
+class CaptureOutcome(BaseModel):
+    captured: bool
+    revision: int | None = None
+    message: str = ""
+    fields: list[DriftField] = Field(default_factory=list)
+
+
+class CheckRequest(BaseModel):
+    reason: str = ""  # "watch", "sweep", "cli", "apply"
+    sweep_id: str = ""
+
+
+class DriftStatus(BaseModel):
+    space: str
+    unit: str
+    state: DriftStateName = "unknown"
+    paused: bool = False
+    last_check: datetime | None = None
+    last_drift: DriftReport | None = None
+    last_revision: int | None = None  # the last revision this loop captured
+    last_fingerprint: str = ""
+    interval_seconds: int = 300
+    checks: int = 0
+    captures: int = 0
+    message: str = ""
+
+
+def capture_source(tag: str) -> Literal["drift-capture", "break-glass"]:
+    return "break-glass" if tag == "break-glass" else "drift-capture"
+
+
+def capture_description(fields: list[DriftField], req: CaptureRequest | None) -> str:
+    changed = ", ".join(
+        f"{f.path}={f.live!r}" + (f" ({f.manager})" if f.manager else "")
+        for f in fields
+        if f.capturable
+    )
+    if req and req.tag == "break-glass":
+        incident = f" ({req.incident})" if req.incident else ""
+        return f"Break-glass capture{incident}: {changed}"
+    return f"Drift capture: {changed}"
+
+
+class DriftRecord(BaseModel):
+    """The outcome of a unit's last drift check, as the authority keeps it."""
+
+    space: str
+    unit: str
+    state: DriftStateName
+    checked_at: datetime
+    fields: list[DriftField] = Field(default_factory=list)
+    message: str = ""
+    revision: int | None = None
+    sweep_id: str = ""

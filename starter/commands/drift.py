@@ -1,0 +1,282 @@
+"""Arrow 3 from the CLI: ``drift status|check|capture|pause|resume`` and ``sweep``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+
+from activities.temporal import signal_drift, start_drift
+from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
+from domain.errors import NotFound
+from domain.messages import SweepInput, SweepResult
+from domain.naming import drift_id, format_duration, parse_duration
+from starter import runner
+from starter.commands.change import author
+from starter.commands.read import open_existing
+from starter.output import Output
+from starter.settings import Settings
+from workflows.drift import DriftWorkflow
+from workflows.sweep import SweepWorkflow
+
+if TYPE_CHECKING:
+    from starter.commands import Subparsers
+
+SCHEDULE_ID = "tributary-sweep"
+
+
+def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    drift = sub.add_parser(
+        "drift", parents=[common], help="arrow 3: drift between live and authority"
+    )
+    dsub = drift.add_subparsers(dest="drift_command", required=True, metavar="COMMAND")
+    p = dsub.add_parser("status", parents=[common], help="per unit: state, last check, last drift")
+    p.add_argument("space")
+    p.add_argument("unit", nargs="?")
+    p.set_defaults(func=status)
+    p = dsub.add_parser("check", parents=[common], help="check now instead of at the next tick")
+    p.add_argument("space")
+    p.add_argument("unit", nargs="?")
+    p.add_argument("--no-wait", action="store_true")
+    p.set_defaults(func=check)
+    p = dsub.add_parser(
+        "capture",
+        parents=[common],
+        help="capture live state now as a revision (e.g. --tag break-glass --incident INC-7)",
+    )
+    p.add_argument("space")
+    p.add_argument("unit")
+    p.add_argument("--tag", default="", help="break-glass makes the revision's source break-glass")
+    p.add_argument("--incident", default="", help="incident id recorded on the revision")
+    p.add_argument("--by", default=None, help="who captures (default: $USER)")
+    p.set_defaults(func=capture)
+    for name, helptext in (("pause", "stop checking a unit"), ("resume", "check a unit again")):
+        p = dsub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("space")
+        p.add_argument("unit")
+        p.set_defaults(func=pause if name == "pause" else resume)
+
+    sweep = sub.add_parser("sweep", parents=[common], help="the scheduled drift sweep")
+    ssub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="COMMAND")
+    p = ssub.add_parser("schedule", parents=[common], help="create or update the sweep schedule")
+    p.add_argument("--every", default="6h", help="interval (default 6h)")
+    p.set_defaults(func=schedule)
+    p = ssub.add_parser("run", parents=[common], help="sweep now: every unit's drift loop checks")
+    p.add_argument("--no-wait", action="store_true")
+    p.set_defaults(func=sweep_run)
+
+
+def _units(settings: Settings, space: str, unit: str | None) -> list[str]:
+    store = open_existing(settings)
+    try:
+        if store.get_space(space) is None:
+            raise NotFound(f"space {space!r} does not exist")
+        units = [u.slug for u in store.list_units(space) if u.state == "active"]
+    finally:
+        store.close()
+    if unit is not None:
+        if unit not in units:
+            raise NotFound(f"unit {space}/{unit} does not exist or is not active")
+        return [unit]
+    return units
+
+
+def _drift_json(record: DriftRecord | None, space: str, unit: str) -> dict[str, Any]:
+    return {
+        "space": space,
+        "unit": unit,
+        "state": record.state if record else "unknown",
+        "last_check": record.checked_at.isoformat() if record else None,
+        "message": record.message if record else "",
+        "revision": record.revision if record else None,
+        "drift": [
+            {
+                "path": f.path,
+                "authority": f.authority,
+                "live": f.live,
+                "manager": f.manager,
+                "source": f.source,
+            }
+            for f in (record.fields if record else [])
+        ],
+    }
+
+
+async def status(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    units = _units(settings, args.space, args.unit)
+    store = open_existing(settings)
+    try:
+        records = {r.unit: r for r in store.list_drift(args.space, args.unit)}
+    finally:
+        store.close()
+    rows = [_drift_json(records.get(u), args.space, u) for u in units]
+    out.result({"units": rows})
+    table = []
+    for row in rows:
+        fields = "; ".join(
+            f"{d['path']}: {d['authority']!r} → {d['live']!r}"
+            + (f" by {d['manager']}" if d["manager"] else "")
+            for d in row["drift"]
+        )
+        table.append([row["unit"], row["state"], row["last_check"], fields or row["message"]])
+    out.table(["unit", "state", "last check", "drift"], table)
+    return 0
+
+
+async def _check_one(
+    client: Client, settings: Settings, space: str, unit: str, wait: bool
+) -> DriftStatus | None:
+    await signal_drift(client, settings.task_queue, space, unit, "cli")
+    if not wait:
+        return None
+    handle = client.get_workflow_handle_for(DriftWorkflow.run, drift_id(space, unit))
+    result: DriftStatus = await handle.execute_update(
+        DriftWorkflow.check_now, CheckRequest(reason="cli")
+    )
+    return result
+
+
+async def check(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    units = _units(settings, args.space, args.unit)
+    client = await runner.client_for(settings)
+    gate = asyncio.Semaphore(16)
+
+    async def one(unit: str) -> DriftStatus | None:
+        async with gate:
+            return await _check_one(client, settings, args.space, unit, not args.no_wait)
+
+    results = await asyncio.gather(*(one(u) for u in units))
+    if args.no_wait:
+        out.result({"space": args.space, "units": units, "state": "running"})
+        out.line(f"asked {len(units)} units of {args.space} to check")
+        return 5
+    rows = []
+    for unit, st in zip(units, results, strict=True):
+        assert st is not None
+        fields = st.last_drift.fields if st.last_drift and st.state not in ("in-sync",) else []
+        rows.append(
+            {
+                "space": args.space,
+                "unit": unit,
+                "state": st.state,
+                "last_check": st.last_check.isoformat() if st.last_check else None,
+                "message": st.message,
+                "drift": [
+                    {"path": f.path, "authority": f.authority, "live": f.live, "manager": f.manager}
+                    for f in fields
+                ],
+            }
+        )
+    out.result({"units": rows})
+    out.table(["unit", "state", "message"], [[r["unit"], r["state"], r["message"]] for r in rows])
+    return 0
+
+
+async def capture(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    _units(settings, args.space, args.unit)
+    client = await runner.client_for(settings)
+    await start_drift(client, settings.task_queue, args.space, args.unit)
+    handle = client.get_workflow_handle_for(DriftWorkflow.run, drift_id(args.space, args.unit))
+    outcome: CaptureOutcome = await handle.execute_update(
+        DriftWorkflow.capture_now,
+        CaptureRequest(tag=args.tag, incident=args.incident, by=author(args.by)),
+    )
+    out.result({"space": args.space, "unit": args.unit, **outcome.model_dump(mode="json")})
+    if outcome.captured:
+        out.line(
+            f"{args.space}/{args.unit}: captured as revision {outcome.revision} — {outcome.message}"
+        )
+    else:
+        out.line(f"{args.space}/{args.unit}: nothing captured — {outcome.message}")
+    return 0
+
+
+async def _signal(args: argparse.Namespace, out: Output, settings: Settings, name: str) -> int:
+    _units(settings, args.space, args.unit)
+    client = await runner.client_for(settings)
+    await start_drift(client, settings.task_queue, args.space, args.unit)
+    handle = client.get_workflow_handle_for(DriftWorkflow.run, drift_id(args.space, args.unit))
+    await handle.signal(DriftWorkflow.pause if name == "pause" else DriftWorkflow.resume)
+    out.result(
+        {
+            "space": args.space,
+            "unit": args.unit,
+            "state": "paused" if name == "pause" else "resumed",
+        }
+    )
+    out.line(f"{args.space}/{args.unit}: drift checks {'paused' if name == 'pause' else 'resumed'}")
+    return 0
+
+
+async def pause(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    return await _signal(args, out, settings, "pause")
+
+
+async def resume(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    return await _signal(args, out, settings, "resume")
+
+
+async def schedule(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    every = parse_duration(args.every, field="--every")
+    client = await runner.client_for(settings)
+    action = ScheduleActionStartWorkflow(
+        SweepWorkflow.run,
+        SweepInput(),
+        id="sweep-scheduled",
+        task_queue=settings.task_queue,
+        static_summary="scheduled drift sweep",
+    )
+    spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+    try:
+        await client.create_schedule(SCHEDULE_ID, Schedule(action=action, spec=spec))
+        verb = "created"
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(SCHEDULE_ID)
+
+        def change(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=Schedule(action=action, spec=spec))
+
+        await handle.update(change)
+        verb = "updated"
+    out.result({"schedule_id": SCHEDULE_ID, "every": format_duration(every), "action": verb})
+    out.line(f"schedule {SCHEDULE_ID} {verb}: a drift sweep every {format_duration(every)}")
+    return 0
+
+
+async def sweep_run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    client = await runner.client_for(settings)
+    handle = await client.start_workflow(
+        SweepWorkflow.run,
+        SweepInput(),
+        id="sweep",
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="drift sweep (manual)",
+    )
+    out.progress("started sweep")
+    link = settings.workflow_link("sweep")
+    if link:
+        out.progress(f"  Web UI: {link}")
+    if args.no_wait:
+        out.result({"workflow_id": "sweep", "state": "running"})
+        return 5
+    result: SweepResult = await runner.wait(handle)
+    out.result(result)
+    out.line(
+        f"swept {result.units} units: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "nothing to check")
+        + ("" if result.complete else " (some checks did not report in time)")
+    )
+    return 0

@@ -1,0 +1,503 @@
+"""The Crossplane stand-in between the API peer and moto, driven through real clients only:
+the official kubernetes client and kubectl on one side, boto3 on the other."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+from kubernetes import client
+
+from starter.sandbox import compose_messagewall as mw
+from starter.sandbox import crossplane as crossplane_module
+from starter.sandbox.crossplane import (
+    XRD_GROUP,
+    XRD_PLURAL,
+    XRD_VERSION,
+    CrossplaneStandIn,
+    claim_conditions,
+    definition_crds,
+)
+from starter.sandbox.kubeapi import KubeApiPeerThread
+from starter.sandbox.moto_server import AwsClients
+from tests.sandbox.conftest import Kubectl, kubectl_binary
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+MESSAGEWALL_XRD = FIXTURES / "messagewall/platform/crossplane/xrd/serverlesseventapp.yaml"
+MESSAGEWALL_CLAIM = FIXTURES / "messagewall/infra/claims/base/claim.yaml"
+DATABASE_XRD = FIXTURES / "orders/platform/xrds/database.yaml"
+DATABASE_CLAIM = FIXTURES / "orders/deploy/base/database.yaml"
+
+MW, MW_VERSION, MW_CLAIMS = "messagewall.demo", "v1alpha1", "serverlesseventappclaims"
+NS = "default"
+ACCOUNT = "123456789012"
+
+T = TypeVar("T")
+
+
+def load(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
+    return loaded
+
+
+def eventually(probe: Callable[[], T], timeout: float = 10.0) -> T:
+    """``probe()``'s first truthy result; AssertionError (with the last one) on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result or time.monotonic() > deadline:
+            assert result, f"still {result!r} after {timeout}s"
+            return result
+        time.sleep(0.05)
+
+
+def establish(custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn, path: Path) -> str:
+    """Create an XRD through the API and wait until the stand-in has established it."""
+    xrd = load(path)
+    custom.create_cluster_custom_object(XRD_GROUP, XRD_VERSION, XRD_PLURAL, xrd)
+    crossplane.wait_established(xrd["metadata"]["name"])
+    return str(xrd["metadata"]["name"])
+
+
+def apply_claim(custom: client.CustomObjectsApi, claim: dict[str, Any]) -> None:
+    """Server-side apply as Tributary's apply arrow does (field manager ``tributary``)."""
+    meta = claim["metadata"]
+    custom.patch_namespaced_custom_object(
+        MW, MW_VERSION, meta.get("namespace", NS), MW_CLAIMS, meta["name"], claim,
+        field_manager="tributary", _content_type="application/apply-patch+yaml",
+    )  # fmt: skip
+
+
+def get_claim(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = custom.get_namespaced_custom_object(MW, MW_VERSION, NS, MW_CLAIMS, name)
+    return obj
+
+
+def messagewall_claim(name: str, **spec: Any) -> dict[str, Any]:
+    claim = load(MESSAGEWALL_CLAIM)
+    claim["metadata"]["name"] = name
+    claim["spec"].update(spec)
+    return claim
+
+
+def reconciled(
+    custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn, name: str, generation: int
+) -> dict[str, Any]:
+    crossplane.wait_reconciled(MW_CLAIMS, NS, name, generation, timeout=20)
+    return get_claim(custom, name)
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in obj["status"]["conditions"]}
+
+
+def summary(obj: dict[str, Any]) -> dict[str, tuple[str, str, int]]:
+    return {
+        t: (c["status"], c["reason"], c["observedGeneration"]) for t, c in conditions(obj).items()
+    }
+
+
+def gone(call: Callable[..., object], **params: Any) -> bool:
+    """Whether an AWS read says "not found" (any other error fails the test)."""
+    try:
+        call(**params)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        assert code in {"404", "NoSuchBucket", "NoSuchEntity", "ResourceNotFoundException"}
+        return True
+    return False
+
+
+# ---- XRDs ------------------------------------------------------------------------------------
+
+
+def test_xrd_establishes_claim_and_composite_crds(
+    custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn, kubectl: Kubectl
+) -> None:
+    # Installing Crossplane installed the XRD kind itself.
+    assert kubectl("get", "xrd").returncode == 0
+
+    name = establish(custom, crossplane, MESSAGEWALL_XRD)
+
+    xrd = custom.get_cluster_custom_object(XRD_GROUP, XRD_VERSION, XRD_PLURAL, name)
+    assert {c["type"]: c["status"] for c in xrd["status"]["conditions"]} == {
+        "Established": "True",
+        "Offered": "True",
+    }
+    crds = client.ApiextensionsV1Api(custom.api_client)
+    claim_crd = crds.read_custom_resource_definition(f"{MW_CLAIMS}.{MW}")
+    assert claim_crd.spec.scope == "Namespaced"
+    assert claim_crd.spec.names.kind == "ServerlessEventAppClaim"
+    (version,) = claim_crd.spec.versions
+    assert (version.name, version.storage, version.subresources.status) == (MW_VERSION, True, {})
+    spec_schema = version.schema.open_apiv3_schema.properties["spec"]
+    assert spec_schema.properties["lambdaMemory"].default == 128  # the XRD's schema, as is
+    composite = crds.read_custom_resource_definition(f"serverlesseventapps.{MW}")
+    assert composite.spec.scope == "Cluster"
+
+    listed = kubectl("get", f"{MW_CLAIMS}.{MW}", "-A")
+    assert listed.returncode == 0, listed.stderr
+    assert "No resources found" in listed.stderr
+
+
+def test_a_broken_xrd_does_not_hold_up_the_others(
+    custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn
+) -> None:
+    broken = load(DATABASE_XRD)
+    broken["spec"]["names"]["plural"] = "Not A Plural"  # the CRD it implies is invalid
+    custom.create_cluster_custom_object(XRD_GROUP, XRD_VERSION, XRD_PLURAL, broken)
+
+    establish(custom, crossplane, MESSAGEWALL_XRD)
+
+    with pytest.raises(TimeoutError):
+        crossplane.wait_established(broken["metadata"]["name"], timeout=0.5)
+
+
+def test_definition_crds_without_claim_names() -> None:
+    xrd = load(MESSAGEWALL_XRD)
+    del xrd["spec"]["claimNames"]
+    (composite,) = definition_crds(xrd)
+    assert composite["metadata"]["name"] == f"serverlesseventapps.{MW}"
+    status = composite["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert {"conditions", "observedGeneration", "apiEndpoint"} <= set(status["properties"])
+
+
+def test_condition_transition_time_moves_only_with_status() -> None:
+    first = claim_conditions(1, None, [], "2026-01-01T00:00:00Z")
+    again = claim_conditions(2, None, first, "2026-01-02T00:00:00Z")
+    failed = claim_conditions(3, "boom", again, "2026-01-03T00:00:00Z")
+    assert [c["lastTransitionTime"] for c in again] == ["2026-01-01T00:00:00Z"] * 2
+    assert [c["observedGeneration"] for c in again] == [2, 2]
+    assert [c["lastTransitionTime"] for c in failed] == ["2026-01-03T00:00:00Z"] * 2
+    assert failed[0]["message"] == "boom"
+
+
+# ---- the message wall ------------------------------------------------------------------------
+
+
+def test_claim_composes_the_message_wall(
+    custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn, aws: AwsClients
+) -> None:
+    establish(custom, crossplane, MESSAGEWALL_XRD)
+    apply_claim(custom, messagewall_claim("wall", lambdaMemory=256, lambdaTimeout=30))
+
+    claim = reconciled(custom, crossplane, "wall", 1)
+
+    name = f"messagewall-dev-{ACCOUNT}"
+    status = claim["status"]
+    assert status["ready"] is True
+    assert (status["bucketName"], status["tableName"]) == (name, name)
+    assert status["websiteEndpoint"] == f"http://{name}.s3-website-us-east-1.amazonaws.com"
+    assert status["observedGeneration"] == 1
+    assert summary(claim) == {
+        "Synced": ("True", "ReconcileSuccess", 1),
+        "Ready": ("True", "Available", 1),
+    }
+
+    s3 = aws.s3()
+    assert s3.get_bucket_website(Bucket=name)["IndexDocument"] == {"Suffix": "index.html"}
+    assert s3.get_bucket_cors(Bucket=name)["CORSRules"][0]["AllowedOrigins"] == ["*"]
+    (statement,) = json.loads(s3.get_bucket_policy(Bucket=name)["Policy"])["Statement"]
+    assert (statement["Principal"], statement["Action"]) == ("*", "s3:GetObject")
+    assert s3.head_object(Bucket=name, Key=mw.ARTIFACT_KEY)["ContentLength"] > 0
+
+    table = aws.dynamodb().describe_table(TableName=name)["Table"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {
+        "PK": "HASH",
+        "SK": "RANGE",
+    }
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+    iam = aws.iam()
+    boundary = f"arn:aws:iam::{ACCOUNT}:policy/MessageWallRoleBoundary"
+    for role in ("messagewall-api-role", "messagewall-snapshot-role"):
+        attached = iam.get_role(RoleName=role)["Role"]["PermissionsBoundary"]
+        assert attached["PermissionsBoundaryArn"] == boundary
+
+    lam = aws.lambda_()
+    api = lam.get_function_configuration(FunctionName="messagewall-api-handler")
+    writer = lam.get_function_configuration(FunctionName="messagewall-snapshot-writer")
+    for function in (api, writer):
+        assert (function["MemorySize"], function["Timeout"]) == (256, 30)
+        assert (function["Runtime"], function["Handler"]) == ("python3.12", "handler.handler")
+    assert api["Environment"]["Variables"] == {"TABLE_NAME": name}
+    assert writer["Environment"]["Variables"] == {"TABLE_NAME": name, "BUCKET_NAME": name}
+    assert api["Role"].endswith(":role/messagewall-api-role")
+    url = lam.get_function_url_config(FunctionName="messagewall-api-handler")
+    assert status["apiEndpoint"] == url["FunctionUrl"]
+
+    events = aws.events()
+    rule = events.describe_rule(Name="messagewall-message-posted")
+    assert json.loads(rule["EventPattern"]) == {
+        "source": ["messagewall.api-handler"],
+        "detail-type": ["MessagePosted"],
+    }
+    (target,) = events.list_targets_by_rule(Rule="messagewall-message-posted")["Targets"]
+    assert target["Arn"] == writer["FunctionArn"]
+
+
+def test_new_generation_updates_the_lambdas(
+    custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn, aws: AwsClients
+) -> None:
+    establish(custom, crossplane, MESSAGEWALL_XRD)
+    apply_claim(custom, messagewall_claim("wall"))
+    reconciled(custom, crossplane, "wall", 1)
+
+    apply_claim(custom, messagewall_claim("wall", lambdaMemory=512, eventSource="wall.api"))
+
+    claim = reconciled(custom, crossplane, "wall", 2)
+    assert claim["metadata"]["generation"] == 2
+    assert claim["status"]["observedGeneration"] == 2
+    assert {c["observedGeneration"] for c in claim["status"]["conditions"]} == {2}
+    for function in ("messagewall-api-handler", "messagewall-snapshot-writer"):
+        assert aws.lambda_().get_function_configuration(FunctionName=function)["MemorySize"] == 512
+    rule = aws.events().describe_rule(Name="messagewall-message-posted")
+    assert json.loads(rule["EventPattern"])["source"] == ["wall.api"]
+
+
+def test_aws_side_edit_is_not_reverted(
+    custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn, aws: AwsClients
+) -> None:
+    establish(custom, crossplane, MESSAGEWALL_XRD)
+    apply_claim(custom, messagewall_claim("wall"))
+    before = reconciled(custom, crossplane, "wall", 1)
+    lam = aws.lambda_()
+
+    # Break-glass in AWS, then writes that change no generation: status, a label.
+    lam.update_function_configuration(FunctionName="messagewall-api-handler", MemorySize=1024)
+    custom.patch_namespaced_custom_object_status(
+        MW, MW_VERSION, NS, MW_CLAIMS, "wall", {"status": {"message": "looked at by an operator"}},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+    custom.patch_namespaced_custom_object(
+        MW, MW_VERSION, NS, MW_CLAIMS, "wall", {"metadata": {"labels": {"incident": "inc-42"}}},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+    # A barrier: the stand-in handles one claim kind's events in order, so once a claim created
+    # after those writes is reconciled, any reaction to them would have happened.
+    apply_claim(custom, messagewall_claim("barrier", resourcePrefix="barrier"))
+    reconciled(custom, crossplane, "barrier", 1)
+
+    function = lam.get_function_configuration(FunctionName="messagewall-api-handler")
+    assert function["MemorySize"] == 1024  # the drift stays visible
+    after = get_claim(custom, "wall")
+    assert after["metadata"]["generation"] == 1
+    assert after["status"]["conditions"] == before["status"]["conditions"]
+    assert after["status"]["message"] == "looked at by an operator"  # not rewritten either
+
+
+def test_aws_rejection_is_reported_and_not_retried(
+    custom: client.CustomObjectsApi,
+    crossplane: CrossplaneStandIn,
+    aws: AwsClients,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="starter.sandbox.crossplane")
+    establish(custom, crossplane, MESSAGEWALL_XRD)
+    long_prefix = "messagewall-" + "x" * 40  # bucket name: 69 characters, AWS allows 63
+
+    apply_claim(custom, messagewall_claim("wall", resourcePrefix=long_prefix))
+
+    claim = reconciled(custom, crossplane, "wall", 1)
+    synced, ready = conditions(claim)["Synced"], conditions(claim)["Ready"]
+    assert (synced["status"], synced["reason"], synced["observedGeneration"]) == (
+        "False",
+        "ReconcileError",
+        1,
+    )
+    assert "InvalidBucketName" in synced["message"]
+    assert "The specified bucket is not valid" in synced["message"]
+    assert (ready["status"], ready["reason"]) == ("False", "Creating")
+    assert claim["status"]["ready"] is False
+    assert claim["status"]["message"] == synced["message"]
+    assert aws.s3().list_buckets()["Buckets"] == []
+
+    # Not retried on its own (barrier as above) ...
+    apply_claim(custom, messagewall_claim("barrier", resourcePrefix="barrier"))
+    reconciled(custom, crossplane, "barrier", 1)
+    failures = [r for r in caplog.records if "wall generation 1 failed" in r.getMessage()]
+    assert len(failures) == 1
+
+    # ... but a new generation is reconciled again.
+    apply_claim(custom, messagewall_claim("wall", resourcePrefix="wall"))
+    claim = reconciled(custom, crossplane, "wall", 2)
+    assert conditions(claim)["Synced"]["status"] == "True"
+    assert claim["status"]["ready"] is True
+
+
+def test_deleting_a_precious_claim_keeps_table_and_bucket(
+    custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn, aws: AwsClients
+) -> None:
+    establish(custom, crossplane, MESSAGEWALL_XRD)
+    precious = messagewall_claim("prod", environment="prod")
+    precious["metadata"]["annotations"] = {
+        "confighub.io/precious": "true",
+        "confighub.io/precious-resources": "dynamodb,s3",
+    }
+    ordinary = messagewall_claim("scratch", resourcePrefix="scratch")
+    apply_claim(custom, precious)
+    apply_claim(custom, ordinary)
+    reconciled(custom, crossplane, "prod", 1)
+    reconciled(custom, crossplane, "scratch", 1)
+    s3, ddb, lam, iam = aws.s3(), aws.dynamodb(), aws.lambda_(), aws.iam()
+
+    for name in ("prod", "scratch"):
+        custom.delete_namespaced_custom_object(MW, MW_VERSION, NS, MW_CLAIMS, name)
+
+    # Teardown runs after the claims are gone: wait until everything composed is gone.
+    for prefix in ("messagewall", "scratch"):
+        for check in (
+            partial(gone, lam.get_function, FunctionName=f"{prefix}-api-handler"),
+            partial(gone, lam.get_function, FunctionName=f"{prefix}-snapshot-writer"),
+            partial(gone, iam.get_role, RoleName=f"{prefix}-api-role"),
+            partial(gone, iam.get_role, RoleName=f"{prefix}-snapshot-role"),
+            partial(gone, aws.events().describe_rule, Name=f"{prefix}-message-posted"),
+        ):
+            eventually(check)
+    eventually(partial(gone, ddb.describe_table, TableName=f"scratch-dev-{ACCOUNT}"))
+    assert gone(s3.head_bucket, Bucket=f"scratch-dev-{ACCOUNT}")
+    # The precious data stores stay (orphaned).
+    assert not gone(ddb.describe_table, TableName=f"messagewall-prod-{ACCOUNT}")
+    assert not gone(s3.head_bucket, Bucket=f"messagewall-prod-{ACCOUNT}")
+
+
+@pytest.mark.parametrize(
+    ("annotations", "kept"),
+    [
+        ({}, set()),
+        ({"confighub.io/precious": "false", "confighub.io/precious-resources": "s3"}, set()),
+        ({"confighub.io/precious": "true", "confighub.io/precious-resources": " S3 "}, {"s3"}),
+        ({"confighub.io/precious": "true"}, {"s3", "dynamodb"}),  # no list: keep the data
+    ],
+)
+def test_precious_stores(annotations: dict[str, str], kept: set[str]) -> None:
+    assert mw.precious_stores({"metadata": {"annotations": annotations}}) == kept
+
+
+# ---- other kinds, outages -------------------------------------------------------------------
+
+
+def test_other_claim_kinds_become_ready_without_aws(
+    kubeconfig: Path, api: client.ApiClient, custom: client.CustomObjectsApi
+) -> None:
+    # AWS is unreachable here: a single AWS call would make the claim fail.
+    with CrossplaneStandIn(kubeconfig, "http://127.0.0.1:9") as crossplane:
+        establish(custom, crossplane, DATABASE_XRD)
+        client.CoreV1Api(api).create_namespace(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "orders"}}
+        )
+        custom.create_namespaced_custom_object(
+            "platform.acme.io", "v1beta1", "orders", "databaseclaims", load(DATABASE_CLAIM)
+        )
+
+        crossplane.wait_reconciled("databaseclaims", "orders", "orders-db", 1)
+
+        obj = custom.get_namespaced_custom_object(
+            "platform.acme.io", "v1beta1", "orders", "databaseclaims", "orders-db"
+        )
+        assert obj["status"]["observedGeneration"] == 1
+        assert summary(obj) == {
+            "Synced": ("True", "ReconcileSuccess", 1),
+            "Ready": ("True", "Available", 1),
+        }
+        assert "ready" not in obj["status"]  # no fields the DatabaseClaim schema lacks
+
+
+def test_unreachable_aws_is_retried_a_few_times(
+    kubeconfig: Path,
+    custom: client.CustomObjectsApi,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(crossplane_module, "RETRY_DELAYS", (0.05, 0.05))
+    caplog.set_level(logging.WARNING, logger="starter.sandbox.crossplane")
+
+    def messages() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "default/wall" in r.getMessage()]
+
+    with CrossplaneStandIn(kubeconfig, "http://127.0.0.1:9") as crossplane:
+        establish(custom, crossplane, MESSAGEWALL_XRD)
+        apply_claim(custom, messagewall_claim("wall"))
+        eventually(lambda: any("generation 1 failed: " in m for m in messages()), timeout=20)
+
+    assert sum("retrying in" in m for m in messages()) == 2  # then it gave up
+    synced = conditions(get_claim(custom, "wall"))["Synced"]
+    assert (synced["status"], synced["reason"]) == ("False", "ReconcileError")
+    assert "Could not connect to the endpoint URL" in synced["message"]
+
+
+def test_claims_are_picked_up_after_an_api_outage(
+    peer: KubeApiPeerThread, custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn
+) -> None:
+    establish(custom, crossplane, MESSAGEWALL_XRD)
+    peer.refuse_connections(0.5)
+    peer.wait_listening()
+
+    apply_claim(custom, messagewall_claim("wall"))
+
+    claim = reconciled(custom, crossplane, "wall", 1)
+    assert claim["status"]["ready"] is True
+
+
+# ---- the sandbox process ---------------------------------------------------------------------
+
+
+def test_sandbox_process_serves_until_sigterm(tmp_path: Path) -> None:
+    ready_file, kubeconfig = tmp_path / "ready.json", tmp_path / "sandbox" / "kubeconfig"
+    log_file = tmp_path / "sandbox.log"  # a file, not a pipe nobody reads while it runs
+    with log_file.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "starter.sandbox", "--kube-port", "0", "--aws-port", "0",
+             "--kubeconfig", str(kubeconfig), "--ready-file", str(ready_file)],
+            stderr=log, cwd=Path(__file__).parents[2],
+        )  # fmt: skip
+    try:
+        eventually(lambda: ready_file.exists() or process.poll() is not None, timeout=30)
+        assert process.poll() is None, log_file.read_text()
+        ready = json.loads(ready_file.read_text())
+        assert ready["kubeconfig"] == str(kubeconfig.resolve())
+        assert (
+            yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+            == (ready["kube_url"])
+        )
+
+        namespaces = subprocess.run(
+            [kubectl_binary(), "--kubeconfig", ready["kubeconfig"], "get", "ns"],
+            capture_output=True, text=True, timeout=30,
+            env={**os.environ, "KUBECACHEDIR": str(tmp_path / "cache")},
+        )  # fmt: skip
+        assert namespaces.returncode == 0, namespaces.stderr
+        assert "default" in namespaces.stdout
+        xrds = subprocess.run(
+            [kubectl_binary(), "--kubeconfig", ready["kubeconfig"], "get", "xrd"],
+            capture_output=True, text=True, timeout=30,
+            env={**os.environ, "KUBECACHEDIR": str(tmp_path / "cache")},
+        )  # fmt: skip
+        assert xrds.returncode == 0, xrds.stderr  # the stand-in installed its CRD
+        s3 = boto3.client(
+            "s3", endpoint_url=ready["aws_endpoint"], region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        assert s3.list_buckets()["Buckets"] == []
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0, log_file.read_text()
+        assert "sandbox stopped" in log_file.read_text()
+        assert not ready_file.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

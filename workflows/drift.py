@@ -1,0 +1,343 @@
+"""Arrow 3, drift capture: live (Kubernetes + AWS) → authority.
+
+One long-running ``DriftWorkflow`` per unit (``drift:{space}:{unit}``). It checks
+on a timer at the space's ``drift_interval`` and whenever it is signalled (the
+worker's Kubernetes watch, a sweep, the CLI, a finished apply), then acts by the
+space's mode: ``capture`` writes what runs as a revision, ``revert`` re-applies the
+live revision, ``report`` only records. Its state survives continue-as-new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.drift import DriftActivities
+    from activities.temporal import TemporalActivities
+    from domain.apply import ApplyRequest
+    from domain.drift import (
+        CaptureOutcome,
+        CaptureRequest,
+        CheckRequest,
+        DriftRecord,
+        DriftReport,
+        DriftStateName,
+        DriftStatus,
+        capture_description,
+        capture_source,
+    )
+    from domain.messages import (
+        CaptureInput,
+        ClassifyCaptureInput,
+        DriftCheckInput,
+        DriftCheckResult,
+        DriftInput,
+        DriftRecordInput,
+        RequestApplyInput,
+    )
+    from workflows import _options as opt
+    from workflows._errors import error_info
+
+DRIFT_STATE = SearchAttributeKey.for_keyword("TributaryDriftState")
+# Each check costs about a dozen events; this keeps every run well under ~4,000.
+CHECKS_PER_RUN = 200
+CHECK_TIMEOUT = timedelta(minutes=2)
+
+
+@workflow.defn(name="DriftWorkflow")
+class DriftWorkflow:
+    def __init__(self) -> None:
+        self.status = DriftStatus(space="", unit="")
+        self.wake = False
+        self.capture_requests: list[tuple[int, CaptureRequest]] = []
+        self.capture_results: dict[int, CaptureOutcome] = {}
+        self.capture_seq = 0
+        self.sweep_id = ""
+        self.completed_checks = 0
+
+    # ---- handlers ----------------------------------------------------------------------
+
+    @workflow.signal
+    def check(self, req: CheckRequest) -> None:
+        if req.sweep_id:
+            self.sweep_id = req.sweep_id
+        self.wake = True
+
+    @workflow.signal
+    def pause(self) -> None:
+        self.status.paused = True
+        self.wake = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self.status.paused = False
+        self.wake = True
+
+    @workflow.update
+    async def check_now(self, req: CheckRequest) -> DriftStatus:
+        """Check now and answer with the result of that check."""
+        target = self.completed_checks + 1
+        self.wake = True
+        await workflow.wait_condition(lambda: self.completed_checks >= target)
+        return self.status
+
+    @workflow.update
+    async def capture_now(self, req: CaptureRequest) -> CaptureOutcome:
+        """Capture live state now (even when paused or in report mode), tagged."""
+        self.capture_seq += 1
+        seq = self.capture_seq
+        self.capture_requests.append((seq, req))
+        self.wake = True
+        await workflow.wait_condition(lambda: seq in self.capture_results)
+        return self.capture_results.pop(seq)
+
+    @workflow.query
+    def get_status(self) -> DriftStatus:
+        return self.status
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: DriftInput) -> DriftStatus:
+        self.status = inp.status or DriftStatus(space=inp.space, unit=inp.unit)
+        self.wake = self.wake or inp.check_first
+        runs = 0
+        while True:
+            if runs >= CHECKS_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    DriftInput(
+                        space=inp.space, unit=inp.unit, status=self.status, check_first=self.wake
+                    )
+                )
+            if not self.wake:
+                # The timer tick; a signal ends the wait early.
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: self.wake,
+                        timeout=timedelta(seconds=self.status.interval_seconds),
+                    )
+            self.wake = False
+            runs += 1
+            requests, self.capture_requests = self.capture_requests, []
+            sweep_id, self.sweep_id = self.sweep_id, ""
+            if self.status.paused and not requests:
+                self._set_state("paused", "paused: no checks until resumed")
+                await self._record(sweep_id)
+                self.completed_checks += 1
+                continue
+            try:
+                result = await workflow.execute_activity_method(
+                    DriftActivities.check,
+                    DriftCheckInput(space=inp.space, unit=inp.unit, sweep_id=sweep_id),
+                    start_to_close_timeout=CHECK_TIMEOUT,
+                    retry_policy=opt.RETRY,
+                    summary="compare live state with the live revision",
+                )
+            except ActivityError as e:
+                info = error_info(e)
+                self._set_state("failed", f"{info.type}: {info.message}")
+                self._answer(requests, CaptureOutcome(captured=False, message=info.message))
+                self.completed_checks += 1
+                if info.type == "NotFound":
+                    return self.status  # the unit is gone from the authority
+                await self._record(sweep_id)
+                continue
+            self.status.last_check = workflow.now()
+            self.status.checks += 1
+            self.status.interval_seconds = result.interval_seconds
+            if result.state == "inactive":
+                self._set_state("paused", "the unit is orphaned or deleted: drift loop ends")
+                self._answer(requests, CaptureOutcome(captured=False, message="unit inactive"))
+                self.completed_checks += 1
+                return self.status
+            await self._act(result, requests, sweep_id)
+            self.completed_checks += 1
+
+    async def _act(
+        self,
+        result: DriftCheckResult,
+        requests: list[tuple[int, CaptureRequest]],
+        sweep_id: str,
+    ) -> None:
+        if result.state != "drifted":
+            label: DriftStateName = "in-sync" if result.state == "in-sync" else "unknown"
+            self._set_state(label, result.state)
+            tagged = [r for _, r in requests if r.tag or r.incident]
+            if (
+                tagged
+                and self.status.last_revision is not None
+                and self.status.last_revision == result.live_revision
+            ):
+                # The watch captured the edit first; the operator's tag and incident
+                # belong on that capture.
+                outcome = await self._classify(tagged[-1], self.status.last_revision)
+                self._answer(requests, outcome)
+                return
+            self._answer(
+                requests, CaptureOutcome(captured=False, message=f"no drift ({result.state})")
+            )
+            return
+        self.status.last_drift = DriftReport(fields=result.fields, checked_at=workflow.now())
+        paths = ", ".join(f.path for f in result.fields)
+        if requests or (result.mode == "capture" and not self.status.paused):
+            if result.captured is None:
+                self._set_state("drifted", f"drift outside claim fields, not capturable: {paths}")
+                self._answer(
+                    requests,
+                    CaptureOutcome(
+                        captured=False, message="nothing capturable", fields=result.fields
+                    ),
+                )
+                return
+            req = requests[-1][1] if requests else None
+            outcome = await self._capture(result, req, sweep_id)
+            self._answer(requests, outcome)
+            return
+        if result.mode == "revert" and not self.status.paused:
+            await workflow.execute_activity_method(
+                TemporalActivities.request_apply,
+                RequestApplyInput(
+                    space=self.status.space,
+                    unit=self.status.unit,
+                    request=ApplyRequest(
+                        revision=result.live_revision or 0, requested_by="drift revert"
+                    ),
+                ),
+                start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                retry_policy=opt.RETRY,
+                summary=f"revert: re-apply revision {result.live_revision}",
+            )
+            self._set_state("reverted", f"re-applying revision {result.live_revision}: {paths}")
+            await self._record(sweep_id)
+            return
+        self._set_state("drifted", f"drift recorded ({result.mode}): {paths}")
+
+    async def _capture(
+        self, result: DriftCheckResult, req: CaptureRequest | None, sweep_id: str
+    ) -> CaptureOutcome:
+        assert result.captured is not None
+        tag = req.tag if req else ""
+        sources = sorted({f.source for f in result.fields if f.capturable})
+        tags = {
+            "capture_time": workflow.now().isoformat(),
+            "source": ",".join(sources),
+            "workflow_id": workflow.info().workflow_id,
+            "fields": ", ".join(f.path for f in result.fields if f.capturable),
+        }
+        if tag:
+            tags["tag"] = tag
+        if req and req.incident:
+            tags["incident"] = req.incident
+        captured = await workflow.execute_activity_method(
+            DriftActivities.capture,
+            CaptureInput(
+                space=self.status.space,
+                unit=self.status.unit,
+                expected_version=result.expected_version,
+                data=result.captured,
+                source=capture_source(tag),
+                description=capture_description(result.fields, req),
+                tags=tags,
+                author=(req.by if req and req.by else "tributary drift capture"),
+                idempotency_key=f"{workflow.info().workflow_id}/{result.fingerprint}",
+                fields=[f for f in result.fields if f.capturable],
+                sweep_id=sweep_id,
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"capture: {tags['fields']}",
+        )
+        self.status.last_revision = captured.revision
+        self.status.last_fingerprint = result.fingerprint
+        self.status.captures += 1
+        # Make the cluster's Claim say what runs (it already does after a kubectl
+        # edit; after an AWS-side edit it does not), owned by Tributary again.
+        await workflow.execute_activity_method(
+            TemporalActivities.request_apply,
+            RequestApplyInput(
+                space=self.status.space,
+                unit=self.status.unit,
+                request=ApplyRequest(
+                    revision=captured.revision,
+                    requested_by="drift capture",
+                    sync_only=True,
+                ),
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"sync the Claim to revision {captured.revision}",
+        )
+        self._set_state("captured", f"revision {captured.revision}: {tags['fields']}")
+        # The sync PR arrow (authority → Git) picks captures up from the authority.
+        return CaptureOutcome(captured=True, revision=captured.revision, fields=result.fields)
+
+    async def _classify(self, req: CaptureRequest, revision: int) -> CaptureOutcome:
+        tags = {"classified_at": workflow.now().isoformat()}
+        if req.tag:
+            tags["tag"] = req.tag
+        if req.incident:
+            tags["incident"] = req.incident
+        if req.by:
+            tags["classified_by"] = req.by
+        await workflow.execute_activity_method(
+            DriftActivities.classify,
+            ClassifyCaptureInput(
+                space=self.status.space,
+                unit=self.status.unit,
+                revision=revision,
+                source=capture_source(req.tag),
+                tags=tags,
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"tag revision {revision} ({req.tag or 'capture'} {req.incident})",
+        )
+        return CaptureOutcome(
+            captured=True,
+            revision=revision,
+            message=f"the watch had captured it as revision {revision}; tagged it",
+        )
+
+    # ---- state ---------------------------------------------------------------------------
+
+    async def _record(self, sweep_id: str) -> None:
+        """Make a decision of the loop visible in the authority (``drift status``)."""
+        last = self.status.last_drift
+        await workflow.execute_activity_method(
+            DriftActivities.record,
+            DriftRecordInput(
+                record=DriftRecord(
+                    space=self.status.space,
+                    unit=self.status.unit,
+                    state=self.status.state,
+                    checked_at=workflow.now(),
+                    fields=last.fields if last and self.status.state != "paused" else [],
+                    message=self.status.message,
+                    revision=self.status.last_revision,
+                    sweep_id=sweep_id,
+                )
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"record {self.status.state}",
+        )
+
+    def _answer(self, requests: list[tuple[int, CaptureRequest]], outcome: CaptureOutcome) -> None:
+        for seq, _ in requests:
+            self.capture_results[seq] = outcome
+
+    def _set_state(self, state: DriftStateName, message: str) -> None:
+        changed = state != self.status.state
+        self.status.state = state
+        self.status.message = message
+        if changed:
+            workflow.upsert_search_attributes([DRIFT_STATE.value_set(state)])
+        workflow.set_current_details(
+            f"**{self.status.space}/{self.status.unit}** `{state}` — {message}"
+        )
