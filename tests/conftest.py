@@ -7,12 +7,14 @@ come from PyPI packages and are never downloaded by the SDK.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,11 +22,17 @@ import sqlalchemy
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.kube_client import KubeClient
 from activities.source import SourceCache
 from authority.sql import SqlStore
+from domain.naming import apply_id, drift_id
+from starter.sandbox.crossplane import CrossplaneStandIn
+from starter.sandbox.kubeapi import KubeApiPeerThread
+from starter.sandbox.moto_server import AwsClients, MotoServer
 from starter.settings import SEARCH_ATTRIBUTES
 from tests.support import AuthoringRepo, make_repo
 
@@ -140,3 +148,80 @@ async def worker(
     w = build_worker(env.client, f"tq-{uuid.uuid4()}", store, cache, executor)
     async with w:
         yield w
+    await end_unit_workflows(env, store)
+
+
+# ---- the sandbox cluster: Kubernetes API peer, moto, Crossplane stand-in -------------
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server for the session (starting one costs ~0.5 s); each user resets it."""
+    with MotoServer() as server:
+        yield server
+
+
+@dataclass
+class Sandbox:
+    peer: KubeApiPeerThread
+    kubeconfig: Path
+    moto: MotoServer
+    aws: AwsClients
+    crossplane: CrossplaneStandIn
+    kube: KubeClient
+
+
+@pytest.fixture
+def sandbox(
+    tmp_path: Path, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Sandbox]:
+    """A fresh cluster with Crossplane and an empty AWS, as `tributary dev` runs them.
+
+    The worker's AWS observers read the endpoint and (dummy) credentials from the
+    environment, as in production.
+    """
+    moto_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    peer = KubeApiPeerThread()
+    peer.start()
+    kubeconfig = peer.peer.write_kubeconfig(tmp_path / "kubeconfig")
+    kube = KubeClient(str(kubeconfig))
+    try:
+        with CrossplaneStandIn(kubeconfig, moto_server.endpoint) as crossplane:
+            yield Sandbox(peer, kubeconfig, moto_server, moto_server.clients(), crossplane, kube)
+    finally:
+        kube.close()
+        peer.stop()
+
+
+@pytest.fixture
+async def cluster_worker(
+    env: WorkflowEnvironment,
+    store: SqlStore,
+    cache: SourceCache,
+    executor: ThreadPoolExecutor,
+    sandbox: Sandbox,
+) -> AsyncIterator[Worker]:
+    """A worker with every real activity, applying to the sandbox cluster."""
+    from worker import build_worker
+
+    w = build_worker(env.client, f"tq-{uuid.uuid4()}", store, cache, executor, sandbox.kube)
+    async with w:
+        yield w
+    await end_unit_workflows(env, store)
+
+
+async def end_unit_workflows(env: WorkflowEnvironment, store: SqlStore) -> None:
+    """Terminate the long-lived per-unit workflows a test left running.
+
+    Their ids (``apply:{space}:{unit}``, ``drift:…``) are the same in every test, and
+    the next test's worker polls another task queue.
+    """
+    for space in store.list_spaces():
+        for unit in store.list_units(space.name):
+            for workflow_id in (apply_id(space.name, unit.slug), drift_id(space.name, unit.slug)):
+                with contextlib.suppress(RPCError):
+                    await env.client.get_workflow_handle(workflow_id).terminate("test over")

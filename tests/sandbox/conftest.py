@@ -79,13 +79,6 @@ def kubectl(kubeconfig: Path, tmp_path: Path) -> Kubectl:
 # ---- AWS (moto) and the Crossplane stand-in ---------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    """One moto server for the session (starting one costs ~0.5 s); ``aws`` resets it."""
-    with MotoServer() as server:
-        yield server
-
-
 @pytest.fixture
 def aws(moto_server: MotoServer) -> AwsClients:
     """boto3 clients (dummy credentials) on a moto that holds nothing yet."""
