@@ -91,6 +91,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture
+def fresh_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A stack of its own, for stories that share cluster objects and AWS names."""
+    s = start_stack(tmp_path / ".tributary", "--no-ui")
+    yield s
+    stop_stack(s)
+
+
+@pytest.fixture
 def space_suffix() -> str:
     return f"-{uuid.uuid4().hex[:6]}"
 
