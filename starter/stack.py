@@ -74,6 +74,7 @@ class StackConfig:
     sandbox: bool = True
     kube_port: int = 6443
     aws_port: int = 4566
+    keep: bool = False  # keep the authority and workflow history of a previous run
 
 
 class DevStack:
@@ -142,6 +143,8 @@ class DevStack:
                     field=flag,
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.cfg.sandbox and not self.cfg.keep:
+            self._clean_slate(progress)
         try:
             if self.cfg.sandbox:
                 progress(
@@ -163,6 +166,24 @@ class DevStack:
         except BaseException:
             await self.stop()
             raise
+
+    def _clean_slate(self, progress: Callable[[str], None]) -> None:
+        """The sandbox lives in memory; an authority that remembers what it applied to
+        a previous sandbox would describe a cluster that is gone. Start over."""
+        stale = [
+            self.data_dir / name
+            for name in ("authority.db", "authority.db-wal", "authority.db-shm", "temporal.db")
+        ]
+        if any(p.exists() for p in stale) and not self.cfg.authority:
+            progress(
+                "the sandbox starts empty: clearing the previous authority and history "
+                "(--keep keeps them)"
+            )
+        for path in stale:
+            if self.cfg.authority and path.name.startswith("authority"):
+                continue
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.data_dir / "demo", ignore_errors=True)
 
     def _start_sandbox(self) -> None:
         ready = self.data_dir / "sandbox.json"

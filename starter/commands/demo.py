@@ -1,44 +1,41 @@
 """``tributary demo``: walk the loop on the reference scenario, step by step.
 
-Uses the running stack named by the environment, or starts one under
-``--data-dir``. The authoring repo is the message wall fixture, committed into a
-bare repository on disk that plays the Git remote.
+Each step is the command a person would type, run as its own process against the
+stack (the running one named by the environment or ``dev.env``, or one the demo
+starts), with its output shown. The authoring repo is the message wall fixture,
+committed to a bare repository on disk that plays the Git remote.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from domain.messages import (
-    Assignment,
-    BulkSetInput,
-    BulkSetResult,
-    PublishRunInput,
-    PublishRunResult,
-    SourceRef,
-)
-from domain.naming import bulk_set_id, publish_run_id, short_digest
-from starter import gitref, runner
+import boto3
+
+from starter import runner
 from starter.commands import dev as dev_cmd
-from starter.commands import publish as publish_cmd
 from starter.output import Output
 from starter.settings import Settings
 from starter.stack import DevStack
-from workflows.change import BulkSetWorkflow
-from workflows.publish import PublishRunWorkflow
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
 
 FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "messagewall"
 DEV_EAST = "infra/claims/overlays/dev-east/kustomization.yaml"
+PROD = "messagewall-prod-east"
+INCIDENT = "INC-2026-1127"
 
 
 def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -65,18 +62,34 @@ async def _reachable(settings: Settings) -> bool:
     return True
 
 
+def _env_file(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if sep:
+            env[key.strip()] = value.strip()
+    return env
+
+
 async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
     stack: DevStack | None = None
+    env = {k: v for k, v in os.environ.items() if k.startswith(("TEMPORAL_", "TRIBUTARY_", "AWS_"))}
+    if "KUBECONFIG" in os.environ:
+        env["KUBECONFIG"] = os.environ["KUBECONFIG"]
     env_file = Path(args.data_dir) / "dev.env"
     if "TEMPORAL_ADDRESS" not in os.environ and env_file.exists():
-        settings = Settings.from_env_file(env_file)  # a `tributary dev` in another shell
-    if not await _reachable(settings):
+        env = _env_file(env_file)  # a `tributary dev` in another shell
+        settings = Settings.from_env_file(env_file)
+    if not await _reachable(settings) or "KUBECONFIG" not in env:
         stack = DevStack(dev_cmd.stack_config(args))
-        out.progress(f"no stack at {settings.temporal_address}: starting one in {stack.data_dir}")
+        out.progress(f"starting the embedded stack in {stack.data_dir}")
         await stack.start(out.progress)
+        env = stack.env
         settings = stack.settings()
     try:
-        await walk(settings, out, _demo_root(stack, args))
+        data_dir: Path = stack.data_dir if stack else args.data_dir
+        steps = await asyncio.to_thread(Walk(env, out, data_dir / "demo").run)
+        out.result({"steps": steps})
         if stack and not args.exit:
             dev_cmd.announce(stack, out)
             stop = asyncio.Event()
@@ -89,11 +102,6 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
             out.progress("stopping the stack")
             await stack.stop()
     return 0
-
-
-def _demo_root(stack: DevStack | None, args: argparse.Namespace) -> Path:
-    data_dir = stack.data_dir if stack else Path(args.data_dir).resolve()
-    return data_dir / "demo"
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -123,82 +131,201 @@ def prepare_repo(root: Path) -> tuple[Path, Path]:
     return work, remote
 
 
-async def _publish(settings: Settings, out: Output, remote: Path, message: str) -> PublishRunResult:
-    repo, commit = gitref.resolve(str(remote), "main")
-    client = await runner.client_for(settings)
-    handle = await runner.start(
-        client,
-        settings,
-        out,
-        PublishRunWorkflow.run,
-        PublishRunInput(source=SourceRef(repo=repo, commit=commit), ref="main"),
-        workflow_id=publish_run_id(commit, [], dry_run=False),
-        summary=f"demo: {message}",
-    )
-    result: PublishRunResult = await runner.wait(handle)
-    publish_cmd.show(result, out)
-    return result
+@dataclass
+class Walk:
+    env: dict[str, str]
+    out: Output
+    root: Path
+    steps: dict[str, Any] = field(default_factory=dict)
+
+    def tributary(self, key: str, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
+        """Run one CLI command as a user would, show it, and keep its JSON."""
+        self.out.line(f"\n$ tributary {' '.join(args)}")
+        proc = subprocess.run(
+            [sys.executable, "-m", "starter", *args, "--json"],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if proc.returncode not in ok:
+            raise RuntimeError(
+                f"`tributary {' '.join(args)}` exited {proc.returncode}:\n{proc.stderr}"
+            )
+        body = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        self.steps[key] = body
+        if not self.out.as_json:
+            for line in proc.stderr.splitlines():
+                if "Web UI" in line or line.startswith("error"):
+                    self.out.line(line)
+            self.out.line(_summarise(args[0], body))
+        return body
+
+    def kubectl(self, *args: str) -> None:
+        self.out.line(f"\n$ kubectl {' '.join(args)}")
+        binary = Path(sys.executable).parent / "kubectl"
+        done = subprocess.run(
+            [str(binary if binary.exists() else "kubectl"), *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.out.line((done.stdout or done.stderr).strip())
+
+    def run(self) -> dict[str, Any]:
+        work, remote = prepare_repo(self.root.resolve())
+        repo = str(remote)
+        self.out.line(
+            "== 1. CI publishes the message wall and applies it (Git → authority → cluster)"
+        )
+        self.tributary("publish", "publish", "--repo", repo, "--ref", "main", "--apply", ok=(0, 5))
+        self.out.line("   dev is Ready; prod waits for a required approval (four-eyes).")
+
+        self.out.line("\n== 2. On-call approves prod-east; the apply finishes")
+        self.tributary(
+            "approve",
+            "approve",
+            PROD,
+            PROD,
+            "--revision",
+            "1",
+            "--by",
+            "oncall@example.com",
+            ok=(0, 2),
+        )
+        self.tributary("apply", "apply", PROD, PROD)
+        self.show_aws()
+
+        self.out.line("\n== 3. CI runs again on the same commit: nothing new is written")
+        self.tributary("republish", "publish", "--repo", repo, "--ref", "main")
+
+        self.out.line("\n== 4. Break-glass: during an incident, on-call raises memory with kubectl")
+        self.kubectl(
+            "patch",
+            "serverlesseventappclaims.messagewall.demo",
+            PROD,
+            "-n",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            '{"spec":{"lambdaMemory":1024}}',
+        )
+        time.sleep(1.5)  # the watch sees it within about a second
+        self.tributary(
+            "capture",
+            "drift",
+            "capture",
+            PROD,
+            PROD,
+            "--tag",
+            "break-glass",
+            "--incident",
+            INCIDENT,
+            "--by",
+            "oncall@example.com",
+        )
+        self.tributary("revisions", "revisions", PROD, PROD)
+
+        self.out.line(
+            "\n== 5. An operator raises lambdaTimeout on every prod unit in the authority"
+        )
+        self.tributary(
+            "set",
+            "set",
+            "--space",
+            PROD,
+            "--space",
+            "messagewall-prod-west",
+            "--where",
+            "environment=prod",
+            "spec.lambdaTimeout=60",
+            "--message",
+            "Raise prod Lambda timeout for the holiday peak",
+            "--author",
+            "oncall@example.com",
+        )
+
+        self.out.line(
+            "\n== 6. A developer raises dev-east's memory in Git; CI publishes and applies"
+        )
+        kustomization = work / DEV_EAST
+        text = kustomization.read_text()
+        if "value: 512" not in text:
+            kustomization.write_text(_set_patch_value(text, "/spec/lambdaMemory", "512"))
+            _git(work, "commit", "--quiet", "-am", "dev-east: 512 MB for the load test")
+            _git(work, "push", "--quiet", "origin", "main")
+        self.tributary(
+            "publish_change", "publish", "--repo", repo, "--ref", "main", "--apply", ok=(0, 5)
+        )
+        self.out.line(
+            "   prod shows authority-ahead: the break-glass capture and the bulk change live\n"
+            "   in the authority, and reach Git through the sync PR arrow."
+        )
+        self.tributary("drift_status", "drift", "status", PROD)
+        ui = self.env.get("TRIBUTARY_UI_URL")
+        if ui:
+            self.out.line(f"\nEvery step is a workflow: {ui}/namespaces/default/workflows")
+        return self.steps
+
+    def show_aws(self) -> None:
+        """What Crossplane composed in (sandbox) AWS for prod-east."""
+        if "AWS_ENDPOINT_URL" not in self.env:
+            return
+        lam = boto3.client(
+            "lambda",
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id=self.env.get("AWS_ACCESS_KEY_ID", "testing"),
+            aws_secret_access_key=self.env.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        )
+        functions = [
+            (f["FunctionName"], f["MemorySize"], f["Timeout"])
+            for f in lam.list_functions()["Functions"]
+        ]
+        self.steps["aws_lambdas"] = functions
+        self.out.line("\n   AWS (moto) now runs:")
+        for name, memory, timeout in sorted(functions):
+            self.out.line(f"     Lambda {name:40} {memory:>5} MB {timeout:>4} s")
 
 
-async def walk(settings: Settings, out: Output, root: Path) -> None:
-    work, remote = prepare_repo(root)
-    steps: dict[str, object] = {}
-
-    out.line("\n== 1. CI publishes the message wall (Git → authority)")
-    steps["publish"] = (
-        await _publish(settings, out, remote, "publish the message wall")
-    ).model_dump(mode="json")
-
-    out.line("\n== 2. CI runs again on the same commit: nothing new is written")
-    steps["republish"] = (
-        await _publish(settings, out, remote, "re-run on the same commit")
-    ).model_dump(mode="json")
-
-    out.line("\n== 3. An operator raises lambdaTimeout on every prod unit in the authority")
-    client = await runner.client_for(settings)
-    bulk = BulkSetInput(
-        spaces=["messagewall-prod-east", "messagewall-prod-west"],
-        where={"environment": "prod"},
-        assignments=[Assignment(path="spec.lambdaTimeout", value=60)],
-        message="Raise prod Lambda timeout for the holiday peak",
-        author="oncall@example.com",
-    )
-    handle = await runner.start(
-        client,
-        settings,
-        out,
-        BulkSetWorkflow.run,
-        bulk,
-        workflow_id=bulk_set_id(short_digest(bulk.model_dump_json(), length=16)),
-        summary="demo: bulk set spec.lambdaTimeout=60 on prod",
-    )
-    result: BulkSetResult = await runner.wait(handle)
-    out.table(
-        ["space", "unit", "action", "rev"],
-        [[u.space, u.unit, u.action, u.revision] for u in result.units],
-    )
-    steps["bulk_set"] = result.model_dump(mode="json")
-
-    out.line("\n== 4. A developer raises dev-east's memory in Git; CI publishes")
-    kustomization = work / DEV_EAST
-    text = kustomization.read_text()
-    if "value: 512" not in text:
-        kustomization.write_text(_set_patch_value(text, "/spec/lambdaMemory", "512"))
-        _git(work, "commit", "--quiet", "-am", "dev-east: 512 MB for the load test")
-        _git(work, "push", "--quiet", "origin", "main")
-    steps["publish_change"] = (
-        await _publish(settings, out, remote, "publish a Git change")
-    ).model_dump(mode="json")
-    out.line(
-        "   prod shows authority-ahead: the bulk change lives in the authority and "
-        "reaches Git through the sync PR arrow."
-    )
-    out.line("\n== Read the authority yourself")
-    out.line("   tributary units messagewall-prod-east")
-    out.line("   tributary revisions messagewall-prod-east messagewall-prod-east")
-    if settings.ui_url:
-        out.line(f"   Web UI: {settings.ui_url}/namespaces/{settings.namespace}/workflows")
-    out.result({"steps": steps, "repo": str(remote)})
+def _summarise(command: str, body: dict[str, Any]) -> str:
+    if "error" in body:
+        return f"   error: {body['error']['message']}"
+    if command == "publish":
+        lines = []
+        for space in body.get("spaces", []):
+            for unit in space.get("units", []):
+                applied = unit.get("apply", {}).get("state")
+                tail = f", apply: {applied}" if applied else ""
+                lines.append(
+                    f"   {space['space']:24} {unit['action']:16} r{unit['revision']}{tail}"
+                )
+        return "\n".join(lines)
+    if command == "revisions":
+        return "\n".join(
+            f"   r{r['number']} {r['source']:14} {r['description']}"
+            + (f"  [incident {r['tags']['incident']}]" if "incident" in r["tags"] else "")
+            for r in body.get("revisions", [])
+        )
+    if command == "set":
+        return "\n".join(
+            f"   {u['space']:24} {u['action']:10} r{u['revision']}" for u in body.get("units", [])
+        )
+    if command == "drift":
+        if "units" in body:
+            return "\n".join(
+                f"   {u['unit']:24} {u['state']:10} {u.get('message', '')}" for u in body["units"]
+            )
+        captured, revision = body.get("captured"), body.get("revision")
+        return f"   captured: {captured} revision {revision}: {body.get('message')}"
+    if command in ("apply", "approve"):
+        state = body.get("state", "approved")
+        return f"   revision {body.get('revision')}: {state} {body.get('message', '')}"
+    return "   " + json.dumps(body)[:200]
 
 
 def _set_patch_value(text: str, path: str, value: str) -> str:

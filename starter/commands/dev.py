@@ -29,6 +29,11 @@ def add_stack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kube-port", type=int, default=6443, help="sandbox Kubernetes API port")
     p.add_argument("--aws-port", type=int, default=4566, help="sandbox AWS (moto) port")
     p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the previous run's authority and workflow history (the sandbox starts empty)",
+    )
+    p.add_argument(
         "--no-sandbox",
         action="store_true",
         help="no sandbox: apply to the cluster of $KUBECONFIG and the AWS of your environment",
@@ -50,6 +55,7 @@ def stack_config(args: argparse.Namespace) -> StackConfig:
         ui=not args.no_ui,
         authority=args.authority,
         sandbox=not args.no_sandbox,
+        keep=args.keep,
         kube_port=args.kube_port,
         aws_port=args.aws_port,
     )

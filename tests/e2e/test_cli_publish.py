@@ -269,18 +269,22 @@ def test_set_and_rollback_through_the_cli(
 
 
 def test_demo_walks_the_loop_on_a_running_stack(stack: Stack, tmp_path: Path) -> None:
-    result = run_cli("demo", "--data-dir", str(tmp_path), "--json", env=stack.env, timeout=180)
+    result = run_cli("demo", "--data-dir", str(tmp_path), "--json", env=stack.env, timeout=300)
 
     assert result.code == 0, result.stderr
     steps = result.json["steps"]
-    assert {u["action"] for s in steps["publish"]["spaces"] for u in s["units"]} <= {
-        "published",
-        "unchanged",
-        "authority-ahead",
-    }
-    assert {u["action"] for s in steps["republish"]["spaces"] for u in s["units"]} <= {
-        "unchanged",
-        "authority-ahead",
-    }
+    first = {s["space"]: s["units"][0] for s in steps["publish"]["spaces"]}
+    assert first["messagewall-dev-east"]["apply"]["state"] == "ready"
+    assert first["messagewall-prod-east"]["apply"]["state"] == "awaiting-approval"
+    assert steps["apply"]["state"] == "ready"
+    assert ("messagewall-east-api-handler", 256, 30) in [tuple(f) for f in steps["aws_lambdas"]]
+    assert {u["action"] for s in steps["republish"]["spaces"] for u in s["units"]} == {"unchanged"}
+    capture = steps["revisions"]["revisions"][1]
+    assert (capture["source"], capture["tags"]["incident"]) == ("break-glass", "INC-2026-1127")
     final = {s["space"]: s["units"][0]["action"] for s in steps["publish_change"]["spaces"]}
-    assert final["messagewall-prod-east"] == "authority-ahead"
+    assert final == {
+        "messagewall-dev-east": "published",
+        "messagewall-dev-west": "unchanged",
+        "messagewall-prod-east": "authority-ahead",
+        "messagewall-prod-west": "authority-ahead",
+    }
