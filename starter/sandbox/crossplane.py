@@ -260,12 +260,17 @@ class ClaimRef:
         return f"{self.plural}.{self.group} {self.namespace}/{self.name}"
 
 
+RECONCILERS = 4
+
+
 class _WorkQueue:
     """Claims to process, each at most once, each when due (client-go's workqueue, minus its
-    rate limiter): a claim that changes ten times while busy is processed once."""
+    rate limiter): a claim that changes ten times while busy is processed once, and never by
+    two reconcilers at the same time."""
 
     def __init__(self) -> None:
         self._due: dict[ClaimRef, float] = {}
+        self._processing: set[ClaimRef] = set()
         self._closed = False
         self._cond = threading.Condition()
 
@@ -279,16 +284,24 @@ class _WorkQueue:
         """The next claim when it is due; None once the queue is closed."""
         with self._cond:
             while not self._closed:
-                if not self._due:
+                ready = [(r, d) for r, d in self._due.items() if r not in self._processing]
+                if not ready:
                     self._cond.wait()
                     continue
-                ref, due = min(self._due.items(), key=lambda item: item[1])
+                ref, due = min(ready, key=lambda item: item[1])
                 wait = due - time.monotonic()
                 if wait <= 0:
                     del self._due[ref]
+                    self._processing.add(ref)
                     return ref
                 self._cond.wait(wait)
             return None
+
+    def done(self, ref: ClaimRef) -> None:
+        """``ref`` is processed; if it changed meanwhile, another reconciler may take it."""
+        with self._cond:
+            self._processing.discard(ref)
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Make ``get`` return None from now on (for stopping)."""
@@ -348,7 +361,10 @@ class CrossplaneStandIn:
                 field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
                 _request_timeout=REQUEST_TIMEOUT,
             )  # fmt: skip
-        self._spawn("crossplane-reconciler", self._work)
+        # Several reconcilers, as Crossplane runs several: one slow claim (AWS calls)
+        # does not hold up the others.
+        for i in range(RECONCILERS):
+            self._spawn(f"crossplane-reconciler-{i}", self._work)
         self._spawn(
             "crossplane-xrds",
             self._watch_loop,
@@ -639,6 +655,8 @@ class CrossplaneStandIn:
                     self._process(ref)
                 except Exception:  # a bug: keep serving the other claims
                     log.exception("processing %s failed", ref)
+                finally:
+                    self._queue.done(ref)
         finally:
             self._close_custom()
 
