@@ -26,6 +26,7 @@ from activities.kube_client import KubeClient
 from activities.policy import PolicyActivities
 from activities.render import RenderActivities
 from activities.source import SourceCache
+from activities.sync import SyncActivities
 from activities.temporal import TemporalActivities
 from activities.watcher import ClaimWatcher
 from authority import open_store
@@ -36,6 +37,7 @@ from workflows.change import BulkSetWorkflow, RollbackWorkflow
 from workflows.drift import DriftWorkflow
 from workflows.publish import PublishRunWorkflow, PublishWorkflow
 from workflows.sweep import SweepWorkflow
+from workflows.sync import SyncPRWorkflow
 
 WORKFLOWS: Sequence[type] = (
     PublishRunWorkflow,
@@ -45,6 +47,7 @@ WORKFLOWS: Sequence[type] = (
     ApplyWorkflow,
     DriftWorkflow,
     SweepWorkflow,
+    SyncPRWorkflow,
 )
 ACTIVITY_THREADS = 16
 
@@ -65,6 +68,7 @@ def activities(
     cluster = KubeActivities(kube, on_applied=watcher.notice if watcher else None)
     temporal = TemporalActivities(client, task_queue)
     drift = DriftActivities(store, kube, AwsObservers())
+    sync = SyncActivities(store, cache.root / "sync", render.kubectl)
     return [
         git.checkout,
         render.load_project,
@@ -90,6 +94,11 @@ def activities(
         temporal.request_apply,
         temporal.request_applies,
         temporal.ensure_drift,
+        temporal.request_sync,
+        sync.settings,
+        sync.push,
+        sync.ensure_pr,
+        sync.close_prs,
     ]
 
 

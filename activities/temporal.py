@@ -28,9 +28,13 @@ from domain.messages import (
     RequestAppliesResult,
     RequestApplyInput,
     RequestApplyResult,
+    RequestSyncInput,
+    RequestSyncResult,
+    SyncPRInput,
+    SyncRequest,
     UnitKey,
 )
-from domain.naming import apply_id, drift_id
+from domain.naming import apply_id, drift_id, sync_pr_id
 
 SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
 UNIT_KEY = SearchAttributeKey.for_keyword("TributaryUnit")
@@ -93,6 +97,23 @@ async def start_drift(client: Client, task_queue: str, space: str, unit: str) ->
     return workflow_id
 
 
+async def signal_sync(client: Client, task_queue: str, space: str, reason: str) -> str:
+    """Signal-with-start ``sync-pr:{space}``: the authority changed outside Git."""
+    workflow_id = sync_pr_id(space)
+    await client.start_workflow(
+        "SyncPRWorkflow",
+        SyncPRInput(space=space),
+        id=workflow_id,
+        task_queue=task_queue,
+        start_signal="request",
+        start_signal_args=[SyncRequest(reason=reason)],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(SPACE_KEY, space)]),
+        static_summary=f"sync PR {space}",
+    )
+    return workflow_id
+
+
 class TemporalActivities:
     def __init__(self, client: Client, task_queue: str) -> None:
         self.client = client
@@ -121,3 +142,8 @@ class TemporalActivities:
         ids = await asyncio.gather(*(one(u) for u in inp.units))
         activity.heartbeat(len(ids))
         return EnsureDriftResult(workflow_ids=list(ids))
+
+    @activity.defn(name="temporal.request_sync")
+    async def request_sync(self, inp: RequestSyncInput) -> RequestSyncResult:
+        ids = [await signal_sync(self.client, self.task_queue, s, inp.reason) for s in inp.spaces]
+        return RequestSyncResult(workflow_ids=ids)

@@ -112,9 +112,34 @@ def _m002_drift_status(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _m003_sync_prs(conn: Connection) -> None:
+    """Arrow 4: per-space sync settings, and the pull requests the local forge keeps."""
+    conn.execute(text("ALTER TABLE spaces ADD COLUMN sync JSON NOT NULL DEFAULT '{}'"))
+    md = MetaData()
+    Table(
+        "pull_requests",
+        md,
+        Column("number", Integer, primary_key=True, autoincrement=False),
+        Column("space", String(253), nullable=False),
+        Column("repo", Text, nullable=False),
+        Column("branch", Text, nullable=False),
+        Column("base", Text, nullable=False),
+        Column("url", Text, nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("title", Text, nullable=False),
+        Column("body", Text, nullable=False),
+        Column("head_commit", String(64), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Index("ix_pull_requests_space", "space"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
     (2, _m002_drift_status),
+    (3, _m003_sync_prs),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -20,6 +20,7 @@ from domain.authority import (
     UnitStateChange,
 )
 from domain.drift import DriftRecord
+from domain.sync import PullRequest
 
 
 class AuthorityStore(Protocol):
@@ -72,6 +73,16 @@ class AuthorityStore(Protocol):
     ) -> RevisionRecord:
         """Re-label a capture (e.g. as break-glass with an incident); its data never changes."""
         ...
+
+    def list_prs(self, space: str | None = None) -> list[PullRequest]:
+        """Pull requests the sync arrow opened, newest first."""
+        ...
+
+    def record_pr(self, pr: PullRequest, *, repo: str, body: str) -> None:
+        """Insert or update a pull request by its number."""
+        ...
+
+    def next_pr_number(self) -> int: ...
 
     def record_drift(self, record: DriftRecord) -> None:
         """Upsert the last drift check of a unit."""

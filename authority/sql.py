@@ -36,10 +36,12 @@ from domain.authority import (
     SpaceSpec,
     UnitChange,
     UnitRecord,
+    SyncSettings,
     UnitStateChange,
 )
 from domain.diff import json_equal
 from domain.drift import DriftRecord
+from domain.sync import PullRequest
 from domain.errors import NotFound, StaleVersion
 
 
@@ -254,6 +256,56 @@ class SqlStore:
             row = conn.execute(_revision_query(space, slug, number)).mappings().one()
         return _revision(row)
 
+    def list_prs(self, space: str | None = None) -> list[PullRequest]:
+        query = select(t.pull_requests).order_by(t.pull_requests.c.number.desc())
+        if space is not None:
+            query = query.where(t.pull_requests.c.space == space)
+        with self._read() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            PullRequest(
+                space=r["space"],
+                number=r["number"],
+                url=r["url"],
+                state=r["state"],
+                branch=r["branch"],
+                base=r["base"],
+                title=r["title"],
+                head_commit=r["head_commit"],
+                created_at=_utc(r["created_at"]),
+                updated_at=_utc(r["updated_at"]),
+            )
+            for r in rows
+        ]
+
+    def record_pr(self, pr: PullRequest, *, repo: str, body: str) -> None:
+        now = _now()
+        values = {
+            "space": pr.space,
+            "repo": repo,
+            "branch": pr.branch,
+            "base": pr.base,
+            "url": pr.url,
+            "state": pr.state,
+            "title": pr.title,
+            "body": body,
+            "head_commit": pr.head_commit,
+            "updated_at": pr.updated_at or now,
+        }
+        key = t.pull_requests.c.number == pr.number
+        with self._write() as conn:
+            if conn.execute(update(t.pull_requests).where(key).values(**values)).rowcount == 0:
+                conn.execute(
+                    insert(t.pull_requests).values(
+                        number=pr.number, created_at=pr.created_at or now, **values
+                    )
+                )
+
+    def next_pr_number(self) -> int:
+        with self._read() as conn:
+            found = conn.execute(select(func.max(t.pull_requests.c.number))).scalar_one()
+        return int(found or 0) + 1
+
     def record_drift(self, record: DriftRecord) -> None:
         values = {
             "state": record.state,
@@ -340,6 +392,7 @@ def _upsert_space(conn: Connection, spec: SpaceSpec) -> None:
         "overlay": spec.overlay,
         "ignore_paths": spec.ignore,
         "policy": spec.policy.model_dump(mode="json"),
+        "sync": spec.sync.model_dump(mode="json"),
     }
     row = conn.execute(select(t.spaces).where(t.spaces.c.name == spec.name)).mappings().first()
     if row is None:
@@ -482,6 +535,7 @@ def _space(row: Any) -> SpaceRecord:
         overlay=row["overlay"],
         ignore=row["ignore_paths"],
         policy=PolicyBundle.model_validate(row["policy"]),
+        sync=SyncSettings.model_validate(row["sync"] or {}),
         created_at=_utc(row["created_at"]),
         updated_at=_utc(row["updated_at"]),
     )

@@ -43,6 +43,7 @@ spaces = Table(
     Column("policy", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("sync", JSON, nullable=False, server_default="{}"),
 )
 
 units = Table(
@@ -98,4 +99,22 @@ drift_status = Table(
     Column("revision", Integer, nullable=True),
     Column("sweep_id", String(128), nullable=False),
     Index("ix_drift_status_sweep", "sweep_id"),
+)
+
+pull_requests = Table(
+    "pull_requests",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("space", String(253), nullable=False),
+    Column("repo", Text, nullable=False),
+    Column("branch", Text, nullable=False),
+    Column("base", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("head_commit", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_pull_requests_space", "space"),
 )

@@ -52,6 +52,12 @@ class PolicyBundle(BaseModel):
     digest: str = ""
 
 
+class SyncSettings(BaseModel):
+    debounce_seconds: int = 30
+    author: str = "Tributary <tributary@users.noreply.local>"
+    base: str = ""
+
+
 class SpaceSpec(BaseModel):
     """A space as Git declares it."""
 
@@ -65,6 +71,7 @@ class SpaceSpec(BaseModel):
     overlay: str = ""
     ignore: list[str] = Field(default_factory=list)
     policy: PolicyBundle = Field(default_factory=PolicyBundle)
+    sync: SyncSettings = Field(default_factory=lambda: SyncSettings())
 
 
 class SpaceRecord(SpaceSpec):

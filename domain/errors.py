@@ -79,3 +79,5 @@ EXIT_CODES: dict[str, int] = {
         Rejected,
     )
 }
+# Subclasses defined next to their adapters, by name, as activities report them.
+EXIT_CODES["ForgeRejected"] = Rejected.exit_code

@@ -23,6 +23,7 @@ from domain.authority import (
 from domain.drift import DriftField, DriftRecord, DriftStatus
 from domain.project import ApprovalMode, ProjectConfig
 from domain.publish import PublishAction, RenderedUnit, UnitSnapshot
+from domain.sync import PullRequest, PullRequestSpec, SyncAction
 
 # ---- shared ------------------------------------------------------------------
 
@@ -511,3 +512,104 @@ class ClassifyCaptureInput(BaseModel):
 
 class ClassifyCaptureResult(BaseModel):
     revision: int
+
+
+# ---- sync PR -------------------------------------------------------------------------
+
+
+class SyncSettingsInput(BaseModel):
+    space: str
+
+
+class SyncSettingsResult(BaseModel):
+    debounce_seconds: int
+
+
+class SyncRow(BaseModel):
+    """One field the PR changes in Git, and where the authority's value came from."""
+
+    unit: str
+    path: str
+    git: Any = None
+    authority: Any = None
+    revision: int
+    source: str
+    incident: str = ""
+
+
+class SyncPushInput(BaseModel):
+    space: str
+    dry_run: bool = False
+    workflow_id: str = ""
+
+
+class SyncPushResult(BaseModel):
+    # pushed: the branch has new content; unchanged: it already had it; in-sync: the
+    # default branch already renders the authority (nothing to propose)
+    action: Literal["pushed", "unchanged", "in-sync", "dry-run"]
+    space: str
+    repo: str
+    branch: str
+    base: str
+    base_commit: str = ""
+    head_commit: str = ""
+    rows: list[SyncRow] = Field(default_factory=list)
+    fallback: list[str] = Field(default_factory=list)
+    edits: list[str] = Field(default_factory=list)
+    title: str = ""
+    body: str = ""
+    diff: str = ""
+
+
+class EnsurePrInput(BaseModel):
+    spec: PullRequestSpec
+
+
+class EnsurePrResult(BaseModel):
+    pr: PullRequest
+    action: SyncAction
+
+
+class ClosePrsInput(BaseModel):
+    space: str
+    base_commit: str
+    repo: str
+
+
+class ClosePrsResult(BaseModel):
+    closed: list[int] = Field(default_factory=list)
+
+
+class SyncRequest(BaseModel):
+    reason: str = ""  # "capture", "set", "rollback", "cli", "schedule"
+
+
+class SyncNowInput(BaseModel):
+    dry_run: bool = False
+
+
+class SyncResult(BaseModel):
+    """What ``tributary sync-pr`` reports (shared/CLI.md: space, action, branch, pr)."""
+
+    space: str
+    action: SyncAction | Literal["in-sync", "dry-run"]
+    branch: str
+    pr: PullRequest | None = None
+    head_commit: str = ""
+    rows: list[SyncRow] = Field(default_factory=list)
+    fallback: list[str] = Field(default_factory=list)
+    diff: str = ""
+
+
+class SyncPRInput(BaseModel):
+    space: str
+    runs: int = 0  # carried across continue-as-new
+
+
+class RequestSyncInput(BaseModel):
+    spaces: list[str]
+    reason: str = ""
+
+
+class RequestSyncResult(BaseModel):
+    workflow_ids: list[str]

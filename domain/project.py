@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import yaml
@@ -48,10 +49,41 @@ class SpaceConfig(BaseModel):
         return int(parse_duration(self.drift_interval).total_seconds())
 
 
+class SyncConfig(BaseModel):
+    """How the sync PR arrow writes back: ``sync:`` in tributary.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    debounce: str = "30s"  # a burst of changes within this window becomes one PR update
+    author: str = "Tributary <tributary@users.noreply.local>"
+    base: str = ""  # the branch PRs target; empty: the repo's default branch
+
+    @field_validator("debounce")
+    @classmethod
+    def _debounce(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except BadInput as e:
+            raise ValueError(e.message.removeprefix("duration: ")) from e
+        return value
+
+    @field_validator("author")
+    @classmethod
+    def _author(cls, value: str) -> str:
+        if not re.fullmatch(r"[^<>]+ <[^<>@\s]+@[^<>\s]+>", value):
+            raise ValueError("must look like 'Name <email>'")
+        return value
+
+    @property
+    def debounce_seconds(self) -> int:
+        return int(parse_duration(self.debounce).total_seconds())
+
+
 class ProjectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     spaces: dict[str, SpaceConfig]
+    sync: SyncConfig = Field(default_factory=SyncConfig)
     policies: list[str] = Field(default_factory=list)
     schemas: list[str] = Field(default_factory=list)
     ignore: list[str] = Field(default_factory=list)

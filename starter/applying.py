@@ -51,6 +51,7 @@ async def follow(
     """Poll the apply workflow until the request settles (or once, without ``wait``)."""
     handle = client.get_workflow_handle(workflow_id)
     last: tuple[str, str] | None = None
+    polls = 0
     while True:
         status: ApplyStatus = await handle.query(ApplyWorkflow.status)
         outcome = find(status, request_id)
@@ -63,7 +64,9 @@ async def follow(
                 return outcome
         elif not wait:
             return ApplyOutcome(revision=0, state="queued")
-        await asyncio.sleep(POLL_SECONDS)
+        # Quick at first (most applies settle in a second or two), then easier on the server.
+        polls += 1
+        await asyncio.sleep(min(1.0, POLL_SECONDS * (1 + polls // 10)))
 
 
 def exit_code(outcome: ApplyOutcome) -> int:

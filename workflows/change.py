@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.authority import AuthorityActivities
     from activities.policy import PolicyActivities
+    from activities.temporal import TemporalActivities
     from domain.authority import PolicyResult, UnitChange
     from domain.diff import diff, json_equal
     from domain.errors import BadInput
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         FindUnitsInput,
         FindUnitsResult,
         GetRevisionInput,
+        RequestSyncInput,
         RollbackInput,
         RollbackResult,
     )
@@ -82,6 +84,17 @@ async def _commit(changes: list[UnitChange]) -> dict[tuple[str, str], int]:
         summary=f"write {len(changes)} revisions",
     )
     return {(o.space, o.slug): o.revision for o in committed.outcomes}
+
+
+async def _request_sync(spaces: list[str], reason: str) -> None:
+    """The authority changed outside Git: the sync PR arrow takes it from here."""
+    await workflow.execute_activity_method(
+        TemporalActivities.request_sync,
+        RequestSyncInput(spaces=spaces, reason=reason),
+        start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+        retry_policy=opt.RETRY,
+        summary="ask for a sync PR",
+    )
 
 
 @workflow.defn(name="BulkSetWorkflow")
@@ -187,6 +200,7 @@ class BulkSetWorkflow:
             for u in units:
                 if u.action == "changed":
                     u.revision = revisions[(u.space, u.unit)]
+            await _request_sync(sorted({c.space for c in changes}), "set")
             workflow.set_current_details(f"wrote {len(changes)} revisions")
             return BulkSetResult(units=units, written=True)
 
@@ -245,6 +259,7 @@ class RollbackWorkflow:
                 if decided_type(e) == "StaleVersion" and attempt < opt.MAX_REPLANS:
                     continue
                 raise
+            await _request_sync([inp.space], "rollback")
             return RollbackResult(
                 space=inp.space,
                 unit=inp.unit,

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         DriftInput,
         DriftRecordInput,
         RequestApplyInput,
+        RequestSyncInput,
     )
     from workflows import _options as opt
     from workflows._errors import error_info
@@ -273,8 +274,15 @@ class DriftWorkflow:
             retry_policy=opt.RETRY,
             summary=f"sync the Claim to revision {captured.revision}",
         )
+        # …and Git learns it through the space's sync PR.
+        await workflow.execute_activity_method(
+            TemporalActivities.request_sync,
+            RequestSyncInput(spaces=[self.status.space], reason="capture"),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="ask for a sync PR",
+        )
         self._set_state("captured", f"revision {captured.revision}: {tags['fields']}")
-        # The sync PR arrow (authority → Git) picks captures up from the authority.
         return CaptureOutcome(captured=True, revision=captured.revision, fields=result.fields)
 
     async def _classify(self, req: CaptureRequest, revision: int) -> CaptureOutcome:

@@ -22,7 +22,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.render import RenderActivities
     from activities.temporal import TemporalActivities
     from domain.apply import ApplyRequest
-    from domain.authority import PolicyResult, SpaceSpec, UnitChange, UnitStateChange
+    from domain.authority import (
+        PolicyResult,
+        SpaceSpec,
+        SyncSettings,
+        UnitChange,
+        UnitStateChange,
+    )
     from domain.messages import (
         CheckObjectsInput,
         CheckoutInput,
@@ -181,6 +187,11 @@ class PublishWorkflow:
             overlay=space_cfg.overlay,
             ignore=inp.project.ignore,
             policy=inp.bundle,
+            sync=SyncSettings(
+                debounce_seconds=inp.project.sync.debounce_seconds,
+                author=inp.project.sync.author,
+                base=inp.project.sync.base,
+            ),
         )
         by_slug = {u.slug: u for u in checked.units}
         attempt = 0

@@ -1,0 +1,130 @@
+"""Arrow 4 from the CLI: ``sync-pr`` and ``prs``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+
+from domain.errors import NotFound
+from domain.messages import SyncNowInput, SyncPRInput, SyncResult
+from domain.naming import sync_pr_id
+from starter import runner
+from starter.commands.read import open_existing
+from starter.output import Output
+from starter.settings import Settings
+from workflows.sync import SyncPRWorkflow
+
+if TYPE_CHECKING:
+    from starter.commands import Subparsers
+
+
+def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "sync-pr",
+        parents=[common],
+        help="arrow 4 now: write the authority back into the overlay and open/update the PR",
+        description=(
+            "Edit the space's overlay so that rendering it gives the authority's claims, "
+            "verify that by rendering, push branch tributary/sync/<space> and open or "
+            "update its pull request (forge: TRIBUTARY_FORGE on the worker)."
+        ),
+    )
+    p.add_argument("space")
+    p.add_argument("--dry-run", action="store_true", help="show the edits and fields, push nothing")
+    p.set_defaults(func=sync_pr)
+    p = sub.add_parser("prs", parents=[common], help="list the sync pull requests and their state")
+    p.add_argument("space", nargs="?")
+    p.set_defaults(func=prs)
+
+
+async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    store = open_existing(settings)
+    try:
+        if store.get_space(args.space) is None:
+            raise NotFound(f"space {args.space!r} does not exist")
+    finally:
+        store.close()
+    client = await runner.client_for(settings)
+    workflow_id = sync_pr_id(args.space)
+    handle = await client.start_workflow(
+        SyncPRWorkflow.run,
+        SyncPRInput(space=args.space),
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(runner.SPACE_KEY, args.space)]
+        ),
+        static_summary=f"sync PR {args.space}",
+    )
+    out.progress(f"sync {args.space}: {workflow_id}")
+    link = settings.workflow_link(workflow_id)
+    if link:
+        out.progress(f"  Web UI: {link}")
+    result: SyncResult = await handle.execute_update(
+        SyncPRWorkflow.sync_now, SyncNowInput(dry_run=args.dry_run)
+    )
+    out.result(
+        {
+            "space": result.space,
+            "action": result.action,
+            "branch": result.branch,
+            "pr": result.pr.model_dump(mode="json") if result.pr else None,
+            "head_commit": result.head_commit,
+            "fields": [r.model_dump(mode="json") for r in result.rows],
+            "fallback": result.fallback,
+            **({"diff": result.diff} if args.dry_run else {}),
+        }
+    )
+    if result.pr:
+        out.line(f"{args.space}: PR #{result.pr.number} {result.action} — {result.pr.url}")
+    else:
+        out.line(f"{args.space}: {result.action} ({result.branch})")
+    out.table(
+        ["unit", "path", "git", "authority", "rev", "source", "incident"],
+        [
+            [r.unit, r.path, r.git, r.authority, r.revision, r.source, r.incident]
+            for r in result.rows
+        ],
+    )
+    if result.fallback:
+        out.line(
+            f"written to tributary-sync/{args.space}/ (not expressible in the overlay): "
+            + ", ".join(result.fallback)
+        )
+    if args.dry_run and result.diff:
+        out.line(result.diff)
+    return 0
+
+
+async def prs(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    store = open_existing(settings)
+    try:
+        found = store.list_prs(args.space)
+    finally:
+        store.close()
+    out.result({"prs": [pr.model_dump(mode="json") for pr in found]})
+    out.table(
+        ["number", "space", "state", "branch", "head", "updated", "url"],
+        [
+            [
+                pr.number,
+                pr.space,
+                pr.state,
+                pr.branch,
+                pr.head_commit[:12],
+                pr.updated_at.strftime("%Y-%m-%d %H:%M:%S") if pr.updated_at else None,
+                pr.url,
+            ]
+            for pr in found
+        ],
+    )
+    if not found:
+        out.line("(no sync pull requests yet)")
+    return 0

@@ -1,0 +1,187 @@
+"""Arrow 4, sync PR: authority → Git.
+
+``SyncPRWorkflow`` is a singleton per space (``sync-pr:{space}``), signalled with
+signal-with-start by captures, bulk sets, rollbacks and the CLI. A burst of changes
+is debounced into one run; each run makes the branch ``tributary/sync/<space>``
+propose "render what the authority holds" and opens or updates its pull request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.sync import SyncActivities
+    from domain.messages import (
+        ClosePrsInput,
+        EnsurePrInput,
+        SyncNowInput,
+        SyncPRInput,
+        SyncPushInput,
+        SyncRequest,
+        SyncResult,
+        SyncSettingsInput,
+    )
+    from domain.sync import PullRequestSpec
+    from workflows import _options as opt
+
+IDLE = timedelta(minutes=10)
+RUNS_PER_HISTORY = 100
+PUSH_TIMEOUT = timedelta(minutes=10)
+# However long a burst lasts, a PR update is at most this many debounce windows away.
+MAX_DEBOUNCE_WINDOWS = 10
+
+
+@workflow.defn(name="SyncPRWorkflow")
+class SyncPRWorkflow:
+    def __init__(self) -> None:
+        self.space = ""
+        self.requests = 0
+        self.reasons: list[str] = []
+        self.now: list[tuple[int, SyncNowInput]] = []
+        self.answers: dict[int, SyncResult] = {}
+        self.seq = 0
+        self.last: SyncResult | None = None
+
+    @workflow.signal
+    def request(self, req: SyncRequest) -> None:
+        self.requests += 1
+        if req.reason:
+            self.reasons.append(req.reason)
+
+    @workflow.update
+    async def sync_now(self, inp: SyncNowInput) -> SyncResult:
+        """Sync at once, skipping the debounce, and answer with the result."""
+        self.seq += 1
+        seq = self.seq
+        self.now.append((seq, inp))
+        await workflow.wait_condition(lambda: seq in self.answers)
+        return self.answers.pop(seq)
+
+    @workflow.query
+    def status(self) -> SyncResult | None:
+        return self.last
+
+    @workflow.run
+    async def run(self, inp: SyncPRInput) -> SyncResult | None:
+        self.space = inp.space
+        settings = await workflow.execute_activity_method(
+            SyncActivities.settings,
+            SyncSettingsInput(space=inp.space),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="read the space's sync settings",
+        )
+        debounce = timedelta(seconds=settings.debounce_seconds)
+        runs = inp.runs
+        while True:
+            try:
+                await workflow.wait_condition(
+                    lambda: self.requests > 0 or bool(self.now), timeout=IDLE
+                )
+            except TimeoutError:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return self.last
+            if self.requests and not self.now:
+                await self._debounce(debounce)
+            asked, self.now = self.now, []
+            for seq, _ in [a for a in asked if a[1].dry_run]:
+                self.answers[seq] = await self._sync(dry_run=True)
+            if self.requests or any(not r.dry_run for _, r in asked):
+                self.requests = 0
+                self.reasons = []
+                result = await self._sync(dry_run=False)
+                for seq, req in asked:
+                    if not req.dry_run:
+                        self.answers[seq] = result
+            runs += 1
+            if runs % RUNS_PER_HISTORY == 0 or workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(SyncPRInput(space=inp.space, runs=runs))
+
+    async def _debounce(self, window: timedelta) -> None:
+        """Wait until no request arrived for one window (bounded), so a burst is one PR."""
+        workflow.set_current_details(
+            f"debouncing {self.requests} changes ({', '.join(self.reasons)})"
+        )
+        for _ in range(MAX_DEBOUNCE_WINDOWS):
+            seen = self.requests
+
+            def moved(seen: int = seen) -> bool:
+                return self.requests != seen or bool(self.now)
+
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(moved, timeout=window)
+                if self.now:
+                    return
+                continue
+            return
+
+    async def _sync(self, *, dry_run: bool) -> SyncResult:
+        workflow.set_current_details("writing the authority back into the overlay")
+        pushed = await workflow.execute_activity_method(
+            SyncActivities.push,
+            SyncPushInput(
+                space=self.space, dry_run=dry_run, workflow_id=workflow.info().workflow_id
+            ),
+            start_to_close_timeout=PUSH_TIMEOUT,
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=opt.RETRY,
+            summary="dry run: compute the write-back" if dry_run else "write back, verify, push",
+        )
+        result = SyncResult(
+            space=self.space,
+            action="dry-run" if dry_run else "unchanged",
+            branch=pushed.branch,
+            head_commit=pushed.head_commit,
+            rows=pushed.rows,
+            fallback=pushed.fallback,
+            diff=pushed.diff,
+        )
+        if dry_run:
+            return result
+        if pushed.action == "in-sync":
+            await workflow.execute_activity_method(
+                SyncActivities.close_prs,
+                ClosePrsInput(space=self.space, base_commit=pushed.base_commit, repo=pushed.repo),
+                start_to_close_timeout=PUSH_TIMEOUT,
+                retry_policy=opt.RETRY,
+                summary="Git renders the authority: close or mark merged",
+            )
+            result = result.model_copy(update={"action": "in-sync"})
+            self._done(result, "Git already renders the authority")
+            return result
+        ensured = await workflow.execute_activity_method(
+            SyncActivities.ensure_pr,
+            EnsurePrInput(
+                spec=PullRequestSpec(
+                    space=self.space,
+                    repo=pushed.repo,
+                    branch=pushed.branch,
+                    base=pushed.base,
+                    title=pushed.title,
+                    body=pushed.body,
+                    head_commit=pushed.head_commit,
+                )
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="open or update the pull request",
+        )
+        result = result.model_copy(update={"action": ensured.action, "pr": ensured.pr})
+        self._done(result, f"PR #{ensured.pr.number} {ensured.action}: {ensured.pr.url}")
+        return result
+
+    def _done(self, result: SyncResult, message: str) -> None:
+        self.last = result
+        rows = "\n".join(
+            f"| {r.unit} | `{r.path}` | {r.git} | {r.authority} | {r.revision} | {r.source} |"
+            for r in result.rows
+        )
+        workflow.set_current_details(
+            f"**{self.space}**: {message}\n\n| unit | path | Git | authority | rev | source |\n"
+            f"|---|---|---|---|---|---|\n{rows}"
+        )
