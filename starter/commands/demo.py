@@ -263,9 +263,27 @@ class Walk:
         )
         self.out.line(
             "   prod shows authority-ahead: the break-glass capture and the bulk change live\n"
-            "   in the authority, and reach Git through the sync PR arrow."
+            "   in the authority; the sync PR arrow brings them to Git."
         )
-        self.tributary("drift_status", "drift", "status", PROD)
+
+        self.out.line(
+            "\n== 7. The sync PR edits the prod-east overlay so Git renders the authority"
+        )
+        synced = self.tributary("sync_pr", "sync-pr", PROD)
+        branch = synced.get("branch", "")
+        _git(work, "fetch", "--quiet", "origin")
+        self.out.line(f"\n$ git diff main origin/{branch}")
+        self.out.line(_git(work, "diff", "main", f"origin/{branch}"))
+
+        self.out.line("\n== 8. A reviewer merges it; CI publishes the merge commit: nothing to do")
+        _git(work, "merge", "--quiet", "--no-edit", f"origin/{branch}")
+        _git(work, "push", "--quiet", "origin", "main")
+        self.tributary(
+            "publish_merged", "publish", "--repo", repo, "--ref", "main", "--space", PROD
+        )
+        self.tributary("sync_after_merge", "sync-pr", PROD)
+        self.tributary("prs", "prs")
+        self.out.line("   The loop is closed: Git, the authority and what runs agree.")
         ui = self.env.get("TRIBUTARY_UI_URL")
         if ui:
             self.out.line(f"\nEvery step is a workflow: {ui}/namespaces/default/workflows")
@@ -322,6 +340,22 @@ def _summarise(command: str, body: dict[str, Any]) -> str:
             )
         captured, revision = body.get("captured"), body.get("revision")
         return f"   captured: {captured} revision {revision}: {body.get('message')}"
+    if command == "sync-pr":
+        pr = body.get("pr")
+        if not pr:
+            return f"   {body.get('action')}: Git already renders the authority"
+        lines = [f"   {body.get('action')}: PR #{pr['number']} on {body.get('branch')}"]
+        lines += [
+            f"     {r['unit']} {r['path']}: {r['git']!r} -> {r['authority']!r}"
+            f" (r{r['revision']} {r['source']}{' ' + r['incident'] if r['incident'] else ''})"
+            for r in body.get("fields", [])
+        ]
+        return "\n".join(lines)
+    if command == "prs":
+        return "\n".join(
+            f"   #{p['number']} {p['space']} {p['state']} {p['branch']}"
+            for p in body.get("prs", [])
+        )
     if command in ("apply", "approve"):
         state = body.get("state", "approved")
         return f"   revision {body.get('revision')}: {state} {body.get('message', '')}"

@@ -281,6 +281,14 @@ def test_demo_walks_the_loop_on_a_running_stack(stack: Stack, tmp_path: Path) ->
     assert {u["action"] for s in steps["republish"]["spaces"] for u in s["units"]} == {"unchanged"}
     capture = steps["revisions"]["revisions"][1]
     assert (capture["source"], capture["tags"]["incident"]) == ("break-glass", "INC-2026-1127")
+    assert steps["sync_pr"]["action"] == "opened"
+    assert {(f["path"], f["authority"]) for f in steps["sync_pr"]["fields"]} == {
+        ("spec.lambdaMemory", 1024),
+        ("spec.lambdaTimeout", 60),
+    }
+    assert steps["publish_merged"]["spaces"][0]["units"][0]["action"] == "unchanged"
+    assert steps["sync_after_merge"]["action"] == "in-sync"
+    assert [p["state"] for p in steps["prs"]["prs"]] == ["merged"]
     final = {s["space"]: s["units"][0]["action"] for s in steps["publish_change"]["spaces"]}
     assert final == {
         "messagewall-dev-east": "published",
