@@ -101,7 +101,9 @@ class KubeClient:
                 method,
                 url,
                 header_params=header_params,
-                body=json.dumps(body) if body is not None else None,
+                # The client serialises JSON bodies itself; an apply (YAML content
+                # type) goes as text, and JSON is valid YAML.
+                body=body if body is None or content_type.endswith("json") else json.dumps(body),
                 post_params=post_params,
                 _request_timeout=REQUEST_TIMEOUT,
             )
