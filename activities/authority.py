@@ -148,7 +148,7 @@ class AuthorityActivities:
             violations=rev.policy.violations,
             approval=space.approval,
             author=rev.author,
-            approved_by=[a.by for a in rev.approvals],
+            approvals=rev.approvals,
             precious=is_precious(rev.data),
             head_revision=unit.head_revision,
             xrds=xrds,
@@ -158,7 +158,10 @@ class AuthorityActivities:
     @decided
     def record_approval(self, inp: RecordApprovalInput) -> RecordApprovalResult:
         rev = self.store.record_approval(
-            inp.space, inp.unit, inp.revision, Approval(by=inp.by, at=inp.at, comment=inp.comment)
+            inp.space,
+            inp.unit,
+            inp.revision,
+            Approval(by=inp.by, at=inp.at, comment=inp.comment, action=inp.action, gate=inp.gate),
         )
         return RecordApprovalResult(approved_by=[a.by for a in rev.approvals])
 

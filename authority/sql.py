@@ -34,15 +34,15 @@ from domain.authority import (
     Source,
     SpaceRecord,
     SpaceSpec,
+    SyncSettings,
     UnitChange,
     UnitRecord,
-    SyncSettings,
     UnitStateChange,
 )
 from domain.diff import json_equal
 from domain.drift import DriftRecord
-from domain.sync import PullRequest
 from domain.errors import NotFound, StaleVersion
+from domain.sync import PullRequest
 
 
 def _now() -> datetime:
@@ -367,10 +367,11 @@ def _revision_query(space: str, slug: str, number: int) -> Any:
 
 
 def _set_state(conn: Connection, space: str, slug: str, state: str) -> None:
+    values: dict[str, Any] = {"state": state, "updated_at": _now()}
+    if state == "deleted":
+        values["live_revision"] = None  # nothing runs any more
     result = conn.execute(
-        update(t.units)
-        .where(t.units.c.space == space, t.units.c.slug == slug)
-        .values(state=state, updated_at=_now())
+        update(t.units).where(t.units.c.space == space, t.units.c.slug == slug).values(**values)
     )
     if result.rowcount != 1:
         raise NotFound(f"unit {space}/{slug} does not exist")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from domain.authority import Approval
 from domain.project import ApprovalMode
 
 ApplyAction = Literal["apply", "delete"]
@@ -102,6 +103,24 @@ def approval_problem(
             "must come from someone else"
         )
     return None
+
+
+def standing_approval(
+    gate: GateKind, action: ApplyAction, approvals: list[Approval], author: str
+) -> str:
+    """Who already approved this revision in a way that satisfies ``gate`` ("" if nobody).
+
+    An approval counts only for the action it approved, and a required gate is
+    satisfied only by someone other than the author — so an author's own
+    acknowledgement never opens a gate that later became required.
+    """
+    for approval in approvals:
+        if approval.action != action:
+            continue
+        if gate == "required" and _same_person(approval.by, author):
+            continue
+        return approval.by
+    return ""
 
 
 def _same_person(by: str, author: str) -> bool:

@@ -37,6 +37,8 @@ class Approval(BaseModel):
     by: str
     at: datetime
     comment: str = ""
+    action: Literal["apply", "delete"] = "apply"  # what was approved
+    gate: Literal["", "acknowledge", "required"] = ""  # the gate it satisfied
 
 
 class PolicyBundle(BaseModel):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from domain.apply import ApplyHistory, ApplyOutcome, ApplyRequest
 from domain.authority import (
+    Approval,
     ChangeOutcome,
     PolicyBundle,
     SpaceSpec,
@@ -283,7 +284,7 @@ class ApplyContextResult(BaseModel):
     violations: list[str]
     approval: ApprovalMode
     author: str
-    approved_by: list[str]
+    approvals: list[Approval]
     precious: bool
     head_revision: int
     xrds: list[dict[str, Any]]  # XRDs of the space that define this claim's kind
@@ -296,6 +297,8 @@ class RecordApprovalInput(BaseModel):
     by: str
     comment: str = ""
     at: datetime
+    action: Literal["apply", "delete"] = "apply"
+    gate: Literal["", "acknowledge", "required"] = ""
 
 
 class RecordApprovalResult(BaseModel):

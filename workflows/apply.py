@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         GateKind,
         approval_problem,
         gate_for,
+        standing_approval,
     )
     from domain.messages import (
         ApplyContextInput,
@@ -174,7 +175,13 @@ class ApplyWorkflow:
             "" if req.sync_only else gate_for(ctx.approval, req.action, precious=ctx.precious)
         )
         self.author = ctx.author
-        if not self.gate or (req.action == "apply" and ctx.approved_by):
+        if not self.gate:
+            return True
+        standing = standing_approval(self.gate, req.action, ctx.approvals, ctx.author)
+        if standing:
+            self._set(req, "applying", f"approved earlier by {standing}")
+            assert self.current is not None
+            self.current.approved_by = standing
             return True
         self.approval = None
         what = "delete" if req.action == "delete" else "apply"
@@ -201,6 +208,8 @@ class ApplyWorkflow:
                 by=approval.by,
                 comment=approval.comment,
                 at=workflow.now(),
+                action=req.action,
+                gate=self.gate,
             ),
             start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
             retry_policy=opt.RETRY,

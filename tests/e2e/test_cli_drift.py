@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def test_live_edits_are_captured_with_who_and_where(fresh_stack: Stack, tmp_path
     assert len(revisions(stack, DEV, DEV)) == 3  # the same drift is never captured twice
 
     # An ignored path never drifts.
-    patch(stack, DEV, '{"metadata":{"annotations":{"%s":"{}"}}}' % IGNORED)
+    patch(stack, DEV, json.dumps({"metadata": {"annotations": {IGNORED: "{}"}}}))
     time.sleep(1)
     quiet = run_cli("drift", "check", DEV, DEV, "--json", env=stack.env, timeout=60)
     assert quiet.json["units"][0]["state"] == "in-sync"
