@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from domain.errors import BadInput
 from domain.naming import kubernetes_name_problem, parse_duration
@@ -18,6 +25,18 @@ ApprovalMode = Literal["none", "acknowledge", "required"]
 DriftMode = Literal["capture", "revert", "report"]
 
 
+def _duration(value: str) -> str:
+    """A pydantic check that ``value`` reads as a duration (``5m``, ``30s``)."""
+    try:
+        parse_duration(value)
+    except BadInput as e:
+        raise ValueError(e.message.removeprefix("duration: ")) from e
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
 class SpaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,17 +44,8 @@ class SpaceConfig(BaseModel):
     environment: str
     approval: ApprovalMode = "none"
     drift: DriftMode = "capture"
-    drift_interval: str = "5m"
+    drift_interval: Duration = "5m"
     labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("drift_interval")
-    @classmethod
-    def _interval(cls, value: str) -> str:
-        try:
-            parse_duration(value)
-        except BadInput as e:
-            raise ValueError(e.message.removeprefix("duration: ")) from e
-        return value
 
     @field_validator("overlay")
     @classmethod
@@ -54,18 +64,9 @@ class SyncConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    debounce: str = "30s"  # a burst of changes within this window becomes one PR update
+    debounce: Duration = "30s"  # a burst of changes within this window becomes one PR update
     author: str = "Tributary <tributary@users.noreply.local>"
     base: str = ""  # the branch PRs target; empty: the repo's default branch
-
-    @field_validator("debounce")
-    @classmethod
-    def _debounce(cls, value: str) -> str:
-        try:
-            parse_duration(value)
-        except BadInput as e:
-            raise ValueError(e.message.removeprefix("duration: ")) from e
-        return value
 
     @field_validator("author")
     @classmethod

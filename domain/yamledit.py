@@ -179,3 +179,17 @@ def smp_set(doc: Any, path: Path, value: Any) -> None:
             cur[seg] = CommentedMap()
         cur = cur[seg]
     cur[path[-1]] = None if value is MISSING else plain(value)
+
+
+def set_inline_patch_value(text: str, ptr: str, value: Any) -> str:
+    """A kustomization with the inline JSON-patch op on ``ptr`` set to ``value``."""
+    doc = load(text)
+    for entry in doc.get("patches") or []:
+        if not isinstance(entry, dict) or "patch" not in entry:
+            continue
+        inner = str(entry["patch"])
+        ops = load(inner)
+        if isinstance(ops, list) and set_op_value(ops, ptr, value):
+            entry["patch"] = literal(dump(ops, inner))
+            return dump(doc, text)
+    raise ValueError(f"no inline JSON-patch op on {ptr}")

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from domain.yamledit import set_inline_patch_value
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).parent.parent
 
@@ -89,16 +91,8 @@ def make_repo(tmp: Path, fixture: str, *, space_suffix: str = "") -> AuthoringRe
 
 
 def set_patch_value(text: str, path: str, value: str) -> str:
-    """Change the ``value:`` of the JSON-patch op on ``path`` in a kustomization."""
-    lines = text.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        if line.strip() == f"path: {path}":
-            for j in range(i + 1, min(i + 3, len(lines))):
-                if lines[j].lstrip().startswith("value:"):
-                    indent = lines[j][: len(lines[j]) - len(lines[j].lstrip())]
-                    lines[j] = f"{indent}value: {value}\n"
-                    return "".join(lines)
-    raise AssertionError(f"no JSON-patch op on {path}")
+    """Change the ``value:`` of the JSON-patch op on ``path``; ``value`` is YAML text."""
+    return set_inline_patch_value(text, path, yaml.safe_load(value))
 
 
 def free_port() -> int:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from domain.yamledit import set_inline_patch_value
 from starter import runner
 from starter.commands import dev as dev_cmd
 from starter.output import Output
@@ -255,7 +256,7 @@ class Walk:
         kustomization = work / DEV_EAST
         text = kustomization.read_text()
         if "value: 512" not in text:
-            kustomization.write_text(_set_patch_value(text, "/spec/lambdaMemory", "512"))
+            kustomization.write_text(set_inline_patch_value(text, "/spec/lambdaMemory", 512))
             _git(work, "commit", "--quiet", "-am", "dev-east: 512 MB for the load test")
             _git(work, "push", "--quiet", "origin", "main")
         self.tributary(
@@ -360,16 +361,3 @@ def _summarise(command: str, body: dict[str, Any]) -> str:
         state = body.get("state", "approved")
         return f"   revision {body.get('revision')}: {state} {body.get('message', '')}"
     return "   " + json.dumps(body)[:200]
-
-
-def _set_patch_value(text: str, path: str, value: str) -> str:
-    """Change the ``value:`` of the JSON-patch op on ``path`` in a kustomization."""
-    lines = text.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        if line.strip() == f"path: {path}":
-            for j in range(i + 1, min(i + 3, len(lines))):
-                if lines[j].lstrip().startswith("value:"):
-                    indent = lines[j][: len(lines[j]) - len(lines[j].lstrip())]
-                    lines[j] = f"{indent}value: {value}\n"
-                    return "".join(lines)
-    raise RuntimeError(f"no JSON-patch op on {path} in the dev-east overlay")
