@@ -100,7 +100,7 @@ class SyncActivities:
                     f"({'; '.join(problems)}); nothing was pushed",
                     file=space.overlay,
                 )
-            title = f"Sync {inp.space} from the authority"
+            title = space.sync.message.format(space=inp.space)
             body = _body(inp.space, rows, written.fallback, [e.where for e in written.edits])
             result = result.model_copy(
                 update={
@@ -125,7 +125,7 @@ class SyncActivities:
                     return result.model_copy(
                         update={"action": "unchanged", "head_commit": remote_head}
                     )
-            head = _commit(repo, space.sync.author, _message(inp.space, rows, written.fallback))
+            head = _commit(repo, space.sync.author, _message(title, rows, written.fallback))
             activity.heartbeat("pushing")
             _push(repo, space.repo, branch, remote_head)
             return result.model_copy(update={"action": "pushed", "head_commit": head})
@@ -280,8 +280,8 @@ def _show(value: Any) -> str:
     return "—" if value is None else json.dumps(value)
 
 
-def _message(space: str, rows: list[SyncRow], fallback: list[str]) -> str:
-    lines = [f"Sync {space} from the authority", ""]
+def _message(title: str, rows: list[SyncRow], fallback: list[str]) -> str:
+    lines = [title, ""]
     seen: set[tuple[str, int]] = set()
     for row in rows:
         if (row.unit, row.revision) in seen:

@@ -58,6 +58,7 @@ class SyncSettings(BaseModel):
     debounce_seconds: int = 30
     author: str = "Tributary <tributary@users.noreply.local>"
     base: str = ""
+    message: str = "Sync {space} from the authority"
 
 
 class SpaceSpec(BaseModel):

@@ -67,6 +67,19 @@ class SyncConfig(BaseModel):
     debounce: Duration = "30s"  # a burst of changes within this window becomes one PR update
     author: str = "Tributary <tributary@users.noreply.local>"
     base: str = ""  # the branch PRs target; empty: the repo's default branch
+    # first line of the commit and the PR title; {space} is replaced
+    message: str = "Sync {space} from the authority"
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str) -> str:
+        try:
+            value.format(space="x")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError("may only use the placeholder {space}") from e
+        if not value.strip() or "\n" in value:
+            raise ValueError("must be one non-empty line")
+        return value
 
     @field_validator("author")
     @classmethod

@@ -191,6 +191,7 @@ class PublishWorkflow:
                 debounce_seconds=inp.project.sync.debounce_seconds,
                 author=inp.project.sync.author,
                 base=inp.project.sync.base,
+                message=inp.project.sync.message,
             ),
         )
         by_slug = {u.slug: u for u in checked.units}
