@@ -148,15 +148,17 @@ class SyncActivities:
     @activity.defn(name="sync.close_prs")
     @decided
     def close_prs(self, inp: ClosePrsInput) -> ClosePrsResult:
-        """Git already renders the authority: open sync PRs are done — merged if their
-        branch is in the default branch, otherwise closed."""
+        """Open sync PRs whose branch reached the default branch are merged; when Git
+        already renders the authority (``close_unmerged``) the others are closed too."""
         closed = []
         for pr in self.store.list_prs(inp.space):
             if pr.state != "open":
                 continue
             merged = _is_ancestor(inp.repo, pr.head_commit, inp.base_commit, self.work_root)
+            if not merged and not inp.close_unmerged:
+                continue
             state = "merged" if merged else "closed"
-            self.store.record_pr(pr.model_copy(update={"state": state}), repo=inp.repo, body="")
+            self.store.record_pr(pr.model_copy(update={"state": state}), repo=inp.repo, body=None)
             closed.append(pr.number)
         return ClosePrsResult(closed=closed)
 

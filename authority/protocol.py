@@ -78,8 +78,8 @@ class AuthorityStore(Protocol):
         """Pull requests the sync arrow opened, newest first."""
         ...
 
-    def record_pr(self, pr: PullRequest, *, repo: str, body: str) -> None:
-        """Insert or update a pull request by its number."""
+    def record_pr(self, pr: PullRequest, *, repo: str, body: str | None) -> None:
+        """Insert or update a pull request by its number (``body=None`` keeps the body)."""
         ...
 
     def next_pr_number(self) -> int: ...

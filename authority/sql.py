@@ -55,6 +55,10 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``sqlite:///path`` or ``postgresql://…`` (psycopg 3)."""
     parsed = make_url(url)
@@ -278,9 +282,9 @@ class SqlStore:
             for r in rows
         ]
 
-    def record_pr(self, pr: PullRequest, *, repo: str, body: str) -> None:
+    def record_pr(self, pr: PullRequest, *, repo: str, body: str | None) -> None:
         now = _now()
-        values = {
+        values: dict[str, Any] = {
             "space": pr.space,
             "repo": repo,
             "branch": pr.branch,
@@ -288,16 +292,19 @@ class SqlStore:
             "url": pr.url,
             "state": pr.state,
             "title": pr.title,
-            "body": body,
             "head_commit": pr.head_commit,
-            "updated_at": pr.updated_at or now,
+            "updated_at": _as_utc(pr.updated_at or now),
         }
+        if body is not None:
+            values["body"] = body
         key = t.pull_requests.c.number == pr.number
         with self._write() as conn:
             if conn.execute(update(t.pull_requests).where(key).values(**values)).rowcount == 0:
                 conn.execute(
                     insert(t.pull_requests).values(
-                        number=pr.number, created_at=pr.created_at or now, **values
+                        number=pr.number,
+                        created_at=_as_utc(pr.created_at or now),
+                        **{"body": "", **values},
                     )
                 )
 
@@ -309,7 +316,8 @@ class SqlStore:
     def record_drift(self, record: DriftRecord) -> None:
         values = {
             "state": record.state,
-            "checked_at": record.checked_at,
+            # SQLite keeps no offset: store every instant as UTC.
+            "checked_at": _as_utc(record.checked_at),
             "fields": [f.model_dump(mode="json") for f in record.fields],
             "message": record.message,
             "revision": record.revision,

@@ -577,6 +577,8 @@ class ClosePrsInput(BaseModel):
     space: str
     base_commit: str
     repo: str
+    # True when Git already renders the authority: open PRs not merged are closed too
+    close_unmerged: bool = False
 
 
 class ClosePrsResult(BaseModel):

@@ -20,14 +20,21 @@ from domain.paths import MISSING, Path
 _DASH = re.compile(r"^(?P<indent> *)- ")
 
 
+def is_list_document(text: str) -> bool:
+    first = next(
+        (ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), ""
+    )
+    return first.startswith("- ")
+
+
 def detect_indent(text: str) -> tuple[int, int, int]:
-    """(mapping, sequence, offset) as the file already uses them, for a minimal diff."""
+    """(mapping, sequence, offset) as the file already uses them, for a minimal diff.
+
+    Read from a list nested under a key; a document that is itself a list (a
+    JSON-patch op list) starts at column 0 whatever its nested lists do, which
+    ``dump`` takes care of.
+    """
     lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")
-    if first.startswith("- "):
-        # A document that is a list (a JSON-patch op list) starts at column 0; ruamel
-        # would otherwise indent the whole list by the offset.
-        return 2, 2, 0
     for i, line in enumerate(lines):
         m = _DASH.match(line)
         if not m or i == 0:
@@ -37,7 +44,7 @@ def detect_indent(text: str) -> tuple[int, int, int]:
             offset = len(m.group("indent")) - (len(prev) - len(prev.lstrip()))
             offset = max(offset, 0)
             return 2, offset + 2, offset
-    return 2, 4, 2
+    return (2, 2, 0) if is_list_document(text) else (2, 4, 2)
 
 
 def _yaml(text: str) -> YAML:
@@ -60,7 +67,15 @@ def load_all(text: str) -> list[Any]:
 def dump(doc: Any, like: str) -> str:
     buf = io.StringIO()
     _yaml(like).dump(doc, buf)
-    return buf.getvalue()
+    out = buf.getvalue()
+    _, _, offset = detect_indent(like)
+    if offset and isinstance(doc, list) and is_list_document(like):
+        # ruamel indents a top-level list by the offset too; the file had it at column 0.
+        pad = " " * offset
+        lines = out.splitlines(keepends=True)
+        if all(not ln.strip() or ln.startswith(pad) for ln in lines):
+            out = "".join(ln[offset:] if ln.strip() else ln for ln in lines)
+    return out
 
 
 def dump_all(docs: list[Any], like: str) -> str:

@@ -146,7 +146,12 @@ class SyncPRWorkflow:
         if pushed.action == "in-sync":
             await workflow.execute_activity_method(
                 SyncActivities.close_prs,
-                ClosePrsInput(space=self.space, base_commit=pushed.base_commit, repo=pushed.repo),
+                ClosePrsInput(
+                    space=self.space,
+                    base_commit=pushed.base_commit,
+                    repo=pushed.repo,
+                    close_unmerged=True,
+                ),
                 start_to_close_timeout=PUSH_TIMEOUT,
                 retry_policy=opt.RETRY,
                 summary="Git renders the authority: close or mark merged",
@@ -154,6 +159,14 @@ class SyncPRWorkflow:
             result = result.model_copy(update={"action": "in-sync"})
             self._done(result, "Git already renders the authority")
             return result
+        # A PR merged since the last run is done: the new content gets a new PR.
+        await workflow.execute_activity_method(
+            SyncActivities.close_prs,
+            ClosePrsInput(space=self.space, base_commit=pushed.base_commit, repo=pushed.repo),
+            start_to_close_timeout=PUSH_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="mark merged pull requests",
+        )
         ensured = await workflow.execute_activity_method(
             SyncActivities.ensure_pr,
             EnsurePrInput(
