@@ -56,7 +56,10 @@ class DriftActivities:
             if result.state == "drifted"
             else "unknown"
         )
-        if result.state != "inactive":
+        capturing = result.state == "drifted" and result.mode == "capture" and result.captured
+        # A capture records its own row ("captured"); a sweep must not count the unit
+        # as merely drifted in between.
+        if result.state != "inactive" and not capturing:
             self.store.record_drift(
                 DriftRecord(
                     space=inp.space,

@@ -136,10 +136,19 @@ def _m003_sync_prs(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _m004_sweep_state(conn: Connection) -> None:
+    """What each unit's check for its last sweep found, kept apart from its latest state:
+    a later timer or watch check must not rewrite what the sweep counts."""
+    conn.execute(
+        text("ALTER TABLE drift_status ADD COLUMN sweep_state VARCHAR(16) NOT NULL DEFAULT ''")
+    )
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
     (2, _m002_drift_status),
     (3, _m003_sync_prs),
+    (4, _m004_sweep_state),
 ]
 LATEST = MIGRATIONS[-1][0]
 

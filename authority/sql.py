@@ -321,13 +321,20 @@ class SqlStore:
             "fields": [f.model_dump(mode="json") for f in record.fields],
             "message": record.message,
             "revision": record.revision,
-            "sweep_id": record.sweep_id,
         }
+        # A check outside a sweep (timer, watch, apply) leaves the sweep's answer alone.
+        if record.sweep_id:
+            values["sweep_id"] = record.sweep_id
+            values["sweep_state"] = record.state
         key = (t.drift_status.c.space == record.space, t.drift_status.c.unit == record.unit)
         with self._write() as conn:
             if conn.execute(update(t.drift_status).where(*key).values(**values)).rowcount == 0:
                 conn.execute(
-                    insert(t.drift_status).values(space=record.space, unit=record.unit, **values)
+                    insert(t.drift_status).values(
+                        space=record.space,
+                        unit=record.unit,
+                        **{"sweep_id": "", "sweep_state": "", **values},
+                    )
                 )
 
     def list_drift(self, space: str, unit: str | None = None) -> list[DriftRecord]:
@@ -353,9 +360,9 @@ class SqlStore:
     def count_drift(self, sweep_id: str) -> dict[str, int]:
         with self._read() as conn:
             rows = conn.execute(
-                select(t.drift_status.c.state, func.count())
+                select(t.drift_status.c.sweep_state, func.count())
                 .where(t.drift_status.c.sweep_id == sweep_id)
-                .group_by(t.drift_status.c.state)
+                .group_by(t.drift_status.c.sweep_state)
             ).all()
         return {str(state): int(n) for state, n in rows}
 

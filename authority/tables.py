@@ -98,6 +98,7 @@ drift_status = Table(
     Column("message", Text, nullable=False),
     Column("revision", Integer, nullable=True),
     Column("sweep_id", String(128), nullable=False),
+    Column("sweep_state", String(16), nullable=False, server_default=""),
     Index("ix_drift_status_sweep", "sweep_id"),
 )
 

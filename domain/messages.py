@@ -448,6 +448,7 @@ class DriftInput(BaseModel):
     unit: str
     status: DriftStatus | None = None  # carried across continue-as-new
     check_first: bool = False
+    sweep_id: str = ""
 
 
 class UnitKey(BaseModel):

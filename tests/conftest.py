@@ -7,7 +7,6 @@ come from PyPI packages and are never downloaded by the SDK.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
@@ -22,14 +21,12 @@ import sqlalchemy
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.kube_client import KubeClient
 from activities.source import SourceCache
 from authority.sql import SqlStore
-from domain.naming import apply_id, drift_id
 from starter.sandbox.crossplane import CrossplaneStandIn
 from starter.sandbox.kubeapi import KubeApiPeerThread
 from starter.sandbox.moto_server import AwsClients, MotoServer
@@ -56,31 +53,49 @@ def _binary(name: str) -> str:
     return found
 
 
+async def _time_skipping() -> WorkflowEnvironment:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=_binary("temporal-test-server"),
+    )
+    await environment.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes=dict.fromkeys(
+                SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+            ),
+        )
+    )
+    return environment
+
+
 @pytest.fixture(scope="session")
+async def local_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One dev server for the session (it takes seconds to start)."""
+    extra: list[str] = []
+    for name in SEARCH_ATTRIBUTES:
+        extra += ["--search-attribute", f"{name}=Keyword"]
+    environment = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=_binary("temporal"),
+        dev_server_extra_args=extra,
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironment]:
-    kind = request.config.getoption("--workflow-environment")
-    if kind == "local":
-        extra: list[str] = []
-        for name in SEARCH_ATTRIBUTES:
-            extra += ["--search-attribute", f"{name}=Keyword"]
-        environment = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
-            dev_server_existing_path=_binary("temporal"),
-            dev_server_extra_args=extra,
-        )
-    else:
-        environment = await WorkflowEnvironment.start_time_skipping(
-            data_converter=pydantic_data_converter,
-            test_server_existing_path=_binary("temporal-test-server"),
-        )
-        await environment.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace="default",
-                search_attributes=dict.fromkeys(
-                    SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-                ),
-            )
-        )
+    """A time-skipping server of the test's own (0.1 s to start), or the session dev server.
+
+    Per test, because workflows a test leaves running (apply, drift, sync loops with
+    the same ids in every test) would otherwise meet the next test's worker — and
+    the time-skipping server never skips past an activity that was cut short.
+    """
+    if request.config.getoption("--workflow-environment") == "local":
+        yield request.getfixturevalue("local_env")
+        return
+    environment = await _time_skipping()
     yield environment
     await environment.shutdown()
 
@@ -148,7 +163,6 @@ async def worker(
     w = build_worker(env.client, f"tq-{uuid.uuid4()}", store, cache, executor)
     async with w:
         yield w
-    await end_unit_workflows(env, store)
 
 
 # ---- the sandbox cluster: Kubernetes API peer, moto, Crossplane stand-in -------------
@@ -211,17 +225,3 @@ async def cluster_worker(
     w = build_worker(env.client, f"tq-{uuid.uuid4()}", store, cache, executor, sandbox.kube)
     async with w:
         yield w
-    await end_unit_workflows(env, store)
-
-
-async def end_unit_workflows(env: WorkflowEnvironment, store: SqlStore) -> None:
-    """Terminate the long-lived per-unit workflows a test left running.
-
-    Their ids (``apply:{space}:{unit}``, ``drift:…``) are the same in every test, and
-    the next test's worker polls another task queue.
-    """
-    for space in store.list_spaces():
-        for unit in store.list_units(space.name):
-            for workflow_id in (apply_id(space.name, unit.slug), drift_id(space.name, unit.slug)):
-                with contextlib.suppress(RPCError):
-                    await env.client.get_workflow_handle(workflow_id).terminate("test over")

@@ -60,6 +60,9 @@ class DriftWorkflow:
         self.capture_seq = 0
         self.sweep_id = ""
         self.completed_checks = 0
+        self.check_waiters = 0
+        # pause/resume may arrive with signal-with-start, before run() sets status up
+        self.paused_by_signal: bool | None = None
 
     # ---- handlers ----------------------------------------------------------------------
 
@@ -71,12 +74,12 @@ class DriftWorkflow:
 
     @workflow.signal
     def pause(self) -> None:
-        self.status.paused = True
+        self.paused_by_signal = self.status.paused = True
         self.wake = True
 
     @workflow.signal
     def resume(self) -> None:
-        self.status.paused = False
+        self.paused_by_signal = self.status.paused = False
         self.wake = True
 
     @workflow.update
@@ -84,7 +87,11 @@ class DriftWorkflow:
         """Check now and answer with the result of that check."""
         target = self.completed_checks + 1
         self.wake = True
-        await workflow.wait_condition(lambda: self.completed_checks >= target)
+        self.check_waiters += 1
+        try:
+            await workflow.wait_condition(lambda: self.completed_checks >= target)
+        finally:
+            self.check_waiters -= 1
         return self.status
 
     @workflow.update
@@ -106,16 +113,28 @@ class DriftWorkflow:
     @workflow.run
     async def run(self, inp: DriftInput) -> DriftStatus:
         self.status = inp.status or DriftStatus(space=inp.space, unit=inp.unit)
+        if self.paused_by_signal is not None:
+            self.status.paused = self.paused_by_signal
         self.wake = self.wake or inp.check_first
+        self.sweep_id = self.sweep_id or inp.sweep_id
         runs = 0
         while True:
             if runs >= CHECKS_PER_RUN or workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    DriftInput(
-                        space=inp.space, unit=inp.unit, status=self.status, check_first=self.wake
-                    )
+                # Updates wait for the loop (a check, a capture): serve them first, and
+                # hand over only once nothing is waiting.
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() or self._waited_on()
                 )
+                if workflow.all_handlers_finished() and not self._waited_on():
+                    workflow.continue_as_new(
+                        DriftInput(
+                            space=inp.space,
+                            unit=inp.unit,
+                            status=self.status,
+                            check_first=self.wake,
+                            sweep_id=self.sweep_id,
+                        )
+                    )
             if not self.wake:
                 # The timer tick; a signal ends the wait early.
                 with contextlib.suppress(TimeoutError):
@@ -313,6 +332,10 @@ class DriftWorkflow:
         )
 
     # ---- state ---------------------------------------------------------------------------
+
+    def _waited_on(self) -> bool:
+        """An update handler is waiting for the loop to do something."""
+        return bool(self.capture_requests) or self.check_waiters > 0
 
     async def _record(self, sweep_id: str) -> None:
         """Make a decision of the loop visible in the authority (``drift status``)."""

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from domain.apply import ApplyRequest
 from domain.errors import BadInput
 from domain.messages import Assignment, BulkSetInput, BulkSetResult, RollbackInput, RollbackResult
 from domain.naming import bulk_set_id, rollback_id, short_digest
 from domain.paths import parse_path
-from starter import runner
+from starter import applying, runner
 from starter.output import Output
 from starter.settings import Settings
 from workflows.change import BulkSetWorkflow, RollbackWorkflow
@@ -129,9 +130,6 @@ async def set_(args: argparse.Namespace, out: Output, settings: Settings) -> int
 
 
 async def rollback(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    if args.apply:
-        out.error("BadInput", "--apply arrives with the apply arrow; roll back without it")
-        return 2
     inp = RollbackInput(
         space=args.space,
         unit=args.unit,
@@ -155,6 +153,8 @@ async def rollback(args: argparse.Namespace, out: Output, settings: Settings) ->
         out.result({"workflow_id": workflow_id, "state": "running"})
         return runner.EXIT_WAITING
     result: RollbackResult = await runner.wait(handle)
+    if args.apply:
+        return await _apply_after(args, out, settings, result)
     out.result(result)
     if result.action == "unchanged":
         out.line(f"{args.space}/{args.unit}: head already has revision {args.to}'s data")
@@ -164,3 +164,28 @@ async def rollback(args: argparse.Namespace, out: Output, settings: Settings) ->
             f"({', '.join(result.changed_fields)})"
         )
     return 0
+
+
+async def _apply_after(
+    args: argparse.Namespace, out: Output, settings: Settings, result: RollbackResult
+) -> int:
+    """``rollback --apply``: arrow 2 for the rolled-back revision."""
+    client = await runner.client_for(settings)
+    req = ApplyRequest(
+        revision=result.revision,
+        requested_by=author(args.author),
+        request_ids=[applying.new_request_id()],
+    )
+    workflow_id = await applying.request(client, settings.task_queue, args.space, args.unit, req)
+    outcome = await applying.follow(client, workflow_id, req.request_ids[0], wait=not args.no_wait)
+    out.result(
+        {
+            **result.model_dump(mode="json"),
+            "apply": {**outcome.model_dump(mode="json"), "workflow_id": workflow_id},
+        }
+    )
+    out.line(
+        f"{args.space}/{args.unit}: revision {result.revision} restores revision {args.to}; "
+        f"apply {outcome.state} {outcome.message}"
+    )
+    return 5 if args.no_wait else applying.exit_code(outcome)

@@ -597,3 +597,445 @@ def test_concurrent_creators_of_one_unit_one_wins(seeded):
     assert sorted(outcomes) == ["stale"] * (threads - 1) + ["won"]
     assert [r.number for r in seeded.list_revisions(SPACE, "fresh")] == [1]
     assert seeded.get_unit(SPACE, "fresh").version == 1
+
+
+# ---- drift status (migration 2) -----------------------------------------------------------
+
+from datetime import timezone  # noqa: E402
+
+from authority import migrations as m  # noqa: E402
+from domain.authority import UnitStateChange  # noqa: E402
+from domain.drift import DriftField, DriftRecord  # noqa: E402
+
+
+def drift_record(unit: str = "u", **over) -> DriftRecord:
+    values = {
+        "space": SPACE,
+        "unit": unit,
+        "state": "drifted",
+        "checked_at": datetime(2024, 5, 1, 10, 0, tzinfo=UTC),
+        "fields": [
+            DriftField(path="spec.lambdaMemory", authority=128, live=512, manager="kubectl-patch"),
+            DriftField(
+                path='aws.s3["b"]',
+                authority="present",
+                live="missing",
+                manager="aws",
+                source="aws-live",
+                capturable=False,
+            ),
+        ],
+        "message": "drifted",
+        "revision": 1,
+        "sweep_id": "",
+    }
+    values.update(over)
+    return DriftRecord(**values)
+
+
+def test_migration_2_brings_a_version_1_database_up_to_date(store_url, monkeypatch):
+    engine = make_engine(store_url)
+    try:
+        monkeypatch.setattr(m, "MIGRATIONS", MIGRATIONS[:1])
+        migrate(engine)
+        assert current_version(engine) == 1
+        assert not sqlalchemy.inspect(engine).has_table("drift_status")
+    finally:
+        engine.dispose()
+    monkeypatch.undo()
+    old = SqlStore(store_url)
+    old.close()  # (opening it migrated it)
+
+    store = SqlStore(store_url)
+    try:
+        assert current_version(store.engine) == LATEST >= 2
+        inspector = sqlalchemy.inspect(store.engine)
+        columns = [c["name"] for c in inspector.get_columns("drift_status")]
+        assert columns == [
+            "space",
+            "unit",
+            "state",
+            "checked_at",
+            "fields",
+            "message",
+            "revision",
+            "sweep_id",
+            "sweep_state",  # migration 4
+        ]
+        assert inspector.get_pk_constraint("drift_status")["constrained_columns"] == [
+            "space",
+            "unit",
+        ]
+        assert ("ix_drift_status_sweep", ("sweep_id",)) in {
+            (i["name"], tuple(i["column_names"])) for i in inspector.get_indexes("drift_status")
+        }
+        store.record_drift(drift_record())
+        assert [r.state for r in store.list_drift(SPACE)] == ["drifted"]
+    finally:
+        store.close()
+
+
+def test_migration_2_keeps_what_version_1_held(store_url, monkeypatch):
+    engine = make_engine(store_url)
+    try:
+        monkeypatch.setattr(m, "MIGRATIONS", MIGRATIONS[:1])
+        migrate(engine)
+        monkeypatch.undo()
+        now = datetime(2024, 5, 1, tzinfo=UTC)
+        with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
+            md = sqlalchemy.MetaData()
+            spaces, units, revisions = (
+                sqlalchemy.Table(name, md, autoload_with=conn)
+                for name in ("spaces", "units", "revisions")
+            )
+            conn.execute(
+                spaces.insert().values(
+                    name=SPACE, environment="dev", approval="none", drift="capture",
+                    drift_interval_seconds=300, labels={}, repo="", overlay="", ignore_paths=[],
+                    policy={}, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+            conn.execute(
+                units.insert().values(
+                    space=SPACE, slug="u", api_version="messagewall.demo/v1alpha1",
+                    kind="ServerlessEventAppClaim", labels={}, head_revision=1, live_revision=1,
+                    last_applied_revision=1, git_revision=1, version=1,
+                    last_change_description="publish", state="active", created_at=now,
+                    updated_at=now,
+                )
+            )  # fmt: skip
+            conn.execute(
+                revisions.insert().values(
+                    space=SPACE, unit="u", number=1, data=claim(), description="publish",
+                    source="ci", tags={}, author="Dana", policy={}, approvals=[],
+                    idempotency_key="", created_at=now,
+                )
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+
+    store = SqlStore(store_url)
+    try:
+        assert current_version(store.engine) == LATEST
+        unit = store.get_unit(SPACE, "u")
+        assert (unit.head_revision, unit.live_revision) == (1, 1)
+        assert store.get_revision(SPACE, "u", 1).data == claim()
+        assert store.list_drift(SPACE) == []
+        store.record_drift(drift_record())
+        assert [r.unit for r in store.list_drift(SPACE)] == ["u"]
+    finally:
+        store.close()
+
+
+def test_record_drift_inserts_then_replaces_the_units_record(seeded):
+    seeded.record_drift(drift_record())
+    later = drift_record(
+        state="captured",
+        checked_at=datetime(2024, 5, 1, 10, 5, tzinfo=UTC),
+        fields=[DriftField(path="spec.lambdaTimeout", authority=10, live=30)],
+        message="revision 2",
+        revision=2,
+        sweep_id="sweep-1",
+    )
+
+    seeded.record_drift(later)
+
+    assert seeded.list_drift(SPACE) == [later]
+    assert _count(seeded, t.drift_status) == 1
+
+
+def test_drift_record_round_trips_fields_values_and_time(seeded):
+    record = drift_record(
+        fields=[
+            DriftField(path="spec.list", authority=[1, 2], live=[{"a": 1}], manager="m"),
+            DriftField(path="spec.flag", authority=None, live=True),
+            DriftField(path="spec.ratio", authority=0.5, live="½"),
+        ],
+        revision=None,
+        checked_at=datetime(2024, 5, 1, 12, 0, 30, 123000, tzinfo=UTC),
+    )
+
+    seeded.record_drift(record)
+
+    [got] = seeded.list_drift(SPACE, "u")
+    assert got == record
+    assert got.checked_at.tzinfo is not None
+
+
+def test_a_check_time_given_in_another_zone_is_kept_as_the_same_instant(seeded):
+    checked = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+
+    seeded.record_drift(drift_record(checked_at=checked))
+
+    [got] = seeded.list_drift(SPACE, "u")
+    assert got.checked_at == checked  # 10:00 UTC
+    assert got.checked_at.utcoffset() == timedelta(0)
+
+
+def test_list_drift_is_per_space_sorted_and_filtered_by_unit(store):
+    store.commit([], spaces=[space_spec(), space_spec("other")])
+    for unit in ("b", "a", "c"):
+        store.record_drift(drift_record(unit, state="in-sync", fields=[]))
+    store.record_drift(drift_record("a", space="other"))
+
+    assert [r.unit for r in store.list_drift(SPACE)] == ["a", "b", "c"]
+    assert [(r.space, r.unit, r.state) for r in store.list_drift(SPACE, "b")] == [
+        (SPACE, "b", "in-sync")
+    ]
+    assert [r.state for r in store.list_drift("other")] == ["drifted"]
+    assert store.list_drift(SPACE, "zzz") == []
+    assert store.list_drift("nowhere") == []
+
+
+def test_count_drift_counts_one_sweeps_records_by_state(seeded):
+    for unit, state in [("a", "in-sync"), ("b", "in-sync"), ("c", "captured"), ("d", "failed")]:
+        seeded.record_drift(drift_record(unit, state=state, sweep_id="sweep-1"))
+    seeded.record_drift(drift_record("e", state="in-sync", sweep_id="sweep-0"))
+    seeded.record_drift(drift_record("f", state="drifted"))
+
+    assert seeded.count_drift("sweep-1") == {"in-sync": 2, "captured": 1, "failed": 1}
+    assert seeded.count_drift("sweep-0") == {"in-sync": 1}
+    assert seeded.count_drift("sweep-2") == {}
+    # A later check of a unit moves it out of the sweep it was counted in.
+    seeded.record_drift(drift_record("a", state="in-sync", sweep_id="sweep-2"))
+    assert seeded.count_drift("sweep-1") == {"in-sync": 1, "captured": 1, "failed": 1}
+    assert seeded.count_drift("sweep-2") == {"in-sync": 1}
+
+
+def test_list_unit_keys_pages_through_active_units_of_every_space(store):
+    store.commit([], spaces=[space_spec("s1"), space_spec("s2"), space_spec("s0")])
+    for space, slugs in [("s2", ["a"]), ("s1", ["c", "a", "b"]), ("s0", [])]:
+        for slug in slugs:
+            store.commit([change(claim(), None, space=space, slug=slug)])
+    store.commit([change(claim(), None, space="s1", slug="gone")])
+    store.commit([], states=[UnitStateChange(space="s1", slug="gone", state="orphaned")])
+    store.commit([change(claim(), None, space="s2", slug="del")])
+    store.commit([], states=[UnitStateChange(space="s2", slug="del", state="deleted")])
+
+    every = [("s1", "a"), ("s1", "b"), ("s1", "c"), ("s2", "a")]
+    assert store.list_unit_keys(None, 100) == every
+    pages, after = [], None
+    while page := store.list_unit_keys(after, 2):
+        pages.append(page)
+        after = page[-1]
+    assert pages == [every[:2], every[2:]]
+    assert store.list_unit_keys(("s1", "c"), 10) == [("s2", "a")]
+    assert store.list_unit_keys(("s2", "a"), 10) == []
+
+
+def test_classify_revision_relabels_source_and_merges_tags(seeded):
+    seeded.commit([change(claim(), None)])
+    seeded.commit([change(claim(512), 1, source="drift-capture")])
+
+    got = seeded.classify_revision(
+        SPACE, "u", 2, source="break-glass", tags={"incident": "INC-7", "commit": "override"}
+    )
+
+    assert (got.source, got.tags) == ("break-glass", {"commit": "override", "incident": "INC-7"})
+    assert got.data == claim(512)
+    assert seeded.get_revision(SPACE, "u", 2) == got
+    first = seeded.get_revision(SPACE, "u", 1)
+    assert (first.source, first.tags) == ("ci", {"commit": "abc123"})
+    unit = seeded.get_unit(SPACE, "u")
+    assert (unit.head_revision, unit.version) == (2, 2)
+
+
+def test_classify_a_missing_revision_is_not_found(seeded):
+    seeded.commit([change(claim(), None)])
+
+    with pytest.raises(NotFound):
+        seeded.classify_revision(SPACE, "u", 7, source="break-glass", tags={})
+
+
+def test_a_capture_is_live_without_being_applied(seeded):
+    seeded.commit([change(claim(), None)])
+    seeded.record_applied(SPACE, "u", 1, live=True)
+    seeded.commit([change(claim(512), 1, source="drift-capture")])
+
+    unit = seeded.record_applied(SPACE, "u", 2, live=True, applied=False)
+
+    assert (unit.live_revision, unit.last_applied_revision) == (2, 1)
+    assert seeded.get_unit(SPACE, "u") == unit
+
+
+# ---- sync pull requests and space sync settings (migration 3) ------------------------------
+
+from authority import migrations as migrations_module  # noqa: E402
+from domain.authority import SyncSettings  # noqa: E402
+from domain.sync import PullRequest  # noqa: E402
+
+
+def sync_pr(number: int, *, space: str = SPACE, **over) -> PullRequest:
+    values = {
+        "space": space,
+        "number": number,
+        "url": f"file:///repo.git#tributary-pr-{number}",
+        "state": "open",
+        "branch": f"tributary/sync/{space}",
+        "base": "main",
+        "title": f"Sync {space} from the authority",
+        "head_commit": "a" * 40,
+        "created_at": datetime(2024, 5, 1, 10, 0, tzinfo=UTC),
+        "updated_at": datetime(2024, 5, 1, 10, 0, tzinfo=UTC),
+    }
+    values.update(over)
+    return PullRequest(**values)
+
+
+def _pr_rows(store: SqlStore) -> list[tuple]:
+    with store.engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(
+                    t.pull_requests.c.number,
+                    t.pull_requests.c.space,
+                    t.pull_requests.c.repo,
+                    t.pull_requests.c.state,
+                    t.pull_requests.c.body,
+                    t.pull_requests.c.head_commit,
+                ).order_by(t.pull_requests.c.number)
+            )
+        ]
+
+
+def test_migration_3_brings_a_version_2_database_up_to_date(store_url, monkeypatch):
+    engine = make_engine(store_url)
+    try:
+        monkeypatch.setattr(migrations_module, "MIGRATIONS", MIGRATIONS[:2])
+        migrate(engine)
+        monkeypatch.undo()
+        assert current_version(engine) == 2
+        inspector = sqlalchemy.inspect(engine)
+        assert not inspector.has_table("pull_requests")
+        assert "sync" not in [c["name"] for c in inspector.get_columns("spaces")]
+        now = datetime(2024, 5, 1, tzinfo=UTC)
+        with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
+            spaces = sqlalchemy.Table("spaces", sqlalchemy.MetaData(), autoload_with=conn)
+            conn.execute(
+                spaces.insert().values(
+                    name=SPACE, environment="dev", approval="none", drift="capture",
+                    drift_interval_seconds=300, labels={}, repo="file:///repo.git",
+                    overlay="infra/claims/overlays/dev-east", ignore_paths=[], policy={},
+                    created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+
+    store = SqlStore(store_url)
+    try:
+        assert current_version(store.engine) == LATEST >= 3
+        inspector = sqlalchemy.inspect(store.engine)
+        assert [c["name"] for c in inspector.get_columns("pull_requests")] == [
+            "number",
+            "space",
+            "repo",
+            "branch",
+            "base",
+            "url",
+            "state",
+            "title",
+            "body",
+            "head_commit",
+            "created_at",
+            "updated_at",
+        ]
+        assert inspector.get_pk_constraint("pull_requests")["constrained_columns"] == ["number"]
+        assert ("ix_pull_requests_space", ("space",)) in {
+            (i["name"], tuple(i["column_names"])) for i in inspector.get_indexes("pull_requests")
+        }
+        # the space written before the migration reads with the default sync settings
+        space = store.get_space(SPACE)
+        assert space is not None
+        assert space.sync == SyncSettings()
+        assert (space.repo, space.overlay) == ("file:///repo.git", "infra/claims/overlays/dev-east")
+        assert store.list_prs() == []
+        assert store.next_pr_number() == 1
+        store.record_pr(sync_pr(1), repo="file:///repo.git", body="b")
+        assert [p.number for p in store.list_prs(SPACE)] == [1]
+        assert store.next_pr_number() == 2
+    finally:
+        store.close()
+
+
+def test_space_sync_settings_round_trip(store):
+    settings = SyncSettings(
+        debounce_seconds=5,
+        author="Sync Bot <sync-bot@example.com>",
+        base="release",
+        message="chore: sync {space}",
+    )
+    store.commit([], spaces=[space_spec(sync=settings)])
+    assert store.get_space(SPACE).sync == settings
+    store.commit([], spaces=[space_spec()])  # a later publish without sync: back to defaults
+    assert store.get_space(SPACE).sync == SyncSettings()
+
+
+def test_pr_numbers_start_at_1_and_are_global_across_spaces(store):
+    assert store.next_pr_number() == 1
+    store.record_pr(sync_pr(1, space="a"), repo="r", body="")
+    assert store.next_pr_number() == 2
+    store.record_pr(sync_pr(2, space="b"), repo="r", body="")
+    assert store.next_pr_number() == 3
+
+
+def test_record_pr_inserts_then_updates_in_place(store):
+    first = sync_pr(1)
+    store.record_pr(first, repo="file:///repo.git", body="body one")
+    assert store.list_prs(SPACE) == [first]
+    assert _pr_rows(store) == [(1, SPACE, "file:///repo.git", "open", "body one", "a" * 40)]
+
+    later = datetime(2024, 5, 2, 9, 30, tzinfo=UTC)
+    store.record_pr(
+        first.model_copy(
+            update={
+                "state": "merged",
+                "head_commit": "b" * 40,
+                "title": "new title",
+                "updated_at": later,
+                "created_at": datetime(2030, 1, 1, tzinfo=UTC),  # ignored on update
+            }
+        ),
+        repo="file:///repo.git",
+        body="body two",
+    )
+    [got] = store.list_prs(SPACE)
+    assert (got.number, got.state, got.title) == (1, "merged", "new title")
+    assert got.head_commit == "b" * 40
+    assert got.created_at == first.created_at
+    assert got.updated_at == later
+    assert _pr_rows(store) == [(1, SPACE, "file:///repo.git", "merged", "body two", "b" * 40)]
+    assert store.next_pr_number() == 2
+
+
+def test_record_pr_without_timestamps_stamps_now_in_utc(store):
+    before = datetime.now(UTC)
+    store.record_pr(sync_pr(1, created_at=None, updated_at=None), repo="r", body="")
+    [got] = store.list_prs()
+    after = datetime.now(UTC)
+    for value in (got.created_at, got.updated_at):
+        assert value.utcoffset() == timedelta(0)
+        assert before - timedelta(seconds=1) <= value <= after + timedelta(seconds=1)
+
+
+def test_list_prs_is_newest_first_and_filtered_by_space(store):
+    store.record_pr(sync_pr(1, space="a"), repo="r", body="")
+    store.record_pr(sync_pr(2, space="b"), repo="r", body="")
+    store.record_pr(sync_pr(3, space="a", state="closed"), repo="r", body="")
+    assert [(p.number, p.space) for p in store.list_prs()] == [(3, "a"), (2, "b"), (1, "a")]
+    assert [(p.number, p.state) for p in store.list_prs("a")] == [(3, "closed"), (1, "open")]
+    assert store.list_prs("nope") == []
+
+
+def test_a_sweeps_answer_survives_later_checks_outside_the_sweep(store):
+    """A sweep counts what its own check found; a timer check afterwards changes the
+    unit's latest state but not the sweep's answer."""
+    store.commit([], spaces=[SpaceSpec(name=SPACE, environment="dev")])
+    store.record_drift(drift_record(state="captured", sweep_id="sweep/1"))
+    store.record_drift(drift_record(state="in-sync", sweep_id=""))
+    assert store.count_drift("sweep/1") == {"captured": 1}
+    assert [r.state for r in store.list_drift(SPACE)] == ["in-sync"]
+    store.record_drift(drift_record(state="in-sync", sweep_id="sweep/2"))
+    assert store.count_drift("sweep/1") == {}
+    assert store.count_drift("sweep/2") == {"in-sync": 1}

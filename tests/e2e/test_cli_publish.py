@@ -178,9 +178,11 @@ def test_bad_input_exits_2_and_writes_nothing(
 
 
 def test_flags_and_usage(stack: Stack, repo: AuthoringRepo, space_suffix: str) -> None:
-    apply = run_cli("publish", "--repo", str(repo.work), "--apply", "--json", env=stack.env)
-    assert apply.code == 2
-    assert "apply arrives with the apply arrow" in apply.json["error"]["message"]
+    both = run_cli(
+        "publish", "--repo", str(repo.work), "--apply", "--dry-run", "--json", env=stack.env
+    )
+    assert both.code == 2
+    assert both.json["error"]["message"] == "--apply and --dry-run exclude each other"
 
     dry = run_cli("publish", "--repo", str(repo.work), "--dry-run", "--json", env=stack.env)
     assert dry.code == 0
@@ -256,10 +258,20 @@ def test_set_and_rollback_through_the_cli(
     revisions = run_cli("revisions", spaces[1], "messagewall-prod-east", "--json", env=stack.env)
     assert [r["source"] for r in revisions.json["revisions"]] == ["ci", "bulk", "bulk", "rollback"]
 
+    # rollback --apply asks arrow 2 for the rolled-back revision: prod waits for approval.
     apply = run_cli(
-        "rollback", spaces[1], "messagewall-prod-east", "--to", "1", "--apply", env=stack.env
+        "rollback",
+        spaces[1],
+        "messagewall-prod-east",
+        "--to",
+        "1",
+        "--apply",
+        "--json",
+        env=stack.env,
+        timeout=120,
     )
-    assert apply.code == 2
+    assert apply.code == 5, apply.stderr
+    assert (apply.json["apply"]["state"], apply.json["revision"]) == ("awaiting-approval", 4)
 
     # Git has not changed; the authority has: the next publish says so.
     result = run_cli(
@@ -288,7 +300,8 @@ def test_demo_walks_the_loop_on_a_running_stack(stack: Stack, tmp_path: Path) ->
     }
     assert steps["publish_merged"]["spaces"][0]["units"][0]["action"] == "unchanged"
     assert steps["sync_after_merge"]["action"] == "in-sync"
-    assert [p["state"] for p in steps["prs"]["prs"]] == ["merged"]
+    prs = [p for p in steps["prs"]["prs"] if p["space"] == "messagewall-prod-east"]
+    assert [p["state"] for p in prs] == ["merged"]
     final = {s["space"]: s["units"][0]["action"] for s in steps["publish_change"]["spaces"]}
     assert final == {
         "messagewall-dev-east": "published",

@@ -1,0 +1,472 @@
+"""activities/drift.py: checks against the sandbox cluster and moto; captures in the store."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.aws import AwsObservers
+from activities.drift import DriftActivities
+from activities.kube import KubeActivities
+from activities.kube_client import KubeClient
+from activities.policy import load_bundle
+from activities.render import find_kubectl, render_overlay
+from authority.sql import SqlStore
+from domain.authority import PolicyBundle, SpaceSpec, UnitChange, UnitStateChange
+from domain.drift import DriftField
+from domain.messages import (
+    CaptureInput,
+    ClassifyCaptureInput,
+    DriftCheckInput,
+    DriftCheckResult,
+    KubeApplyInput,
+)
+from tests.conftest import Sandbox
+from tests.support import FIXTURES
+
+MW = FIXTURES / "messagewall"
+SPACE = UNIT = "messagewall-dev-east"
+TABLE = BUCKET = "messagewall-east-dev-123456789012"
+API_HANDLER = "messagewall-east-api-handler"
+PLURAL = "serverlesseventappclaims"
+IGNORE = ['metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"]']
+SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def bundle() -> PolicyBundle:
+    return load_bundle(MW, ["platform/policies"], ["platform/crossplane/xrd"], commit="c0ffee")
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, Any]:
+    (obj,) = render_overlay(find_kubectl(), MW, "infra/claims/overlays/dev-east")
+    return obj
+
+
+def with_spec(obj: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    out["spec"].update(spec)
+    return out
+
+
+def seed(store: SqlStore, bundle: PolicyBundle, data: dict[str, Any], **space: Any) -> None:
+    """The space and revision 1 of its unit, as a publish writes them."""
+    values: dict[str, Any] = {
+        "name": SPACE,
+        "environment": "dev",
+        "drift": "capture",
+        "ignore": IGNORE,
+        "policy": bundle,
+        **space,
+    }
+    spec = SpaceSpec(**values)
+    store.commit(
+        [
+            UnitChange(
+                space=SPACE,
+                slug=UNIT,
+                expected_version=None,
+                data=data,
+                description="publish",
+                source="ci",
+                tags={"commit": "c0ffee"},
+                author="Dana Developer <dana@example.com>",
+            )
+        ],
+        spaces=[spec],
+    )
+
+
+def write(store: SqlStore, data: dict[str, Any], expected: int) -> int:
+    [out] = store.commit(
+        [
+            UnitChange(
+                space=SPACE,
+                slug=UNIT,
+                expected_version=expected,
+                data=data,
+                description="publish",
+                source="ci",
+            )
+        ]
+    )
+    return out.revision
+
+
+class Cluster:
+    """The sandbox with the unit's claim applied and reconciled."""
+
+    def __init__(self, sandbox: Sandbox, bundle: PolicyBundle) -> None:
+        self.sandbox = sandbox
+        self.xrds = [x for docs in bundle.xrds.values() for x in docs]
+        self.kube = KubeActivities(sandbox.kube)
+
+    def apply(self, data: dict[str, Any], *, reconciled: bool = True) -> int:
+        applied = ActivityEnvironment().run(
+            self.kube.apply, KubeApplyInput(data=data, xrds=self.xrds)
+        )
+        if reconciled:
+            self.sandbox.crossplane.wait_reconciled(
+                PLURAL, "default", data["metadata"]["name"], applied.generation
+            )
+        return applied.generation
+
+    def patch(self, patch: dict[str, Any], manager: str = "kubectl-patch") -> dict[str, Any]:
+        body: dict[str, Any] = client.CustomObjectsApi(
+            self.sandbox.kube.api
+        ).patch_namespaced_custom_object(
+            "messagewall.demo",
+            "v1alpha1",
+            "default",
+            PLURAL,
+            UNIT,
+            patch,
+            field_manager=manager,
+            _content_type="application/merge-patch+json",
+        )
+        return body
+
+
+@pytest.fixture
+def cluster(
+    store: SqlStore, sandbox: Sandbox, bundle: PolicyBundle, rendered: dict[str, Any]
+) -> Cluster:
+    """Revision 1 published, applied, Ready and live."""
+    seed(store, bundle, rendered)
+    c = Cluster(sandbox, bundle)
+    c.apply(rendered)
+    store.record_applied(SPACE, UNIT, 1, live=True)
+    return c
+
+
+@pytest.fixture
+def drift(store: SqlStore, sandbox: Sandbox) -> DriftActivities:
+    return DriftActivities(store, sandbox.kube, AwsObservers())
+
+
+@pytest.fixture
+def offline(store: SqlStore, tmp_path: Path) -> DriftActivities:
+    """For what needs the authority only: a cluster that is never reached."""
+    return DriftActivities(store, KubeClient(str(tmp_path / "no-kubeconfig")), AwsObservers())
+
+
+def check(drift: DriftActivities, sweep_id: str = "") -> DriftCheckResult:
+    result: DriftCheckResult = ActivityEnvironment().run(
+        drift.check, DriftCheckInput(space=SPACE, unit=UNIT, sweep_id=sweep_id)
+    )
+    return result
+
+
+# ---- check ----------------------------------------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_a_claim_as_applied_is_in_sync(cluster: Cluster, drift: DriftActivities, store: SqlStore):
+    result = check(drift, sweep_id="sweep-1")
+
+    assert result.state == "in-sync"
+    assert (result.fields, result.captured, result.fingerprint) == ([], None, "")
+    assert (result.live_revision, result.expected_version, result.mode) == (1, 1, "capture")
+    assert result.interval_seconds == 300
+    [record] = store.list_drift(SPACE, UNIT)
+    assert (record.state, record.revision, record.sweep_id) == ("in-sync", 1, "sweep-1")
+
+
+@SQLITE_ONLY
+def test_a_live_edit_is_drift_named_with_its_manager(
+    cluster: Cluster, drift: DriftActivities, store: SqlStore, rendered: dict[str, Any]
+):
+    cluster.patch({"spec": {"lambdaMemory": 512}})
+
+    result = check(drift)
+
+    assert result.state == "drifted"
+    assert result.fields == [
+        DriftField(
+            path="spec.lambdaMemory",
+            authority=128,
+            live=512,
+            manager="kubectl-patch",
+            source="kubernetes-live",
+            capturable=True,
+        )
+    ]
+    assert result.captured == with_spec(rendered, lambdaMemory=512)
+    assert result.fingerprint
+    # In a capture space the capture writes the drift record ("captured"), so a sweep
+    # never counts the unit as merely drifted in between.
+    assert store.list_drift(SPACE, UNIT) == []
+    # Seen twice, it is the same drift.
+    assert check(drift).fingerprint == result.fingerprint
+
+
+@SQLITE_ONLY
+def test_edits_made_in_aws_are_capturable_drift_of_claim_fields(
+    cluster: Cluster, drift: DriftActivities, sandbox: Sandbox, rendered: dict[str, Any]
+):
+    sandbox.aws.lambda_().update_function_configuration(FunctionName=API_HANDLER, Timeout=45)
+    events = sandbox.aws.events()
+    events.put_rule(
+        Name="messagewall-east-message-posted",
+        EventPattern='{"source": ["messagewall.other"], "detail-type": ["MessagePosted"]}',
+    )
+
+    result = check(drift)
+
+    assert result.state == "drifted"
+    assert sorted(result.fields, key=lambda f: f.path) == [
+        DriftField(
+            path="spec.eventSource",
+            authority="messagewall.api-handler",
+            live="messagewall.other",
+            manager="aws (eventbridge)",
+            source="aws-live",
+            capturable=True,
+        ),
+        DriftField(
+            path="spec.lambdaTimeout",
+            authority=10,
+            live=45,
+            manager=f"aws (lambda {API_HANDLER})",
+            source="aws-live",
+            capturable=True,
+        ),
+    ]
+    assert result.captured == with_spec(rendered, lambdaTimeout=45, eventSource="messagewall.other")
+
+
+@SQLITE_ONLY
+def test_a_missing_table_is_drift_no_claim_field_can_capture(
+    cluster: Cluster, drift: DriftActivities, sandbox: Sandbox, store: SqlStore
+):
+    sandbox.aws.dynamodb().delete_table(TableName=TABLE)
+
+    result = check(drift)
+
+    assert result.state == "drifted"
+    assert result.fields == [
+        DriftField(
+            path=f'aws.dynamodb["{TABLE}"]',
+            authority="present",
+            live="missing",
+            manager="aws",
+            source="aws-live",
+            capturable=False,
+        )
+    ]
+    assert result.captured is None
+    [record] = store.list_drift(SPACE, UNIT)
+    assert record.state == "drifted"
+
+
+@SQLITE_ONLY
+def test_an_apply_in_flight_is_not_drift(
+    cluster: Cluster, drift: DriftActivities, store: SqlStore, rendered: dict[str, Any]
+):
+    """Revision 2 reached the cluster but is not Ready yet: live is still revision 1."""
+    newer = with_spec(rendered, lambdaMemory=256)
+    assert write(store, newer, 1) == 2
+    cluster.apply(newer, reconciled=False)
+    store.record_applied(SPACE, UNIT, 2, live=False)
+
+    result = check(drift)
+
+    assert result.state == "applying"
+    assert result.fields == []
+    [record] = store.list_drift(SPACE, UNIT)
+    assert (record.state, record.message) == ("unknown", "applying")
+
+    # An edit on top of the apply in flight is drift again.
+    cluster.patch({"spec": {"lambdaTimeout": 30}})
+    edited = check(drift)
+    assert edited.state == "drifted"
+    assert {f.path for f in edited.fields} == {"spec.lambdaMemory", "spec.lambdaTimeout"}
+
+
+@SQLITE_ONLY
+def test_aws_is_not_compared_before_crossplane_reconciled_the_generation(
+    cluster: Cluster, drift: DriftActivities, store: SqlStore, sandbox: Sandbox, rendered
+):
+    sandbox.crossplane.stop()  # the new generation stays unreconciled
+    newer = with_spec(rendered, lambdaMemory=512)
+    assert write(store, newer, 1) == 2
+    cluster.apply(newer, reconciled=False)
+    store.record_applied(SPACE, UNIT, 2, live=True)
+    config = sandbox.aws.lambda_().get_function_configuration(FunctionName=API_HANDLER)
+    assert config["MemorySize"] == 128  # AWS lags behind the claim
+
+    result = check(drift)
+
+    assert (result.state, result.fields) == ("in-sync", [])
+
+
+# ---- check without the cluster --------------------------------------------------------------
+
+
+def test_a_unit_never_applied_is_not_checked_against_the_cluster(
+    offline: DriftActivities, store: SqlStore, bundle: PolicyBundle, rendered: dict[str, Any]
+):
+    seed(store, bundle, rendered, drift="report", drift_interval_seconds=600)
+
+    result = check(offline)
+
+    assert (result.state, result.live_revision, result.mode) == ("not-applied", None, "report")
+    assert result.interval_seconds == 600
+
+
+@pytest.mark.parametrize("state", ["orphaned", "deleted"])
+def test_an_inactive_unit_ends_its_checks_and_records_nothing(
+    offline: DriftActivities,
+    store: SqlStore,
+    bundle: PolicyBundle,
+    rendered: dict[str, Any],
+    state: str,
+):
+    seed(store, bundle, rendered)
+    store.record_applied(SPACE, UNIT, 1, live=True)
+    store.commit([], states=[UnitStateChange(space=SPACE, slug=UNIT, state=state)])  # type: ignore[arg-type]
+
+    assert check(offline).state == "inactive"
+    assert store.list_drift(SPACE, UNIT) == []
+
+
+def test_an_unknown_unit_is_a_decided_not_found(offline: DriftActivities):
+    with pytest.raises(ApplicationError) as err:
+        check(offline)
+
+    assert err.value.type == "NotFound"
+    assert err.value.non_retryable
+
+
+# ---- capture and classify -------------------------------------------------------------------
+
+
+def capture_input(data: dict[str, Any], **over: Any) -> CaptureInput:
+    values: dict[str, Any] = {
+        "space": SPACE,
+        "unit": UNIT,
+        "expected_version": 1,
+        "data": data,
+        "source": "drift-capture",
+        "description": "Drift capture: spec.lambdaMemory=512 (kubectl-patch)",
+        "tags": {
+            "capture_time": "2024-05-01T10:00:00+00:00",
+            "source": "kubernetes-live",
+            "workflow_id": f"drift:{SPACE}:{UNIT}",
+            "fields": "spec.lambdaMemory",
+        },
+        "author": "tributary drift capture",
+        "idempotency_key": f"drift:{SPACE}:{UNIT}/spec.lambdaMemory=512",
+        "fields": [
+            DriftField(path="spec.lambdaMemory", authority=128, live=512, manager="kubectl-patch")
+        ],
+        "sweep_id": "sweep-9",
+    }
+    values.update(over)
+    return CaptureInput(**values)
+
+
+@pytest.fixture
+def applied(store: SqlStore, bundle: PolicyBundle, rendered: dict[str, Any]) -> dict[str, Any]:
+    seed(store, bundle, rendered)
+    store.record_applied(SPACE, UNIT, 1, live=True)
+    return rendered
+
+
+def test_capture_writes_head_and_live_but_not_last_applied(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any], bundle: PolicyBundle
+):
+    data = with_spec(applied, lambdaMemory=512)
+
+    result = ActivityEnvironment().run(offline.capture, capture_input(data))
+
+    assert (result.revision, result.created) == (2, True)
+    unit = store.get_unit(SPACE, UNIT)
+    assert unit is not None
+    assert (unit.head_revision, unit.live_revision, unit.last_applied_revision) == (2, 2, 1)
+    rev = store.get_revision(SPACE, UNIT, 2)
+    assert rev is not None
+    assert rev.data == data
+    assert (rev.source, rev.author) == ("drift-capture", "tributary drift capture")
+    assert rev.tags["source"] == "kubernetes-live"
+    assert rev.description == "Drift capture: spec.lambdaMemory=512 (kubectl-patch)"
+    assert (rev.policy.violations, rev.policy.policy_digest) == ([], bundle.digest)
+    [record] = store.list_drift(SPACE, UNIT)
+    assert (record.state, record.revision, record.sweep_id) == ("captured", 2, "sweep-9")
+    assert [f.path for f in record.fields] == ["spec.lambdaMemory"]
+
+
+def test_a_retried_capture_writes_one_revision(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    inp = capture_input(with_spec(applied, lambdaMemory=512))
+    first = ActivityEnvironment().run(offline.capture, inp)
+
+    again = ActivityEnvironment().run(offline.capture, inp)
+
+    assert (again.revision, again.created) == (first.revision, False)
+    assert [r.number for r in store.list_revisions(SPACE, UNIT)] == [1, 2]
+
+
+def test_what_runs_is_captured_even_when_it_breaks_the_schema(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    data = with_spec(applied, lambdaMemory=64)  # the XRD's minimum is 128
+
+    result = ActivityEnvironment().run(offline.capture, capture_input(data))
+
+    rev = store.get_revision(SPACE, UNIT, result.revision)
+    assert rev is not None
+    assert rev.data["spec"]["lambdaMemory"] == 64
+    assert any("lambdaMemory" in v for v in rev.policy.violations), rev.policy
+
+
+def test_classify_relabels_a_capture_and_keeps_its_data_and_tags(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    data = with_spec(applied, lambdaMemory=512)
+    ActivityEnvironment().run(offline.capture, capture_input(data))
+
+    result = ActivityEnvironment().run(
+        offline.classify,
+        ClassifyCaptureInput(
+            space=SPACE,
+            unit=UNIT,
+            revision=2,
+            source="break-glass",
+            tags={"tag": "break-glass", "incident": "INC-7"},
+        ),
+    )
+
+    assert result.revision == 2
+    rev = store.get_revision(SPACE, UNIT, 2)
+    assert rev is not None
+    assert (rev.source, rev.data) == ("break-glass", data)
+    assert rev.tags["incident"] == "INC-7"
+    assert rev.tags["tag"] == "break-glass"
+    assert rev.tags["source"] == "kubernetes-live"  # the capture's own tags stay
+    assert [r.number for r in store.list_revisions(SPACE, UNIT)] == [1, 2]
+
+
+def test_classify_refuses_a_revision_that_is_not_a_capture(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    with pytest.raises(ApplicationError) as err:
+        ActivityEnvironment().run(
+            offline.classify,
+            ClassifyCaptureInput(
+                space=SPACE, unit=UNIT, revision=1, source="break-glass", tags={"tag": "x"}
+            ),
+        )
+
+    assert err.value.type == "NotFound"
+    rev = store.get_revision(SPACE, UNIT, 1)
+    assert rev is not None
+    assert (rev.source, rev.tags) == ("ci", {"commit": "c0ffee"})

@@ -1,0 +1,779 @@
+"""DriftWorkflow (arrow 3) on the time-skipping server, against the sandbox cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from kubernetes import client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    WorkflowHandle,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
+)
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+import workflows.drift
+from activities.source import SourceCache
+from activities.temporal import signal_apply, signal_drift, start_drift
+from authority.sql import SqlStore
+from domain.apply import ApplyOutcome, ApplyRequest, ApproveInput
+from domain.authority import UnitStateChange
+from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
+from domain.messages import ApplyStatus, DriftInput, RequestApplyInput
+from domain.naming import apply_id, drift_id
+from starter.applying import find
+from tests.conftest import Sandbox
+from tests.support import AuthoringRepo
+from tests.workflows.helpers import publish
+from worker import WORKFLOWS, activities
+from workflows.apply import ApplyWorkflow
+from workflows.drift import DriftWorkflow
+
+T = TypeVar("T")
+APPROVER = "Olga Operator"
+SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+MW = "messagewall-dev-east"
+MW_API = "messagewall-east-api-handler"
+MW_WRITER = "messagewall-east-snapshot-writer"
+STAGING = "orders-staging"
+STAGING_DB = "staging-orders-db"
+IGNORED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+# ---- fixtures ------------------------------------------------------------------------------
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    ok: Callable[[T], bool],
+    *,
+    limit: float = 30.0,
+    what: str = "condition",
+) -> T:
+    """Poll ``probe`` (real time) until ``ok`` holds; the last value otherwise fails."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {limit}s: last {value!r}")
+        await asyncio.sleep(0.05)
+
+
+async def apply_and_wait(
+    env: WorkflowEnvironment,
+    worker: Worker,
+    space: str,
+    unit: str,
+    revision: int,
+    **kw: Any,
+) -> ApplyOutcome:
+    """Request an apply; approve it when a gate stops it; wait until it settles for good."""
+    request_id = str(uuid.uuid4())
+    await signal_apply(
+        env.client,
+        worker.task_queue,
+        RequestApplyInput(
+            space=space,
+            unit=unit,
+            request=ApplyRequest(revision=revision, request_ids=[request_id], **kw),
+        ),
+    )
+    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(space, unit))
+    approved = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
+        outcome = find(status, request_id)
+        if outcome is not None and outcome.state == "awaiting-approval" and not approved:
+            await handle.execute_update(
+                ApplyWorkflow.approve, ApproveInput(revision=revision, by=APPROVER)
+            )
+            approved = True
+        elif outcome is not None and outcome.settled and outcome.state != "awaiting-approval":
+            return outcome
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle")
+
+
+async def update_result(update: WorkflowUpdateHandle[T], *, limit: float) -> T:
+    """The result of an accepted update, waiting at most ``limit`` seconds."""
+    task = asyncio.ensure_future(update.result())
+    done, _ = await asyncio.wait({task}, timeout=limit)
+    if not done:
+        # Not awaited: cancelling the long poll can take a while. Its error is expected.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        task.cancel()
+        raise AssertionError(f"update {update.id} not answered in {limit}s")
+    return task.result()
+
+
+def drift_handle(env: WorkflowEnvironment, space: str, unit: str) -> WorkflowHandle[Any, Any]:
+    return env.client.get_workflow_handle_for(DriftWorkflow.run, drift_id(space, unit))
+
+
+async def idle(env: WorkflowEnvironment, space: str, unit: str) -> None:
+    """Until a unit's drift loop has no task in flight (between checks)."""
+    handle = drift_handle(env, space, unit)
+
+    async def busy() -> bool:
+        raw = (await handle.describe()).raw_description
+        return bool(raw.pending_activities) or raw.HasField("pending_workflow_task")
+
+    await eventually(busy, lambda b: not b, what=f"{space}/{unit} idle")
+
+
+async def terminate_when_idle(env: WorkflowEnvironment, space: str, unit: str) -> None:
+    """Terminate a unit's drift loop between its tasks: the time-skipping server keeps
+    the clock locked for a task of a workflow terminated while it runs."""
+    await idle(env, space, unit)
+    await drift_handle(env, space, unit).terminate("not under test")
+
+
+async def status_of(env: WorkflowEnvironment, space: str, unit: str) -> DriftStatus:
+    st: DriftStatus = await drift_handle(env, space, unit).query(DriftWorkflow.get_status)
+    return st
+
+
+async def first_check(store: SqlStore, space: str, unit: str) -> None:
+    """Until the unit's drift loop has checked once (it records every check).
+
+    Waits on the authority, not with queries: a query racing a continue-as-new can
+    hang on the time-skipping server.
+    """
+
+    async def records() -> list[DriftRecord]:
+        return await asyncio.to_thread(store.list_drift, space, unit)
+
+    await eventually(records, bool, what=f"first drift check of {space}/{unit}")
+
+
+async def go_live(
+    env: WorkflowEnvironment,
+    worker: Worker,
+    store: SqlStore,
+    repo: AuthoringRepo,
+    space: str,
+) -> list[str]:
+    """Publish a space and apply every unit until Ready; wait for each drift loop's first
+    check (a successful apply starts the loop and asks it to check)."""
+    await publish(env, worker, repo, spaces=[space])
+    units = [u.slug for u in store.list_units(space)]
+    outcomes = await asyncio.gather(*(apply_and_wait(env, worker, space, u, 1) for u in units))
+    assert [o.state for o in outcomes] == ["ready"] * len(units), outcomes
+    for u in units:
+        await first_check(store, space, u)
+    return units
+
+
+async def check_now(env: WorkflowEnvironment, space: str, unit: str) -> DriftStatus:
+    st: DriftStatus = await drift_handle(env, space, unit).execute_update(
+        DriftWorkflow.check_now, CheckRequest(reason="test")
+    )
+    return st
+
+
+def claim_path(sandbox: Sandbox, data: dict[str, Any]) -> str:
+    res = sandbox.kube.resource(str(data["apiVersion"]), str(data["kind"]))
+    assert res is not None
+    meta = data["metadata"]
+    return res.path(meta["name"], meta.get("namespace") or "default")
+
+
+def live_claim(sandbox: Sandbox, store: SqlStore, space: str, unit: str) -> dict[str, Any]:
+    rev = store.get_revision(space, unit, 1)
+    assert rev is not None
+    status, body = sandbox.kube.request("GET", claim_path(sandbox, rev.data))
+    assert status == 200
+    return body
+
+
+def patch_claim(
+    sandbox: Sandbox,
+    store: SqlStore,
+    space: str,
+    unit: str,
+    patch: dict[str, Any],
+    *,
+    manager: str = "kubectl-patch",
+) -> dict[str, Any]:
+    """``kubectl patch --type merge`` of the live claim (kubectl's field manager is
+    ``kubectl-patch``), through the official client."""
+    rev = store.get_revision(space, unit, 1)
+    assert rev is not None
+    res = sandbox.kube.resource(str(rev.data["apiVersion"]), str(rev.data["kind"]))
+    assert res is not None
+    body: dict[str, Any] = client.CustomObjectsApi(sandbox.kube.api).patch_namespaced_custom_object(
+        res.group,
+        res.version,
+        rev.data["metadata"].get("namespace") or "default",
+        res.plural,
+        rev.data["metadata"]["name"],
+        patch,
+        field_manager=manager,
+        _content_type="application/merge-patch+json",
+    )
+    return body
+
+
+async def wait_applied(
+    env: WorkflowEnvironment, store: SqlStore, space: str, unit: str, revision: int
+) -> None:
+    """Until an apply of ``revision`` (e.g. the sync apply a capture asks for) is Ready."""
+    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(space, unit))
+
+    async def outcomes() -> list[tuple[int, str]]:
+        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
+        return [(o.revision, o.state) for o in status.outcomes]
+
+    await eventually(outcomes, lambda o: (revision, "ready") in o, what=f"apply of r{revision}")
+    unit_record = store.get_unit(space, unit)
+    assert unit_record is not None
+    assert unit_record.last_applied_revision == revision
+
+
+def numbers(store: SqlStore, space: str, unit: str) -> list[int]:
+    return [r.number for r in store.list_revisions(space, unit)]
+
+
+def lambda_memory(sandbox: Sandbox, function: str) -> int:
+    config = sandbox.aws.lambda_().get_function_configuration(FunctionName=function)
+    return int(config["MemorySize"])
+
+
+async def claim_spec(sandbox: Sandbox, store: SqlStore, space: str, unit: str) -> dict[str, Any]:
+    spec: dict[str, Any] = live_claim(sandbox, store, space, unit)["spec"]
+    return spec
+
+
+async def memories(sandbox: Sandbox) -> tuple[int, int]:
+    return lambda_memory(sandbox, MW_API), lambda_memory(sandbox, MW_WRITER)
+
+
+# ---- the loop ------------------------------------------------------------------------------
+
+
+@SQLITE_ONLY
+async def test_days_of_ticks_without_drift_write_no_revision(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    orders: AuthoringRepo,
+) -> None:
+    """Two days of orders-staging's 10-minute ticks (a kind no AWS observer reads, so each
+    check costs little real time)."""
+    units = await go_live(env, cluster_worker, store, orders, STAGING)
+    assert STAGING_DB in units
+    for other in set(units) - {STAGING_DB}:  # one loop ticking keeps the test short
+        await terminate_when_idle(env, STAGING, other)
+    # Already running since the apply; starting it again joins that run.
+    await start_drift(env.client, cluster_worker.task_queue, STAGING, STAGING_DB)
+    handle = drift_handle(env, STAGING, STAGING_DB)
+    first_run = (await handle.describe()).run_id
+    before = await status_of(env, STAGING, STAGING_DB)
+
+    await env.sleep(timedelta(days=2, minutes=3))  # 288 ticks
+
+    after = await status_of(env, STAGING, STAGING_DB)
+    # One check per tick: many, and no more than the interval allows.
+    assert 284 <= after.checks - before.checks <= 290, after
+    assert (after.state, after.captures, after.last_revision) == ("in-sync", 0, None)
+    assert after.interval_seconds == 600
+    assert numbers(store, STAGING, STAGING_DB) == [1]
+    unit = store.get_unit(STAGING, STAGING_DB)
+    assert unit is not None
+    assert (unit.head_revision, unit.live_revision, unit.version) == (1, 1, 1)
+    [record] = store.list_drift(STAGING, STAGING_DB)
+    assert (record.state, record.fields, record.revision) == ("in-sync", [], 1)
+
+    # More checks than one run may hold: it continued as new, with its state, and no
+    # run's history grew past the bound.
+    desc = await handle.describe()
+    assert desc.run_id != first_run
+    assert desc.status is not None
+    assert desc.status.name == "RUNNING"
+    first = await env.client.get_workflow_handle(
+        drift_id(STAGING, STAGING_DB), run_id=first_run
+    ).fetch_history()
+    current = await handle.fetch_history()
+    assert first.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert len(first.events) < 4_000
+    assert len(current.events) < 4_000
+
+
+@pytest.fixture
+async def small_runs_worker(
+    env: WorkflowEnvironment,
+    store: SqlStore,
+    cache: SourceCache,
+    executor: ThreadPoolExecutor,
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Worker]:
+    """A cluster worker whose drift loops continue as new after 3 checks (or the
+    indirect parameter's number).
+
+    The workflow sandbox re-imports workflow modules for every run; passing
+    ``workflows.drift`` through makes the runs see the patched constant.
+    """
+    monkeypatch.setattr(workflows.drift, "CHECKS_PER_RUN", getattr(request, "param", 3))
+    task_queue = f"tq-{uuid.uuid4()}"
+    runner = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.drift")
+    )
+    w = Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities(store, cache, sandbox.kube, env.client, task_queue),
+        activity_executor=executor,
+        workflow_runner=runner,
+    )
+    async with w:
+        yield w
+
+
+@SQLITE_ONLY
+async def test_continue_as_new_keeps_checks_captures_and_last_revision(
+    env: WorkflowEnvironment,
+    small_runs_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    await go_live(env, small_runs_worker, store, messagewall, MW)
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaMemory": 512}})
+    captured = await check_now(env, MW, MW)
+    assert (captured.state, captured.captures, captured.last_revision) == ("captured", 1, 2)
+    await wait_applied(env, store, MW, MW, 2)
+    # The finished sync apply asks for a check too; let it happen before time moves.
+    await eventually(
+        lambda: asyncio.to_thread(store.list_drift, MW, MW),
+        lambda records: records[0].state == "in-sync",
+        what="the check after the sync apply",
+    )
+    await idle(env, MW, MW)  # queries racing a continue-as-new can hang the test server
+    handle = drift_handle(env, MW, MW)
+    first_run = (await handle.describe()).run_id
+    before = await status_of(env, MW, MW)
+
+    await env.sleep(timedelta(minutes=52))  # 10 ticks: at least three runs
+
+    after = await status_of(env, MW, MW)
+    assert (await handle.describe()).run_id != first_run
+    assert after.checks >= before.checks + 9, after
+    assert (after.captures, after.last_revision, after.state) == (1, 2, "in-sync")
+    assert after.last_drift is not None
+    assert [f.path for f in after.last_drift.fields] == ["spec.lambdaMemory"]
+    assert numbers(store, MW, MW) == [1, 2]
+    first = await env.client.get_workflow_handle(drift_id(MW, MW), run_id=first_run).fetch_history()
+    assert first.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert len(first.events) < 4_000
+
+
+async def check_in_flight(
+    env: WorkflowEnvironment, sandbox: Sandbox, handle: WorkflowHandle[Any, Any]
+) -> None:
+    """Ask for a check and keep it in flight for a few seconds: it cannot reach the API
+    and retries until the API is back."""
+    sandbox.peer.refuse_connections(2.0)
+    await handle.signal(DriftWorkflow.check, CheckRequest(reason="test"))
+
+    async def pending() -> int:
+        desc = await handle.describe()
+        return len(desc.raw_description.pending_activities)
+
+    await eventually(pending, lambda n: n > 0, what="the check in flight")
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("small_runs_worker", [1], indirect=True)
+async def test_capture_now_during_the_last_check_of_a_run_is_answered(
+    env: WorkflowEnvironment,
+    small_runs_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """A ``capture_now`` that arrives while a run's last check is in flight waits for the
+    next check; the run must not wait for that handler before continuing as new."""
+    await go_live(env, small_runs_worker, store, messagewall, MW)
+    handle = drift_handle(env, MW, MW)
+    await check_in_flight(env, sandbox, handle)
+
+    update = await handle.start_update(
+        DriftWorkflow.capture_now,
+        CaptureRequest(tag="break-glass", incident="INC-9"),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    outcome = await update_result(update, limit=10)
+
+    assert outcome.captured is False  # nothing drifted
+    assert numbers(store, MW, MW) == [1]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("small_runs_worker", [1], indirect=True)
+async def test_a_sweeps_check_during_the_last_check_of_a_run_is_recorded_for_the_sweep(
+    env: WorkflowEnvironment,
+    small_runs_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """A sweep's ``check`` that arrives while a run's last check is in flight is served by
+    the next run, which must record it under the sweep (or the sweep never counts it)."""
+    await go_live(env, small_runs_worker, store, messagewall, MW)
+    handle = drift_handle(env, MW, MW)
+    await check_in_flight(env, sandbox, handle)
+
+    await handle.signal(DriftWorkflow.check, CheckRequest(reason="sweep", sweep_id="sweep-A"))
+
+    async def counted() -> dict[str, int]:
+        return await asyncio.to_thread(store.count_drift, "sweep-A")
+
+    try:
+        await eventually(counted, lambda c: c == {"in-sync": 1}, limit=8, what="the sweep's count")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the unit's record: {store.list_drift(MW)}") from None
+
+
+# ---- signals and updates -----------------------------------------------------------------
+
+
+@SQLITE_ONLY
+async def test_pause_resume_check_and_check_now(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    handle = drift_handle(env, MW, MW)
+
+    await handle.signal(DriftWorkflow.pause)
+    paused = await eventually(
+        lambda: status_of(env, MW, MW), lambda st: st.state == "paused", what="paused"
+    )
+    assert paused.paused
+    await env.sleep(timedelta(hours=1, minutes=2))  # 12 ticks while paused
+    still = await status_of(env, MW, MW)
+    assert (still.state, still.paused, still.checks) == ("paused", True, paused.checks)
+    [record] = store.list_drift(MW, MW)
+    assert record.state == "paused"
+
+    await handle.signal(DriftWorkflow.resume)
+    resumed = await eventually(
+        lambda: status_of(env, MW, MW),
+        lambda st: st.checks > paused.checks,
+        what="a check after resume",
+    )
+    assert (resumed.state, resumed.paused, resumed.checks) == ("in-sync", False, paused.checks + 1)
+
+    await handle.signal(DriftWorkflow.check, CheckRequest(reason="test"))
+    checked = await eventually(
+        lambda: status_of(env, MW, MW),
+        lambda st: st.checks > resumed.checks,
+        what="a check after the check signal",
+    )
+    assert checked.checks == resumed.checks + 1
+
+    fresh = await check_now(env, MW, MW)
+    assert fresh.checks == checked.checks + 1
+    assert fresh.state == "in-sync"
+    assert fresh.last_check is not None
+    assert checked.last_check is not None
+    assert fresh.last_check > checked.last_check
+    assert numbers(store, MW, MW) == [1]
+
+
+async def test_a_pause_that_arrives_with_the_start_is_kept(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    """``tributary drift pause`` on a unit without a running loop starts one and pauses it;
+    a pause delivered in the loop's first workflow task must not be lost."""
+    await publish(env, worker, messagewall, spaces=[MW])
+    await env.client.start_workflow(
+        "DriftWorkflow",
+        DriftInput(space=MW, unit=MW),
+        id=drift_id(MW, MW),
+        task_queue=worker.task_queue,
+        start_signal="pause",
+    )
+
+    await env.sleep(timedelta(minutes=32))
+
+    st = await status_of(env, MW, MW)
+    assert st.paused, st
+    assert (st.state, st.checks) == ("paused", 0)
+
+
+# ---- capture -----------------------------------------------------------------------------
+
+
+@SQLITE_ONLY
+async def test_kubectl_patch_is_captured_once_with_the_field_and_manager(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaMemory": 512}})
+
+    st = await check_now(env, MW, MW)
+
+    assert (st.state, st.captures, st.last_revision) == ("captured", 1, 2)
+    assert numbers(store, MW, MW) == [1, 2]
+    r1, r2 = store.list_revisions(MW, MW)
+    assert r2.source == "drift-capture"
+    assert r2.data["spec"] == {**r1.data["spec"], "lambdaMemory": 512}
+    assert r2.data["metadata"] == r1.data["metadata"]
+    assert r2.tags["source"] == "kubernetes-live"
+    assert r2.tags["workflow_id"] == drift_id(MW, MW)
+    assert r2.tags["fields"] == "spec.lambdaMemory"
+    datetime.fromisoformat(r2.tags["capture_time"])
+    assert "spec.lambdaMemory" in r2.description
+    assert "kubectl-patch" in r2.description
+    unit = store.get_unit(MW, MW)
+    assert unit is not None
+    assert (unit.head_revision, unit.live_revision) == (2, 2)
+    [record] = store.list_drift(MW, MW)
+    assert (record.state, record.revision) == ("captured", 2)
+    [field] = record.fields
+    assert (field.path, field.authority, field.live, field.manager) == (
+        "spec.lambdaMemory",
+        128,
+        512,
+        "kubectl-patch",
+    )
+
+    # The capture asks for a sync apply (nothing to change: the Claim says 512 already).
+    await wait_applied(env, store, MW, MW, 2)
+    assert (await claim_spec(sandbox, store, MW, MW))["lambdaMemory"] == 512
+
+    # The same drift seen again is no new drift.
+    again = await check_now(env, MW, MW)
+    assert (again.state, again.captures, again.last_revision) == ("in-sync", 1, 2)
+    assert numbers(store, MW, MW) == [1, 2]
+
+
+@SQLITE_ONLY
+async def test_lambda_memory_changed_in_aws_is_captured_and_synced_back(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    sandbox.aws.lambda_().update_function_configuration(FunctionName=MW_API, MemorySize=256)
+
+    st = await check_now(env, MW, MW)
+
+    assert (st.state, st.last_revision) == ("captured", 2)
+    r2 = store.list_revisions(MW, MW)[-1]
+    assert (r2.number, r2.source) == (2, "drift-capture")
+    assert r2.tags["source"] == "aws-live"
+    assert r2.tags["fields"] == "spec.lambdaMemory"
+    assert r2.data["spec"]["lambdaMemory"] == 256
+    assert f"aws (lambda {MW_API})" in r2.description
+    # The sync apply makes the Claim say what runs; Crossplane then converges both Lambdas.
+    await eventually(
+        lambda: claim_spec(sandbox, store, MW, MW),
+        lambda spec: spec["lambdaMemory"] == 256,
+        what="the claim saying 256",
+    )
+    await wait_applied(env, store, MW, MW, 2)
+    await eventually(lambda: memories(sandbox), lambda m: m == (256, 256), what="both Lambdas")
+    again = await check_now(env, MW, MW)
+    assert (again.state, again.captures) == ("in-sync", 1)
+    assert numbers(store, MW, MW) == [1, 2]
+
+
+@SQLITE_ONLY
+async def test_a_report_space_records_drift_until_a_break_glass_capture(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    orders: AuthoringRepo,
+) -> None:
+    await go_live(env, cluster_worker, store, orders, STAGING)
+    patch_claim(sandbox, store, STAGING, STAGING_DB, {"spec": {"storageGB": 100}})
+
+    # drift: report records the drift and writes nothing ...
+    st = await check_now(env, STAGING, STAGING_DB)
+    assert (st.state, st.captures) == ("drifted", 0)
+    assert st.last_drift is not None
+    assert [(f.path, f.authority, f.live, f.manager) for f in st.last_drift.fields] == [
+        ("spec.storageGB", 50, 100, "kubectl-patch")
+    ]
+    assert numbers(store, STAGING, STAGING_DB) == [1]
+    [record] = store.list_drift(STAGING, STAGING_DB)
+    assert record.state == "drifted"
+    assert [f.path for f in record.fields] == ["spec.storageGB"]
+    await env.sleep(timedelta(minutes=27))  # two more ticks: still nothing written
+    assert numbers(store, STAGING, STAGING_DB) == [1]
+
+    # ... until an operator captures it, tagged.
+    outcome: CaptureOutcome = await drift_handle(env, STAGING, STAGING_DB).execute_update(
+        DriftWorkflow.capture_now,
+        CaptureRequest(tag="break-glass", incident="INC-7", by=APPROVER),
+    )
+
+    assert (outcome.captured, outcome.revision) == (True, 2)
+    r2 = store.list_revisions(STAGING, STAGING_DB)[-1]
+    assert (r2.number, r2.source, r2.author) == (2, "break-glass", APPROVER)
+    assert (r2.tags["tag"], r2.tags["incident"]) == ("break-glass", "INC-7")
+    assert r2.tags["source"] == "kubernetes-live"
+    assert r2.description.startswith("Break-glass capture (INC-7): spec.storageGB=100")
+    assert r2.data["spec"]["storageGB"] == 100
+    unit = store.get_unit(STAGING, STAGING_DB)
+    assert unit is not None
+    assert (unit.head_revision, unit.live_revision) == (2, 2)
+    # The other unit of the space is untouched.
+    assert numbers(store, STAGING, "staging-orders-queue") == [1]
+
+
+@SQLITE_ONLY
+async def test_tagging_an_edit_the_loop_already_captured_relabels_that_capture(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaTimeout": 30}})
+    assert (await check_now(env, MW, MW)).last_revision == 2
+
+    outcome: CaptureOutcome = await drift_handle(env, MW, MW).execute_update(
+        DriftWorkflow.capture_now,
+        CaptureRequest(tag="break-glass", incident="INC-7", by=APPROVER),
+    )
+
+    assert (outcome.captured, outcome.revision) == (True, 2)
+    assert numbers(store, MW, MW) == [1, 2]
+    r2 = store.list_revisions(MW, MW)[-1]
+    assert r2.source == "break-glass"
+    assert (r2.tags["tag"], r2.tags["incident"]) == ("break-glass", "INC-7")
+    assert r2.tags["classified_by"] == APPROVER
+    # The capture's own tags stay.
+    assert (r2.tags["source"], r2.tags["fields"]) == ("kubernetes-live", "spec.lambdaTimeout")
+    assert r2.data["spec"]["lambdaTimeout"] == 30
+
+
+# ---- revert and report -------------------------------------------------------------------
+
+
+@SQLITE_ONLY
+async def test_revert_space_puts_the_claim_back(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    config = yaml.safe_load(messagewall.read("tributary.yaml"))
+    config["spaces"][MW]["drift"] = "revert"
+    messagewall.write("tributary.yaml", yaml.safe_dump(config, sort_keys=False))
+    messagewall.commit("dev-east: revert drift")
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaMemory": 512}})
+
+    st = await check_now(env, MW, MW)
+
+    assert st.state == "reverted"
+    assert st.captures == 0
+    [record] = store.list_drift(MW, MW)
+    assert record.state == "reverted"
+    assert [f.path for f in record.fields] == ["spec.lambdaMemory"]
+    await eventually(
+        lambda: claim_spec(sandbox, store, MW, MW),
+        lambda spec: spec["lambdaMemory"] == 128,
+        what="the claim back at 128",
+    )
+    await eventually(lambda: memories(sandbox), lambda m: m == (128, 128), what="both Lambdas")
+    assert numbers(store, MW, MW) == [1]
+    again = await check_now(env, MW, MW)
+    assert again.state == "in-sync"
+    assert numbers(store, MW, MW) == [1]
+
+
+# ---- ignore, and the end of the loop -----------------------------------------------------
+
+
+@SQLITE_ONLY
+async def test_an_ignored_path_never_drifts(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    patch_claim(sandbox, store, MW, MW, {"metadata": {"annotations": {IGNORED: '{"spec": {}}'}}})
+    assert live_claim(sandbox, store, MW, MW)["metadata"]["annotations"][IGNORED]
+
+    st = await check_now(env, MW, MW)
+
+    assert (st.state, st.captures, st.last_drift) == ("in-sync", 0, None)
+    assert numbers(store, MW, MW) == [1]
+    [record] = store.list_drift(MW, MW)
+    assert (record.state, record.fields) == ("in-sync", [])
+
+
+@pytest.mark.parametrize("state", ["orphaned", "deleted"])
+async def test_the_loop_ends_when_its_unit_is_no_longer_active(
+    env: WorkflowEnvironment,
+    worker: Worker,
+    store: SqlStore,
+    messagewall: AuthoringRepo,
+    state: str,
+) -> None:
+    await publish(env, worker, messagewall, spaces=[MW])
+    await start_drift(env.client, worker.task_queue, MW, MW)
+    store.commit([], states=[UnitStateChange(space=MW, slug=MW, state=state)])  # type: ignore[arg-type]
+    handle = drift_handle(env, MW, MW)
+    await handle.signal(DriftWorkflow.check, CheckRequest(reason="test"))
+
+    result: DriftStatus = await asyncio.wait_for(handle.result(), timeout=30)
+
+    assert result.state == "paused"
+    assert "orphaned or deleted" in result.message
+    desc = await handle.describe()
+    assert desc.status is not None
+    assert desc.status.name == "COMPLETED"
+
+
+async def test_the_loop_ends_when_its_unit_is_gone_from_the_authority(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore
+) -> None:
+    space, unit = f"gone-{uuid.uuid4().hex[:8]}", "nothing-here"
+    wid = await signal_drift(env.client, worker.task_queue, space, unit, "test")
+    handle = env.client.get_workflow_handle_for(DriftWorkflow.run, wid)
+
+    result: DriftStatus = await asyncio.wait_for(handle.result(), timeout=30)
+
+    assert result.state == "failed"
+    assert "does not exist" in result.message
