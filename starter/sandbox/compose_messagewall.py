@@ -301,7 +301,7 @@ class MessageWallComposer:
         iam = self.aws.iam()
         # The platform team owns the boundary policy. moto would accept any policy ARN as a
         # boundary, but on AWS it must exist; make sure it does (never deleted by us).
-        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+        try:
             iam.create_policy(
                 PolicyName=BOUNDARY_POLICY,
                 PolicyDocument=_policy(
@@ -312,6 +312,10 @@ class MessageWallComposer:
                     }
                 ),
             )
+        except ClientError as error:
+            # Several reconcilers may race to create it; whoever loses finds it there.
+            if _error_code(error) != "EntityAlreadyExists":
+                raise
         table_arn = f"arn:aws:dynamodb:{spec.region}:{spec.aws_account_id}:table/{spec.table_name}"
         bucket_arn = f"arn:aws:s3:::{spec.bucket_name}"
         logs = {
