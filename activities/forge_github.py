@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from activities.source import redact
 from domain.errors import BadInput, NotFound, Rejected
+from domain.repos import redact
 from domain.sync import PrState, PullRequest, PullRequestSpec, SyncAction
 
 DEFAULT_API_URL = "https://api.github.com"

@@ -18,12 +18,12 @@ import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import git
 
 from domain.errors import BadInput
 from domain.messages import CheckoutResult, SourceRef
+from domain.repos import normalize_repo, redact
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 # git's words for "this is not something we can ever fetch" (vs. a flaky network)
@@ -36,22 +36,6 @@ _PERMANENT = (
     "couldn't find remote ref",
     "not our ref",
 )
-
-
-def redact(url: str) -> str:
-    """``url`` without any user:password part, for messages and history."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return parts._replace(netloc=host).geturl()
-    return url
-
-
-def has_credentials(url: str) -> bool:
-    parts = urlsplit(url)
-    return bool(parts.password) or (bool(parts.username) and parts.scheme in ("http", "https"))
 
 
 class SourceCache:
@@ -164,10 +148,3 @@ def _has_commit(repo: git.Repo, commit: str) -> bool:
     except git.GitCommandError:
         return False
     return True
-
-
-def normalize_repo(repo: str) -> str:
-    """Local paths become absolute ``file://`` URLs; URLs stay as they are."""
-    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
-        return repo
-    return Path(repo).expanduser().resolve().as_uri()

@@ -22,7 +22,6 @@ from temporalio import activity
 
 from activities._errors import decided
 from activities.forge import forge_for
-from activities.source import redact
 from activities.writeback import OverlayEditor, value_at
 from authority.protocol import AuthorityStore
 from domain.diff import diff, json_equal
@@ -38,6 +37,7 @@ from domain.messages import (
     SyncSettingsInput,
     SyncSettingsResult,
 )
+from domain.repos import redact
 from domain.sync import sync_branch
 
 _AUTHOR = re.compile(r"^(?P<name>[^<>]+?) <(?P<email>[^<>]+)>$")

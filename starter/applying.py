@@ -11,7 +11,6 @@ from temporalio.client import Client
 from activities.temporal import signal_apply
 from domain.apply import ApplyOutcome, ApplyRequest
 from domain.messages import ApplyStatus, RequestApplyInput
-from workflows.apply import ApplyWorkflow
 
 POLL_SECONDS = 0.3
 EXIT_BY_REASON = {"denied": 3, "rejected": 2}
@@ -53,7 +52,7 @@ async def follow(
     last: tuple[str, str] | None = None
     polls = 0
     while True:
-        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
+        status: ApplyStatus = await handle.query("status", result_type=ApplyStatus)
         outcome = find(status, request_id)
         if outcome is not None:
             key = (outcome.state, outcome.message)

@@ -13,8 +13,8 @@ import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from activities.source import has_credentials, normalize_repo, redact
 from domain.errors import BadInput
+from domain.repos import has_credentials, normalize_repo, redact
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 

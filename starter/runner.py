@@ -69,13 +69,19 @@ async def start(
     workflow_id: str,
     summary: str,
     attributes: TypedSearchAttributes | None = None,
+    result_type: type | None = None,
 ) -> WorkflowHandle[Any, Any]:
-    """Start (or attach to the running) workflow ``workflow_id``."""
+    """Start (or attach to the running) workflow ``workflow_id``.
+
+    ``run`` is the workflow's type name: the CLI does not import workflow code (and
+    with it every adapter library), which keeps each command quick to start.
+    """
     try:
         handle = await client.start_workflow(
             run,
             arg,
             id=workflow_id,
+            result_type=result_type,
             task_queue=settings.task_queue,
             # A retried CI step attaches to the run still in flight; a finished run
             # may run again (its effects are idempotent by content).

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.apply import DEFAULT_READY_TIMEOUT, ApplyOutcome, ApplyRequest, ApproveInput
+from domain.apply import (
+    DEFAULT_READY_TIMEOUT,
+    ApplyOutcome,
+    ApplyRequest,
+    ApproveInput,
+    ApproveResult,
+)
 from domain.errors import BadInput, NotFound
 from domain.naming import apply_id
 from starter import applying, runner
@@ -17,7 +23,6 @@ from starter.commands.change import author
 from starter.commands.read import open_existing
 from starter.output import Output
 from starter.settings import Settings
-from workflows.apply import ApplyWorkflow
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -157,11 +162,12 @@ async def delete(args: argparse.Namespace, out: Output, settings: Settings) -> i
 async def approve(args: argparse.Namespace, out: Output, settings: Settings) -> int:
     client = await runner.client_for(settings)
     workflow_id = apply_id(args.space, args.unit)
-    handle = client.get_workflow_handle_for(ApplyWorkflow.run, workflow_id)
+    handle = client.get_workflow_handle(workflow_id)
     try:
         result = await handle.execute_update(
-            ApplyWorkflow.approve,
+            "approve",
             ApproveInput(revision=args.revision, by=args.by, comment=args.comment),
+            result_type=ApproveResult,
         )
     except WorkflowUpdateFailedError as e:
         cause = e.cause

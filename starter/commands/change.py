@@ -17,7 +17,6 @@ from domain.paths import parse_path
 from starter import applying, runner
 from starter.output import Output
 from starter.settings import Settings
-from workflows.change import BulkSetWorkflow, RollbackWorkflow
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -101,8 +100,9 @@ async def set_(args: argparse.Namespace, out: Output, settings: Settings) -> int
         client,
         settings,
         out,
-        BulkSetWorkflow.run,
+        "BulkSetWorkflow",
         inp,
+        result_type=BulkSetResult,
         workflow_id=workflow_id,
         summary=f"set {' '.join(args.assignments)} in {', '.join(inp.spaces)}"
         + (" — dry run" if args.dry_run else ""),
@@ -143,8 +143,9 @@ async def rollback(args: argparse.Namespace, out: Output, settings: Settings) ->
         client,
         settings,
         out,
-        RollbackWorkflow.run,
+        "RollbackWorkflow",
         inp,
+        result_type=RollbackResult,
         workflow_id=workflow_id,
         summary=f"rollback {args.space}/{args.unit} to revision {args.to}",
         attributes=runner.search_attributes(args.space, args.unit),

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
-
 from domain.yamledit import set_inline_patch_value
 from starter import runner
 from starter.commands import dev as dev_cmd
@@ -294,6 +292,8 @@ class Walk:
         """What Crossplane composed in (sandbox) AWS for prod-east."""
         if "AWS_ENDPOINT_URL" not in self.env:
             return
+        import boto3  # only the demo's AWS listing needs it
+
         lam = boto3.client(
             "lambda",
             endpoint_url=self.env["AWS_ENDPOINT_URL"],

@@ -8,8 +8,6 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import make_url
-
 from starter.output import Output
 from starter.settings import Settings
 from starter.stack import DevStack, StackConfig
@@ -116,4 +114,6 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
 
 def _redact_db(url: str) -> str:
     """A database URL without its password, for the console."""
+    from sqlalchemy.engine import make_url  # only `dev` needs SQLAlchemy here
+
     return make_url(url).render_as_string(hide_password=True) if "://" in url else url

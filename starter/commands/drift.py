@@ -28,8 +28,6 @@ from starter.commands.change import author
 from starter.commands.read import open_existing
 from starter.output import Output
 from starter.settings import Settings
-from workflows.drift import DriftWorkflow
-from workflows.sweep import SweepWorkflow
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -141,9 +139,9 @@ async def _check_one(
     await signal_drift(client, settings.task_queue, space, unit, "cli")
     if not wait:
         return None
-    handle = client.get_workflow_handle_for(DriftWorkflow.run, drift_id(space, unit))
+    handle = client.get_workflow_handle(drift_id(space, unit))
     result: DriftStatus = await handle.execute_update(
-        DriftWorkflow.check_now, CheckRequest(reason="cli")
+        "check_now", CheckRequest(reason="cli"), result_type=DriftStatus
     )
     return result
 
@@ -188,10 +186,11 @@ async def capture(args: argparse.Namespace, out: Output, settings: Settings) -> 
     _units(settings, args.space, args.unit)
     client = await runner.client_for(settings)
     await start_drift(client, settings.task_queue, args.space, args.unit)
-    handle = client.get_workflow_handle_for(DriftWorkflow.run, drift_id(args.space, args.unit))
+    handle = client.get_workflow_handle(drift_id(args.space, args.unit))
     outcome: CaptureOutcome = await handle.execute_update(
-        DriftWorkflow.capture_now,
+        "capture_now",
         CaptureRequest(tag=args.tag, incident=args.incident, by=author(args.by)),
+        result_type=CaptureOutcome,
     )
     out.result({"space": args.space, "unit": args.unit, **outcome.model_dump(mode="json")})
     if outcome.captured:
@@ -207,8 +206,8 @@ async def _signal(args: argparse.Namespace, out: Output, settings: Settings, nam
     _units(settings, args.space, args.unit)
     client = await runner.client_for(settings)
     await start_drift(client, settings.task_queue, args.space, args.unit)
-    handle = client.get_workflow_handle_for(DriftWorkflow.run, drift_id(args.space, args.unit))
-    await handle.signal(DriftWorkflow.pause if name == "pause" else DriftWorkflow.resume)
+    handle = client.get_workflow_handle(drift_id(args.space, args.unit))
+    await handle.signal(name)
     out.result(
         {
             "space": args.space,
@@ -232,7 +231,7 @@ async def schedule(args: argparse.Namespace, out: Output, settings: Settings) ->
     every = parse_duration(args.every, field="--every")
     client = await runner.client_for(settings)
     action = ScheduleActionStartWorkflow(
-        SweepWorkflow.run,
+        "SweepWorkflow",
         SweepInput(),
         id="sweep-scheduled",
         task_queue=settings.task_queue,
@@ -258,9 +257,10 @@ async def schedule(args: argparse.Namespace, out: Output, settings: Settings) ->
 async def sweep_run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
     client = await runner.client_for(settings)
     handle = await client.start_workflow(
-        SweepWorkflow.run,
+        "SweepWorkflow",
         SweepInput(),
         id="sweep",
+        result_type=SweepResult,
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary="drift sweep (manual)",

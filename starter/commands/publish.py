@@ -15,7 +15,6 @@ from starter import applying, gitref, runner
 from starter.commands import apply as apply_cmd
 from starter.output import Output
 from starter.settings import Settings
-from workflows.publish import PublishRunWorkflow
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -73,8 +72,9 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
         client,
         settings,
         out,
-        PublishRunWorkflow.run,
+        "PublishRunWorkflow",
         inp,
+        result_type=PublishRunResult,
         workflow_id=workflow_id,
         summary=f"publish {commit[:12]} ({args.ref})"
         + (f" → {', '.join(spaces)}" if spaces else "")
@@ -87,7 +87,7 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
 
     async def tick() -> None:
         try:
-            done: list[str] = await handle.query(PublishRunWorkflow.progress)
+            done: list[str] = await handle.query("progress", result_type=list[str])
         except Exception:
             return
         for space in done:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from sqlalchemy.engine import make_url
 
 from authority import AuthorityStore, open_store
 from domain.errors import BadInput, NotFound
@@ -35,6 +34,9 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
 def open_existing(settings: Settings) -> AuthorityStore:
     """The store, refusing to create an empty SQLite file as a side effect of a read."""
+    # Imported here: commands that do not read the authority start faster without it.
+    from sqlalchemy.engine import make_url
+
     url = settings.authority
     if url.startswith("sqlite"):
         db = make_url(url).database

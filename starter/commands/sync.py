@@ -18,7 +18,6 @@ from starter import runner
 from starter.commands.read import open_existing
 from starter.output import Output
 from starter.settings import Settings
-from workflows.sync import SyncPRWorkflow
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -53,7 +52,7 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
     client = await runner.client_for(settings)
     workflow_id = sync_pr_id(args.space)
     handle = await client.start_workflow(
-        SyncPRWorkflow.run,
+        "SyncPRWorkflow",
         SyncPRInput(space=args.space),
         id=workflow_id,
         task_queue=settings.task_queue,
@@ -68,7 +67,7 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
     if link:
         out.progress(f"  Web UI: {link}")
     result: SyncResult = await handle.execute_update(
-        SyncPRWorkflow.sync_now, SyncNowInput(dry_run=args.dry_run)
+        "sync_now", SyncNowInput(dry_run=args.dry_run), result_type=SyncResult
     )
     out.result(
         {

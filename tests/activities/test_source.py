@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from activities.source import SourceCache, has_credentials, normalize_repo, redact
+from activities.source import SourceCache
 from domain.errors import BadInput
 from domain.messages import CheckoutResult, SourceRef
+from domain.repos import has_credentials, normalize_repo, redact
 from tests.support import git
 
 UNKNOWN = "0123456789abcdef0123456789abcdef01234567"
