@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from kubernetes import client
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     WorkflowHandle,
@@ -24,13 +25,20 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows.drift
+from activities.drift import DriftActivities
 from activities.source import SourceCache
 from activities.temporal import signal_apply, signal_drift, start_drift
 from authority.sql import SqlStore
 from domain.apply import ApplyOutcome, ApplyRequest, ApproveInput
 from domain.authority import UnitStateChange
 from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
-from domain.messages import ApplyStatus, DriftInput, RequestApplyInput
+from domain.messages import (
+    ApplyStatus,
+    DriftCheckInput,
+    DriftCheckResult,
+    DriftInput,
+    RequestApplyInput,
+)
 from domain.naming import apply_id, drift_id
 from starter.applying import find
 from tests.conftest import Sandbox
@@ -326,9 +334,10 @@ async def small_runs_worker(
     sandbox: Sandbox,
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
+    check_starts: list[str],
 ) -> AsyncIterator[Worker]:
     """A cluster worker whose drift loops continue as new after 3 checks (or the
-    indirect parameter's number).
+    indirect parameter's number); every drift check attempt is noted in ``check_starts``.
 
     The workflow sandbox re-imports workflow modules for every run; passing
     ``workflows.drift`` through makes the runs see the patched constant.
@@ -342,12 +351,37 @@ async def small_runs_worker(
         env.client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities(store, cache, sandbox.kube, env.client, task_queue),
+        activities=noting_checks(
+            activities(store, cache, sandbox.kube, env.client, task_queue), check_starts
+        ),
         activity_executor=executor,
         workflow_runner=runner,
     )
     async with w:
         yield w
+
+
+@pytest.fixture
+def check_starts() -> list[str]:
+    return []
+
+
+def noting_checks(acts: list[Any], starts: list[str]) -> list[Any]:
+    """The worker's activities, with ``drift.check`` noting each attempt in ``starts``
+    (a local activity never shows among a workflow's pending activities)."""
+    original = next(
+        a
+        for a in acts
+        if isinstance(getattr(a, "__self__", None), DriftActivities) and a.__name__ == "check"
+    )
+
+    @activity.defn(name="drift.check")
+    def check(inp: DriftCheckInput) -> DriftCheckResult:
+        starts.append(inp.unit)
+        result: DriftCheckResult = original(inp)
+        return result
+
+    return [check if a is original else a for a in acts]
 
 
 @SQLITE_ONLY
@@ -389,18 +423,18 @@ async def test_continue_as_new_keeps_checks_captures_and_last_revision(
 
 
 async def check_in_flight(
-    env: WorkflowEnvironment, sandbox: Sandbox, handle: WorkflowHandle[Any, Any]
+    sandbox: Sandbox, handle: WorkflowHandle[Any, Any], check_starts: list[str]
 ) -> None:
     """Ask for a check and keep it in flight for a few seconds: it cannot reach the API
-    and retries until the API is back."""
+    and retries until the API is back (about 3 s of backoff)."""
+    before = len(check_starts)
     sandbox.peer.refuse_connections(2.0)
     await handle.signal(DriftWorkflow.check, CheckRequest(reason="test"))
 
-    async def pending() -> int:
-        desc = await handle.describe()
-        return len(desc.raw_description.pending_activities)
+    async def started() -> int:
+        return len(check_starts)
 
-    await eventually(pending, lambda n: n > 0, what="the check in flight")
+    await eventually(started, lambda n: n > before, what="the check in flight")
 
 
 @SQLITE_ONLY
@@ -411,12 +445,13 @@ async def test_capture_now_during_the_last_check_of_a_run_is_answered(
     store: SqlStore,
     sandbox: Sandbox,
     messagewall: AuthoringRepo,
+    check_starts: list[str],
 ) -> None:
     """A ``capture_now`` that arrives while a run's last check is in flight waits for the
     next check; the run must not wait for that handler before continuing as new."""
     await go_live(env, small_runs_worker, store, messagewall, MW)
     handle = drift_handle(env, MW, MW)
-    await check_in_flight(env, sandbox, handle)
+    await check_in_flight(sandbox, handle, check_starts)
 
     update = await handle.start_update(
         DriftWorkflow.capture_now,
@@ -437,12 +472,13 @@ async def test_a_sweeps_check_during_the_last_check_of_a_run_is_recorded_for_the
     store: SqlStore,
     sandbox: Sandbox,
     messagewall: AuthoringRepo,
+    check_starts: list[str],
 ) -> None:
     """A sweep's ``check`` that arrives while a run's last check is in flight is served by
     the next run, which must record it under the sweep (or the sweep never counts it)."""
     await go_live(env, small_runs_worker, store, messagewall, MW)
     handle = drift_handle(env, MW, MW)
-    await check_in_flight(env, sandbox, handle)
+    await check_in_flight(sandbox, handle, check_starts)
 
     await handle.signal(DriftWorkflow.check, CheckRequest(reason="sweep", sweep_id="sweep-A"))
 
