@@ -6,7 +6,8 @@
 3. idle cost of the 1,000 drift loops at a 5-minute interval: worker RSS, mean CPU,
    history events per run.
 
-Run: `.venv/bin/python bench/drift_bench.py [--edits 20] [--idle-seconds 300] [--ten-thousand]`.
+Run: `.venv/bin/python bench/drift_bench.py [--edits 20] [--idle-seconds 300]
+[--parts watch,timer,sweep,sweep10k]`.
 """
 
 from __future__ import annotations
@@ -149,47 +150,60 @@ async def events_per_run(env: dict[str, str], sample: int = 5) -> dict[str, floa
     }
 
 
+PARTS = ("watch", "timer", "sweep", "sweep10k")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--edits", type=int, default=20)
     parser.add_argument("--idle-seconds", type=int, default=300)
-    parser.add_argument("--ten-thousand", action="store_true")
+    parser.add_argument(
+        "--parts",
+        default="watch,timer,sweep",
+        help=f"comma-separated, of {', '.join(PARTS)} (sweep includes the idle cost)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if unknown := parts - set(PARTS):
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     tmp = Path(tempfile.mkdtemp(prefix="tributary-drift-bench-"))
     figures: dict[str, Any] = {}
 
-    stack = start(tmp / "a" / ".tributary")
-    try:
-        figures["edit_to_capture_with_watch_s"] = live_claim_edit_latency(
-            stack.env, tmp / "a", args.edits, "5m"
-        )
-    finally:
-        stop(stack)
+    if "watch" in parts:
+        stack = start(tmp / "a" / ".tributary")
+        try:
+            figures["edit_to_capture_with_watch_s"] = live_claim_edit_latency(
+                stack.env, tmp / "a", args.edits, "5m"
+            )
+        finally:
+            stop(stack)
 
-    os.environ["TRIBUTARY_WATCH"] = "0"  # the worker of the next stack has no watch
-    stack = start(tmp / "b" / ".tributary")
-    try:
-        figures["edit_to_capture_timer_only_10s_interval_s"] = live_claim_edit_latency(
-            stack.env, tmp / "b", max(5, args.edits // 4), "10s"
-        )
-    finally:
-        stop(stack)
-    del os.environ["TRIBUTARY_WATCH"]
+    if "timer" in parts:
+        os.environ["TRIBUTARY_WATCH"] = "0"  # the worker of the next stack has no watch
+        stack = start(tmp / "b" / ".tributary")
+        try:
+            figures["edit_to_capture_timer_only_10s_interval_s"] = live_claim_edit_latency(
+                stack.env, tmp / "b", args.edits, "10s"
+            )
+        finally:
+            stop(stack)
+        del os.environ["TRIBUTARY_WATCH"]
 
-    stack = start(tmp / "c" / ".tributary")
-    try:
-        seed(stack.env, 1000)
-        figures["sweep_1000_first_s"] = sweep(stack.env)
-        figures["sweep_1000_again_s"] = sweep(stack.env)
-        sampler = ProcessSampler(stack.procs["worker"].pid)
-        sampler.start()
-        time.sleep(args.idle_seconds)
-        figures["idle_1000_loops_5m_interval"] = sampler.finish()
-        figures["idle_1000_loops_5m_interval"].update(asyncio.run(events_per_run(stack.env)))
-    finally:
-        stop(stack)
+    if "sweep" in parts:
+        stack = start(tmp / "c" / ".tributary")
+        try:
+            seed(stack.env, 1000)
+            figures["sweep_1000_first_s"] = sweep(stack.env)
+            figures["sweep_1000_again_s"] = sweep(stack.env)
+            sampler = ProcessSampler(stack.procs["worker"].pid)
+            sampler.start()
+            time.sleep(args.idle_seconds)
+            figures["idle_1000_loops_5m_interval"] = sampler.finish()
+            figures["idle_1000_loops_5m_interval"].update(asyncio.run(events_per_run(stack.env)))
+        finally:
+            stop(stack)
 
-    if args.ten_thousand:
+    if "sweep10k" in parts:
         stack = start(tmp / "d" / ".tributary")
         try:
             seed(stack.env, 10000)
@@ -201,7 +215,8 @@ def main() -> None:
     print(json.dumps(figures, indent=2))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "drift.json").write_text(json.dumps(figures, indent=2) + "\n")
+    name = "drift" if parts == {"watch", "timer", "sweep"} else "drift-" + "-".join(sorted(parts))
+    (out / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

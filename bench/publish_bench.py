@@ -13,45 +13,21 @@ Run: `make bench` (or `.venv/bin/python bench/publish_bench.py [--repeat N]`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import ROOT, ProcessSampler, start, stop  # type: ignore[import-not-found]
 
-from starter.stack import DevStack, StackConfig  # noqa: E402
-from tests.support import free_port, git, make_repo, run_cli, set_patch_value  # noqa: E402
+from tests.support import git, make_repo, run_cli, set_patch_value
 
 OVERLAYS = ["dev-east", "dev-west", "prod-east", "prod-west"]
 
 
-class RssSampler(threading.Thread):
-    """Samples a process's resident set size every 50 ms."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.samples: list[int] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        self.samples.append(int(line.split()[1]) * 1024)
-            except OSError:
-                return
-            time.sleep(0.05)
-
-
-def timed_publish(env: dict[str, str], repo: str, *extra: str) -> tuple[float, dict]:
+def timed_publish(env: dict[str, str], repo: str, *extra: str) -> tuple[float, Any]:
     start = time.perf_counter()
     result = run_cli("publish", "--repo", repo, "--json", *extra, env=env, timeout=600)
     elapsed = time.perf_counter() - start
@@ -60,7 +36,7 @@ def timed_publish(env: dict[str, str], repo: str, *extra: str) -> tuple[float, d
     return elapsed, result.json
 
 
-def count(body: dict, action: str) -> int:
+def count(body: Any, action: str) -> int:
     return sum(1 for s in body["spaces"] for u in s["units"] if u["action"] == action)
 
 
@@ -107,15 +83,14 @@ def bump_all(work: Path) -> None:
     git(work, "commit", "-qam", "all: 256 MB")
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tributary-bench-"))
-    stack = DevStack(StackConfig(data_dir=tmp / ".tributary", temporal_port=free_port(), ui=False))
-    await stack.start(lambda m: print(m, file=sys.stderr))
+    stack = start(tmp / ".tributary")
     env = stack.env
-    sampler = RssSampler(stack.procs["worker"].pid)
+    sampler = ProcessSampler(stack.procs["worker"].pid)
     sampler.start()
     figures: dict[str, object] = {}
     try:
@@ -162,13 +137,8 @@ async def main() -> None:
             "per_unit_ms": round(t_change / 200 * 1000, 1),
         }
     finally:
-        sampler.stop.set()
-        sampler.join()
-        await stack.stop()
-    figures["worker_rss_mb"] = {
-        "max": round(max(sampler.samples) / 2**20, 1),
-        "median": round(statistics.median(sampler.samples) / 2**20, 1),
-    }
+        figures["worker"] = sampler.finish()
+        stop(stack)
     print(json.dumps(figures, indent=2))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
@@ -176,4 +146,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -35,14 +35,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, Self, cast
+from typing import Any, Protocol, cast
 
 from botocore.exceptions import ClientError
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from starter.sandbox import compose_messagewall
+from starter.sandbox._service import Service
 from starter.sandbox.moto_server import AwsClients
 
 XRD_GROUP, XRD_VERSION, XRD_PLURAL = (
@@ -314,7 +314,7 @@ class _WorkQueue:
             self._closed = False
 
 
-class CrossplaneStandIn:
+class CrossplaneStandIn(Service):
     """The stand-in; ``start()`` runs it in daemon threads until ``stop()``::
 
     with CrossplaneStandIn(kubeconfig, moto.endpoint) as crossplane:
@@ -390,18 +390,6 @@ class CrossplaneStandIn:
         with self._cond:  # a restart re-establishes every XRD and re-watches its claims
             self._kinds.clear()
             self._established.clear()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---- waiting (tests, tools) ---------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from typing import Any, Self, TypeVar
 import aiohttp.web
 from ruamel.yaml import YAML
 
+from starter.sandbox._service import Service
 from starter.sandbox.kubeapi_handler import KubeApiEmulator
 from starter.sandbox.kubeapi_kinds import KindInfo
 from starter.sandbox.kubeapi_status import FaultRule
@@ -250,7 +251,7 @@ class KubeApiPeer:
         return target
 
 
-class KubeApiPeerThread:
+class KubeApiPeerThread(Service):
     """Runs a ``KubeApiPeer`` on its own event loop in a daemon thread, for sync callers.
 
     The peer's thread-safe methods (``register_kind``, ``inject_faults``, ``get_object``,
@@ -317,18 +318,6 @@ class KubeApiPeerThread:
     @property
     def url(self) -> str:
         return self.peer.url
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # ---- standalone ---------------------------------------------------------------------------------

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.request
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
+
+from starter.sandbox._service import Service
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -51,7 +52,7 @@ class _Server(ThreadedMotoServer):
             self._server_ready_event.set()
 
 
-class MotoServer:
+class MotoServer(Service):
     """moto on ``host:port`` (0: any free port) in a daemon thread::
 
     with MotoServer() as aws:
@@ -103,18 +104,6 @@ class MotoServer:
 
     def clients(self, region: str = DEFAULT_REGION) -> AwsClients:
         return AwsClients(self.endpoint, region)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class AwsClients:
