@@ -230,9 +230,8 @@ class DevStack:
             self.cfg.namespace,
             "--log-level",
             "warn",
-            # WAL with synchronous=NORMAL: still safe if a process dies, and several
-            # times fewer fsyncs per workflow task (a sweep of 1,000 units writes
-            # thousands of them).
+            # WAL with synchronous=NORMAL: still safe if a process dies, and fewer
+            # fsyncs per workflow task (a sweep of 1,000 units writes thousands).
             "--sqlite-pragma",
             "journal_mode=wal",
             "--sqlite-pragma",
