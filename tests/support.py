@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+from authority.sql import SqlStore
+from domain.authority import UnitChange
+from domain.paths import parse_path, set_path
 from domain.yamledit import set_inline_patch_value
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -126,3 +131,58 @@ def run_cli(
         check=False,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    ok: Callable[[T], bool],
+    *,
+    limit: float = 30.0,
+    what: str = "condition",
+) -> T:
+    """Poll ``probe`` in real time (the time-skipping server does not skip while we poll)
+    until ``ok`` holds; the last value otherwise fails."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {limit}s: last {value!r}")
+        await asyncio.sleep(0.05)
+
+
+def authority_change(
+    store: SqlStore,
+    space: str,
+    unit: str,
+    source: str,
+    tags: dict[str, str] | None = None,
+    **fields: Any,
+) -> int:
+    """A new head revision written outside Git (``spec__lambdaMemory=512``)."""
+    record = store.get_unit(space, unit)
+    assert record is not None
+    rev = store.get_revision(space, unit, record.head_revision)
+    assert rev is not None
+    data = rev.data
+    for path, value in fields.items():
+        data = set_path(data, parse_path(path.replace("__", ".")), value)
+    [outcome] = store.commit(
+        [
+            UnitChange(
+                space=space,
+                slug=unit,
+                expected_version=record.version,
+                data=data,
+                description=f"{source} edit",
+                source=source,
+                tags=tags or {},
+            )
+        ]
+    )
+    assert outcome.created
+    return outcome.revision

@@ -25,7 +25,6 @@ from activities.sync import PushRejected, SyncActivities
 from activities.writeback import OverlayEditor
 from authority import tables as t
 from authority.sql import SqlStore
-from domain.authority import UnitChange
 from domain.messages import (
     ClosePrsInput,
     EnsurePrInput,
@@ -34,9 +33,8 @@ from domain.messages import (
     SyncRow,
     SyncSettingsInput,
 )
-from domain.paths import parse_path, set_path
 from domain.sync import PullRequestSpec
-from tests.support import AuthoringRepo, git, make_repo, set_patch_value
+from tests.support import AuthoringRepo, authority_change, git, make_repo, set_patch_value
 from tests.workflows.helpers import publish
 
 pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -70,34 +68,6 @@ def acts(store: SqlStore, tmp_path: Path) -> SyncActivities:
 
 def run(fn: Any, inp: Any) -> Any:
     return ActivityEnvironment().run(fn, inp)
-
-
-def authority_change(
-    store: SqlStore, source: str, tags: dict[str, str] | None = None, **fields: Any
-) -> int:
-    """A new head revision written outside Git (``spec__lambdaMemory=512``)."""
-    unit = store.get_unit(SPACE, UNIT)
-    assert unit is not None
-    rev = store.get_revision(SPACE, UNIT, unit.head_revision)
-    assert rev is not None
-    data = rev.data
-    for path, value in fields.items():
-        data = set_path(data, parse_path(path.replace("__", ".")), value)
-    [outcome] = store.commit(
-        [
-            UnitChange(
-                space=SPACE,
-                slug=UNIT,
-                expected_version=unit.version,
-                data=data,
-                description=f"{source} edit",
-                source=source,
-                tags=tags or {},
-            )
-        ]
-    )
-    assert outcome.created
-    return outcome.revision
 
 
 def remote_head(repo: AuthoringRepo, branch: str = BRANCH) -> str | None:
@@ -183,7 +153,7 @@ async def test_settings_reads_the_configured_debounce(
 async def test_push_is_idempotent_and_rebuilt_on_every_change(
     repo: AuthoringRepo, store: SqlStore, acts: SyncActivities
 ) -> None:
-    authority_change(store, "operator", {"incident": "INC-7"}, spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", {"incident": "INC-7"}, spec__lambdaMemory=512)
 
     first = run(acts.push, SyncPushInput(space=SPACE))
     assert first.action == "pushed"
@@ -227,7 +197,7 @@ async def test_push_is_idempotent_and_rebuilt_on_every_change(
     assert on_top_of_main(repo) == [first.head_commit]
 
     # a new authority change: rebuilt on main, still one commit, force-pushed
-    authority_change(store, "bulk", spec__lambdaTimeout=20)
+    authority_change(store, SPACE, UNIT, "bulk", spec__lambdaTimeout=20)
     third = run(acts.push, SyncPushInput(space=SPACE))
     assert third.action == "pushed"
     assert third.head_commit != first.head_commit
@@ -266,7 +236,7 @@ async def test_push_is_idempotent_and_rebuilt_on_every_change(
 async def test_push_is_rebuilt_on_a_moved_main(
     repo: AuthoringRepo, store: SqlStore, acts: SyncActivities
 ) -> None:
-    authority_change(store, "operator", spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
     first = run(acts.push, SyncPushInput(space=SPACE))
     assert first.action == "pushed"
     old_main = repo.head
@@ -290,7 +260,7 @@ async def test_push_is_rebuilt_on_a_moved_main(
 async def test_push_with_a_stale_lease_is_rejected(
     repo: AuthoringRepo, store: SqlStore, acts: SyncActivities, tmp_path: Path
 ) -> None:
-    authority_change(store, "operator", spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
     pushed = run(acts.push, SyncPushInput(space=SPACE))
     clone = gitpython.Repo.clone_from(repo.url, tmp_path / "intruder", branch="main")
     clone.git.config("user.name", "Someone Else")
@@ -320,9 +290,9 @@ async def test_branch_moved_during_a_push_is_retryable_and_the_retry_wins(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Someone pushes the sync branch between our read of it and our push."""
-    authority_change(store, "operator", spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
     first = run(acts.push, SyncPushInput(space=SPACE))
-    authority_change(store, "operator", spec__lambdaMemory=1024)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=1024)
 
     intruder = tmp_path / "intruder"
     git(tmp_path, "clone", "-q", "--branch", "main", repo.url, str(intruder))
@@ -352,7 +322,7 @@ async def test_branch_moved_during_a_push_is_retryable_and_the_retry_wins(
 async def test_dry_run_shows_the_diff_and_pushes_nothing(
     repo: AuthoringRepo, store: SqlStore, acts: SyncActivities
 ) -> None:
-    authority_change(store, "operator", spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
     result = run(acts.push, SyncPushInput(space=SPACE, dry_run=True))
     assert result.action == "dry-run"
     assert result.head_commit == ""
@@ -369,7 +339,7 @@ async def test_failed_verification_pushes_nothing_and_is_decided(
     acts: SyncActivities,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    authority_change(store, "operator", spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
     monkeypatch.setattr(
         OverlayEditor, "verify", lambda self, heads, fallback: [f"{UNIT}: spec.lambdaMemory"]
     )
@@ -412,7 +382,7 @@ def _pr_body(store: SqlStore, number: int) -> str:
 async def test_ensure_pr_opens_once_then_updates(
     repo: AuthoringRepo, store: SqlStore, acts: SyncActivities
 ) -> None:
-    authority_change(store, "operator", {"incident": "INC-7"}, spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", {"incident": "INC-7"}, spec__lambdaMemory=512)
     pushed = run(acts.push, SyncPushInput(space=SPACE))
 
     opened = run(acts.ensure_pr, EnsurePrInput(spec=spec_for(pushed)))
@@ -429,7 +399,7 @@ async def test_ensure_pr_opens_once_then_updates(
     prs = store.list_prs(SPACE)
     assert [(p.number, p.state, p.head_commit) for p in prs] == [(1, "open", pushed.head_commit)]
 
-    authority_change(store, "bulk", spec__lambdaTimeout=20)
+    authority_change(store, SPACE, UNIT, "bulk", spec__lambdaTimeout=20)
     repushed = run(acts.push, SyncPushInput(space=SPACE))
     updated = run(acts.ensure_pr, EnsurePrInput(spec=spec_for(repushed)))
     assert updated.action == "updated"
@@ -444,7 +414,7 @@ async def test_ensure_pr_opens_once_then_updates(
 async def test_close_prs_marks_a_merged_branch_merged(
     repo: AuthoringRepo, store: SqlStore, acts: SyncActivities
 ) -> None:
-    authority_change(store, "operator", spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
     pushed = run(acts.push, SyncPushInput(space=SPACE))
     run(acts.ensure_pr, EnsurePrInput(spec=spec_for(pushed)))
 
@@ -473,7 +443,7 @@ async def test_close_prs_marks_a_merged_branch_merged(
 async def test_close_prs_marks_a_branch_main_does_not_contain_closed(
     repo: AuthoringRepo, store: SqlStore, acts: SyncActivities
 ) -> None:
-    authority_change(store, "operator", spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
     pushed = run(acts.push, SyncPushInput(space=SPACE))
     run(acts.ensure_pr, EnsurePrInput(spec=spec_for(pushed)))
 
@@ -500,7 +470,7 @@ async def test_close_prs_marks_a_branch_main_does_not_contain_closed(
     assert [(p.number, p.state) for p in store.list_prs(SPACE)] == [(1, "closed")]
 
     # the next change after that opens a new pull request
-    authority_change(store, "operator", spec__lambdaMemory=1024)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=1024)
     pushed = run(acts.push, SyncPushInput(space=SPACE))
     assert pushed.action == "pushed"
     assert on_top_of_main(repo) == [pushed.head_commit]
@@ -513,7 +483,7 @@ async def test_close_prs_keeps_the_pr_body(
     repo: AuthoringRepo, store: SqlStore, acts: SyncActivities
 ) -> None:
     """Marking a PR merged changes its state, not its description (the field table)."""
-    authority_change(store, "operator", {"incident": "INC-7"}, spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", {"incident": "INC-7"}, spec__lambdaMemory=512)
     pushed = run(acts.push, SyncPushInput(space=SPACE))
     run(acts.ensure_pr, EnsurePrInput(spec=spec_for(pushed)))
     assert _pr_body(store, 1) == pushed.body
@@ -532,14 +502,14 @@ async def test_a_change_after_the_pr_was_merged_opens_a_new_pr(
 ) -> None:
     """The developer merged PR #1; before any in-sync run the authority changes again.
     PR #1 is done (merged), so the new proposal is a new PR, not an update of #1."""
-    authority_change(store, "operator", spec__lambdaMemory=512)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
     first = run(acts.push, SyncPushInput(space=SPACE))
     run(acts.ensure_pr, EnsurePrInput(spec=spec_for(first)))
     git(repo.work, "fetch", "-q", "origin")
     git(repo.work, "merge", "-q", "--no-edit", f"origin/{BRANCH}")
     git(repo.work, "push", "-q", "origin", "main")
 
-    authority_change(store, "operator", spec__lambdaTimeout=20)
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaTimeout=20)
     second = run(acts.push, SyncPushInput(space=SPACE))
     assert second.action == "pushed"
     assert second.base_commit == first.head_commit  # main is the merged branch

@@ -70,9 +70,7 @@ async def test_apply_makes_the_claim_ready_and_the_lambda_match(
     lam = sandbox.aws.lambda_()
     config = lam.get_function_configuration(FunctionName="messagewall-east-api-handler")
     assert (config["MemorySize"], config["Timeout"]) == (128, 10)
-    record = store.get_unit(space, unit)
-    assert record is not None
-    assert (record.live_revision, record.last_applied_revision) == (1, 1)
+    assert applied(store, space, unit) == (1, 1)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -217,6 +215,13 @@ def with_spec(store: SqlStore, space: str, unit: str, revision: int, **spec: Any
     return data
 
 
+def applied(store: SqlStore, space: str, unit: str) -> tuple[int | None, int | None]:
+    """A unit's ``(live_revision, last_applied_revision)`` in the authority."""
+    record = store.get_unit(space, unit)
+    assert record is not None
+    return record.live_revision, record.last_applied_revision
+
+
 # ---- approval none ---------------------------------------------------------------------------
 
 
@@ -301,9 +306,7 @@ async def test_required_approval_waits_for_someone_other_than_the_author(
     )
     assert claim_in_cluster(sandbox, unit) is None
     assert lambdas(sandbox) == {}
-    record = store.get_unit(space, unit)
-    assert record is not None
-    assert (record.live_revision, record.last_applied_revision) == (None, None)
+    assert applied(store, space, unit) == (None, None)
 
     assert await refused(env, space, unit, 2, "Olu Operator") == (
         "revision 2 is not awaiting approval; revision 1 is"
@@ -334,9 +337,7 @@ async def test_required_approval_waits_for_someone_other_than_the_author(
     assert approval.at.tzinfo is not None
     assert done.at is not None
     assert approval.at <= done.at
-    record = store.get_unit(space, unit)
-    assert record is not None
-    assert (record.live_revision, record.last_applied_revision) == (1, 1)
+    assert applied(store, space, unit) == (1, 1)
     assert lambdas(sandbox) == {
         "messagewall-east-api-handler": (256, 30),
         "messagewall-east-snapshot-writer": (256, 30),
@@ -564,9 +565,7 @@ async def test_server_errors_are_retried_until_the_apply_succeeds(
     assert (outcome.state, outcome.reason) == ("ready", "")
     assert rule.hits == 2
     assert await activity_attempts(env, apply_id(space, unit), "kube.apply") == [3]
-    record = store.get_unit(space, unit)
-    assert record is not None
-    assert (record.live_revision, record.last_applied_revision) == (1, 1)
+    assert applied(store, space, unit) == (1, 1)
     assert lambdas(sandbox)["messagewall-east-api-handler"] == (128, 10)
 
 
@@ -587,9 +586,7 @@ async def test_refused_connections_are_retried_until_the_apply_succeeds(
     assert (outcome.state, outcome.reason) == ("ready", "")
     [attempt] = await activity_attempts(env, apply_id(space, unit), "kube.apply")
     assert attempt >= 2
-    record = store.get_unit(space, unit)
-    assert record is not None
-    assert (record.live_revision, record.last_applied_revision) == (1, 1)
+    assert applied(store, space, unit) == (1, 1)
     assert lambdas(sandbox)["messagewall-east-api-handler"] == (128, 10)
 
 
@@ -623,9 +620,7 @@ async def test_rejected_object_fails_at_once_with_the_server_message(
     assert rule.hits == 1  # no retries
     assert await activity_attempts(env, apply_id(space, unit), "kube.apply") == [1]
     assert claim_in_cluster(sandbox, unit) is None
-    record = store.get_unit(space, unit)
-    assert record is not None
-    assert (record.live_revision, record.last_applied_revision) == (None, None)
+    assert applied(store, space, unit) == (None, None)
 
 
 # ---- publish --apply -------------------------------------------------------------------------
@@ -653,9 +648,7 @@ async def test_publish_with_apply_applies_every_changed_unit(
     )
     assert [(o.revision, o.state) for o in outcomes] == [(1, "ready"), (1, "ready")]
     for name in spaces:
-        record = store.get_unit(name, name)
-        assert record is not None
-        assert (record.live_revision, record.last_applied_revision) == (1, 1)
+        assert applied(store, name, name) == (1, 1)
         assert claim_in_cluster(sandbox, name) is not None
     assert lambdas(sandbox, "us-east-1") == {
         "messagewall-east-api-handler": (128, 10),
@@ -683,9 +676,7 @@ async def test_publish_with_apply_applies_every_changed_unit(
     assert east.apply_workflow_id == "apply:messagewall-dev-east:messagewall-dev-east"
     outcome = await follow(env.client, east.apply_workflow_id, east.apply_request_id)
     assert (outcome.revision, outcome.state) == (2, "ready")
-    record = store.get_unit("messagewall-dev-east", "messagewall-dev-east")
-    assert record is not None
-    assert (record.live_revision, record.last_applied_revision) == (2, 2)
+    assert applied(store, "messagewall-dev-east", "messagewall-dev-east") == (2, 2)
     claim = claim_in_cluster(sandbox, "messagewall-dev-east")
     assert claim is not None
     assert (claim["metadata"]["generation"], claim["spec"]["lambdaMemory"]) == (2, 512)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -42,7 +42,7 @@ from domain.messages import (
 from domain.naming import apply_id, drift_id
 from starter.applying import find
 from tests.conftest import Sandbox
-from tests.support import AuthoringRepo
+from tests.support import AuthoringRepo, eventually
 from tests.workflows.helpers import publish
 from worker import WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
@@ -63,24 +63,6 @@ IGNORED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 # ---- helpers -------------------------------------------------------------------------------
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    ok: Callable[[T], bool],
-    *,
-    limit: float = 30.0,
-    what: str = "condition",
-) -> T:
-    """Poll ``probe`` (real time) until ``ok`` holds; the last value otherwise fails."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {limit}s: last {value!r}")
-        await asyncio.sleep(0.05)
 
 
 async def apply_and_wait(

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -26,11 +25,9 @@ from temporalio.worker import Worker
 
 from activities.temporal import signal_sync
 from authority.sql import SqlStore
-from domain.authority import UnitChange
 from domain.messages import SyncNowInput, SyncPRInput, SyncResult
 from domain.naming import sync_pr_id
-from domain.paths import parse_path, set_path
-from tests.support import AuthoringRepo, git, make_repo
+from tests.support import AuthoringRepo, authority_change, eventually, git, make_repo
 from tests.workflows.helpers import publish
 from workflows.sync import SyncPRWorkflow
 
@@ -70,44 +67,6 @@ async def published(
     yield out
     with contextlib.suppress(RPCError):
         await env.client.get_workflow_handle(out.workflow_id).terminate("test over")
-
-
-def authority_change(store: SqlStore, space: str, source: str, **fields: Any) -> int:
-    unit = store.get_unit(space, UNIT)
-    assert unit is not None
-    rev = store.get_revision(space, UNIT, unit.head_revision)
-    assert rev is not None
-    data = rev.data
-    for path, value in fields.items():
-        data = set_path(data, parse_path(path.replace("__", ".")), value)
-    [outcome] = store.commit(
-        [
-            UnitChange(
-                space=space,
-                slug=UNIT,
-                expected_version=unit.version,
-                data=data,
-                description=f"{source} edit",
-                source=source,
-            )
-        ]
-    )
-    assert outcome.created
-    return outcome.revision
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, limit: float = 30.0
-) -> T:
-    """Poll in real time (the time-skipping server does not skip while we poll)."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {limit}s: last {value!r}")
-        await asyncio.sleep(0.05)
 
 
 async def history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
@@ -161,7 +120,7 @@ async def test_a_burst_of_requests_is_one_push_and_one_pr_then_idle_ends_it(
     env: WorkflowEnvironment, worker: Worker, store: SqlStore, published: Published
 ) -> None:
     p = published
-    authority_change(store, p.space, "drift-capture", spec__lambdaMemory=512)
+    authority_change(store, p.space, UNIT, "drift-capture", spec__lambdaMemory=512)
     for reason in ("capture", "set", "rollback"):
         assert await signal_sync(env.client, worker.task_queue, p.space, reason) == p.workflow_id
     handle = env.client.get_workflow_handle_for(SyncPRWorkflow.run, p.workflow_id)
@@ -199,7 +158,7 @@ async def test_a_burst_of_requests_is_one_push_and_one_pr_then_idle_ends_it(
     assert pushes(await history(handle)) == 1
 
     # a new change: signal-with-start starts a fresh run, which updates the same PR
-    authority_change(store, p.space, "operator", spec__lambdaTimeout=20)
+    authority_change(store, p.space, UNIT, "operator", spec__lambdaTimeout=20)
     await signal_sync(env.client, worker.task_queue, p.space, "set")
     again = env.client.get_workflow_handle_for(SyncPRWorkflow.run, p.workflow_id)
     second_run = (await again.describe()).run_id
@@ -229,7 +188,7 @@ async def test_sync_now_dry_run_and_in_sync_after_the_merge(
         task_queue=worker.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    authority_change(store, p.space, "break-glass", spec__lambdaMemory=768)
+    authority_change(store, p.space, UNIT, "break-glass", spec__lambdaMemory=768)
 
     dry: SyncResult = await handle.execute_update(
         SyncPRWorkflow.sync_now, SyncNowInput(dry_run=True)
@@ -281,13 +240,13 @@ async def test_a_request_during_the_debounce_restarts_the_window(
     env: WorkflowEnvironment, worker: Worker, store: SqlStore, published: Published
 ) -> None:
     p = published
-    authority_change(store, p.space, "drift-capture", spec__lambdaMemory=512)
+    authority_change(store, p.space, UNIT, "drift-capture", spec__lambdaMemory=512)
     await signal_sync(env.client, worker.task_queue, p.space, "capture")
     handle = env.client.get_workflow_handle_for(SyncPRWorkflow.run, p.workflow_id)
     await debouncing_after(handle, 1)
     await env.sleep(timedelta(seconds=3))
 
-    authority_change(store, p.space, "drift-capture", spec__lambdaTimeout=20)
+    authority_change(store, p.space, UNIT, "drift-capture", spec__lambdaTimeout=20)
     await signal_sync(env.client, worker.task_queue, p.space, "capture")
     events = await debouncing_after(handle, 2)
     assert timers(events) == [timedelta(seconds=5), timedelta(seconds=5)]
