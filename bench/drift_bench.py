@@ -4,10 +4,11 @@
    without it (the timer alone, at a short drift_interval);
 2. sweep of 1,000 units (and optionally 10,000) on the dev server;
 3. idle cost of the 1,000 drift loops at a 5-minute interval: worker RSS, mean CPU,
-   history events per run.
+   history events per run;
+4. (idle-aws) idle cost of message-wall loops, whose checks also read AWS.
 
 Run: `.venv/bin/python bench/drift_bench.py [--edits 20] [--idle-seconds 300]
-[--parts watch,timer,sweep,sweep10k]`.
+[--parts watch,timer,sweep,sweep10k,idle-aws] [--aws-units 200]`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from apply_bench import repo_with  # type: ignore[import-not-found]
 from common import (  # type: ignore[import-not-found]
     ROOT,
     ProcessSampler,
@@ -122,6 +124,26 @@ def seed(env: dict[str, str], units: int, per_space: int = 100) -> None:
     kube.close()
 
 
+def idle_with_aws(stack: Any, tmp: Path, units: int, seconds: int) -> dict[str, Any]:
+    """Idle ServerlessEventAppClaim loops: each check also reads AWS (moto here)."""
+    cli(stack.env, "publish", "--repo", str(repo_with(tmp, units, "idle")), "--apply")
+    samplers = {name: ProcessSampler(stack.procs[name].pid) for name in ("worker", "sandbox")}
+    for sampler in samplers.values():
+        sampler.start()
+    time.sleep(seconds)
+    worker, sandbox = samplers["worker"].finish(), samplers["sandbox"].finish()
+    # Each loop ticks once per 300 s: checks in the window ≈ units * seconds / 300.
+    checks = units * seconds / 300
+    per_check_ms = worker["cpu_percent_of_one_core"] / 100 * seconds / checks * 1000
+    return {
+        "units": units,
+        "worker": worker,
+        "sandbox_moto_cpu_percent_of_one_core": sandbox["cpu_percent_of_one_core"],
+        "worker_cpu_ms_per_check": round(per_check_ms, 1),
+        "worker_cpu_percent_for_1000_loops": round(per_check_ms * 1000 / 300 / 10, 2),
+    }
+
+
 def sweep(env: dict[str, str]) -> dict[str, Any]:
     t = time.perf_counter()
     body = cli(env, "sweep", "run", timeout=3600)
@@ -150,13 +172,14 @@ async def events_per_run(env: dict[str, str], sample: int = 5) -> dict[str, floa
     }
 
 
-PARTS = ("watch", "timer", "sweep", "sweep10k")
+PARTS = ("watch", "timer", "sweep", "sweep10k", "idle-aws")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--edits", type=int, default=20)
     parser.add_argument("--idle-seconds", type=int, default=300)
+    parser.add_argument("--aws-units", type=int, default=200)
     parser.add_argument(
         "--parts",
         default="watch,timer,sweep",
@@ -209,6 +232,15 @@ def main() -> None:
             seed(stack.env, 10000)
             figures["sweep_10000_first_s"] = sweep(stack.env)
             figures["sweep_10000_again_s"] = sweep(stack.env)
+        finally:
+            stop(stack)
+
+    if "idle-aws" in parts:
+        stack = start(tmp / "e" / ".tributary")
+        try:
+            figures["idle_messagewall_loops_5m_interval"] = idle_with_aws(
+                stack, tmp / "e", args.aws_units, args.idle_seconds
+            )
         finally:
             stop(stack)
 
