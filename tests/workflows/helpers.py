@@ -1,4 +1,4 @@
-"""Starting the publish workflows from tests the way the CLI does."""
+"""Starting the publish and apply workflows from tests the way the CLI does."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.temporal import signal_apply
 from authority.sql import SqlStore
-from domain.messages import PublishRunInput, PublishRunResult, SourceRef
+from domain.apply import ApplyRequest
+from domain.messages import PublishRunInput, PublishRunResult, RequestApplyInput, SourceRef
 from starter.gitref import resolve
 from tests.support import AuthoringRepo
 from workflows._errors import error_info
@@ -75,3 +77,20 @@ def snapshot(store: SqlStore, *, units_only: bool = False) -> dict[str, Any]:
             },
         }
     return out
+
+
+async def ask(
+    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int, **kw: Any
+) -> tuple[str, str]:
+    """Request an apply (or delete); returns (workflow id, request id)."""
+    request_id = str(uuid.uuid4())
+    workflow_id = await signal_apply(
+        env.client,
+        worker.task_queue,
+        RequestApplyInput(
+            space=space,
+            unit=unit,
+            request=ApplyRequest(revision=revision, request_ids=[request_id], **kw),
+        ),
+    )
+    return workflow_id, request_id

@@ -26,7 +26,7 @@ from domain.naming import apply_id, drift_id
 from starter.applying import find, follow
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, set_patch_value
-from tests.workflows.helpers import publish
+from tests.workflows.helpers import ask, publish
 from workflows.apply import ApplyWorkflow
 from workflows.drift import DriftWorkflow
 
@@ -81,23 +81,6 @@ SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 AUTHOR = "Dana Developer <dana@example.com>"
 MW_GROUP, MW_PLURAL = "messagewall.demo", "serverlesseventappclaims"
 ACCOUNT = "123456789012"
-
-
-async def ask(
-    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int, **kw: Any
-) -> tuple[str, str]:
-    """Request an apply (or delete); returns (workflow id, request id)."""
-    request_id = str(uuid.uuid4())
-    workflow_id = await signal_apply(
-        env.client,
-        worker.task_queue,
-        RequestApplyInput(
-            space=space,
-            unit=unit,
-            request=ApplyRequest(revision=revision, request_ids=[request_id], **kw),
-        ),
-    )
-    return workflow_id, request_id
 
 
 async def until(

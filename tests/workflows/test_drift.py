@@ -27,9 +27,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import workflows.drift
 from activities.drift import DriftActivities
 from activities.source import SourceCache
-from activities.temporal import signal_apply, signal_drift, start_drift
+from activities.temporal import signal_drift, start_drift
 from authority.sql import SqlStore
-from domain.apply import ApplyOutcome, ApplyRequest, ApproveInput
+from domain.apply import ApplyOutcome, ApproveInput
 from domain.authority import UnitStateChange
 from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
 from domain.messages import (
@@ -37,13 +37,12 @@ from domain.messages import (
     DriftCheckInput,
     DriftCheckResult,
     DriftInput,
-    RequestApplyInput,
 )
 from domain.naming import apply_id, drift_id
 from starter.applying import find
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, eventually
-from tests.workflows.helpers import publish
+from tests.workflows.helpers import ask, publish
 from worker import WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
 from workflows.drift import DriftWorkflow
@@ -74,16 +73,7 @@ async def apply_and_wait(
     **kw: Any,
 ) -> ApplyOutcome:
     """Request an apply; approve it when a gate stops it; wait until it settles for good."""
-    request_id = str(uuid.uuid4())
-    await signal_apply(
-        env.client,
-        worker.task_queue,
-        RequestApplyInput(
-            space=space,
-            unit=unit,
-            request=ApplyRequest(revision=revision, request_ids=[request_id], **kw),
-        ),
-    )
+    _, request_id = await ask(env, worker, space, unit, revision, **kw)
     handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(space, unit))
     approved = False
     deadline = time.monotonic() + 60
