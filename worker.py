@@ -33,7 +33,7 @@ from authority import open_store
 from authority.protocol import AuthorityStore
 from starter.settings import Settings, connect
 from workflows.apply import ApplyWorkflow
-from workflows.change import BulkSetWorkflow, RollbackWorkflow
+from workflows.change import BulkSetWorkflow, RollbackWorkflow, SpaceGatesWorkflow
 from workflows.drift import DriftWorkflow
 from workflows.publish import PublishRunWorkflow, PublishWorkflow
 from workflows.sweep import SweepWorkflow
@@ -44,6 +44,7 @@ WORKFLOWS: Sequence[type] = (
     PublishWorkflow,
     BulkSetWorkflow,
     RollbackWorkflow,
+    SpaceGatesWorkflow,
     ApplyWorkflow,
     DriftWorkflow,
     SweepWorkflow,
@@ -84,6 +85,7 @@ def activities(
         auth.record_applied,
         auth.list_units_page,
         auth.count_drift,
+        auth.space_gates,
         drift.check,
         drift.capture,
         drift.record,

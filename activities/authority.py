@@ -14,6 +14,7 @@ from domain.errors import NotFound
 from domain.messages import (
     ApplyContextInput,
     ApplyContextResult,
+    ApplyGates,
     CommitInput,
     CommitResult,
     CountDriftInput,
@@ -31,6 +32,8 @@ from domain.messages import (
     SnapshotUnitsInput,
     SnapshotUnitsResult,
     SpaceGate,
+    SpaceGatesInput,
+    SpaceGatesResult,
     UnitHead,
     UnitKey,
 )
@@ -65,7 +68,12 @@ class AuthorityActivities:
                 base_data=base.data if base and base.source in GIT_SOURCES else None,
                 state=u.state,
             )
-        return SnapshotUnitsResult(units=out, states={u.slug: u.state for u in every})
+        space = self.store.get_space(inp.space)
+        return SnapshotUnitsResult(
+            units=out,
+            states={u.slug: u.state for u in every},
+            gates=space.gates() if space is not None else None,
+        )
 
     @activity.defn(name="authority.commit")
     @decided
@@ -144,6 +152,9 @@ class AuthorityActivities:
             )
         ]
         return ApplyContextResult(
+            gates=ApplyGates(
+                kinds=space.kinds, namespaces=space.namespaces, destination=space.destination
+            ),
             data=rev.data,
             violations=rev.policy.violations,
             approval=space.approval,
@@ -161,9 +172,33 @@ class AuthorityActivities:
             inp.space,
             inp.unit,
             inp.revision,
-            Approval(by=inp.by, at=inp.at, comment=inp.comment, action=inp.action, gate=inp.gate),
+            Approval(
+                by=inp.by,
+                asserted=inp.asserted,
+                at=inp.at,
+                comment=inp.comment,
+                action=inp.action,
+                gate=inp.gate,
+            ),
         )
         return RecordApprovalResult(approved_by=[a.by for a in rev.approvals])
+
+    @activity.defn(name="authority.space_gates")
+    @decided
+    def space_gates(self, inp: SpaceGatesInput) -> SpaceGatesResult:
+        """Read a space's gates, or change them (``tributary space set``)."""
+        changed: list[str] = []
+        if inp.update is not None:
+            space, changed = self.store.set_space_gates(inp.update)
+        else:
+            found = self.store.get_space(inp.space)
+            if found is None:
+                known = ", ".join(s.name for s in self.store.list_spaces()) or "none yet"
+                raise NotFound(f"space {inp.space!r} does not exist (known: {known})")
+            space = found
+        return SpaceGatesResult(
+            space=space.name, environment=space.environment, gates=space.gates(), changed=changed
+        )
 
     @activity.defn(name="authority.record_applied")
     @decided

@@ -11,7 +11,8 @@ from temporalio import activity
 from activities._errors import decided
 from activities.kube_client import KubeClient, Resource
 from domain.apply import readiness
-from domain.errors import Rejected
+from domain.errors import PolicyDenied, Rejected
+from domain.gates import object_problem, owner_problem, with_owner
 from domain.messages import (
     KubeApplyInput,
     KubeApplyResult,
@@ -42,7 +43,21 @@ class KubeActivities:
     @decided
     def apply(self, inp: KubeApplyInput) -> KubeApplyResult:
         data = inp.data
+        if inp.gates is not None:
+            # Before discovery: a kind the space may not apply never gets its XRD installed.
+            self._check_gates(inp, data, namespaced=None)
         res = self._served(str(data["apiVersion"]), str(data["kind"]), inp.xrds)
+        if inp.gates is not None:
+            self._check_gates(inp, data, namespaced=res.namespaced)
+        if inp.space:
+            # A forced server-side apply takes every field over: read the live object
+            # first and refuse one another space owns; label ours as ours.
+            meta = data.get("metadata") or {}
+            namespace = (meta.get("namespace") or "default") if res.namespaced else None
+            problem = owner_problem(inp.space, self.kube.get(res, str(meta["name"]), namespace))
+            if problem:
+                raise PolicyDenied(problem)
+            data = with_owner(inp.space, data)
         body = self.kube.apply(res, data)
         if self.on_applied is not None and inp.space:
             self.on_applied(res, body, inp.space, inp.unit)
@@ -99,6 +114,24 @@ class KubeActivities:
                 raise RuntimeError(f"{inp.ref.kind}/{inp.ref.name} still exists after delete")
             time.sleep(1)
         return KubeDeleteResult(existed=existed)
+
+    def _check_gates(
+        self, inp: KubeApplyInput, data: dict[str, Any], *, namespaced: bool | None
+    ) -> None:
+        gates = inp.gates
+        assert gates is not None
+        if gates.destination and namespaced is None:
+            current = self.kube.context_name()
+            if current != gates.destination:
+                raise PolicyDenied(
+                    f"space {inp.space} applies to destination {gates.destination}, but this "
+                    f"worker's cluster is {current or '(no context)'}"
+                )
+        problem = object_problem(
+            inp.space, gates.kinds, gates.namespaces, data, namespaced=namespaced
+        )
+        if problem:
+            raise PolicyDenied(problem)
 
     # ---- discovery ------------------------------------------------------------------
 

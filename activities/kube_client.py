@@ -69,6 +69,16 @@ class KubeClient:
                 )
             return self._api
 
+    def context_name(self) -> str:
+        """The kubeconfig context this client talks to (a space's destination)."""
+        if self._context:
+            return self._context
+        try:
+            _contexts, active = config.list_kube_config_contexts(config_file=self._kubeconfig)
+        except config.ConfigException:
+            return ""
+        return str((active or {}).get("name") or "")
+
     def close(self) -> None:
         if self._api is not None:
             self._api.close()

@@ -8,6 +8,7 @@ the current tables never rewrites history.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -144,11 +145,73 @@ def _m004_sweep_state(conn: Connection) -> None:
     )
 
 
+def _m009_space_gates(conn: Connection) -> None:
+    """Issue 10: a space's gates live in the authority, set by `tributary space set`.
+
+    Approval and the sync base already had a home; the allowed kinds, namespaces and
+    destination are new, and so is the record of who set the gates and when.
+    """
+    for ddl in (
+        "ALTER TABLE spaces ADD COLUMN kinds JSON NOT NULL DEFAULT '[]'",
+        "ALTER TABLE spaces ADD COLUMN namespaces JSON NOT NULL DEFAULT '[]'",
+        "ALTER TABLE spaces ADD COLUMN destination TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE spaces ADD COLUMN gates_set_by TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE spaces ADD COLUMN gates_set_at TIMESTAMP WITH TIME ZONE",
+        "ALTER TABLE spaces ADD COLUMN gates_asserted VARCHAR(32) NOT NULL DEFAULT ''",
+    ):
+        if conn.dialect.name == "sqlite":
+            ddl = ddl.replace(" WITH TIME ZONE", "")
+        conn.execute(text(ddl))
+
+
+def _m010_seed_space_gates(conn: Connection) -> None:
+    """Existing spaces keep applying what they already hold: their units' kinds (and
+    the Claim kinds of their stored XRDs) and their units' namespaces.
+
+    Without this, every space created before migration 9 would allow nothing and
+    every apply would be refused; an admin narrows them with `tributary space set`.
+    """
+    spaces = conn.execute(text("SELECT name, policy FROM spaces")).all()
+    for name, policy in spaces:
+        policy = json.loads(policy) if isinstance(policy, str) else (policy or {})
+        kinds: set[str] = set()
+        for docs in (policy.get("xrds") or {}).values():
+            for xrd in docs or []:
+                spec = xrd.get("spec") or {}
+                claim = (spec.get("claimNames") or {}).get("kind")
+                if spec.get("group") and claim:
+                    kinds.add(f"{spec['group']}/{claim}")
+        namespaces: set[str] = set()
+        rows = conn.execute(
+            text(
+                "SELECT u.api_version, u.kind, r.data FROM units u JOIN revisions r "
+                "ON r.space = u.space AND r.unit = u.slug AND r.number = u.head_revision "
+                "WHERE u.space = :space"
+            ),
+            {"space": name},
+        ).all()
+        for api_version, kind, data in rows:
+            group = api_version.rpartition("/")[0] if "/" in api_version else ""
+            kinds.add(f"{group}/{kind}")
+            data = json.loads(data) if isinstance(data, str) else (data or {})
+            namespaces.add(str((data.get("metadata") or {}).get("namespace") or "default"))
+        conn.execute(
+            text("UPDATE spaces SET kinds = :kinds, namespaces = :namespaces WHERE name = :name"),
+            {
+                "kinds": json.dumps(sorted(kinds)),
+                "namespaces": json.dumps(sorted(namespaces or {"default"})),
+                "name": name,
+            },
+        )
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
     (2, _m002_drift_status),
     (3, _m003_sync_prs),
     (4, _m004_sweep_state),
+    (9, _m009_space_gates),
+    (10, _m010_seed_space_gates),
 ]
 LATEST = MIGRATIONS[-1][0]
 

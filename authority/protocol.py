@@ -11,6 +11,7 @@ from typing import Protocol
 from domain.authority import (
     Approval,
     ChangeOutcome,
+    GatesUpdate,
     RevisionRecord,
     Source,
     SpaceRecord,
@@ -53,6 +54,14 @@ class AuthorityStore(Protocol):
         whose ``expected_version`` no longer matches raises ``StaleVersion`` —
         unless the head revision carries the same ``idempotency_key``, which means
         this very change was already written by an earlier attempt.
+        """
+        ...
+
+    def set_space_gates(self, change: GatesUpdate) -> tuple[SpaceRecord, list[str]]:
+        """Change a space's gates (``tributary space set``), recording who and when.
+
+        ``commit(spaces=…)`` writes gates only when it creates a space; this is the
+        only way to change them afterwards. Returns the space and the gates changed.
         """
         ...
 

@@ -28,6 +28,7 @@ from authority.migrations import migrate
 from domain.authority import (
     Approval,
     ChangeOutcome,
+    GatesUpdate,
     PolicyBundle,
     PolicyResult,
     RevisionRecord,
@@ -222,6 +223,48 @@ class SqlStore:
             row = conn.execute(_revision_query(space, slug, number)).mappings().one()
         return _revision(row)
 
+    def set_space_gates(self, change: GatesUpdate) -> tuple[SpaceRecord, list[str]]:
+        """Change a space's gates (the admin command); returns it and what changed.
+
+        Records who changed them and when, even when nothing changed: the call
+        itself is the admin's statement.
+        """
+        with self._write() as conn:
+            row = (
+                conn.execute(select(t.spaces).where(t.spaces.c.name == change.space))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFound(f"space {change.space!r} does not exist in the authority")
+            now = _now()
+            values: dict[str, Any] = {}
+            for column in GATE_COLUMNS:
+                wanted = getattr(change, column)
+                if wanted is not None and not json_equal(row[column], wanted):
+                    values[column] = wanted
+            sync = dict(row["sync"] or {})
+            if change.base is not None and sync.get("base", "") != change.base:
+                values["sync"] = {**sync, "base": change.base}
+            changed = sorted("base" if k == "sync" else k for k in values)
+            conn.execute(
+                update(t.spaces)
+                .where(t.spaces.c.name == change.space)
+                .values(
+                    updated_at=now,
+                    gates_set_by=change.by,
+                    gates_set_at=now,
+                    gates_asserted=change.asserted,
+                    **values,
+                )
+            )
+            row = (
+                conn.execute(select(t.spaces).where(t.spaces.c.name == change.space))
+                .mappings()
+                .one()
+            )
+        return _space(row), changed
+
     def record_applied(
         self, space: str, slug: str, number: int, *, live: bool, applied: bool = True
     ) -> UnitRecord:
@@ -396,9 +439,14 @@ def _unit_query(space: str, slug: str) -> Any:
     return select(t.units).where(t.units.c.space == space, t.units.c.slug == slug)
 
 
+# Gate columns: seeded when a space is created, then written only by set_space_gates
+# (`tributary space set`). A publish of an existing space never changes them.
+GATE_COLUMNS = ("approval", "kinds", "namespaces", "destination")
+
+
 def _upsert_space(conn: Connection, spec: SpaceSpec) -> None:
     now = _now()
-    values = {
+    values: dict[str, Any] = {
         "environment": spec.environment,
         "approval": spec.approval,
         "drift": spec.drift,
@@ -409,13 +457,21 @@ def _upsert_space(conn: Connection, spec: SpaceSpec) -> None:
         "ignore_paths": spec.ignore,
         "policy": spec.policy.model_dump(mode="json"),
         "sync": spec.sync.model_dump(mode="json"),
+        "kinds": spec.kinds,
+        "namespaces": spec.namespaces,
+        "destination": spec.destination,
     }
     row = conn.execute(select(t.spaces).where(t.spaces.c.name == spec.name)).mappings().first()
     if row is None:
         conn.execute(
             insert(t.spaces).values(name=spec.name, created_at=now, updated_at=now, **values)
         )
-    elif any(not json_equal(row[k], v) for k, v in values.items()):
+        return
+    for column in GATE_COLUMNS:
+        del values[column]
+    # The sync base branch is a gate too: the stored one stays.
+    values["sync"] = {**values["sync"], "base": (row["sync"] or {}).get("base", "")}
+    if any(not json_equal(row[k], v) for k, v in values.items()):
         conn.execute(
             update(t.spaces).where(t.spaces.c.name == spec.name).values(updated_at=now, **values)
         )
@@ -552,8 +608,14 @@ def _space(row: Any) -> SpaceRecord:
         ignore=row["ignore_paths"],
         policy=PolicyBundle.model_validate(row["policy"]),
         sync=SyncSettings.model_validate(row["sync"] or {}),
+        kinds=row["kinds"] or [],
+        namespaces=row["namespaces"] or [],
+        destination=row["destination"] or "",
         created_at=_utc(row["created_at"]),
         updated_at=_utc(row["updated_at"]),
+        gates_set_by=row["gates_set_by"] or "",
+        gates_set_at=_utc(row["gates_set_at"]) if row["gates_set_at"] else None,
+        gates_asserted=row["gates_asserted"] or "",
     )
 
 

@@ -44,6 +44,12 @@ spaces = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("sync", JSON, nullable=False, server_default="{}"),
+    Column("kinds", JSON, nullable=False, server_default="[]"),
+    Column("namespaces", JSON, nullable=False, server_default="[]"),
+    Column("destination", Text, nullable=False, server_default=""),
+    Column("gates_set_by", Text, nullable=False, server_default=""),
+    Column("gates_set_at", DateTime(timezone=True), nullable=True),
+    Column("gates_asserted", String(32), nullable=False, server_default=""),
 )
 
 units = Table(

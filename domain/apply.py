@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from domain.authority import Approval
+from domain.identity import same_identity
 from domain.project import ApprovalMode
 
 ApplyAction = Literal["apply", "delete"]
@@ -65,12 +66,14 @@ class ApproveInput(BaseModel):
     revision: int
     by: str
     comment: str = ""
+    asserted: str = ""  # how the CLI knew ``by`` (domain/identity.py)
 
 
 class ApproveResult(BaseModel):
     revision: int
     by: str
     accepted: bool = True
+    asserted: str = ""
 
 
 def is_precious(data: dict[str, Any]) -> bool:
@@ -124,13 +127,8 @@ def standing_approval(
 
 
 def _same_person(by: str, author: str) -> bool:
-    """``by`` names the author (``Name <email>``) by name or e-mail."""
-    who = by.strip().lower()
-    author = author.lower()
-    if not who or not author:
-        return False
-    name, _, email = author.partition("<")
-    return who in (author, name.strip(), email.rstrip(">").strip())
+    """``by`` names the author: normalized identities meet (domain/identity.py)."""
+    return same_identity(by, author)
 
 
 class Readiness(BaseModel):

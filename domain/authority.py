@@ -37,6 +37,9 @@ class Approval(BaseModel):
     by: str
     at: datetime
     comment: str = ""
+    # How the CLI knew who ``by`` is (domain/identity.py): env:TRIBUTARY_ACTOR,
+    # ci:github, ci:gitlab, os-user, or flag (``--by`` alone: self-asserted).
+    asserted: str = ""
     action: Literal["apply", "delete"] = "apply"  # what was approved
     gate: Literal["", "acknowledge", "required"] = ""  # the gate it satisfied
 
@@ -75,11 +78,57 @@ class SpaceSpec(BaseModel):
     ignore: list[str] = Field(default_factory=list)
     policy: PolicyBundle = Field(default_factory=PolicyBundle)
     sync: SyncSettings = Field(default_factory=lambda: SyncSettings())
+    # Gates (domain/gates.py): with ``approval`` and ``sync.base`` these are seeded
+    # from the commit that creates the space, then only `tributary space set` changes them.
+    kinds: list[str] = Field(default_factory=list)  # GROUP/KIND patterns it may apply
+    namespaces: list[str] = Field(default_factory=list)  # namespaces it may apply to
+    destination: str = ""  # the kubeconfig context it applies to; "" the worker's current one
+
+
+class SpaceGates(BaseModel):
+    """A space's gates as the authority holds them, and who set them last."""
+
+    approval: ApprovalMode = "none"
+    kinds: list[str] = Field(default_factory=list)
+    namespaces: list[str] = Field(default_factory=list)
+    destination: str = ""
+    base: str = ""
+    set_by: str = ""  # "" while they are still the seed of the creating commit
+    set_at: datetime | None = None
+    asserted: str = ""  # how set_by was known (see Approval.asserted)
 
 
 class SpaceRecord(SpaceSpec):
     created_at: datetime
     updated_at: datetime
+    gates_set_by: str = ""
+    gates_set_at: datetime | None = None
+    gates_asserted: str = ""
+
+    def gates(self) -> SpaceGates:
+        return SpaceGates(
+            approval=self.approval,
+            kinds=self.kinds,
+            namespaces=self.namespaces,
+            destination=self.destination,
+            base=self.sync.base,
+            set_by=self.gates_set_by,
+            set_at=self.gates_set_at,
+            asserted=self.gates_asserted,
+        )
+
+
+class GatesUpdate(BaseModel):
+    """``tributary space set``: the gates to change (None keeps one) and who changes them."""
+
+    space: str
+    approval: ApprovalMode | None = None
+    kinds: list[str] | None = None
+    namespaces: list[str] | None = None
+    destination: str | None = None
+    base: str | None = None
+    by: str
+    asserted: str = ""
 
 
 class UnitRecord(BaseModel):

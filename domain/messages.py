@@ -15,7 +15,9 @@ from domain.apply import ApplyHistory, ApplyOutcome, ApplyRequest
 from domain.authority import (
     Approval,
     ChangeOutcome,
+    GatesUpdate,
     PolicyBundle,
+    SpaceGates,
     SpaceSpec,
     UnitChange,
     UnitState,
@@ -111,6 +113,7 @@ class SnapshotUnitsInput(BaseModel):
 
 class SnapshotUnitsResult(BaseModel):
     units: dict[str, UnitSnapshot]
+    gates: SpaceGates | None = None  # None: the space does not exist yet
     # every unit of the space and its state, to find the ones Git no longer renders
     states: dict[str, str] = Field(default_factory=dict)
 
@@ -199,6 +202,7 @@ class UnitOutcome(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     conflict_fields: list[str] = Field(default_factory=list)
     changed_fields: list[str] = Field(default_factory=list)
+    reason: str = ""  # held: the gate that held it (domain/gates.py)
     apply_workflow_id: str = ""  # with --apply: where to follow the apply
     apply_request_id: str = ""
 
@@ -207,9 +211,13 @@ class PublishResult(BaseModel):
     space: str
     workflow_id: str = ""
     units: list[UnitOutcome] = Field(default_factory=list)
-    blocked: Literal["", "denied", "conflict"] = ""
+    blocked: Literal["", "denied", "conflict", "gates"] = ""
     written: bool = False
     error: ErrorInfo | None = None
+    # gates: why the space was held (a loosening commit), and what it asked to
+    # tighten that only `tributary space set` applies
+    gate_reasons: list[str] = Field(default_factory=list)
+    gate_notes: list[str] = Field(default_factory=list)
 
 
 class PublishRunResult(BaseModel):
@@ -279,7 +287,16 @@ class ApplyContextInput(BaseModel):
     revision: int
 
 
+class ApplyGates(BaseModel):
+    """What a space may apply: checked by the apply activity against the live cluster."""
+
+    kinds: list[str] = Field(default_factory=list)
+    namespaces: list[str] = Field(default_factory=list)
+    destination: str = ""
+
+
 class ApplyContextResult(BaseModel):
+    gates: ApplyGates | None = None
     data: dict[str, Any]
     violations: list[str]
     approval: ApprovalMode
@@ -295,6 +312,7 @@ class RecordApprovalInput(BaseModel):
     unit: str
     revision: int
     by: str
+    asserted: str = ""
     comment: str = ""
     at: datetime
     action: Literal["apply", "delete"] = "apply"
@@ -333,6 +351,8 @@ class KubeApplyInput(BaseModel):
     xrds: list[dict[str, Any]] = Field(default_factory=list)
     space: str = ""
     unit: str = ""
+    # None (tests, tools): no kind/namespace check; the owner label is always kept
+    gates: ApplyGates | None = None
 
 
 class KubeApplyResult(BaseModel):
@@ -619,3 +639,18 @@ class RequestSyncInput(BaseModel):
 
 class RequestSyncResult(BaseModel):
     workflow_ids: list[str]
+
+
+# ---- space gates (tributary space show|set) -----------------------------------------
+
+
+class SpaceGatesInput(BaseModel):
+    space: str
+    update: GatesUpdate | None = None  # None: only read them
+
+
+class SpaceGatesResult(BaseModel):
+    space: str
+    environment: str
+    gates: SpaceGates
+    changed: list[str] = Field(default_factory=list)  # gates this call changed

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from domain.gates import OWNER_LABEL
 from domain.paths import MISSING, Path, parse_path, set_path
 
 # Fields the API server owns. They say nothing about intent, so they never count
@@ -31,6 +32,10 @@ def strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
     if isinstance(meta, dict):
         for key in SERVER_OWNED_METADATA:
             meta.pop(key, None)
+        if isinstance(meta.get("labels"), dict):
+            # Set by the apply from the unit's space (domain/gates.py), not authored:
+            # it is never drift, and never part of a unit's data.
+            meta["labels"].pop(OWNER_LABEL, None)
         for key in ("labels", "annotations"):
             if meta.get(key) == {}:
                 del meta[key]

@@ -55,6 +55,36 @@ def parse_path(text: str) -> Path:
     return tuple(segments)
 
 
+# The fields that make an object the object it is: changing one would make a unit
+# describe another object (or none), so no edit outside Git may touch them.
+IDENTITY_PATHS: tuple[Path, ...] = (
+    ("apiVersion",),
+    ("kind",),
+    ("metadata", "name"),
+    ("metadata", "namespace"),
+)
+
+
+def identity_problem(path: Path) -> str | None:
+    """Why setting ``path`` would change an object's identity, or None.
+
+    Guards the identity fields themselves, everything under them
+    (``metadata.name.x``) and everything above them (``metadata``, the root):
+    replacing a parent replaces the identity field inside it.
+    """
+    for guarded in IDENTITY_PATHS:
+        n = min(len(path), len(guarded))
+        if tuple(path[:n]) == guarded[:n]:
+            where = ""
+            if len(path) < len(guarded):
+                where = f" (it holds {format_path(guarded)})"
+            elif len(path) > len(guarded):
+                where = f" (it is inside {format_path(guarded)})"
+            shown = format_path(path) or "(the whole object)"
+            return f"{shown}: a unit's identity cannot be changed by `set`{where}"
+    return None
+
+
 def format_path(path: Path) -> str:
     out: list[str] = []
     for seg in path:

@@ -22,7 +22,7 @@ PublishAction = Literal[
     "denied",  # a policy denied the render: nothing written
     "conflict",  # both sides changed the same field differently: nothing written
     "authority-ahead",  # only the authority changed: a sync PR will bring it to Git
-    "held",  # would change, but another unit of the space was denied or conflicted
+    "held",  # would change, but the space was denied, conflicted or stopped at a gate
     "orphaned",  # no longer rendered by Git: marked, never deleted silently
 ]
 WRITE_ACTIONS: dict[str, Source] = {"published": "ci", "merged": "ci-merged", "forced": "ci-forced"}
@@ -60,6 +60,7 @@ class UnitPlan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     conflict_fields: list[str] = Field(default_factory=list)
     changed_fields: list[str] = Field(default_factory=list)
+    reason: str = ""  # why a unit is held by a gate (domain/gates.py)
     # what to write, for write actions
     data: dict[str, Any] | None = None
     expected_version: int | None = None
@@ -72,7 +73,7 @@ class UnitPlan(BaseModel):
 
 class SpacePlan(BaseModel):
     units: list[UnitPlan]
-    blocked: Literal["", "denied", "conflict"] = ""
+    blocked: Literal["", "denied", "conflict", "gates"] = ""
 
     @property
     def writes(self) -> list[UnitPlan]:

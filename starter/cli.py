@@ -15,7 +15,7 @@ import traceback
 from typing import NoReturn
 
 from domain.errors import TributaryError
-from starter.commands import apply, change, demo, dev, drift, publish, read, sync
+from starter.commands import apply, change, demo, dev, drift, publish, read, space, sync
 from starter.output import Output
 from starter.runner import WorkflowFailed
 from starter.settings import Settings
@@ -68,6 +68,7 @@ def build_parser() -> Parser:
     apply.add_parsers(sub, common)
     drift.add_parsers(sub, common)
     sync.add_parsers(sub, common)
+    space.add_parsers(sub, common)
     return parser
 
 

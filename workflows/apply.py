@@ -84,7 +84,7 @@ class ApplyWorkflow:
     @workflow.update
     def approve(self, inp: ApproveInput) -> ApproveResult:
         self.approval = inp
-        return ApproveResult(revision=inp.revision, by=inp.by)
+        return ApproveResult(revision=inp.revision, by=inp.by, asserted=inp.asserted)
 
     @approve.validator
     def _check_approve(self, inp: ApproveInput) -> None:
@@ -167,7 +167,13 @@ class ApplyWorkflow:
                 await self._apply(req, ctx)
         except ActivityError as e:
             info = error_info(e)
-            reason: FailureReason = "rejected" if info.type == "Rejected" else "error"
+            # PolicyDenied: the space's gates refused the object (kind, namespace,
+            # another space's object) — decided, like a policy denial.
+            reason: FailureReason = "error"
+            if info.type == "Rejected":
+                reason = "rejected"
+            elif info.type == "PolicyDenied":
+                reason = "denied"
             self._finish(req, "failed", info.message, reason=reason)
 
     async def _pass_gate(self, req: ApplyRequest, ctx: ApplyContextResult) -> bool:
@@ -206,6 +212,7 @@ class ApplyWorkflow:
                 unit=self.unit,
                 revision=req.revision,
                 by=approval.by,
+                asserted=approval.asserted,
                 comment=approval.comment,
                 at=workflow.now(),
                 action=req.action,
@@ -223,7 +230,9 @@ class ApplyWorkflow:
         self._set(req, "applying", "server-side apply")
         applied = await workflow.execute_activity_method(
             KubeActivities.apply,
-            KubeApplyInput(data=ctx.data, xrds=ctx.xrds, space=self.space, unit=self.unit),
+            KubeApplyInput(
+                data=ctx.data, xrds=ctx.xrds, space=self.space, unit=self.unit, gates=ctx.gates
+            ),
             start_to_close_timeout=timedelta(minutes=3),
             heartbeat_timeout=timedelta(seconds=30),
             retry_policy=opt.RETRY,

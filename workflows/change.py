@@ -1,4 +1,5 @@
-"""Changes made in the authority rather than in Git: bulk ``set`` and ``rollback``.
+"""Changes made in the authority rather than in Git: bulk ``set``, ``rollback``, and
+a space's gates (``tributary space show|set``).
 
 Both meet the same gates as a publish — the schemas and policies stored with the
 space by its last publish — and write through the same optimistic-concurrency
@@ -31,13 +32,13 @@ with workflow.unsafe.imports_passed_through():
         RequestSyncInput,
         RollbackInput,
         RollbackResult,
+        SpaceGatesInput,
+        SpaceGatesResult,
     )
-    from domain.paths import parse_path, set_path
+    from domain.paths import identity_problem, parse_path, set_path
     from domain.publish import RenderedUnit
     from workflows import _options as opt
     from workflows._errors import decided_type
-
-IDENTITY_FIELDS = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
 
 
 def _bad_input(e: BadInput) -> ApplicationError:
@@ -108,12 +109,9 @@ class BulkSetWorkflow:
         except BadInput as e:
             raise _bad_input(e) from e
         for path, _ in paths:
-            if path in IDENTITY_FIELDS:
-                raise ApplicationError(
-                    f"{'.'.join(map(str, path))}: a unit's identity cannot be changed by `set`",
-                    type="BadInput",
-                    non_retryable=True,
-                )
+            problem = identity_problem(path)
+            if problem:
+                raise ApplicationError(problem, type="BadInput", non_retryable=True)
         attempt = 0
         while True:
             attempt += 1
@@ -269,3 +267,29 @@ class RollbackWorkflow:
                 changed_fields=[c.path for c in diff(head.data, target.data)],
                 warnings=check.warnings,
             )
+
+
+@workflow.defn(name="SpaceGatesWorkflow")
+class SpaceGatesWorkflow:
+    """``tributary space show|set``: read or change a space's gates in the authority.
+
+    A workflow rather than a direct write so the CLI needs only Temporal, and so
+    every change of a gate — who, how asserted, what changed — is in history.
+    """
+
+    @workflow.run
+    async def run(self, inp: SpaceGatesInput) -> SpaceGatesResult:
+        update = inp.update
+        result: SpaceGatesResult = await workflow.execute_activity_method(
+            AuthorityActivities.space_gates,
+            inp,
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"set the gates of {inp.space}" if update else f"read the gates of {inp.space}",
+        )
+        if update is not None:
+            workflow.set_current_details(
+                f"**{inp.space}** gates set by {update.by} ({update.asserted or 'unasserted'}): "
+                + (", ".join(result.changed) or "nothing changed")
+            )
+        return result

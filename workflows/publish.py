@@ -29,6 +29,13 @@ with workflow.unsafe.imports_passed_through():
         UnitChange,
         UnitStateChange,
     )
+    from domain.gates import (
+        GateReview,
+        hold_for_gates,
+        review_gates,
+        seed_kinds,
+        seed_namespaces,
+    )
     from domain.messages import (
         CheckObjectsInput,
         CheckoutInput,
@@ -151,6 +158,9 @@ class PublishRunWorkflow:
 class PublishWorkflow:
     """Publish one space's render of one commit into the authority."""
 
+    def __init__(self) -> None:
+        self._gates = GateReview()
+
     @workflow.run
     async def run(self, inp: PublishInput) -> PublishResult:
         space_cfg = inp.project.spaces[inp.space]
@@ -193,6 +203,9 @@ class PublishWorkflow:
                 base=inp.project.sync.base,
                 message=inp.project.sync.message,
             ),
+            # gates a new space starts with; an existing space keeps the authority's
+            kinds=seed_kinds(inp.bundle),
+            namespaces=seed_namespaces(rendered.objects),
         )
         by_slug = {u.slug: u for u in checked.units}
         attempt = 0
@@ -209,6 +222,11 @@ class PublishWorkflow:
             plan = plan_space(
                 checked.units, snapshot.units, force=inp.force, states=snapshot.states
             )
+            # The authority holds the gates: a commit that would loosen one is held.
+            self._gates = review_gates(
+                snapshot.gates, spec, {u.slug: u.data for u in checked.units}
+            )
+            plan = hold_for_gates(plan, self._gates, snapshot.units)
             if plan.blocked or inp.dry_run:
                 return self._finish(inp, plan, written=False)
             changes = [
@@ -305,11 +323,14 @@ class PublishWorkflow:
                     warnings=u.warnings,
                     conflict_fields=u.conflict_fields,
                     changed_fields=u.changed_fields,
+                    reason=u.reason,
                 )
                 for u in plan.units
             ],
             blocked=plan.blocked,
             written=written,
+            gate_reasons=list(dict.fromkeys(u.reason for u in plan.units if u.reason)),
+            gate_notes=self._gates.notes,
         )
         workflow.set_current_details(_summary_table([result]))
         return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from domain.apply import (
     ApproveResult,
 )
 from domain.errors import BadInput, NotFound
+from domain.identity import resolve_actor
 from domain.naming import apply_id
 from starter import applying, runner
 from starter.commands.change import author
@@ -52,11 +54,29 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-wait", action="store_true", help="request the apply and exit 5")
     p.set_defaults(func=apply)
 
-    p = sub.add_parser("approve", parents=[common], help="satisfy an approval gate")
+    p = sub.add_parser(
+        "approve",
+        parents=[common],
+        help="satisfy an approval gate",
+        description=(
+            "Approve the revision waiting at a unit's approval gate. The approver is the "
+            "identity of the environment: TRIBUTARY_ACTOR, else the CI actor (GITHUB_ACTOR "
+            "in GitHub Actions, GITLAB_USER_LOGIN in GitLab CI), else the OS user. --by WHO "
+            "that names the same person keeps that assertion; any other --by is recorded as "
+            "asserted by the flag alone. A required gate refuses the revision's author "
+            "(by name, e-mail or login: see the README's 'Approvals and identity')."
+        ),
+    )
     p.add_argument("space")
     p.add_argument("unit")
     p.add_argument("--revision", type=int, required=True, metavar="N")
-    p.add_argument("--by", required=True, metavar="WHO")
+    p.add_argument(
+        "--by",
+        default=None,
+        metavar="WHO",
+        help="the approver (default: the environment's identity; recorded with how it "
+        "was asserted)",
+    )
     p.add_argument("--comment", default="")
     p.set_defaults(func=approve)
 
@@ -160,13 +180,19 @@ async def delete(args: argparse.Namespace, out: Output, settings: Settings) -> i
 
 
 async def approve(args: argparse.Namespace, out: Output, settings: Settings) -> int:
+    actor = resolve_actor(args.by, os.environ)
     client = await runner.client_for(settings)
     workflow_id = apply_id(args.space, args.unit)
     handle = client.get_workflow_handle(workflow_id)
     try:
         result = await handle.execute_update(
             "approve",
-            ApproveInput(revision=args.revision, by=args.by, comment=args.comment),
+            ApproveInput(
+                revision=args.revision,
+                by=actor.name,
+                comment=args.comment,
+                asserted=actor.asserted,
+            ),
             result_type=ApproveResult,
         )
     except WorkflowUpdateFailedError as e:
@@ -185,8 +211,12 @@ async def approve(args: argparse.Namespace, out: Output, settings: Settings) -> 
             "unit": args.unit,
             "revision": result.revision,
             "approved_by": result.by,
+            "asserted": actor.asserted,
             "workflow_id": workflow_id,
         }
     )
-    out.line(f"approved {args.space}/{args.unit} revision {result.revision} as {result.by}")
+    out.line(
+        f"approved {args.space}/{args.unit} revision {result.revision} as {result.by} "
+        f"(identity asserted by {actor.asserted})"
+    )
     return 0

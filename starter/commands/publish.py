@@ -19,7 +19,8 @@ from starter.settings import Settings
 if TYPE_CHECKING:
     from starter.commands import Subparsers
 
-EXIT_ORDER = (("BadInput", 2), ("denied", 3), ("conflict", 4))
+# gates: a commit that would loosen a space's gates is held, like a policy denial
+EXIT_ORDER = (("BadInput", 2), ("denied", 3), ("gates", 3), ("conflict", 4))
 
 
 def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -176,10 +177,14 @@ def show(result: PublishRunResult, out: Output) -> None:
             if not note and u.action in ("published", "merged", "forced", "authority-ahead"):
                 note = ", ".join(u.changed_fields[:6]) + (" …" if len(u.changed_fields) > 6 else "")
             if u.action == "held":
-                note = f"held back: {space.blocked} elsewhere in the space"
+                note = u.reason or f"held back: {space.blocked} elsewhere in the space"
             rows.append([space.space, u.unit, u.action, u.revision, note])
             rows.extend(["", "", "warning", None, w] for w in u.warnings)
     out.table(["space", "unit", "action", "rev", "notes"], rows)
     for space in result.spaces:
         if space.error:
             out.progress(f"error in {space.space}: {space.error.message}")
+        for reason in space.gate_reasons:
+            out.progress(f"held in {space.space}: {reason}")
+        for note in space.gate_notes:
+            out.progress(f"note for {space.space}: {note}")

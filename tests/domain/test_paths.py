@@ -7,7 +7,15 @@ import copy
 import pytest
 
 from domain.errors import BadInput
-from domain.paths import MISSING, format_path, get_path, iter_leaves, parse_path, set_path
+from domain.paths import (
+    MISSING,
+    format_path,
+    get_path,
+    identity_problem,
+    iter_leaves,
+    parse_path,
+    set_path,
+)
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -302,3 +310,48 @@ def test_iter_leaves_treats_lists_and_empty_maps_as_leaves():
 def test_iter_leaves_of_a_scalar_is_the_root():
     assert list(iter_leaves(5)) == [((), 5)]
     assert list(iter_leaves({})) == [((), {})]
+
+
+# ---- the identity guard (issue 10, hole 8) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "apiVersion",
+        "kind",
+        "metadata.name",
+        "metadata.namespace",
+        "metadata",  # replaces name and namespace with whatever the value holds
+        "metadata.name.x",  # turns the name into a map
+        "metadata.namespace[0]",
+        "kind.x",
+        'metadata["name"]',
+    ],
+)
+def test_identity_guard_covers_paths_above_and_under(text: str) -> None:
+    problem = identity_problem(parse_path(text))
+    assert problem is not None
+    assert "a unit's identity cannot be changed by `set`" in problem
+
+
+def test_identity_guard_covers_the_root() -> None:
+    assert identity_problem(()) == (
+        "(the whole object): a unit's identity cannot be changed by `set` (it holds apiVersion)"
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["spec.lambdaMemory", "metadata.labels.team", "metadata.annotations", "metadata2"]
+)
+def test_identity_guard_leaves_other_paths_alone(text: str) -> None:
+    assert identity_problem(parse_path(text)) is None
+
+
+def test_identity_guard_names_the_field_it_protects() -> None:
+    assert identity_problem(("metadata",)) == (
+        "metadata: a unit's identity cannot be changed by `set` (it holds metadata.name)"
+    )
+    assert identity_problem(("metadata", "name", "x")) == (
+        "metadata.name.x: a unit's identity cannot be changed by `set` (it is inside metadata.name)"
+    )

@@ -169,6 +169,27 @@ async def test_set_cannot_rename_a_unit(
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("metadata", {"name": "x"}), ("metadata.name.x", "y"), ("kind", "Secret")],
+)
+async def test_set_cannot_reach_identity_through_a_parent_or_child(
+    env: WorkflowEnvironment,
+    worker: Worker,
+    store: SqlStore,
+    published: AuthoringRepo,
+    path: str,
+    value: object,
+) -> None:
+    before = snapshot(store)
+    kind, message = await failure(
+        bulk_set(env, worker, spaces=PROD, assignments=[Assignment(path=path, value=value)])
+    )
+    assert kind == "BadInput"
+    assert message.startswith(f"{path}: a unit's identity cannot be changed by `set`")
+    assert snapshot(store) == before
+
+
 async def test_set_unknown_space(
     env: WorkflowEnvironment, worker: Worker, store: SqlStore, published: AuthoringRepo
 ) -> None:
