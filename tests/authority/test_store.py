@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,9 +16,11 @@ from authority.migrations import LATEST, MIGRATIONS, current_version, migrate
 from authority.sql import SqlStore, make_engine
 from domain.authority import (
     ChangeOutcome,
+    GatesUpdate,
     PolicyBundle,
     PolicyResult,
     SpaceSpec,
+    SyncSettings,
     UnitChange,
 )
 from domain.errors import NotFound, StaleVersion
@@ -170,7 +173,12 @@ def test_space_is_created(store):
     assert store.commit([], spaces=[space_spec()]) == []
     found = store.get_space(SPACE)
     assert found is not None
-    assert found.model_dump(exclude={"created_at", "updated_at"}) == space_spec().model_dump()
+    assert (
+        found.model_dump(
+            exclude={"created_at", "updated_at", "gates_set_by", "gates_set_at", "gates_asserted"}
+        )
+        == space_spec().model_dump()
+    )
     assert found.created_at == found.updated_at
 
 
@@ -183,7 +191,6 @@ def test_space_upsert_updates_fields_and_policy_bundle(seeded):
         digest="d2",
     )
     new = space_spec(
-        approval="required",
         drift="revert",
         drift_interval_seconds=60,
         labels={"t": "x"},
@@ -191,7 +198,6 @@ def test_space_upsert_updates_fields_and_policy_bundle(seeded):
     )
     seeded.commit([], spaces=[new])
     found = seeded.get_space(SPACE)
-    assert found.approval == "required"
     assert found.drift == "revert"
     assert found.drift_interval_seconds == 60
     assert found.labels == {"t": "x"}
@@ -204,6 +210,152 @@ def test_space_upsert_with_same_values_does_not_touch_it(seeded):
     first = seeded.get_space(SPACE)
     seeded.commit([], spaces=[space_spec()])
     assert seeded.get_space(SPACE) == first
+
+
+# ---- gates (issue 10, hole 4) --------------------------------------------------------------
+
+GATED = {
+    "approval": "required",
+    "kinds": ["messagewall.demo/ServerlessEventAppClaim"],
+    "namespaces": ["team-a"],
+    "destination": "prod-cluster",
+    "sync": SyncSettings(base="main"),
+}
+
+
+def test_gates_are_seeded_when_a_space_is_created(store):
+    store.commit([], spaces=[space_spec(**GATED)])
+    gates = store.get_space(SPACE).gates()
+    assert gates.model_dump() == {
+        "approval": "required",
+        "kinds": ["messagewall.demo/ServerlessEventAppClaim"],
+        "namespaces": ["team-a"],
+        "destination": "prod-cluster",
+        "base": "main",
+        "set_by": "",
+        "set_at": None,
+        "asserted": "",
+    }
+
+
+def test_a_publish_never_rewrites_the_gates_of_an_existing_space(store):
+    store.commit([], spaces=[space_spec(**GATED)])
+    loose = space_spec(
+        approval="none",
+        kinds=["*/*", "rbac.authorization.k8s.io/ClusterRoleBinding"],
+        namespaces=["*"],
+        destination="",
+        sync=SyncSettings(base="evil", debounce_seconds=5),
+        labels={"t": "y"},
+    )
+    store.commit([], spaces=[loose])
+    found = store.get_space(SPACE)
+    assert found.gates().model_dump(exclude={"set_by", "set_at", "asserted"}) == {
+        "approval": "required",
+        "kinds": ["messagewall.demo/ServerlessEventAppClaim"],
+        "namespaces": ["team-a"],
+        "destination": "prod-cluster",
+        "base": "main",
+    }
+    # what is not a gate still follows Git
+    assert found.labels == {"t": "y"}
+    assert found.sync.debounce_seconds == 5
+
+
+def test_set_space_gates_changes_them_and_records_who_and_when(store):
+    store.commit([], spaces=[space_spec(**GATED)])
+    before = datetime.now(UTC)
+    found, changed = store.set_space_gates(
+        GatesUpdate(
+            space=SPACE,
+            approval="acknowledge",
+            kinds=["/ConfigMap", "messagewall.demo/*"],
+            base="release",
+            by="Olu <olu@example.com>",
+            asserted="env:TRIBUTARY_ACTOR",
+        )
+    )
+    assert changed == ["approval", "base", "kinds"]
+    gates = found.gates()
+    assert (gates.approval, gates.kinds, gates.namespaces, gates.base) == (
+        "acknowledge",
+        ["/ConfigMap", "messagewall.demo/*"],
+        ["team-a"],
+        "release",
+    )
+    assert (gates.set_by, gates.asserted) == ("Olu <olu@example.com>", "env:TRIBUTARY_ACTOR")
+    assert gates.set_at is not None and gates.set_at >= before - timedelta(seconds=1)
+    assert store.get_space(SPACE).gates() == gates
+
+
+def test_set_space_gates_of_an_unknown_space_writes_nothing(store):
+    with pytest.raises(NotFound, match="space 'nope' does not exist"):
+        store.set_space_gates(GatesUpdate(space="nope", approval="none", by="olu"))
+    assert store.list_spaces() == []
+
+
+def test_migration_10_seeds_gates_of_spaces_that_existed_before(store_url):
+    """A store from before migration 9 keeps applying what it already runs."""
+    engine = make_engine(store_url)
+    try:
+        with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
+            for version, step in MIGRATIONS:
+                if version < 9:
+                    step(conn)
+            now = datetime.now(UTC)
+            xrd = {"spec": {"group": "messagewall.demo", "claimNames": {"kind": "AppClaim"}}}
+            conn.execute(
+                sqlalchemy.text(
+                    "INSERT INTO spaces (name, environment, approval, drift, "
+                    "drift_interval_seconds, labels, repo, overlay, ignore_paths, policy, "
+                    "created_at, updated_at) VALUES ('old', 'dev', 'none', 'capture', 300, "
+                    "'{}', '', '', '[]', :policy, :now, :now)"
+                ),
+                {"policy": json.dumps({"xrds": {"x.yaml": [xrd]}}), "now": now},
+            )
+            data = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": "team-b"},
+            }
+            conn.execute(
+                sqlalchemy.text(
+                    "INSERT INTO units (space, slug, api_version, kind, labels, head_revision, "
+                    "version, last_change_description, state, created_at, updated_at) VALUES "
+                    "('old', 'c', 'v1', 'ConfigMap', '{}', 1, 1, '', 'active', :now, :now)"
+                ),
+                {"now": now},
+            )
+            conn.execute(
+                sqlalchemy.text(
+                    "INSERT INTO revisions (space, unit, number, data, description, source, "
+                    "tags, author, policy, approvals, idempotency_key, created_at) VALUES "
+                    "('old', 'c', 1, :data, '', 'ci', '{}', '', '{}', '[]', '', :now)"
+                ),
+                {"data": json.dumps(data), "now": now},
+            )
+            conn.execute(
+                sqlalchemy.text(
+                    "CREATE TABLE tributary_schema_version (version INTEGER PRIMARY KEY, "
+                    "applied_at TIMESTAMP NOT NULL)"
+                )
+            )
+            for version, _ in MIGRATIONS:
+                if version < 9:
+                    conn.execute(
+                        sqlalchemy.text("INSERT INTO tributary_schema_version VALUES (:v, :now)"),
+                        {"v": version, "now": now},
+                    )
+    finally:
+        engine.dispose()
+    migrated = SqlStore(store_url)
+    try:
+        gates = migrated.get_space("old").gates()
+        assert gates.kinds == ["/ConfigMap", "messagewall.demo/AppClaim"]
+        assert gates.namespaces == ["team-b"]
+        assert gates.approval == "none"
+    finally:
+        migrated.close()
 
 
 def test_list_spaces_is_sorted_by_name(store):
@@ -969,7 +1121,8 @@ def test_space_sync_settings_round_trip(store):
     store.commit([], spaces=[space_spec(sync=settings)])
     assert store.get_space(SPACE).sync == settings
     store.commit([], spaces=[space_spec()])  # a later publish without sync: back to defaults
-    assert store.get_space(SPACE).sync == SyncSettings()
+    # ... except the base branch: a gate, kept by the authority (issue 10)
+    assert store.get_space(SPACE).sync == SyncSettings(base="release")
 
 
 def test_pr_numbers_start_at_1_and_are_global_across_spaces(store):
