@@ -19,8 +19,9 @@ from temporalio.worker import Worker
 from activities.temporal import signal_apply
 from authority.sql import SqlStore
 from domain.apply import ApplyOutcome, ApplyRequest, ApproveInput, ApproveResult
-from domain.authority import PolicyResult, UnitChange
+from domain.authority import GatesUpdate, PolicyResult, UnitChange
 from domain.drift import DriftStatus
+from domain.gates import OWNER_LABEL
 from domain.messages import ApplyStatus, RequestApplyInput
 from domain.naming import apply_id, drift_id
 from starter.applying import find, follow
@@ -233,7 +234,8 @@ async def test_apply_without_approval_is_live_and_owned_by_tributary(
     rev = store.get_revision(space, unit, 1)
     assert rev is not None
     assert claim["spec"] == rev.data["spec"]
-    assert claim["metadata"]["labels"] == rev.data["metadata"]["labels"]
+    # ... plus the owner label that ties the object to its space (issue 10)
+    assert claim["metadata"]["labels"] == {**rev.data["metadata"]["labels"], OWNER_LABEL: space}
     assert claim["metadata"]["generation"] == 1
     managers = {(e["manager"], e["operation"]) for e in claim["metadata"]["managedFields"]}
     assert ("tributary", "Apply") in managers
@@ -383,11 +385,8 @@ async def test_authors_acknowledgement_does_not_satisfy_a_later_required_gate(
     await approve(env, space, unit, 1, "Dana Developer")
     assert (await until(env, workflow_id, request_id, {"ready", "failed"})).state == "ready"
 
-    config = yaml.safe_load(orders.read("tributary.yaml"))
-    config["spaces"][space]["approval"] = "required"
-    orders.write("tributary.yaml", yaml.safe_dump(config, sort_keys=False))
-    orders.commit("staging: approvals required from now on")
-    await publish(env, cluster_worker, orders, spaces=[space])
+    # The authority holds the gate (issue 10): an admin tightens it with `space set`.
+    store.set_space_gates(GatesUpdate(space=space, approval="required", by="olu"))
     assert store.get_space(space).approval == "required"  # type: ignore[union-attr]
 
     _, again = await ask(env, cluster_worker, space, unit, 1)
