@@ -105,6 +105,8 @@ def test_publish_apply_approve_and_denial(fresh_stack: Stack, tmp_path: Path) ->
     assert claim(stack, PROD) is not None
     revisions = run_cli("revisions", PROD, PROD, "--json", env=stack.env).json["revisions"]
     assert revisions[0]["approvals"][0]["by"] == "oncall@example.com"
+    # Nobody in this environment is oncall: only the flag asserted it (issue 10, hole 9).
+    assert (ok.json["asserted"], revisions[0]["approvals"][0]["asserted"]) == ("flag", "flag")
 
     # A live edit below the policy floor is captured (what runs is recorded) but can
     # never be applied again: the apply is refused as denied by policy.
@@ -131,3 +133,20 @@ def test_publish_apply_approve_and_denial(fresh_stack: Stack, tmp_path: Path) ->
     refused = run_cli("apply", PROD, PROD, "--revision", "2", "--json", env=stack.env, timeout=120)
     assert refused.code == 3
     assert (refused.json["state"], refused.json["reason"]) == ("failed", "denied")
+
+    # The gates live in the authority; an admin changes them through the worker.
+    shown = run_cli("space", "show", PROD, "--json", env=stack.env)
+    assert shown.code == 0, shown.stderr
+    assert shown.json["gates"]["approval"] == "required"
+    bogus = run_cli("space", "set", PROD, "--approval", "bogus", env=stack.env)
+    assert bogus.code == 2
+    admin = {**stack.env, "TRIBUTARY_ACTOR": "olu@example.com"}
+    changed = run_cli("space", "set", PROD, "--approval", "acknowledge", "--json", env=admin)
+    assert changed.code == 0, changed.stderr
+    assert changed.json["changed"] == ["approval"]
+    gates = run_cli("space", "show", PROD, "--json", env=stack.env).json["gates"]
+    assert (gates["approval"], gates["set_by"], gates["asserted"]) == (
+        "acknowledge",
+        "olu@example.com",
+        "env:TRIBUTARY_ACTOR",
+    )
