@@ -105,6 +105,11 @@ class KubeActivities:
     @decided
     def delete(self, inp: KubeDeleteInput) -> KubeDeleteResult:
         res = self._resource(inp.ref)
+        if inp.space:
+            live = self.kube.get(res, inp.ref.name, inp.ref.namespace)
+            problem = owner_problem(inp.space, live)
+            if problem:
+                raise PolicyDenied(problem.replace("may not apply over it", "may not delete it"))
         existed = self.kube.delete(res, inp.ref.name, inp.ref.namespace)
         deadline = time.monotonic() + inp.timeout_seconds
         # Finalizers may hold the object for a while; it is deleted when it is gone.

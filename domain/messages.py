@@ -375,6 +375,7 @@ class KubeWaitResult(BaseModel):
 class KubeDeleteInput(BaseModel):
     ref: ObjectRef
     timeout_seconds: int = 300
+    space: str = ""  # set: refuse to delete an object another space owns
 
 
 class KubeDeleteResult(BaseModel):

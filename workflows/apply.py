@@ -278,7 +278,8 @@ class ApplyWorkflow:
                     kind=str(data["kind"]),
                     name=str(meta["name"]),
                     namespace=meta.get("namespace") or "default",
-                )
+                ),
+                space=self.space,
             ),
             start_to_close_timeout=timedelta(minutes=6),
             heartbeat_timeout=timedelta(seconds=30),

@@ -284,7 +284,8 @@ def test_set_space_gates_changes_them_and_records_who_and_when(store):
         "release",
     )
     assert (gates.set_by, gates.asserted) == ("Olu <olu@example.com>", "env:TRIBUTARY_ACTOR")
-    assert gates.set_at is not None and gates.set_at >= before - timedelta(seconds=1)
+    assert gates.set_at is not None
+    assert gates.set_at >= before - timedelta(seconds=1)
     assert store.get_space(SPACE).gates() == gates
 
 

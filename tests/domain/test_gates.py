@@ -123,7 +123,8 @@ def test_missing_namespace_is_default_once_the_scope_is_known() -> None:
         object_problem(SPACE, [CLAIM], ["team-a"], claim(namespace=None), namespaced=None) is None
     )
     problem = object_problem(SPACE, [CLAIM], ["team-a"], claim(namespace=None), namespaced=True)
-    assert problem is not None and "namespace default" in problem
+    assert problem is not None
+    assert "namespace default" in problem
 
 
 def test_owner_label() -> None:

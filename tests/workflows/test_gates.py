@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Literal
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -220,7 +221,12 @@ async def test_space_set_of_an_unknown_space_fails_and_writes_nothing(
 
 
 async def settle(
-    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int
+    env: WorkflowEnvironment,
+    worker: Worker,
+    space: str,
+    unit: str,
+    revision: int,
+    action: Literal["apply", "delete"] = "apply",
 ) -> ApplyOutcome:
     request_id = str(uuid.uuid4())
     workflow_id = await signal_apply(
@@ -229,7 +235,7 @@ async def settle(
         RequestApplyInput(
             space=space,
             unit=unit,
-            request=ApplyRequest(revision=revision, request_ids=[request_id]),
+            request=ApplyRequest(revision=revision, request_ids=[request_id], action=action),
         ),
     )
     handle = env.client.get_workflow_handle(workflow_id)
@@ -300,6 +306,12 @@ async def test_apply_labels_the_object_and_refuses_another_spaces_object(
     live = live_claim(sandbox, DEV)
     assert live["spec"]["lambdaMemory"] == 128
     assert live["metadata"]["labels"][OWNER_LABEL] == DEV
+
+    deleted = await settle(env, cluster_worker, "intruder", DEV, 1, action="delete")
+
+    assert (deleted.state, deleted.reason) == ("failed", "denied")
+    assert deleted.message.endswith("space intruder may not delete it")
+    assert live_claim(sandbox, DEV)["metadata"]["labels"][OWNER_LABEL] == DEV
 
 
 @SQLITE_ONLY
