@@ -13,7 +13,7 @@ from domain.apply import ApplyRequest
 from domain.errors import BadInput
 from domain.messages import Assignment, BulkSetInput, BulkSetResult, RollbackInput, RollbackResult
 from domain.naming import bulk_set_id, rollback_id, short_digest
-from domain.paths import parse_path
+from domain.paths import identity_problem, parse_path
 from starter import applying, runner
 from starter.output import Output
 from starter.settings import Settings
@@ -66,7 +66,10 @@ def parse_assignment(text: str) -> Assignment:
     path, sep, raw = text.partition("=")
     if not sep or not path:
         raise BadInput(f"expected PATH=VALUE, got {text!r}", field=text)
-    parse_path(path)
+    problem = identity_problem(parse_path(path))
+    if problem:
+        # Refused here too, so nothing starts (the workflow checks again).
+        raise BadInput(problem, field=path)
     try:
         value: Any = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as e:

@@ -36,3 +36,12 @@ def test_space_name_is_checked(nowhere: dict[str, str]) -> None:
     result = run_cli("space", "show", "x/../y", env=nowhere)
     assert result.code == 2
     assert "SPACE: space name 'x/../y' is not a valid Kubernetes name" in result.stderr
+
+
+@pytest.mark.parametrize("assignment", ["metadata={name: x}", "metadata.name.x=1", "kind=Secret"])
+def test_set_refuses_identity_paths_before_starting(
+    nowhere: dict[str, str], assignment: str
+) -> None:
+    result = run_cli("set", "--space", "s", assignment, "--message", "m", env=nowhere)
+    assert result.code == 2, result.stderr
+    assert "a unit's identity cannot be changed by `set`" in result.stderr
