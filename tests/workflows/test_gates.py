@@ -338,3 +338,16 @@ async def test_apply_refuses_a_kind_or_namespace_the_space_does_not_allow(
     outcome = await settle(env, cluster_worker, DEV, DEV, 1)
     assert (outcome.state, outcome.reason) == ("failed", "denied")
     assert "namespace default is not allowed" in outcome.message
+
+    store.set_space_gates(
+        GatesUpdate(space=DEV, namespaces=["default"], destination="other-cluster", by="olu")
+    )
+    outcome = await settle(env, cluster_worker, DEV, DEV, 1)
+    assert (outcome.state, outcome.reason) == ("failed", "denied")
+    assert outcome.message.startswith(
+        f"space {DEV} applies to destination other-cluster, but this worker's cluster is "
+    )
+    context = sandbox.kube.context_name()
+    assert context
+    store.set_space_gates(GatesUpdate(space=DEV, destination=context, by="olu"))
+    assert (await settle(env, cluster_worker, DEV, DEV, 1)).state == "ready"
