@@ -188,6 +188,17 @@ class GateReview(BaseModel):
     def holds(self) -> bool:
         return bool(self.reasons or self.units)
 
+    def held_reasons(self, plan: SpacePlan) -> list[str]:
+        """Why the gates held ``plan`` back: the space's reasons, then its held units'."""
+        return [
+            *self.reasons,
+            *(
+                self.units[u.unit]
+                for u in plan.units
+                if u.action == "held" and u.unit in self.units
+            ),
+        ]
+
 
 def review_gates(
     stored: SpaceGates | None,

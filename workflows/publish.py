@@ -329,18 +329,7 @@ class PublishWorkflow:
             ],
             blocked=plan.blocked,
             written=written,
-            gate_reasons=(
-                [
-                    *self._gates.reasons,
-                    *(
-                        self._gates.units[u.unit]
-                        for u in plan.units
-                        if u.action == "held" and u.unit in self._gates.units
-                    ),
-                ]
-                if plan.blocked == "gates"
-                else []
-            ),
+            gate_reasons=self._gates.held_reasons(plan),
             gate_notes=self._gates.notes,
         )
         workflow.set_current_details(_summary_table([result]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,7 @@ import yaml
 
 from domain.apply import ApplyRequest
 from domain.errors import BadInput
+from domain.identity import actor_from_env
 from domain.messages import Assignment, BulkSetInput, BulkSetResult, RollbackInput, RollbackResult
 from domain.naming import bulk_set_id, rollback_id, short_digest
 from domain.paths import identity_problem, parse_path
@@ -59,7 +59,9 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def author(explicit: str | None) -> str:
-    return explicit or os.environ.get("TRIBUTARY_AUTHOR") or getpass.getuser()
+    """Who writes a revision: --author, TRIBUTARY_AUTHOR, else the environment's identity
+    (TRIBUTARY_ACTOR, the CI actor, the OS user), the same one `approve` compares with."""
+    return explicit or os.environ.get("TRIBUTARY_AUTHOR") or actor_from_env(os.environ).name
 
 
 def parse_assignment(text: str) -> Assignment:
