@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from authority.protocol import AuthorityStore
+from domain.redact import redact_url
 
 DEFAULT_URL = "sqlite:///.tributary/authority.db"
 
@@ -21,7 +22,7 @@ def open_store(url: str | None = None) -> AuthorityStore:
 
         return SqlStore(url)
     raise ValueError(
-        f"TRIBUTARY_AUTHORITY={url!r}: expected sqlite:///…, postgresql://… "
+        f"TRIBUTARY_AUTHORITY={redact_url(url)!r}: expected sqlite:///…, postgresql://… "
         "(the ConfigHub client arrives with its own issue)"
     )
 
