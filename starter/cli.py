@@ -51,7 +51,9 @@ def build_parser() -> Parser:
             "Connection comes from the environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, "
             "TRIBUTARY_TASK_QUEUE, TRIBUTARY_AUTHORITY (see `tributary dev`). Exit codes: "
             "0 done, 1 unexpected failure, 2 invalid input, 3 denied by policy, "
-            "4 conflict between Git and the authority, 5 waiting."
+            "4 conflict between Git and the authority, 5 waiting. Names, refs, tags, "
+            "incidents and authors are one line: a control character in them exits 2. "
+            "Errors never show credentials (URL passwords, tokens, secret variables)."
         ),
         parents=[common],
     )

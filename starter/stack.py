@@ -121,7 +121,10 @@ class DevStack:
                     # moto accepts any key; these are not secrets, and real ones
                     # must never point at the sandbox.
                     "AWS_ACCESS_KEY_ID": "testing",
-                    "AWS_SECRET_ACCESS_KEY": "testing",
+                    # A test can plant a canary here to prove it never leaves the worker.
+                    "AWS_SECRET_ACCESS_KEY": os.environ.get(
+                        "TRIBUTARY_SANDBOX_AWS_SECRET", "testing"
+                    ),
                     "AWS_DEFAULT_REGION": "us-east-1",
                 }
             )
