@@ -121,3 +121,38 @@ def test_the_worker_log_filter_redacts_messages_arguments_and_tracebacks() -> No
     assert records[0] == "connecting to postgresql://***@h/x"
     assert "canary-github-0001" not in records[1]
     assert "RuntimeError: token *** refused" in records[1]
+
+
+def test_failures_enter_history_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.converter import DefaultPayloadConverter
+
+    from starter.settings import RedactingFailureConverter
+
+    monkeypatch.setenv("GITHUB_TOKEN", "canary-github-0001")
+    converter = RedactingFailureConverter()
+    try:
+        try:
+            raise OSError("postgresql://u:pw@db/x refused")
+        except OSError as cause:
+            raise RuntimeError("push with canary-github-0001 failed") from cause
+    except RuntimeError as e:
+        failure = Failure()
+        converter.to_failure(e, DefaultPayloadConverter(), failure)
+    assert failure.message == "push with *** failed"
+    assert failure.cause.message == "postgresql://***@db/x refused"
+    assert "canary-github-0001" not in failure.SerializeToString().decode(errors="replace")
+
+
+def test_cli_errors_are_redacted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from starter.output import Output
+
+    monkeypatch.setenv("CONFIGHUB_TOKEN", "canary-confighub-0002")
+    Output(as_json=True).error("Unexpected", "HTTP 401 for token canary-confighub-0002")
+    Output(as_json=False).progress("cloning https://x:y@h/r.git")
+    shown = capsys.readouterr()
+    assert "canary-confighub-0002" not in shown.out + shown.err
+    assert '"message": "HTTP 401 for token ***"' in shown.out
+    assert "cloning https://***@h/r.git" in shown.err

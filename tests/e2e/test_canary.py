@@ -147,6 +147,16 @@ async def test_no_canary_leaves_the_worker(canary_stack: tuple[Stack, str], tmp_
     finally:
         engine.dispose()
 
+    # Files that hold secrets (dev.env has the database URL, the worker's logs and
+    # databases anything it saw) are readable by their owner only.
+    readable = [
+        f"{p.relative_to(stack.data_dir)} {oct(p.stat().st_mode & 0o777)}"
+        for p in sorted(stack.data_dir.rglob("*"))
+        if p.is_file() and p.stat().st_mode & 0o077
+    ]
+    assert readable == []
+    assert (stack.data_dir / "dev.env").stat().st_mode & 0o777 == 0o600
+
     print(f"canary scan scope: {scan.scope}; hits: {len(scan.hits)}")
     assert scan.scope.get("workflow history", 0) >= 20
     assert scan.scope.get("revision", 0) >= 8
