@@ -83,7 +83,8 @@ async def test_case(case: Case, corpus_stack: Stack, tmp_path: Path) -> None:
     if case.json and case.exit == 2:
         assert "error" in json.dumps(result.json), f"{case.id}: no JSON error on stdout"
     after = snapshot(corpus_stack, prepared.repo.remote, prepared.outside)
-    assert after == before, f"{case.id}: something was written"
+    changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    assert not changed, f"{case.id}: something was written: {changed}"
     assert await worker_polls(corpus_stack), f"{case.id}: the worker stopped polling"
 
 
