@@ -121,6 +121,15 @@ async def test_no_canary_leaves_the_worker(canary_stack: tuple[Stack, str], tmp_
         assert result.code == case.exit, f"{case_id}: {result.stderr}"
         scan.look(f"{case_id} output", result.stdout + result.stderr, "CLI output")
 
+    # A secret pasted into a repo URL is refused without being echoed.
+    for url in (
+        f"https://example.com/o/r.git?access_token={CANARIES['GITHUB_TOKEN']}",
+        f"https://ci:{CANARIES['database password']}@example.com/o/r.git",
+    ):
+        pasted = run_cli("publish", "--repo", url, "--json", env=stack.env)
+        assert pasted.code == 2, pasted.stderr
+        scan.look("pasted URL output", pasted.stdout + pasted.stderr, "CLI output")
+
     client = await Client.connect(
         stack.env["TEMPORAL_ADDRESS"],
         namespace=stack.env["TEMPORAL_NAMESPACE"],
@@ -147,12 +156,14 @@ async def test_no_canary_leaves_the_worker(canary_stack: tuple[Stack, str], tmp_
     finally:
         engine.dispose()
 
-    # Files that hold secrets (dev.env has the database URL, the worker's logs and
-    # databases anything it saw) are readable by their owner only.
+    # Files that hold secrets (dev.env has the database URL, the kubeconfig a token,
+    # the logs and databases whatever the worker saw) are readable by their owner
+    # only, and so is the data directory (the repo cache inside keeps git's modes).
+    assert stack.data_dir.stat().st_mode & 0o077 == 0
     readable = [
-        f"{p.relative_to(stack.data_dir)} {oct(p.stat().st_mode & 0o777)}"
-        for p in sorted(stack.data_dir.rglob("*"))
-        if p.is_file() and p.stat().st_mode & 0o077
+        f"{p.name} {oct(p.stat().st_mode & 0o777)}"
+        for p in sorted(stack.data_dir.iterdir())
+        if p.stat().st_mode & 0o077
     ]
     assert readable == []
     assert (stack.data_dir / "dev.env").stat().st_mode & 0o777 == 0o600
