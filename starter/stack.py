@@ -161,7 +161,6 @@ class DevStack:
                     field=flag,
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.data_dir.chmod(0o700)  # also a data dir made by an older version
         if self.cfg.sandbox and not self.cfg.keep:
             self._clean_slate(progress)
         try:
