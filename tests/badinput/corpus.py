@@ -64,12 +64,16 @@ class Case:
     absent: list[str] = field(default_factory=list)
     json: bool = True  # run with --json and require one JSON error object on stdout
     timeout: float = 120
+    # Where the CLI cannot send a value (another client, a signal): the workflow or
+    # activity input model ``module:Class`` must refuse ``input`` naming the field.
+    model: str = ""
+    input: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path) -> Case:
         raw: dict[str, Any] = yaml.safe_load((folder / "case.yaml").read_text())
         raw["generate"] = [Generated(**g) for g in raw.get("generate", [])]
-        raw["command"] = [str(a) for a in raw["command"]]
+        raw["command"] = [str(a) for a in raw.get("command", [])]
         raw["setup"] = [[str(a) for a in cmd] for cmd in raw.get("setup", [])]
         return cls(id=folder.name, folder=folder, **raw)
 

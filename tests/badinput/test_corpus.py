@@ -8,10 +8,12 @@ work directory are the same before and after. The worker must still serve.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -62,7 +64,24 @@ async def worker_polls(stack: Stack) -> bool:
     return bool(described.pollers)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+MODEL_CASES = [c for c in CASES if c.model]
+CLI_CASES = [c for c in CASES if not c.model]
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=[c.id for c in MODEL_CASES])
+def test_model_case(case: Case) -> None:
+    """At the workflow/activity boundary: the input model refuses the value, so a
+    client other than the CLI cannot get it into a workflow either."""
+    module, _, name = case.model.partition(":")
+    model = getattr(importlib.import_module(module), name)
+    with pytest.raises(ValidationError) as err:
+        model.model_validate(case.input)
+    shown = str(err.value)
+    for fragment in case.message:
+        assert fragment in shown, f"{case.id}: {fragment!r} not in {shown}"
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
 async def test_case(case: Case, corpus_stack: Stack, tmp_path: Path) -> None:
     prepared = prepare(case, tmp_path)
     env = {**corpus_stack.env, **{k: prepared.fill(v) for k, v in case.env.items()}}
