@@ -31,6 +31,7 @@ from activities.temporal import TemporalActivities
 from activities.watcher import ClaimWatcher
 from authority import open_store
 from authority.protocol import AuthorityStore
+from domain.redact import redact, secret_values
 from starter.settings import Settings, connect
 from workflows.apply import ApplyWorkflow
 from workflows.change import BulkSetWorkflow, RollbackWorkflow, SpaceGatesWorkflow
@@ -153,11 +154,48 @@ async def run(settings: Settings | None = None) -> None:
     kube.close()
 
 
-def main() -> None:
+class RedactingFilter(logging.Filter):
+    """Redacts every record a handler emits: message, arguments, traceback.
+
+    On the handlers rather than a logger, so records of every library (temporalio's
+    activity failures, SQLAlchemy, botocore, kubernetes) pass through it.
+    """
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = list(secrets)
+        self._formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
+        return True
+
+
+def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(run())
+    redacting = RedactingFilter(secret_values(os.environ))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redacting)
+
+
+def main() -> None:
+    configure_logging()
+    try:
+        asyncio.run(run())
+    except Exception:
+        # Logged (and so redacted) rather than printed by the interpreter: a bad
+        # TRIBUTARY_AUTHORITY or an unreachable database names its URL.
+        logging.getLogger("tributary").exception("the worker stopped")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import git
 from temporalio import activity
@@ -26,6 +27,7 @@ from activities.writeback import OverlayEditor, value_at
 from authority.protocol import AuthorityStore
 from domain.diff import diff, json_equal
 from domain.errors import BadInput, NotFound
+from domain.markdown import cell, code, one_line
 from domain.messages import (
     ClosePrsInput,
     ClosePrsResult,
@@ -283,52 +285,60 @@ def _show(value: Any) -> str:
 
 
 def _message(title: str, rows: list[SyncRow], fallback: list[str]) -> str:
-    lines = [title, ""]
+    # Every value is made one line (one_line): a newline in an incident or a live
+    # annotation key would otherwise start a trailer such as Co-authored-by.
+    lines = [one_line(title), ""]
     seen: set[tuple[str, int]] = set()
     for row in rows:
         if (row.unit, row.revision) in seen:
             continue
         seen.add((row.unit, row.revision))
-        incident = f" [{row.incident}]" if row.incident else ""
-        lines.append(f"{row.unit} r{row.revision} ({row.source}){incident}")
+        incident = f" [{one_line(row.incident)}]" if row.incident else ""
+        lines.append(f"{one_line(row.unit)} r{row.revision} ({one_line(row.source)}){incident}")
     lines.append("")
-    lines.extend(f"  {r.unit} {r.path}: {_show(r.git)} -> {_show(r.authority)}" for r in rows)
+    lines.extend(
+        f"  {one_line(r.unit)} {one_line(r.path)}: {_show(r.git)} -> {_show(r.authority)}"
+        for r in rows
+    )
     if fallback:
         lines += ["", "Could not be expressed in the overlay (see tributary-sync/):"]
-        lines.extend(f"  {unit}" for unit in fallback)
+        lines.extend(f"  {one_line(unit)}" for unit in fallback)
     return "\n".join(lines) + "\n"
 
 
 def _body(space: str, rows: list[SyncRow], fallback: list[str], edits: list[str]) -> str:
+    # Values come from live objects and operators: cell() and code() keep their
+    # Markdown and HTML as text, so no value can split the table or hide the body.
     ui = os.environ.get("TRIBUTARY_UI_URL", "").rstrip("/")
     out = [
-        f"The authority's claims for **{space}** changed outside Git. This pull request "
-        "edits the overlay so that rendering it gives those claims again; once merged, "
-        "the next `tributary publish` is a no-op.",
+        f"The authority's claims for **{cell(space)}** changed outside Git. This pull "
+        "request edits the overlay so that rendering it gives those claims again; once "
+        "merged, the next `tributary publish` is a no-op.",
         "",
         "| unit | path | Git value | authority value | revision | source | incident |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
-            f"| {r.unit} | `{r.path}` | `{_show(r.git)}` | `{_show(r.authority)}` "
-            f"| {r.revision} | {r.source} | {r.incident or ''} |"
+            f"| {cell(r.unit)} | <code>{cell(r.path)}</code> "
+            f"| {code(r.git)} | {code(r.authority)} "
+            f"| {r.revision} | {cell(r.source)} | {cell(r.incident)} |"
         )
     if fallback:
         out += [
             "",
             "These units could not be expressed in the overlay; they are written to "
-            f"`tributary-sync/{space}/` for you to fold in by hand: "
-            + ", ".join(f"`{u}`" for u in fallback),
+            f"<code>tributary-sync/{cell(space)}/</code> for you to fold in by hand: "
+            + ", ".join(f"<code>{cell(u)}</code>" for u in fallback),
         ]
     if edits:
         out += ["", "<details><summary>Edits</summary>", ""]
-        out.extend(f"- {e}" for e in sorted(set(edits)))
+        out.extend(f"- {cell(e)}" for e in sorted(set(edits)))
         out += ["", "</details>"]
     if ui:
         out += [
             "",
-            f"[Workflows of {space} in the Temporal Web UI]"
-            f"({ui}/namespaces/default/workflows?query=TributarySpace%3D%22{space}%22)",
+            f"[Workflows of {cell(space)} in the Temporal Web UI]"
+            f"({ui}/namespaces/default/workflows?query=TributarySpace%3D%22{quote(space)}%22)",
         ]
     return "\n".join(out) + "\n"

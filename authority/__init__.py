@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 from authority.protocol import AuthorityStore
+from domain.errors import BadInput
+from domain.redact import redact_url
 
 DEFAULT_URL = "sqlite:///.tributary/authority.db"
 
@@ -20,9 +22,10 @@ def open_store(url: str | None = None) -> AuthorityStore:
         from authority.sql import SqlStore
 
         return SqlStore(url)
-    raise ValueError(
-        f"TRIBUTARY_AUTHORITY={url!r}: expected sqlite:///…, postgresql://… "
-        "(the ConfigHub client arrives with its own issue)"
+    raise BadInput(
+        f"{redact_url(url)!r}: expected sqlite:///…, postgresql://… "
+        "(the ConfigHub client arrives with its own issue)",
+        field="TRIBUTARY_AUTHORITY",
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from domain.diff import diff
+from domain.markdown import OneLine
 from domain.normalize import normalize, parse_ignore
 from domain.paths import MISSING, Path, parse_path, set_path
 from domain.schema import apply_defaults
@@ -107,9 +108,9 @@ def captured_data(authority: dict[str, Any], fields: list[DriftField]) -> dict[s
 
 
 class CaptureRequest(BaseModel):
-    tag: str = ""
-    incident: str = ""
-    by: str = ""
+    tag: OneLine = ""
+    incident: OneLine = ""  # shown in commit messages and PR bodies
+    by: OneLine = ""
 
 
 class CaptureOutcome(BaseModel):

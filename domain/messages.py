@@ -24,6 +24,7 @@ from domain.authority import (
     UnitStateChange,
 )
 from domain.drift import DriftField, DriftRecord, DriftStatus
+from domain.markdown import OneLine
 from domain.project import ApprovalMode, ProjectConfig
 from domain.publish import PublishAction, RenderedUnit, UnitSnapshot
 from domain.sync import PullRequest, PullRequestSpec, SyncAction
@@ -241,7 +242,7 @@ class BulkSetInput(BaseModel):
     where: dict[str, str] = Field(default_factory=dict)
     assignments: list[Assignment]
     message: str
-    author: str
+    author: OneLine
     dry_run: bool = False
 
 
@@ -264,7 +265,7 @@ class RollbackInput(BaseModel):
     space: str
     unit: str
     to: int
-    author: str
+    author: OneLine
     message: str = ""
 
 
@@ -311,7 +312,7 @@ class RecordApprovalInput(BaseModel):
     space: str
     unit: str
     revision: int
-    by: str
+    by: OneLine
     asserted: str = ""
     comment: str = ""
     at: datetime

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from domain.errors import BadInput
+from domain.markdown import refuse_control
 from domain.naming import kubernetes_name_problem, parse_duration
 from domain.paths import parse_path
 
@@ -84,6 +85,8 @@ class SyncConfig(BaseModel):
     @field_validator("author")
     @classmethod
     def _author(cls, value: str) -> str:
+        # A newline here would add trailers (Co-authored-by: …) to every sync commit.
+        refuse_control(value)
         if not re.fullmatch(r"[^<>]+ <[^<>@\s]+@[^<>\s]+>", value):
             raise ValueError("must look like 'Name <email>'")
         return value

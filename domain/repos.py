@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from domain.redact import redact_url, url_has_credentials
 
 
 def redact(url: str) -> str:
-    """``url`` without any user:password part, for messages and history."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return parts._replace(netloc=host).geturl()
-    return url
+    """``url`` without any user:password part or token parameter, for messages and history."""
+    return redact_url(url)
 
 
 def has_credentials(url: str) -> bool:
-    parts = urlsplit(url)
-    return bool(parts.password) or (bool(parts.username) and parts.scheme in ("http", "https"))
+    # One detector for every credential shape, including ``?access_token=``.
+    return url_has_credentials(url)
 
 
 def normalize_repo(repo: str) -> str:

@@ -15,6 +15,8 @@ import traceback
 from typing import NoReturn
 
 from domain.errors import TributaryError
+from domain.markdown import control_char
+from domain.redact import redact, secret_values
 from starter.commands import apply, change, demo, dev, drift, publish, read, space, sync
 from starter.output import Output
 from starter.runner import WorkflowFailed
@@ -49,7 +51,9 @@ def build_parser() -> Parser:
             "Connection comes from the environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, "
             "TRIBUTARY_TASK_QUEUE, TRIBUTARY_AUTHORITY (see `tributary dev`). Exit codes: "
             "0 done, 1 unexpected failure, 2 invalid input, 3 denied by policy, "
-            "4 conflict between Git and the authority, 5 waiting."
+            "4 conflict between Git and the authority, 5 waiting. Names, refs, tags, "
+            "incidents and authors are one line: a control character in them exits 2. "
+            "Errors never show credentials (URL passwords, tokens, secret variables)."
         ),
         parents=[common],
     )
@@ -72,8 +76,30 @@ def build_parser() -> Parser:
     return parser
 
 
+# Free text where a line break or a control character is meaningful content: the
+# revision description, an approval comment, and YAML values of ``set``.
+FREE_TEXT = frozenset({"message", "comment", "assignments"})
+
+
+def refuse_control_characters(parser: Parser, args: argparse.Namespace) -> None:
+    """Names, incidents, tags, authors, refs and paths are one line of text: they end
+    up in commit messages, PR bodies and terminal output, where a newline could add a
+    ``Co-authored-by:`` trailer. Refused here, before anything is started (exit 2)."""
+    for dest, value in vars(args).items():
+        if dest in FREE_TEXT:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and (bad := control_char(item)):
+                parser.error(
+                    f"argument {dest.replace('_', '-')}: {item!r} contains "
+                    f"the control character {bad}"
+                )
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    refuse_control_characters(parser, args)
     if args.command == "worker":
         import worker
 
@@ -108,7 +134,7 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         raise
     except Exception as e:
         if os.environ.get("TRIBUTARY_DEBUG"):
-            traceback.print_exc()
+            print(redact(traceback.format_exc(), secret_values(os.environ)), file=sys.stderr)
         out.error("Unexpected", f"{type(e).__name__}: {e}")
         return 1
     return code

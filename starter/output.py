@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
+
+from domain.redact import redact, secret_values
 
 
 class Output:
@@ -16,7 +19,7 @@ class Output:
 
     def progress(self, message: str) -> None:
         """Progress goes to stderr, so stdout stays parseable in every mode."""
-        print(message, file=sys.stderr, flush=True)
+        print(redact(message, secret_values(os.environ)), file=sys.stderr, flush=True)
 
     def line(self, message: str = "") -> None:
         if not self.as_json:
@@ -35,6 +38,9 @@ class Output:
         print(json.dumps(data, indent=2, sort_keys=False, default=str), flush=True)
 
     def error(self, kind: str, message: str, **extra: Any) -> None:
+        # Every error leaves through here: whatever raised it (a database driver, git,
+        # an environment check), no credential of this process reaches the CI log.
+        message = redact(message, secret_values(os.environ))
         print(f"error: {message}", file=sys.stderr, flush=True)
         if self.as_json:
             print(json.dumps({"error": {"type": kind, "message": message, **extra}}), flush=True)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DefaultFailureConverter, PayloadConverter
 
 from authority import authority_url
+from domain.redact import redact, secret_values
 
 SEARCH_ATTRIBUTES = ("TributarySpace", "TributaryUnit", "TributaryDriftState")
 
@@ -56,10 +60,40 @@ class Settings:
         return f"{base}/namespaces/{self.namespace}/workflows/{quote(workflow_id, safe='')}"
 
 
+class RedactingFailureConverter(DefaultFailureConverter):
+    """Failures enter workflow history with redacted messages and stack traces.
+
+    An activity that fails with an exception we did not decide (a driver error, git's
+    stderr) becomes a failure whose message is ``str(exception)``; whatever it says,
+    no credential of this process is stored with it. The secrets are read once, when
+    the converter is built outside any workflow.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets = secret_values(os.environ)
+
+    def to_failure(
+        self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure
+    ) -> None:
+        super().to_failure(exception, payload_converter, failure)
+        current: Failure | None = failure
+        while current is not None:
+            current.message = redact(current.message, self.secrets)
+            current.stack_trace = redact(current.stack_trace, self.secrets)
+            current = current.cause if current.HasField("cause") else None
+
+
+DATA_CONVERTER = dataclasses.replace(
+    pydantic_data_converter, failure_converter_class=RedactingFailureConverter
+)
+
+
 async def connect(settings: Settings) -> Client:
-    """A client with the pydantic data converter, as every client of ours must have."""
+    """A client with the pydantic data converter, as every client of ours must have
+    (and failures redacted on their way into history)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )

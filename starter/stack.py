@@ -35,9 +35,24 @@ _PR_SET_PDEATHSIG = 1
 STARTUP_SECONDS = 60.0
 
 
+# Files of the stack hold credentials (dev.env and the worker's environment carry the
+# authority URL, the kubeconfig a token, the authority database everything): only
+# their owner may read them, whatever the user's umask.
+PRIVATE_UMASK = 0o077
+
+
 def _die_with_parent() -> None:
+    os.umask(PRIVATE_UMASK)  # the children's files (databases, kubeconfig, cache) too
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``path`` readable by its owner only (mode 0600), even if it existed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def temporal_binary() -> str:
@@ -106,7 +121,10 @@ class DevStack:
                     # moto accepts any key; these are not secrets, and real ones
                     # must never point at the sandbox.
                     "AWS_ACCESS_KEY_ID": "testing",
-                    "AWS_SECRET_ACCESS_KEY": "testing",
+                    # A test can plant a canary here to prove it never leaves the worker.
+                    "AWS_SECRET_ACCESS_KEY": os.environ.get(
+                        "TRIBUTARY_SANDBOX_AWS_SECRET", "testing"
+                    ),
                     "AWS_DEFAULT_REGION": "us-east-1",
                 }
             )
@@ -142,7 +160,7 @@ class DevStack:
                     f"pick another with {flag}",
                     field=flag,
                 )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.cfg.sandbox and not self.cfg.keep:
             self._clean_slate(progress)
         try:
@@ -162,7 +180,7 @@ class DevStack:
                 env=self.env,
             )
             await self._wait_for_worker(client)
-            self.env_file.write_text("".join(f"export {k}={v}\n" for k, v in self.env.items()))
+            write_private(self.env_file, "".join(f"export {k}={v}\n" for k, v in self.env.items()))
         except BaseException:
             await self.stop()
             raise
@@ -214,6 +232,10 @@ class DevStack:
                 raise RuntimeError(f"the sandbox did not start in {STARTUP_SECONDS:.0f}s")
             time.sleep(0.1)
         self.sandbox = json.loads(ready.read_text())
+        # Written by the child under its private umask; an older file is tightened too.
+        kubeconfig = self.data_dir / "kubeconfig"
+        if kubeconfig.exists():
+            kubeconfig.chmod(0o600)
 
     def _temporal_command(self) -> list[str]:
         cmd = [
@@ -246,7 +268,9 @@ class DevStack:
         return cmd
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        fd = os.open(self.data_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        log = os.fdopen(fd, "ab")
         self.procs[name] = subprocess.Popen(
             cmd,
             stdout=log,

@@ -175,8 +175,8 @@ async def test_push_is_idempotent_and_rebuilt_on_every_change(
     assert first.fallback == []
     assert first.title == TITLE
     assert (
-        f"| {UNIT} | `spec.lambdaMemory` | `128` | `512` | 2 | operator | INC-7 |"
-        in first.body.splitlines()
+        f"| {UNIT} | <code>spec.lambdaMemory</code> | <code>128</code> | <code>512</code> "
+        "| 2 | operator | INC-7 |" in first.body.splitlines()
     )
     assert remote_head(repo) == first.head_commit
     assert on_top_of_main(repo) == [first.head_commit]

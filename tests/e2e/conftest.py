@@ -32,7 +32,8 @@ class Stack:
         return SqlStore(self.env["TRIBUTARY_AUTHORITY"])
 
 
-def start_stack(data_dir: Path, *extra: str) -> Stack:
+def start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Stack:
+    """``tributary dev`` in a subprocess; ``env`` is added to this process's environment."""
     env_file = data_dir / "dev.env"
     proc = subprocess.Popen(
         [
@@ -53,6 +54,7 @@ def start_stack(data_dir: Path, *extra: str) -> Stack:
             *extra,
         ],
         cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -67,11 +69,11 @@ def start_stack(data_dir: Path, *extra: str) -> Stack:
             proc.kill()
             raise RuntimeError("tributary dev did not become ready in 90 s")
         time.sleep(0.2)
-    env: dict[str, str] = {}
+    exported: dict[str, str] = {}
     for line in env_file.read_text().splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
-    return Stack(env=env, data_dir=data_dir, proc=proc)
+        exported[key] = value
+    return Stack(env=exported, data_dir=data_dir, proc=proc)
 
 
 def stop_stack(stack: Stack) -> int:
