@@ -529,11 +529,13 @@ def test_a_capture_over_a_pending_head_re_bases_the_pending_change(
     assert (unit.head_revision, unit.live_revision, unit.last_applied_revision) == (4, 3, 1)
     capture = store.get_revision(SPACE, UNIT, 3)
     rebased = store.get_revision(SPACE, UNIT, 4)
-    assert capture is not None and rebased is not None
+    assert capture is not None
+    assert rebased is not None
     assert (capture.data, capture.source) == (captured, "drift-capture")
     assert rebased.data == with_spec(applied, lambdaMemory=512, lambdaTimeout=30)
     assert (rebased.source, rebased.approvals) == ("ci", [])
-    assert rebased.tags["rebased_from"] == "2" and rebased.tags["rebased_onto"] == "3"
+    assert rebased.tags["rebased_from"] == "2"
+    assert rebased.tags["rebased_onto"] == "3"
     [record] = store.list_drift(SPACE, UNIT)
     assert record.last_drift is not None
     assert (record.last_drift.revision, record.last_drift.rebased_revision) == (3, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -30,10 +31,12 @@ from activities.source import SourceCache
 from activities.temporal import signal_drift, start_drift
 from authority.sql import SqlStore
 from domain.apply import ApplyOutcome, ApproveInput
-from domain.authority import UnitStateChange
+from domain.authority import UnitChange, UnitStateChange
 from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
 from domain.messages import (
     ApplyStatus,
+    CaptureInput,
+    CaptureResult,
     DriftCheckInput,
     DriftCheckResult,
     DriftInput,
@@ -594,6 +597,14 @@ async def test_kubectl_patch_is_captured_once_with_the_field_and_manager(
     again = await check_now(env, MW, MW)
     assert (again.state, again.captures, again.last_revision) == ("in-sync", 1, 2)
     assert numbers(store, MW, MW) == [1, 2]
+    # …and the authority keeps what changed, by whom, and the revision that captured it.
+    [record] = store.list_drift(MW, MW)
+    assert (record.state, record.fields) == ("in-sync", [])
+    assert record.last_drift is not None
+    assert record.last_drift.revision == 2
+    assert [(f.path, f.authority, f.live, f.manager) for f in record.last_drift.fields] == [
+        ("spec.lambdaMemory", 128, 512, "kubectl-patch")
+    ]
 
 
 @SQLITE_ONLY
@@ -722,10 +733,11 @@ async def test_revert_space_puts_the_claim_back(
 
     st = await check_now(env, MW, MW)
 
-    assert st.state == "reverted"
+    # Asked for, not done: a revert counts once a later check agrees.
+    assert st.state == "reverting"
     assert st.captures == 0
     [record] = store.list_drift(MW, MW)
-    assert record.state == "reverted"
+    assert record.state == "reverting"
     assert [f.path for f in record.fields] == ["spec.lambdaMemory"]
     await eventually(
         lambda: claim_spec(sandbox, store, MW, MW),
@@ -734,8 +746,11 @@ async def test_revert_space_puts_the_claim_back(
     )
     await eventually(lambda: memories(sandbox), lambda m: m == (128, 128), what="both Lambdas")
     assert numbers(store, MW, MW) == [1]
-    again = await check_now(env, MW, MW)
-    assert again.state == "in-sync"
+    again = await eventually(
+        lambda: check_now(env, MW, MW), lambda s: s.state != "reverting", what="a check"
+    )
+    assert again.state in ("reverted", "in-sync")  # the apply's own check may have agreed
+    assert (await check_now(env, MW, MW)).state == "in-sync"
     assert numbers(store, MW, MW) == [1]
 
 
@@ -796,3 +811,316 @@ async def test_the_loop_ends_when_its_unit_is_gone_from_the_authority(
 
     assert result.state == "failed"
     assert "does not exist" in result.message
+
+
+# ---- issue 9: trust the loop ---------------------------------------------------------------
+
+
+PROD = "messagewall-prod-east"
+
+
+async def apply_status(env: WorkflowEnvironment, space: str, unit: str) -> ApplyStatus:
+    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(space, unit))
+    status: ApplyStatus = await handle.query(ApplyWorkflow.status)
+    return status
+
+
+@SQLITE_ONLY
+async def test_a_capture_over_a_change_awaiting_approval_keeps_it_waiting(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Defect 2: prod waits for approval of revision 2 when a kubectl edit is captured.
+    The capture is live; the pending change is re-based onto it as the new head and
+    still waits at its gate; nothing is applied and the wait is not superseded."""
+    [unit] = await go_live(env, cluster_worker, store, messagewall, PROD)
+    r1 = store.get_revision(PROD, unit, 1)
+    assert r1 is not None
+    pending = copy.deepcopy(r1.data)
+    pending["spec"]["lambdaTimeout"] = 45
+    [change] = store.commit(
+        [
+            UnitChange(
+                space=PROD,
+                slug=unit,
+                expected_version=1,
+                data=pending,
+                description="timeout 45",
+                source="ci",
+            )
+        ]
+    )
+    assert change.revision == 2
+    _, request_id = await ask(env, cluster_worker, PROD, unit, 2)
+    await eventually(
+        lambda: apply_status(env, PROD, unit),
+        lambda s: s.current is not None and s.current.state == "awaiting-approval",
+        what="revision 2 awaiting approval",
+    )
+    patch_claim(sandbox, store, PROD, unit, {"spec": {"lambdaMemory": 1024}})
+
+    st = await check_now(env, PROD, unit)
+
+    assert (st.state, st.last_revision) == ("captured", 3)
+    u = store.get_unit(PROD, unit)
+    assert u is not None
+    assert (u.head_revision, u.live_revision) == (4, 3)
+    r3, r4 = store.list_revisions(PROD, unit)[2:]
+    assert r3.data["spec"] == {**r1.data["spec"], "lambdaMemory": 1024}
+    assert r4.data["spec"] == {**r1.data["spec"], "lambdaMemory": 1024, "lambdaTimeout": 45}
+    assert r4.approvals == []
+    # The wait for approval is untouched: no apply of the capture superseded it.
+    status = await apply_status(env, PROD, unit)
+    assert status.current is not None
+    assert (status.current.revision, status.current.state) == (2, "awaiting-approval")
+    assert request_id in status.current.request_ids
+    assert [o for o in status.outcomes if o.revision > 1] == []
+    assert status.pending == []
+    # The claim still says what runs (the edit) and what runs stays unapplied.
+    assert (await claim_spec(sandbox, store, PROD, unit))["lambdaTimeout"] == 30
+    [record] = store.list_drift(PROD, unit)
+    assert record.last_drift is not None
+    assert (record.last_drift.revision, record.last_drift.rebased_revision) == (3, 4)
+
+
+@SQLITE_ONLY
+async def test_a_capture_conflicting_with_a_pending_change_keeps_the_head_and_says_so(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    [unit] = await go_live(env, cluster_worker, store, messagewall, PROD)
+    r1 = store.get_revision(PROD, unit, 1)
+    assert r1 is not None
+    pending = copy.deepcopy(r1.data)
+    pending["spec"]["lambdaMemory"] = 512
+    store.commit(
+        [
+            UnitChange(
+                space=PROD, slug=unit, expected_version=1, data=pending, description="512",
+                source="ci",
+            )
+        ]
+    )  # fmt: skip
+    patch_claim(sandbox, store, PROD, unit, {"spec": {"lambdaMemory": 1024}})
+
+    outcome: CaptureOutcome = await drift_handle(env, PROD, unit).execute_update(
+        DriftWorkflow.capture_now, CaptureRequest(tag="break-glass", incident="INC-3")
+    )
+
+    assert (outcome.captured, outcome.revision, outcome.head_revision) == (True, 3, 2)
+    assert [c.path for c in outcome.conflicts] == ["spec.lambdaMemory"]
+    u = store.get_unit(PROD, unit)
+    assert u is not None
+    assert (u.head_revision, u.live_revision) == (2, 3)
+    [record] = store.list_drift(PROD, unit)
+    assert record.last_drift is not None
+    assert [c.path for c in record.last_drift.conflicts] == ["spec.lambdaMemory"]
+
+
+@pytest.fixture
+async def racing_worker(
+    env: WorkflowEnvironment,
+    store: SqlStore,
+    cache: SourceCache,
+    executor: ThreadPoolExecutor,
+    sandbox: Sandbox,
+) -> AsyncIterator[Worker]:
+    """A cluster worker whose first capture loses a race: just before it writes, a
+    change to the unit is applied (live moves on), as a publish --apply or a rollback
+    finishing between the check and the capture would."""
+    task_queue = f"tq-{uuid.uuid4()}"
+    acts = activities(store, cache, sandbox.kube, env.client, task_queue)
+    original = next(
+        a
+        for a in acts
+        if isinstance(getattr(a, "__self__", None), DriftActivities) and a.__name__ == "capture"
+    )
+    raced: list[int] = []
+
+    @activity.defn(name="drift.capture")
+    def capture(inp: CaptureInput) -> CaptureResult:
+        if not raced:
+            unit = store.get_unit(inp.space, inp.unit)
+            assert unit is not None
+            assert unit.live_revision is not None
+            live = store.get_revision(inp.space, inp.unit, unit.live_revision)
+            assert live is not None
+            data = copy.deepcopy(live.data)
+            data["spec"]["lambdaTimeout"] = 20
+            [out] = store.commit(
+                [
+                    UnitChange(
+                        space=inp.space,
+                        slug=inp.unit,
+                        expected_version=unit.version,
+                        data=data,
+                        description="set timeout 20",
+                        source="bulk",
+                    )
+                ]
+            )
+            store.record_applied(inp.space, inp.unit, out.revision, live=True)
+            raced.append(out.revision)
+        result: CaptureResult = original(inp)
+        return result
+
+    w = Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=[capture if a is original else a for a in acts],
+        activity_executor=executor,
+    )
+    async with w:
+        yield w
+
+
+@SQLITE_ONLY
+async def test_a_capture_that_loses_a_race_re_plans_and_the_loop_lives(
+    env: WorkflowEnvironment,
+    racing_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Defect 4: a StaleVersion from the capture used to end the drift loop."""
+    await go_live(env, racing_worker, store, messagewall, MW)
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaMemory": 512}})
+
+    st = await check_now(env, MW, MW)
+
+    # Re-read and re-planned: what runs (512, and the claim's timeout 10) on top of r2.
+    assert (st.state, st.last_revision) == ("captured", 3)
+    r3 = store.list_revisions(MW, MW)[-1]
+    assert (r3.data["spec"]["lambdaMemory"], r3.data["spec"]["lambdaTimeout"]) == (512, 10)
+    desc = await drift_handle(env, MW, MW).describe()
+    assert desc.status is not None
+    assert desc.status.name == "RUNNING"
+
+
+@SQLITE_ONLY
+async def test_a_paused_loop_restarted_by_a_sweep_stays_paused(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Defect 4: pause used to live only in the loop's memory."""
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    handle = drift_handle(env, MW, MW)
+    await handle.signal(DriftWorkflow.pause)
+    await eventually(
+        lambda: asyncio.to_thread(store.list_drift, MW, MW),
+        lambda rs: bool(rs) and rs[0].paused,
+        what="pause in the authority",
+    )
+    await terminate_when_idle(env, MW, MW)
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaMemory": 512}})
+
+    # A sweep (or the watch) starts the loop again and asks it to check.
+    await signal_drift(env.client, cluster_worker.task_queue, MW, MW, "sweep")
+    await env.sleep(timedelta(minutes=11))
+
+    st = await status_of(env, MW, MW)
+    assert (st.paused, st.state, st.captures) == (True, "paused", 0)
+    assert numbers(store, MW, MW) == [1]
+    [record] = store.list_drift(MW, MW)
+    assert (record.paused, record.state) == (True, "paused")
+
+    await handle.signal(DriftWorkflow.resume)
+    resumed = await eventually(
+        lambda: status_of(env, MW, MW), lambda s: s.state == "captured", what="captured"
+    )
+    assert resumed.last_revision == 2
+
+
+@SQLITE_ONLY
+async def test_tagging_long_after_a_capture_with_no_drift_now_labels_nothing(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Defect 6: a tagged capture request with no current drift relabelled the last
+    capture however old."""
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaTimeout": 30}})
+    assert (await check_now(env, MW, MW)).last_revision == 2
+    await env.sleep(timedelta(hours=3))  # many in-sync ticks: that drift is history
+
+    outcome: CaptureOutcome = await drift_handle(env, MW, MW).execute_update(
+        DriftWorkflow.capture_now,
+        CaptureRequest(tag="break-glass", incident="INC-8", by=APPROVER),
+    )
+
+    assert (outcome.captured, outcome.action) == (False, "none")
+    r2 = store.list_revisions(MW, MW)[-1]
+    assert (r2.number, r2.source) == (2, "drift-capture")
+    assert "incident" not in r2.tags
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("small_runs_worker", [1000], indirect=True)
+async def test_check_now_answers_with_a_check_that_started_after_it(
+    env: WorkflowEnvironment,
+    small_runs_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+    check_starts: list[str],
+) -> None:
+    """Defect 9: a check in flight when check_now arrived answered it, although it may
+    have read the cluster before the edit the caller wants seen."""
+    await go_live(env, small_runs_worker, store, messagewall, MW)
+    await idle(env, MW, MW)
+    before = (await status_of(env, MW, MW)).checks
+    handle = drift_handle(env, MW, MW)
+    await check_in_flight(sandbox, handle, check_starts)
+
+    update = await handle.start_update(
+        DriftWorkflow.check_now, CheckRequest(reason="test"),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )  # fmt: skip
+    st = await update_result(update, limit=20)
+
+    assert st.checks == before + 2  # the one in flight, then the one it asked for
+
+
+@SQLITE_ONLY
+async def test_a_revert_of_an_aws_edit_counts_once_a_check_agrees(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Defect 10: re-applying identical content bumped no generation, Crossplane never
+    reconciled, and the unit read `reverted` forever."""
+    config = yaml.safe_load(messagewall.read("tributary.yaml"))
+    config["spaces"][MW]["drift"] = "revert"
+    messagewall.write("tributary.yaml", yaml.safe_dump(config, sort_keys=False))
+    messagewall.commit("dev-east: revert drift")
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    sandbox.aws.lambda_().update_function_configuration(FunctionName=MW_API, MemorySize=256)
+
+    st = await check_now(env, MW, MW)
+
+    assert st.state == "reverting"
+    await eventually(lambda: memories(sandbox), lambda m: m == (128, 128), what="AWS put back")
+    confirmed = await eventually(
+        lambda: check_now(env, MW, MW), lambda s: s.state != "reverting", what="a check"
+    )
+    assert confirmed.state == "reverted"
+    assert numbers(store, MW, MW) == [1]
+    [record] = store.list_drift(MW, MW)
+    assert record.state == "reverted"
+    assert record.last_drift is not None
+    assert [f.path for f in record.last_drift.fields] == ["spec.lambdaMemory"]
