@@ -764,7 +764,8 @@ def test_drift_record_round_trips_fields_values_and_time(seeded):
 
     [got] = seeded.list_drift(SPACE, "u")
     assert got.model_copy(update={"last_drift": None}) == record
-    assert got.last_drift is not None and got.last_drift.fields == record.fields
+    assert got.last_drift is not None
+    assert got.last_drift.fields == record.fields
     assert got.checked_at.tzinfo is not None
 
 
