@@ -332,7 +332,7 @@ class SqlStore:
                                 "data": plan.data,
                                 "description": f"{pending['description']} "
                                 f"(re-based onto capture r{number})",
-                                "source": pending["source"],
+                                "source": "rebase",
                                 "author": pending["author"],
                                 "policy": PolicyResult.model_validate(pending["policy"]),
                             }
@@ -342,6 +342,7 @@ class SqlStore:
                         tags={
                             **{k: v for k, v in pending["tags"].items() if k != "idempotency"},
                             "rebased_from": str(head),
+                            "rebased_source": str(pending["source"]),
                             "rebased_onto": str(number),
                         },
                         key=f"{change.idempotency_key}/rebase" if change.idempotency_key else "",

@@ -533,7 +533,9 @@ def test_a_capture_over_a_pending_head_re_bases_the_pending_change(
     assert rebased is not None
     assert (capture.data, capture.source) == (captured, "drift-capture")
     assert rebased.data == with_spec(applied, lambdaMemory=512, lambdaTimeout=30)
-    assert (rebased.source, rebased.approvals) == ("ci", [])
+    # Not Git's render (a publish must never take it as its base), and not approved.
+    assert (rebased.source, rebased.approvals) == ("rebase", [])
+    assert rebased.tags["rebased_source"] == "ci"
     assert rebased.tags["rebased_from"] == "2"
     assert rebased.tags["rebased_onto"] == "3"
     [record] = store.list_drift(SPACE, UNIT)
