@@ -225,6 +225,7 @@ class DriftActivities:
             head_revision=written.head_revision,
             rebased_revision=written.rebased_revision,
             conflicts=written.conflicts,
+            pending_revision=written.pending_revision,
         )
 
     @activity.defn(name="drift.request_reconcile")

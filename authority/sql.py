@@ -371,6 +371,7 @@ class SqlStore:
                 head_revision=new_head,
                 rebased_revision=rebased,
                 conflicts=conflicts,
+                pending_revision=head if live is not None and head != live else None,
             )
             if record is not None:
                 _record_drift(
@@ -554,7 +555,7 @@ def _capture_done(conn: Connection, change: UnitChange, unit: Any) -> CaptureWri
         return None
     number = int(found[0])
     rebased = conn.execute(
-        select(t.revisions.c.number).where(
+        select(t.revisions.c.number, t.revisions.c.tags).where(
             t.revisions.c.space == change.space,
             t.revisions.c.unit == change.slug,
             t.revisions.c.idempotency_key == f"{change.idempotency_key}/rebase",
@@ -565,6 +566,7 @@ def _capture_done(conn: Connection, change: UnitChange, unit: Any) -> CaptureWri
         created=False,
         head_revision=unit["head_revision"],
         rebased_revision=int(rebased[0]) if rebased else None,
+        pending_revision=int(rebased[1]["rebased_from"]) if rebased else None,
     )
 
 

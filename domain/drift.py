@@ -145,6 +145,7 @@ class CaptureWrite(BaseModel):
     head_revision: int
     rebased_revision: int | None = None  # the pending change re-based onto the capture
     conflicts: list[FieldConflict] = Field(default_factory=list)
+    pending_revision: int | None = None  # the head that was ahead of live, if one was
 
 
 class LastDrift(BaseModel):

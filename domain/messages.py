@@ -451,6 +451,7 @@ class CaptureResult(BaseModel):
     head_revision: int | None = None  # == revision unless a pending head was kept
     rebased_revision: int | None = None  # the pending change re-based onto the capture
     conflicts: list[FieldConflict] = Field(default_factory=list)
+    pending_revision: int | None = None  # the head that was ahead of live, if one was
 
 
 class CaptureReconcileInput(BaseModel):

@@ -357,10 +357,10 @@ class DriftWorkflow:
             conflicts=captured.conflicts,
         )
         if captured.head_revision not in (None, captured.revision):
-            # A change waits at its gate (or is in flight): applying anything now would
-            # supersede that request, and the pending head must pass its own gate.
-            # The live Claim says what runs after a kubectl edit; after an AWS-side
-            # edit the Claim catches up when the head is applied.
+            # A change waits at its gate (or is in flight): the capture itself is not
+            # applied (that would supersede the waiting request), and the pending head
+            # must pass its own gate. The live Claim says what runs after a kubectl
+            # edit; after an AWS-side edit it catches up when the head is applied.
             if captured.conflicts:
                 conflict = ", ".join(c.path for c in captured.conflicts)
                 message = (
@@ -373,6 +373,26 @@ class DriftWorkflow:
                     f"re-based as revision {captured.rebased_revision}, awaiting its gate"
                 )
             outcome.message = message
+            if captured.rebased_revision is not None and captured.pending_revision is not None:
+                # A request for the old head (waiting at its gate, or in flight) now
+                # stands for the re-based revision, with its waiters; it passes the gate
+                # anew. With no such request this applies nothing.
+                await workflow.execute_activity_method(
+                    TemporalActivities.request_apply,
+                    RequestApplyInput(
+                        space=self.status.space,
+                        unit=self.status.unit,
+                        request=ApplyRequest(
+                            revision=captured.rebased_revision,
+                            requested_by="drift capture: re-based",
+                            follows=captured.pending_revision,
+                        ),
+                    ),
+                    start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                    retry_policy=opt.RETRY,
+                    summary=f"re-based r{captured.rebased_revision} follows a request for "
+                    f"r{captured.pending_revision}",
+                )
             await self._request_sync()
             self._set_state("captured", message)
             return outcome

@@ -873,18 +873,68 @@ async def test_a_capture_over_a_change_awaiting_approval_keeps_it_waiting(
     assert r3.data["spec"] == {**r1.data["spec"], "lambdaMemory": 1024}
     assert r4.data["spec"] == {**r1.data["spec"], "lambdaMemory": 1024, "lambdaTimeout": 45}
     assert r4.approvals == []
-    # The wait for approval is untouched: no apply of the capture superseded it.
-    status = await apply_status(env, PROD, unit)
-    assert status.current is not None
-    assert (status.current.revision, status.current.state) == (2, "awaiting-approval")
-    assert request_id in status.current.request_ids
-    assert [o for o in status.outcomes if o.revision > 1] == []
-    assert status.pending == []
-    # The claim still says what runs (the edit) and what runs stays unapplied.
-    assert (await claim_spec(sandbox, store, PROD, unit))["lambdaTimeout"] == 30
     [record] = store.list_drift(PROD, unit)
     assert record.last_drift is not None
     assert (record.last_drift.revision, record.last_drift.rebased_revision) == (3, 4)
+    # The waiting request now stands for the re-based revision, with its waiter, and
+    # still waits at the gate: the capture applied nothing and approved nothing.
+    status = await eventually(
+        lambda: apply_status(env, PROD, unit),
+        lambda s: s.current is not None and s.current.revision == 4,
+        what="the request following revision 4",
+    )
+    assert status.current is not None
+    assert status.current.state == "awaiting-approval"
+    assert request_id in status.current.request_ids
+    assert all(request_id not in o.request_ids for o in status.outcomes)
+    assert [(o.revision, o.state) for o in status.outcomes if o.revision > 1] == [(2, "superseded")]
+    assert (await claim_spec(sandbox, store, PROD, unit))["lambdaTimeout"] == 30
+    u = store.get_unit(PROD, unit)
+    assert u is not None
+    assert u.live_revision == 3
+
+    # Approved, the re-based head runs both: the developer's change and the edit.
+    outcome = await apply_and_wait(env, cluster_worker, PROD, unit, 4)
+    assert outcome.state == "ready"
+    spec = await claim_spec(sandbox, store, PROD, unit)
+    assert (spec["lambdaMemory"], spec["lambdaTimeout"]) == (1024, 45)
+
+
+@SQLITE_ONLY
+async def test_a_capture_over_a_head_nobody_asked_to_apply_applies_nothing(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Published without --apply: the re-based head waits for someone to apply it."""
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    r1 = store.get_revision(MW, MW, 1)
+    assert r1 is not None
+    pending = copy.deepcopy(r1.data)
+    pending["spec"]["lambdaTimeout"] = 45
+    store.commit(
+        [
+            UnitChange(
+                space=MW, slug=MW, expected_version=1, data=pending, description="45",
+                source="ci",
+            )
+        ]
+    )  # fmt: skip
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaMemory": 512}})
+
+    st = await check_now(env, MW, MW)
+
+    assert (st.state, st.last_revision) == ("captured", 3)
+    u = store.get_unit(MW, MW)
+    assert u is not None
+    assert (u.head_revision, u.live_revision, u.last_applied_revision) == (4, 3, 1)
+    status = await apply_status(env, MW, MW)
+    assert [o.revision for o in status.outcomes] == [1]
+    assert status.current is None
+    assert status.pending == []
+    assert (await claim_spec(sandbox, store, MW, MW))["lambdaTimeout"] == 10
 
 
 @SQLITE_ONLY
