@@ -158,7 +158,8 @@ class DriftWorkflow:
             self.started_checks += 1
             requests, self.capture_requests = self.capture_requests, []
             sweep_id, self.sweep_id = self.sweep_id, ""
-            if self.pause_to_store is not None:
+            # (patched: loops started by an older worker replay without this activity)
+            if self.pause_to_store is not None and workflow.patched("drift-pause-in-authority"):
                 await self._store_pause()
             if self.status.paused and not requests:
                 self._set_state("paused", "paused: no checks until resumed")
@@ -290,22 +291,27 @@ class DriftWorkflow:
             )
             # Re-applying identical content bumps no generation, so Crossplane would
             # leave an AWS-side edit until its poll: ask it to reconcile now.
-            await workflow.execute_activity_method(
-                DriftActivities.request_reconcile,
-                CaptureReconcileInput(
-                    space=self.status.space,
-                    unit=self.status.unit,
-                    revision=result.live_revision or 0,
-                    token=workflow.now().isoformat(),
-                ),
-                start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
-                retry_policy=opt.RETRY,
-                summary="ask Crossplane to reconcile the Claim",
-            )
+            # (patched: loops started by an older worker replay without this activity)
+            if workflow.patched("drift-revert-reconcile"):
+                await self._request_reconcile(result.live_revision or 0)
             self._set_state("reverting", f"re-applying revision {result.live_revision}: {paths}")
             await self._record(sweep_id)
             return
         self._set_state("drifted", f"drift recorded ({result.mode}): {paths}")
+
+    async def _request_reconcile(self, revision: int) -> None:
+        await workflow.execute_activity_method(
+            DriftActivities.request_reconcile,
+            CaptureReconcileInput(
+                space=self.status.space,
+                unit=self.status.unit,
+                revision=revision,
+                token=workflow.now().isoformat(),
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="ask Crossplane to reconcile the Claim",
+        )
 
     async def _capture(
         self, result: DriftCheckResult, req: CaptureRequest | None, sweep_id: str

@@ -175,9 +175,12 @@ async def status(args: argparse.Namespace, out: Output, settings: Settings) -> i
 async def _check_one(
     client: Client, settings: Settings, space: str, unit: str, wait: bool
 ) -> DriftStatus | None:
-    await signal_drift(client, settings.task_queue, space, unit, "cli")
     if not wait:
+        await signal_drift(client, settings.task_queue, space, unit, "cli")
         return None
+    # Only the update asks: a check signal first would start a check of its own, and
+    # the answer (a check that started after the request) would be the one after it.
+    await start_drift(client, settings.task_queue, space, unit)
     handle = client.get_workflow_handle(drift_id(space, unit))
     result: DriftStatus = await handle.execute_update(
         "check_now", CheckRequest(reason="cli"), result_type=DriftStatus
