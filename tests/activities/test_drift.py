@@ -17,6 +17,7 @@ from activities.kube import KubeActivities
 from activities.kube_client import KubeClient
 from activities.policy import load_bundle
 from activities.render import find_kubectl, render_overlay
+from activities.watcher import fingerprint
 from authority.sql import SqlStore
 from domain.authority import PolicyBundle, SpaceSpec, UnitChange, UnitStateChange
 from domain.drift import DriftField
@@ -28,6 +29,7 @@ from domain.messages import (
     DriftPauseInput,
     KubeApplyInput,
 )
+from domain.normalize import RECONCILE_ANNOTATION
 from tests.conftest import Sandbox
 from tests.support import FIXTURES
 
@@ -660,3 +662,12 @@ def test_a_paused_unit_is_not_checked_unless_forced(
     )
     [record] = store.list_drift(SPACE, UNIT)
     assert not record.paused
+
+
+def test_a_reconcile_request_is_no_content_change_for_the_watch(rendered: dict[str, Any]):
+    """A revert annotates the Claim to make Crossplane reconcile; the watch must not
+    take that for an edit and wake the drift loop."""
+    annotated = copy.deepcopy(rendered)
+    annotated["metadata"].setdefault("annotations", {})[RECONCILE_ANNOTATION] = "t1"
+
+    assert fingerprint(annotated) == fingerprint(rendered)
