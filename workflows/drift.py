@@ -136,6 +136,12 @@ class DriftWorkflow:
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() or self._waited_on()
                 )
+                if (
+                    self.pause_to_store is not None
+                    and workflow.all_handlers_finished()
+                    and workflow.patched("drift-pause-in-authority")
+                ):
+                    await self._store_pause()  # the next run would not know to store it
                 if workflow.all_handlers_finished() and not self._waited_on():
                     workflow.continue_as_new(
                         DriftInput(
@@ -267,7 +273,10 @@ class DriftWorkflow:
                 self._answer(
                     requests,
                     CaptureOutcome(
-                        captured=False, message="nothing capturable", fields=result.fields
+                        captured=False,
+                        action="none",
+                        message="nothing capturable",
+                        fields=result.fields,
                     ),
                 )
                 return
