@@ -91,6 +91,8 @@ def activities(
         drift.capture,
         drift.record,
         drift.classify,
+        drift.request_reconcile,
+        drift.set_paused,
         cluster.apply,
         cluster.wait_ready,
         cluster.delete,

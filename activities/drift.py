@@ -9,7 +9,7 @@ from temporalio import activity
 
 from activities._errors import decided
 from activities.aws import AwsObservers
-from activities.kube_client import KubeClient
+from activities.kube_client import FIELD_MANAGER, KubeClient
 from activities.policy import check_objects
 from authority.protocol import AuthorityStore
 from domain.apply import readiness
@@ -26,15 +26,19 @@ from domain.drift import (
 from domain.errors import BadInput, NotFound
 from domain.messages import (
     CaptureInput,
+    CaptureReconcileInput,
+    CaptureReconcileResult,
     CaptureResult,
     CheckObjectsInput,
     ClassifyCaptureInput,
     ClassifyCaptureResult,
     DriftCheckInput,
     DriftCheckResult,
+    DriftPauseInput,
     DriftRecordInput,
     DriftRecordResult,
 )
+from domain.normalize import RECONCILE_ANNOTATION, is_ignored
 from domain.paths import MISSING, get_path, parse_path
 from domain.schema import SchemaSet, schemas_from_xrd
 
@@ -58,8 +62,8 @@ class DriftActivities:
         )
         capturing = result.state == "drifted" and result.mode == "capture" and result.captured
         # A capture records its own row ("captured"); a sweep must not count the unit
-        # as merely drifted in between.
-        if result.state != "inactive" and not capturing:
+        # as merely drifted in between. A paused unit keeps its "paused" row.
+        if result.state not in ("inactive", "paused") and not capturing:
             self.store.record_drift(
                 DriftRecord(
                     space=inp.space,
@@ -74,6 +78,13 @@ class DriftActivities:
             )
         return result
 
+    @activity.defn(name="drift.set_paused")
+    @decided
+    def set_paused(self, inp: DriftPauseInput) -> DriftRecordResult:
+        """Keep pause in the authority: a loop restarted by a watch or a sweep reads it."""
+        self.store.set_drift_paused(inp.space, inp.unit, inp.paused)
+        return DriftRecordResult()
+
     @activity.defn(name="drift.record")
     @decided
     def record(self, inp: DriftRecordInput) -> DriftRecordResult:
@@ -86,15 +97,20 @@ class DriftActivities:
         unit = self.store.get_unit(inp.space, inp.unit)
         if space is None or unit is None:
             raise NotFound(f"unit {inp.space}/{inp.unit} does not exist in the authority")
+        rows = self.store.list_drift(inp.space, inp.unit)
         base = DriftCheckResult(
             state="in-sync",
             live_revision=unit.live_revision,
+            head_revision=unit.head_revision,
             expected_version=unit.version,
             mode=space.drift,
             interval_seconds=space.drift_interval_seconds,
+            paused=any(r.paused for r in rows),
         )
         if unit.state != "active":
             return base.model_copy(update={"state": "inactive"})
+        if base.paused and not inp.force:
+            return base.model_copy(update={"state": "paused"})
         if unit.live_revision is None:
             return base.model_copy(update={"state": "not-applied"})
         live_rev = self.store.get_revision(inp.space, inp.unit, unit.live_revision)
@@ -130,10 +146,14 @@ class DriftActivities:
         if observer is not None and readiness(obj, generation).state == "ready":
             # AWS is comparable only once Crossplane has reconciled the Claim's
             # current spec; before that it lags behind by design, which is not drift.
-            live_claim = comparable(obj, space.ignore, schema)
-            wanted = comparable(authority, space.ignore, schema)
+            # The observer sees the whole claim (defaults in, nothing ignored); what it
+            # reports under an ignored path is then dropped, like on the Kubernetes side.
+            live_claim = comparable(obj, [], schema)
+            wanted = comparable(authority, [], schema)
             claim_paths = {f.path for f in fields}
             for f in observer.observe(live_claim):
+                if is_ignored(f.path, space.ignore):
+                    continue
                 if f.capturable and f.path in claim_paths:
                     continue  # the claim itself moved; AWS follows it once Crossplane reconciles
                 if f.capturable:
@@ -149,7 +169,7 @@ class DriftActivities:
     @activity.defn(name="drift.capture")
     @decided
     def capture(self, inp: CaptureInput) -> CaptureResult:
-        """Write what runs as the new head, and mark it live: it is what runs."""
+        """Write what runs as a revision and mark it live (DESIGN.md "Capture")."""
         space = self.store.get_space(inp.space)
         if space is None:
             raise NotFound(f"space {inp.space!r} does not exist in the authority")
@@ -172,38 +192,65 @@ class DriftActivities:
             # What runs is recorded even when it breaks the schema; it just can't be
             # applied again until fixed.
             policy = PolicyResult(violations=[e.message], policy_digest=space.policy.digest)
-        [outcome] = self.store.commit(
-            [
-                UnitChange(
-                    space=inp.space,
-                    slug=inp.unit,
-                    expected_version=inp.expected_version,
-                    data=inp.data,
-                    description=inp.description,
-                    source=inp.source,
-                    tags=inp.tags,
-                    author=inp.author,
-                    policy=policy,
-                    idempotency_key=inp.idempotency_key,
-                )
-            ]
-        )
         # Live at once (it is what runs), but not "applied": the cluster's Claim may
-        # not say it yet (an AWS-side edit), until the sync apply that follows lands.
-        self.store.record_applied(inp.space, inp.unit, outcome.revision, live=True, applied=False)
-        self.store.record_drift(
-            DriftRecord(
+        # not say it yet (an AWS-side edit) until a sync apply lands. A pending head is
+        # re-based onto it (or kept, with the conflict recorded); nothing is applied.
+        written = self.store.capture(
+            UnitChange(
+                space=inp.space,
+                slug=inp.unit,
+                expected_version=inp.expected_version,
+                data=inp.data,
+                description=inp.description,
+                source=inp.source,
+                tags=inp.tags,
+                author=inp.author,
+                policy=policy,
+                idempotency_key=inp.idempotency_key,
+            ),
+            expected_live=inp.live_revision,
+            record=DriftRecord(
                 space=inp.space,
                 unit=inp.unit,
                 state="captured",
                 checked_at=datetime.now(UTC),
                 fields=inp.fields,
                 message=inp.description,
-                revision=outcome.revision,
                 sweep_id=inp.sweep_id,
-            )
+            ),
         )
-        return CaptureResult(revision=outcome.revision, created=outcome.created)
+        return CaptureResult(
+            revision=written.revision,
+            created=written.created,
+            head_revision=written.head_revision,
+            rebased_revision=written.rebased_revision,
+            conflicts=written.conflicts,
+            pending_revision=written.pending_revision,
+        )
+
+    @activity.defn(name="drift.request_reconcile")
+    @decided
+    def request_reconcile(self, inp: CaptureReconcileInput) -> CaptureReconcileResult:
+        """Ask Crossplane to reconcile the Claim now, as a changed annotation does.
+
+        Re-applying identical content bumps no generation, so a revert of an AWS-side
+        edit would otherwise wait for Crossplane's poll interval.
+        """
+        rev = self.store.get_revision(inp.space, inp.unit, inp.revision)
+        if rev is None:
+            raise NotFound(f"unit {inp.space}/{inp.unit} has no revision {inp.revision}")
+        res = self.kube.resource(str(rev.data.get("apiVersion")), str(rev.data.get("kind")))
+        meta = rev.data.get("metadata", {})
+        if res is None:
+            return CaptureReconcileResult(requested=False)
+        status, _ = self.kube.request(
+            "PATCH",
+            res.path(meta["name"], meta.get("namespace") or "default"),
+            query=[("fieldManager", FIELD_MANAGER)],
+            body={"metadata": {"annotations": {RECONCILE_ANNOTATION: inp.token}}},
+            content_type="application/merge-patch+json",
+        )
+        return CaptureReconcileResult(requested=status != 404)
 
     @activity.defn(name="drift.classify")
     @decided

@@ -145,6 +145,18 @@ def _m004_sweep_state(conn: Connection) -> None:
     )
 
 
+def _m006_last_drift(conn: Connection) -> None:
+    """The latest drift (fields, when, the capturing revision, a re-base conflict), kept
+    after a capture: ``drift status`` answers "what changed?" after the fact."""
+    conn.execute(text("ALTER TABLE drift_status ADD COLUMN last_drift JSON"))
+
+
+def _m007_drift_paused(conn: Connection) -> None:
+    """Pause lives in the authority: a drift loop restarted by a watch or a sweep starts
+    paused again."""
+    conn.execute(text("ALTER TABLE drift_status ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE"))
+
+
 def _m009_space_gates(conn: Connection) -> None:
     """Issue 10: a space's gates live in the authority, set by `tributary space set`.
 
@@ -210,6 +222,8 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (2, _m002_drift_status),
     (3, _m003_sync_prs),
     (4, _m004_sweep_state),
+    (6, _m006_last_drift),
+    (7, _m007_drift_paused),
     (9, _m009_space_gates),
     (10, _m010_seed_space_gates),
 ]

@@ -20,7 +20,7 @@ from domain.authority import (
     UnitRecord,
     UnitStateChange,
 )
-from domain.drift import DriftRecord
+from domain.drift import CaptureWrite, DriftRecord
 from domain.sync import PullRequest
 
 
@@ -75,6 +75,21 @@ class AuthorityStore(Protocol):
         self, space: str, slug: str, number: int, *, live: bool, applied: bool = True
     ) -> UnitRecord:
         """Revision ``number`` reached the cluster (``applied``) and/or runs (``live``)."""
+        ...
+
+    def capture(
+        self,
+        change: UnitChange,
+        *,
+        expected_live: int | None = None,
+        record: DriftRecord | None = None,
+    ) -> CaptureWrite:
+        """Write what runs as the live revision; re-base a pending head onto it
+        (DESIGN.md "Capture"). Applies and approves nothing."""
+        ...
+
+    def set_drift_paused(self, space: str, unit: str, paused: bool) -> None:
+        """Keep a unit's drift pause in the authority, across restarts of its loop."""
         ...
 
     def classify_revision(

@@ -40,8 +40,8 @@ from domain.authority import (
     UnitRecord,
     UnitStateChange,
 )
-from domain.diff import json_equal
-from domain.drift import DriftRecord
+from domain.diff import FieldConflict, json_equal
+from domain.drift import CaptureWrite, DriftRecord, LastDrift, rebase_pending
 from domain.errors import NotFound, StaleVersion
 from domain.sync import PullRequest
 
@@ -303,6 +303,154 @@ class SqlStore:
             row = conn.execute(_revision_query(space, slug, number)).mappings().one()
         return _revision(row)
 
+    def capture(
+        self,
+        change: UnitChange,
+        *,
+        expected_live: int | None = None,
+        record: DriftRecord | None = None,
+    ) -> CaptureWrite:
+        """Write what runs as a revision that becomes the live revision (DESIGN "Capture").
+
+        When head equals live, the capture is the new head too. When head is ahead (a
+        change waiting at a gate or in flight), that change is re-based onto the capture
+        three-way (base: the old live revision) as a new head revision, with no
+        approvals; if both touched a field, the head stays and the conflict is returned.
+        Nothing is applied or approved here.
+
+        ``change.expected_version`` guards the write; when the unit moved on (a publish,
+        a ``set``) but ``expected_live`` still names its live revision, the capture is
+        still what runs on top of that revision, and the re-base absorbs the new head.
+        All in one transaction, with ``record`` (the drift row) in it.
+        """
+        with self._write() as conn:
+            query = _unit_query(change.space, change.slug)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            unit = conn.execute(query).mappings().first()
+            if unit is None:
+                raise NotFound(f"unit {change.space}/{change.slug} does not exist")
+            if change.idempotency_key:
+                done = _capture_done(conn, change, unit)
+                if done is not None:
+                    return done
+            live = unit["live_revision"]
+            if unit["version"] != change.expected_version and (
+                expected_live is None or live != expected_live
+            ):
+                raise StaleVersion(
+                    f"unit {change.space}/{change.slug} is at version {unit['version']} "
+                    f"(live revision {live}), the capture was planned on version "
+                    f"{change.expected_version} (live revision {expected_live})"
+                )
+            head = unit["head_revision"]
+            rows = {
+                r["number"]: r
+                for r in conn.execute(
+                    select(t.revisions).where(
+                        t.revisions.c.space == change.space,
+                        t.revisions.c.unit == change.slug,
+                        t.revisions.c.number.in_([n for n in (head, live) if n is not None]),
+                    )
+                ).mappings()
+            }
+            number = _max_revision(conn, change.space, change.slug) + 1
+            now = _now()
+            _insert_revision(conn, change, number, now, tags=change.tags)
+            new_head, rebased = number, None
+            conflicts: list[FieldConflict] = []
+            if live is not None and head != live:
+                plan = rebase_pending(rows[live]["data"], rows[head]["data"], change.data)
+                conflicts = plan.conflicts
+                if conflicts:
+                    new_head = head
+                elif not json_equal(plan.data, change.data):
+                    assert plan.data is not None
+                    rebased = new_head = number + 1
+                    pending = rows[head]
+                    _insert_revision(
+                        conn,
+                        change.model_copy(
+                            update={
+                                "data": plan.data,
+                                "description": f"{pending['description']} "
+                                f"(re-based onto capture r{number})",
+                                "source": "rebase",
+                                "author": pending["author"],
+                                "policy": PolicyResult.model_validate(pending["policy"]),
+                            }
+                        ),
+                        rebased,
+                        now,
+                        tags={
+                            **{k: v for k, v in pending["tags"].items() if k != "idempotency"},
+                            "rebased_from": str(head),
+                            "rebased_source": str(pending["source"]),
+                            "rebased_onto": str(number),
+                        },
+                        key=f"{change.idempotency_key}/rebase" if change.idempotency_key else "",
+                    )
+            description = change.description
+            if rebased is not None:
+                description = f"{rows[head]['description']} (re-based onto capture r{number})"
+            elif conflicts:
+                description += f"; pending revision {head} kept, conflict in " + ", ".join(
+                    c.path for c in conflicts
+                )
+            conn.execute(
+                update(t.units)
+                .where(t.units.c.space == change.space, t.units.c.slug == change.slug)
+                .values(
+                    head_revision=new_head,
+                    live_revision=number,
+                    version=unit["version"] + 1,
+                    last_change_description=description,
+                    updated_at=now,
+                )
+            )
+            written = CaptureWrite(
+                revision=number,
+                created=True,
+                head_revision=new_head,
+                rebased_revision=rebased,
+                conflicts=conflicts,
+                pending_revision=head if live is not None and head != live else None,
+            )
+            if record is not None:
+                _record_drift(
+                    conn,
+                    record.model_copy(
+                        update={
+                            "revision": number,
+                            "head_revision": new_head,
+                            "rebased_revision": rebased,
+                            "conflicts": conflicts,
+                        }
+                    ),
+                )
+        return written
+
+    def set_drift_paused(self, space: str, unit: str, paused: bool) -> None:
+        """Pause or resume a unit's drift checks, for every run of its loop to come."""
+        key = (t.drift_status.c.space == space, t.drift_status.c.unit == unit)
+        with self._write() as conn:
+            if conn.execute(update(t.drift_status).where(*key).values(paused=paused)).rowcount:
+                return
+            conn.execute(
+                insert(t.drift_status).values(
+                    space=space,
+                    unit=unit,
+                    state="paused" if paused else "unknown",
+                    checked_at=_now(),
+                    fields=[],
+                    message="paused: no checks until resumed" if paused else "",
+                    revision=None,
+                    sweep_id="",
+                    sweep_state="",
+                    paused=paused,
+                )
+            )
+
     def list_prs(self, space: str | None = None) -> list[PullRequest]:
         query = select(t.pull_requests).order_by(t.pull_requests.c.number.desc())
         if space is not None:
@@ -357,28 +505,8 @@ class SqlStore:
         return int(found or 0) + 1
 
     def record_drift(self, record: DriftRecord) -> None:
-        values = {
-            "state": record.state,
-            # SQLite keeps no offset: store every instant as UTC.
-            "checked_at": _as_utc(record.checked_at),
-            "fields": [f.model_dump(mode="json") for f in record.fields],
-            "message": record.message,
-            "revision": record.revision,
-        }
-        # A check outside a sweep (timer, watch, apply) leaves the sweep's answer alone.
-        if record.sweep_id:
-            values["sweep_id"] = record.sweep_id
-            values["sweep_state"] = record.state
-        key = (t.drift_status.c.space == record.space, t.drift_status.c.unit == record.unit)
         with self._write() as conn:
-            if conn.execute(update(t.drift_status).where(*key).values(**values)).rowcount == 0:
-                conn.execute(
-                    insert(t.drift_status).values(
-                        space=record.space,
-                        unit=record.unit,
-                        **{"sweep_id": "", "sweep_state": "", **values},
-                    )
-                )
+            _record_drift(conn, record)
 
     def list_drift(self, space: str, unit: str | None = None) -> list[DriftRecord]:
         query = select(t.drift_status).where(t.drift_status.c.space == space)
@@ -396,6 +524,8 @@ class SqlStore:
                 message=r["message"],
                 revision=r["revision"],
                 sweep_id=r["sweep_id"],
+                paused=bool(r["paused"]),
+                last_drift=LastDrift.model_validate(r["last_drift"]) if r["last_drift"] else None,
             )
             for r in rows
         ]
@@ -416,6 +546,98 @@ class SqlStore:
         query = query.order_by(t.units.c.space, t.units.c.slug).limit(limit)
         with self._read() as conn:
             return [(str(a), str(b)) for a, b in conn.execute(query).all()]
+
+
+def _record_drift(conn: Connection, record: DriftRecord) -> None:
+    values: dict[str, Any] = {
+        "state": record.state,
+        # SQLite keeps no offset: store every instant as UTC.
+        "checked_at": _as_utc(record.checked_at),
+        "fields": [f.model_dump(mode="json") for f in record.fields],
+        "message": record.message,
+        "revision": record.revision,
+    }
+    if record.fields and record.state in ("drifted", "captured", "reverting", "reverted"):
+        # The latest drift outlives the checks that find none after it was captured.
+        values["last_drift"] = LastDrift(
+            fields=record.fields,
+            at=_as_utc(record.checked_at),
+            revision=record.revision if record.state == "captured" else None,
+            head_revision=record.head_revision,
+            rebased_revision=record.rebased_revision,
+            conflicts=record.conflicts,
+        ).model_dump(mode="json")
+    # A check outside a sweep (timer, watch, apply) leaves the sweep's answer alone.
+    if record.sweep_id:
+        values["sweep_id"] = record.sweep_id
+        values["sweep_state"] = record.state
+    key = (t.drift_status.c.space == record.space, t.drift_status.c.unit == record.unit)
+    if conn.execute(update(t.drift_status).where(*key).values(**values)).rowcount == 0:
+        conn.execute(
+            insert(t.drift_status).values(
+                space=record.space,
+                unit=record.unit,
+                **{"sweep_id": "", "sweep_state": "", "paused": False, **values},
+            )
+        )
+
+
+def _capture_done(conn: Connection, change: UnitChange, unit: Any) -> CaptureWrite | None:
+    """An earlier attempt of this very capture (same idempotency key) already wrote it:
+    it is still the live revision. (The same drift coming back later, after something
+    else ran, is a new capture.)"""
+    found = conn.execute(
+        select(t.revisions.c.number).where(
+            t.revisions.c.space == change.space,
+            t.revisions.c.unit == change.slug,
+            t.revisions.c.idempotency_key == change.idempotency_key,
+            t.revisions.c.number == unit["live_revision"],
+        )
+    ).first()
+    if found is None:
+        return None
+    number = int(found[0])
+    rebased = conn.execute(
+        select(t.revisions.c.number, t.revisions.c.tags).where(
+            t.revisions.c.space == change.space,
+            t.revisions.c.unit == change.slug,
+            t.revisions.c.idempotency_key == f"{change.idempotency_key}/rebase",
+        )
+    ).first()
+    return CaptureWrite(
+        revision=number,
+        created=False,
+        head_revision=unit["head_revision"],
+        rebased_revision=int(rebased[0]) if rebased else None,
+        pending_revision=int(rebased[1]["rebased_from"]) if rebased else None,
+    )
+
+
+def _insert_revision(
+    conn: Connection,
+    change: UnitChange,
+    number: int,
+    now: datetime,
+    *,
+    tags: dict[str, str],
+    key: str | None = None,
+) -> None:
+    conn.execute(
+        insert(t.revisions).values(
+            space=change.space,
+            unit=change.slug,
+            number=number,
+            data=change.data,
+            description=change.description,
+            source=change.source,
+            tags=tags,
+            author=change.author,
+            policy=change.policy.model_dump(mode="json"),
+            approvals=[],
+            idempotency_key=change.idempotency_key if key is None else key,
+            created_at=now,
+        )
+    )
 
 
 def _revision_query(space: str, slug: str, number: int) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     ForeignKeyConstraint,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -105,6 +107,8 @@ drift_status = Table(
     Column("revision", Integer, nullable=True),
     Column("sweep_id", String(128), nullable=False),
     Column("sweep_state", String(16), nullable=False, server_default=""),
+    Column("last_drift", JSON, nullable=True),
+    Column("paused", Boolean, nullable=False, server_default=false()),
     Index("ix_drift_status_sweep", "sweep_id"),
 )
 

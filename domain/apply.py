@@ -43,6 +43,11 @@ class ApplyRequest(BaseModel):
     # Who is waiting for this request's outcome; repeats of a queued request add
     # their ids here instead of queueing twice.
     request_ids: list[str] = Field(default_factory=list)
+    # A drift capture re-based the change of revision ``follows`` into this one: it
+    # takes the place (and the waiters) of a request for ``follows`` that is queued,
+    # waiting at its gate or in flight, and passes the gate itself. With no such
+    # request it is dropped: a capture never applies a change nobody asked to apply.
+    follows: int | None = None
 
 
 class ApplyOutcome(BaseModel):

@@ -18,6 +18,8 @@ Source = Literal[
     "operator",
     "bulk",
     "rollback",
+    # a change that waited at its gate, re-based onto a drift capture: never Git's render
+    "rebase",
 ]
 GIT_SOURCES: frozenset[str] = frozenset({"ci", "ci-forced", "ci-merged"})
 # orphaned: gone from Git's render, still in the cluster until `tributary delete`;

@@ -7,15 +7,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from domain.diff import diff
+from domain.diff import FieldConflict, diff, json_equal, three_way_merge
 from domain.markdown import OneLine
-from domain.normalize import normalize, parse_ignore
+from domain.normalize import drop_paths, normalize, parse_ignore
 from domain.paths import MISSING, Path, parse_path, set_path
 from domain.schema import apply_defaults
 
 DriftMode = Literal["capture", "revert", "report"]
+# reverting: a revert was asked for and no check has agreed yet; reverted: one has.
 DriftStateName = Literal[
-    "unknown", "in-sync", "drifted", "captured", "reverted", "paused", "failed"
+    "unknown", "in-sync", "drifted", "captured", "reverting", "reverted", "paused", "failed"
 ]
 DriftSource = Literal["kubernetes-live", "aws-live"]
 
@@ -45,9 +46,15 @@ class DriftReport(BaseModel):
 def comparable(
     obj: dict[str, Any], ignore: list[str], schema: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Normalized for comparison: server fields and ignored paths gone, XRD defaults in."""
-    out = normalize(obj, ignore=parse_ignore(ignore))
-    return apply_defaults(schema, out) if schema else out
+    """Normalized for comparison: server fields gone, XRD defaults in, ignored paths gone.
+
+    ``ignore`` comes last: applied before the defaults, an ignored field would come
+    back as its default and be compared after all.
+    """
+    out = normalize(obj)
+    if schema:
+        out = apply_defaults(schema, out)
+    return drop_paths(out, parse_ignore(ignore))
 
 
 def kubernetes_drift(
@@ -107,6 +114,52 @@ def captured_data(authority: dict[str, Any], fields: list[DriftField]) -> dict[s
     return out
 
 
+class Rebase(BaseModel):
+    """A pending head re-based onto a capture."""
+
+    data: dict[str, Any] | None = None  # None: nothing to write (see ``conflicts``)
+    conflicts: list[FieldConflict] = Field(default_factory=list)
+
+
+def rebase_pending(
+    old_live: dict[str, Any], head: dict[str, Any], captured: dict[str, Any]
+) -> Rebase:
+    """The change waiting in ``head`` (since ``old_live``), re-based onto ``captured``.
+
+    Three-way, base = the old live revision: the pending change (ours) and the live
+    edit (theirs) are both descendants of what ran. A field both changed to different
+    values is a conflict, and then nothing is re-based (the head stays as it was).
+    """
+    merged, conflicts = three_way_merge(old_live, head, captured)
+    if conflicts:
+        return Rebase(conflicts=conflicts)
+    if merged is MISSING or json_equal(merged, captured):
+        return Rebase(data=captured)  # the capture already holds the pending change
+    return Rebase(data=merged)
+
+
+class CaptureWrite(BaseModel):
+    """What a capture wrote: the captured revision (now live) and the unit's head."""
+
+    revision: int
+    created: bool
+    head_revision: int
+    rebased_revision: int | None = None  # the pending change re-based onto the capture
+    conflicts: list[FieldConflict] = Field(default_factory=list)
+    pending_revision: int | None = None  # the head that was ahead of live, if one was
+
+
+class LastDrift(BaseModel):
+    """The latest drift seen, kept after it is captured: operators ask what changed."""
+
+    fields: list[DriftField] = Field(default_factory=list)
+    at: datetime | None = None
+    revision: int | None = None  # the revision that captured it, if one did
+    head_revision: int | None = None
+    rebased_revision: int | None = None
+    conflicts: list[FieldConflict] = Field(default_factory=list)
+
+
 class CaptureRequest(BaseModel):
     tag: OneLine = ""
     incident: OneLine = ""  # shown in commit messages and PR bodies
@@ -118,6 +171,11 @@ class CaptureOutcome(BaseModel):
     revision: int | None = None
     message: str = ""
     fields: list[DriftField] = Field(default_factory=list)
+    # "none": nothing captured or labelled (no current drift); "captured", "labelled"
+    action: str = ""
+    head_revision: int | None = None
+    rebased_revision: int | None = None
+    conflicts: list[FieldConflict] = Field(default_factory=list)
 
 
 class CheckRequest(BaseModel):
@@ -133,6 +191,7 @@ class DriftStatus(BaseModel):
     last_check: datetime | None = None
     last_drift: DriftReport | None = None
     last_revision: int | None = None  # the last revision this loop captured
+    last_capture_at: datetime | None = None
     last_fingerprint: str = ""
     interval_seconds: int = 300
     checks: int = 0
@@ -167,3 +226,10 @@ class DriftRecord(BaseModel):
     message: str = ""
     revision: int | None = None
     sweep_id: str = ""
+    # Set by captures: kept as ``last_drift`` until a later drift replaces it.
+    head_revision: int | None = None
+    rebased_revision: int | None = None
+    conflicts: list[FieldConflict] = Field(default_factory=list)
+    # Read back from the authority: pause survives restarts of the loop.
+    paused: bool = False
+    last_drift: LastDrift | None = None

@@ -23,6 +23,7 @@ from domain.authority import (
     UnitState,
     UnitStateChange,
 )
+from domain.diff import FieldConflict
 from domain.drift import DriftField, DriftRecord, DriftStatus
 from domain.markdown import OneLine
 from domain.project import ApprovalMode, ProjectConfig
@@ -431,12 +432,13 @@ class DriftCheckInput(BaseModel):
     space: str
     unit: str
     sweep_id: str = ""  # recorded with the result, so a sweep can count its checks
+    force: bool = False  # check even when the unit is paused (an operator's capture)
 
 
 class DriftCheckResult(BaseModel):
     # in-sync / drifted; applying: an apply is in flight; not-applied: nothing runs yet;
-    # inactive: the unit is orphaned, deleted or gone
-    state: Literal["in-sync", "drifted", "applying", "not-applied", "inactive"]
+    # inactive: the unit is orphaned, deleted or gone; paused: the authority says so
+    state: Literal["in-sync", "drifted", "applying", "not-applied", "inactive", "paused"]
     fields: list[DriftField] = Field(default_factory=list)
     live_revision: int | None = None
     expected_version: int = 0
@@ -444,6 +446,8 @@ class DriftCheckResult(BaseModel):
     fingerprint: str = ""
     mode: str = "capture"
     interval_seconds: int = 300
+    paused: bool = False  # kept in the authority, so a restarted loop stays paused
+    head_revision: int | None = None
 
 
 class CaptureInput(BaseModel):
@@ -458,11 +462,29 @@ class CaptureInput(BaseModel):
     idempotency_key: str
     fields: list[DriftField] = Field(default_factory=list)
     sweep_id: str = ""
+    # The live revision the capture was planned on: a publish or `set` since then
+    # (a new head, a new version) is re-based onto the capture, not a stale write.
+    live_revision: int | None = None
 
 
 class CaptureResult(BaseModel):
     revision: int
     created: bool
+    head_revision: int | None = None  # == revision unless a pending head was kept
+    rebased_revision: int | None = None  # the pending change re-based onto the capture
+    conflicts: list[FieldConflict] = Field(default_factory=list)
+    pending_revision: int | None = None  # the head that was ahead of live, if one was
+
+
+class CaptureReconcileInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+    token: str  # a new value each request: the annotation must change to be an event
+
+
+class CaptureReconcileResult(BaseModel):
+    requested: bool
 
 
 class DriftInput(BaseModel):
@@ -490,6 +512,12 @@ class EnsureDriftResult(BaseModel):
 
 class DriftRecordInput(BaseModel):
     record: DriftRecord
+
+
+class DriftPauseInput(BaseModel):
+    space: str
+    unit: str
+    paused: bool
 
 
 class DriftRecordResult(BaseModel):

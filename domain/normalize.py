@@ -6,6 +6,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from domain.errors import BadInput
 from domain.gates import OWNER_LABEL
 from domain.paths import MISSING, Path, parse_path, set_path
 
@@ -23,6 +24,9 @@ SERVER_OWNED_METADATA = (
     "ownerReferences",
     "finalizers",
 )
+# Written by a revert to make Crossplane reconcile a Claim whose spec did not change
+# (like Flux's ``reconcile.fluxcd.io/requestedAt``): a request, never intent.
+RECONCILE_ANNOTATION = "tributary.dev/reconcile-requested-at"
 
 
 def strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
@@ -36,6 +40,9 @@ def strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
             # Set by the apply from the unit's space (domain/gates.py), not authored:
             # it is never drift, and never part of a unit's data.
             meta["labels"].pop(OWNER_LABEL, None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(RECONCILE_ANNOTATION, None)
         for key in ("labels", "annotations"):
             if meta.get(key) == {}:
                 del meta[key]
@@ -51,6 +58,16 @@ def drop_paths(obj: dict[str, Any], paths: Iterable[Path]) -> dict[str, Any]:
 
 def parse_ignore(entries: Iterable[str]) -> list[Path]:
     return [parse_path(e) for e in entries]
+
+
+def is_ignored(path: str, ignore: Iterable[str]) -> bool:
+    """``path`` is an ``ignore`` entry or lies inside one (e.g. a field reported by an
+    AWS observer, which never sees the dropped object)."""
+    try:
+        target = parse_path(path)
+    except BadInput:
+        return False  # not a path at all: nothing ignores it
+    return any(target[: len(p)] == p for p in parse_ignore(ignore))
 
 
 def normalize(

@@ -73,6 +73,21 @@ class ApplyWorkflow:
     @workflow.signal
     def request(self, req: ApplyRequest) -> None:
         """Queue an apply (or delete) of a revision; a repeat joins the queued one."""
+        if req.follows is not None:
+            followed = [
+                q
+                for q in [*self.pending, *([self.active] if self.active else [])]
+                if q.revision == req.follows and q.action == "apply"
+            ]
+            if not followed:
+                return
+            # The waiters move to the re-based revision (not told "superseded").
+            ids = [i for q in followed for i in q.request_ids]
+            for q in followed:
+                q.request_ids = []
+            if self.current and self.active in followed:
+                self.current.request_ids = []
+            req = req.model_copy(update={"follows": None, "request_ids": ids})
         for queued in [*self.pending, *([self.active] if self.active else [])]:
             if queued.revision == req.revision and queued.action == req.action:
                 queued.request_ids.extend(i for i in req.request_ids if i not in queued.request_ids)

@@ -34,10 +34,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.messages import (
         CaptureInput,
+        CaptureReconcileInput,
         ClassifyCaptureInput,
         DriftCheckInput,
         DriftCheckResult,
         DriftInput,
+        DriftPauseInput,
         DriftRecordInput,
         RequestApplyInput,
         RequestSyncInput,
@@ -50,6 +52,8 @@ DRIFT_STATE = SearchAttributeKey.for_keyword("TributaryDriftState")
 # every run near 1,400 events.
 CHECKS_PER_RUN = 200
 CHECK_TIMEOUT = timedelta(minutes=2)
+# A capture that loses a race with a publish or `set` re-checks this many times.
+STALE_REPLANS = 3
 
 
 @workflow.defn(name="DriftWorkflow")
@@ -61,10 +65,13 @@ class DriftWorkflow:
         self.capture_results: dict[int, CaptureOutcome] = {}
         self.capture_seq = 0
         self.sweep_id = ""
+        self.started_checks = 0
         self.completed_checks = 0
         self.check_waiters = 0
         # pause/resume may arrive with signal-with-start, before run() sets status up
         self.paused_by_signal: bool | None = None
+        # a pause or resume not yet written to the authority (where restarts read it)
+        self.pause_to_store: bool | None = None
 
     # ---- handlers ----------------------------------------------------------------------
 
@@ -76,18 +83,20 @@ class DriftWorkflow:
 
     @workflow.signal
     def pause(self) -> None:
-        self.paused_by_signal = self.status.paused = True
+        self.paused_by_signal = self.status.paused = self.pause_to_store = True
         self.wake = True
 
     @workflow.signal
     def resume(self) -> None:
-        self.paused_by_signal = self.status.paused = False
+        self.paused_by_signal = self.status.paused = self.pause_to_store = False
         self.wake = True
 
     @workflow.update
     async def check_now(self, req: CheckRequest) -> DriftStatus:
-        """Check now and answer with the result of that check."""
-        target = self.completed_checks + 1
+        """Check now and answer with the result of a check that started after this
+        request (a check already running may have read the cluster before the edit
+        the caller wants seen)."""
+        target = self.started_checks + 1
         self.wake = True
         self.check_waiters += 1
         try:
@@ -127,6 +136,12 @@ class DriftWorkflow:
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() or self._waited_on()
                 )
+                if (
+                    self.pause_to_store is not None
+                    and workflow.all_handlers_finished()
+                    and workflow.patched("drift-pause-in-authority")
+                ):
+                    await self._store_pause()  # the next run would not know to store it
                 if workflow.all_handlers_finished() and not self._waited_on():
                     workflow.continue_as_new(
                         DriftInput(
@@ -146,19 +161,42 @@ class DriftWorkflow:
                     )
             self.wake = False
             runs += 1
+            self.started_checks += 1
             requests, self.capture_requests = self.capture_requests, []
             sweep_id, self.sweep_id = self.sweep_id, ""
+            # (patched: loops started by an older worker replay without this activity)
+            if self.pause_to_store is not None and workflow.patched("drift-pause-in-authority"):
+                await self._store_pause()
             if self.status.paused and not requests:
                 self._set_state("paused", "paused: no checks until resumed")
                 await self._record(sweep_id)
                 self.completed_checks += 1
                 continue
+            ended = await self._check_and_act(requests, sweep_id)
+            self.completed_checks += 1
+            if ended:
+                return self.status
+
+    async def _check_and_act(
+        self, requests: list[tuple[int, CaptureRequest]], sweep_id: str
+    ) -> bool:
+        """One check and what the space's mode makes of it; True: the loop ends.
+
+        A capture planned on a version that a publish or `set` replaced meanwhile is
+        re-planned from a fresh check (a few times) rather than failing the loop.
+        """
+        for attempt in range(STALE_REPLANS + 1):
             try:
                 # A local activity: a check is short, runs every interval on every
                 # unit, and this way costs one workflow task instead of three.
                 result = await workflow.execute_local_activity_method(
                     DriftActivities.check,
-                    DriftCheckInput(space=inp.space, unit=inp.unit, sweep_id=sweep_id),
+                    DriftCheckInput(
+                        space=self.status.space,
+                        unit=self.status.unit,
+                        sweep_id=sweep_id,
+                        force=bool(requests),
+                    ),
                     start_to_close_timeout=CHECK_TIMEOUT,
                     retry_policy=opt.RETRY,
                     summary="compare live state with the live revision",
@@ -169,21 +207,36 @@ class DriftWorkflow:
                 info = error_info(e)
                 self._set_state("failed", f"{info.type}: {info.message}")
                 self._answer(requests, CaptureOutcome(captured=False, message=info.message))
-                self.completed_checks += 1
                 if info.type == "NotFound":
-                    return self.status  # the unit is gone from the authority
+                    return True  # the unit is gone from the authority
                 await self._record(sweep_id)
-                continue
+                return False
             self.status.last_check = workflow.now()
             self.status.checks += 1
             self.status.interval_seconds = result.interval_seconds
             if result.state == "inactive":
                 self._set_state("paused", "the unit is orphaned or deleted: drift loop ends")
                 self._answer(requests, CaptureOutcome(captured=False, message="unit inactive"))
-                self.completed_checks += 1
-                return self.status
-            await self._act(result, requests, sweep_id)
-            self.completed_checks += 1
+                return True
+            if result.state == "paused":
+                # Paused in the authority (this loop was restarted): stay paused.
+                self.status.paused = True
+                self._set_state("paused", "paused: no checks until resumed")
+                self._answer(requests, CaptureOutcome(captured=False, message="paused"))
+                await self._record(sweep_id)
+                return False
+            try:
+                await self._act(result, requests, sweep_id)
+                return False
+            except ActivityError as e:
+                info = error_info(e)
+                if info.type != "StaleVersion" or attempt == STALE_REPLANS:
+                    self._set_state("failed", f"{info.type}: {info.message}")
+                    self._answer(requests, CaptureOutcome(captured=False, message=info.message))
+                    await self._record(sweep_id)
+                    return False
+                # The unit moved on under the capture: read it again and re-plan.
+        return False
 
     async def _act(
         self,
@@ -192,21 +245,24 @@ class DriftWorkflow:
         sweep_id: str,
     ) -> None:
         if result.state != "drifted":
-            label: DriftStateName = "in-sync" if result.state == "in-sync" else "unknown"
-            self._set_state(label, result.state)
+            if result.state == "in-sync" and self.status.state == "reverting":
+                # A revert counts once a check after it agrees.
+                self._set_state("reverted", "a check after the revert found live in sync")
+                await self._record(sweep_id)
+            else:
+                label: DriftStateName = "in-sync" if result.state == "in-sync" else "unknown"
+                self._set_state(label, result.state)
             tagged = [r for _, r in requests if r.tag or r.incident]
-            if (
-                tagged
-                and self.status.last_revision is not None
-                and self.status.last_revision == result.live_revision
-            ):
+            if tagged and self._current_capture(result):
                 # The watch captured the edit first; the operator's tag and incident
                 # belong on that capture.
+                assert self.status.last_revision is not None
                 outcome = await self._classify(tagged[-1], self.status.last_revision)
                 self._answer(requests, outcome)
                 return
             self._answer(
-                requests, CaptureOutcome(captured=False, message=f"no drift ({result.state})")
+                requests,
+                CaptureOutcome(captured=False, action="none", message=f"no drift ({result.state})"),
             )
             return
         self.status.last_drift = DriftReport(fields=result.fields, checked_at=workflow.now())
@@ -217,7 +273,10 @@ class DriftWorkflow:
                 self._answer(
                     requests,
                     CaptureOutcome(
-                        captured=False, message="nothing capturable", fields=result.fields
+                        captured=False,
+                        action="none",
+                        message="nothing capturable",
+                        fields=result.fields,
                     ),
                 )
                 return
@@ -239,10 +298,29 @@ class DriftWorkflow:
                 retry_policy=opt.RETRY,
                 summary=f"revert: re-apply revision {result.live_revision}",
             )
-            self._set_state("reverted", f"re-applying revision {result.live_revision}: {paths}")
+            # Re-applying identical content bumps no generation, so Crossplane would
+            # leave an AWS-side edit until its poll: ask it to reconcile now.
+            # (patched: loops started by an older worker replay without this activity)
+            if workflow.patched("drift-revert-reconcile"):
+                await self._request_reconcile(result.live_revision or 0)
+            self._set_state("reverting", f"re-applying revision {result.live_revision}: {paths}")
             await self._record(sweep_id)
             return
         self._set_state("drifted", f"drift recorded ({result.mode}): {paths}")
+
+    async def _request_reconcile(self, revision: int) -> None:
+        await workflow.execute_activity_method(
+            DriftActivities.request_reconcile,
+            CaptureReconcileInput(
+                space=self.status.space,
+                unit=self.status.unit,
+                revision=revision,
+                token=workflow.now().isoformat(),
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="ask Crossplane to reconcile the Claim",
+        )
 
     async def _capture(
         self, result: DriftCheckResult, req: CaptureRequest | None, sweep_id: str
@@ -274,14 +352,65 @@ class DriftWorkflow:
                 idempotency_key=f"{workflow.info().workflow_id}/{result.fingerprint}",
                 fields=[f for f in result.fields if f.capturable],
                 sweep_id=sweep_id,
+                live_revision=result.live_revision,
             ),
             start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
             retry_policy=opt.RETRY,
             summary=f"capture: {tags['fields']}",
         )
         self.status.last_revision = captured.revision
+        self.status.last_capture_at = workflow.now()
         self.status.last_fingerprint = result.fingerprint
         self.status.captures += 1
+        outcome = CaptureOutcome(
+            captured=True,
+            action="captured",
+            revision=captured.revision,
+            fields=result.fields,
+            head_revision=captured.head_revision,
+            rebased_revision=captured.rebased_revision,
+            conflicts=captured.conflicts,
+        )
+        if captured.head_revision not in (None, captured.revision):
+            # A change waits at its gate (or is in flight): the capture itself is not
+            # applied (that would supersede the waiting request), and the pending head
+            # must pass its own gate. The live Claim says what runs after a kubectl
+            # edit; after an AWS-side edit it catches up when the head is applied.
+            if captured.conflicts:
+                conflict = ", ".join(c.path for c in captured.conflicts)
+                message = (
+                    f"revision {captured.revision} (live): {tags['fields']}; conflict with "
+                    f"pending head {captured.head_revision} in {conflict}, head kept"
+                )
+            else:
+                message = (
+                    f"revision {captured.revision} (live): {tags['fields']}; pending change "
+                    f"re-based as revision {captured.rebased_revision}, awaiting its gate"
+                )
+            outcome.message = message
+            if captured.rebased_revision is not None and captured.pending_revision is not None:
+                # A request for the old head (waiting at its gate, or in flight) now
+                # stands for the re-based revision, with its waiters; it passes the gate
+                # anew. With no such request this applies nothing.
+                await workflow.execute_activity_method(
+                    TemporalActivities.request_apply,
+                    RequestApplyInput(
+                        space=self.status.space,
+                        unit=self.status.unit,
+                        request=ApplyRequest(
+                            revision=captured.rebased_revision,
+                            requested_by="drift capture: re-based",
+                            follows=captured.pending_revision,
+                        ),
+                    ),
+                    start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                    retry_policy=opt.RETRY,
+                    summary=f"re-based r{captured.rebased_revision} follows a request for "
+                    f"r{captured.pending_revision}",
+                )
+            await self._request_sync()
+            self._set_state("captured", message)
+            return outcome
         # Make the cluster's Claim say what runs (it already does after a kubectl
         # edit; after an AWS-side edit it does not), owned by Tributary again.
         await workflow.execute_activity_method(
@@ -299,7 +428,13 @@ class DriftWorkflow:
             retry_policy=opt.RETRY,
             summary=f"sync the Claim to revision {captured.revision}",
         )
-        # …and Git learns it through the space's sync PR.
+        await self._request_sync()
+        self._set_state("captured", f"revision {captured.revision}: {tags['fields']}")
+        outcome.message = f"captured as revision {captured.revision}"
+        return outcome
+
+    async def _request_sync(self) -> None:
+        """Git learns a capture through the space's sync PR."""
         await workflow.execute_activity_method(
             TemporalActivities.request_sync,
             RequestSyncInput(spaces=[self.status.space], reason="capture"),
@@ -307,8 +442,18 @@ class DriftWorkflow:
             retry_policy=opt.RETRY,
             summary="ask for a sync PR",
         )
-        self._set_state("captured", f"revision {captured.revision}: {tags['fields']}")
-        return CaptureOutcome(captured=True, revision=captured.revision, fields=result.fields)
+
+    def _current_capture(self, result: DriftCheckResult) -> bool:
+        """This loop's last capture is of the drift that is current: it still runs, and
+        it was made within one drift interval (had the watch not seen the edit first,
+        the timer would be catching that drift now). An older capture is history."""
+        at = self.status.last_capture_at
+        return (
+            self.status.last_revision is not None
+            and self.status.last_revision == result.live_revision
+            and at is not None
+            and workflow.now() - at <= timedelta(seconds=self.status.interval_seconds)
+        )
 
     async def _classify(self, req: CaptureRequest, revision: int) -> CaptureOutcome:
         tags = {"classified_at": workflow.now().isoformat()}
@@ -333,11 +478,25 @@ class DriftWorkflow:
         )
         return CaptureOutcome(
             captured=True,
+            action="labelled",
             revision=revision,
             message=f"the watch had captured it as revision {revision}; tagged it",
         )
 
     # ---- state ---------------------------------------------------------------------------
+
+    async def _store_pause(self) -> None:
+        paused = self.pause_to_store
+        assert paused is not None
+        await workflow.execute_activity_method(
+            DriftActivities.set_paused,
+            DriftPauseInput(space=self.status.space, unit=self.status.unit, paused=paused),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="pause" if paused else "resume",
+        )
+        if self.pause_to_store == paused:  # no newer signal meanwhile
+            self.pause_to_store = None
 
     def _waited_on(self) -> bool:
         """An update handler is waiting for the loop to do something."""

@@ -19,7 +19,14 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.temporal import signal_drift, start_drift
-from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
+from domain.drift import (
+    CaptureOutcome,
+    CaptureRequest,
+    CheckRequest,
+    DriftField,
+    DriftRecord,
+    DriftStatus,
+)
 from domain.errors import NotFound
 from domain.messages import SweepInput, SweepResult
 from domain.naming import drift_id, format_duration, parse_duration
@@ -52,7 +59,9 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = dsub.add_parser(
         "capture",
         parents=[common],
-        help="capture live state now as a revision (e.g. --tag break-glass --incident INC-7)",
+        help="capture live state now as a revision (e.g. --tag break-glass --incident INC-7); "
+        "with no drift now, labels the loop's capture of the current drift, or answers "
+        "action none",
     )
     p.add_argument("space")
     p.add_argument("unit")
@@ -91,24 +100,40 @@ def _units(settings: Settings, space: str, unit: str | None) -> list[str]:
     return units
 
 
+def _field_json(f: DriftField) -> dict[str, Any]:
+    return {
+        "path": f.path,
+        "authority": f.authority,
+        "live": f.live,
+        "manager": f.manager,
+        "source": f.source,
+    }
+
+
 def _drift_json(record: DriftRecord | None, space: str, unit: str) -> dict[str, Any]:
+    last = record.last_drift if record else None
+    paused = bool(record and record.paused)
     return {
         "space": space,
         "unit": unit,
-        "state": record.state if record else "unknown",
+        # Pause is kept in the authority: a restarted loop is paused too.
+        "state": "paused" if paused else (record.state if record else "unknown"),
+        "paused": paused,
         "last_check": record.checked_at.isoformat() if record else None,
         "message": record.message if record else "",
         "revision": record.revision if record else None,
-        "drift": [
-            {
-                "path": f.path,
-                "authority": f.authority,
-                "live": f.live,
-                "manager": f.manager,
-                "source": f.source,
-            }
-            for f in (record.fields if record else [])
-        ],
+        "drift": [_field_json(f) for f in (record.fields if record else [])],
+        # The latest drift, kept after a capture: what changed, who, when, which revision.
+        "last_drift": None
+        if last is None
+        else {
+            "fields": [_field_json(f) for f in last.fields],
+            "at": last.at.isoformat() if last.at else None,
+            "revision": last.revision,
+            "head_revision": last.head_revision,
+            "rebased_revision": last.rebased_revision,
+            "conflicts": [c.model_dump(mode="json") for c in last.conflicts],
+        },
     }
 
 
@@ -128,17 +153,34 @@ async def status(args: argparse.Namespace, out: Output, settings: Settings) -> i
             + (f" by {d['manager']}" if d["manager"] else "")
             for d in row["drift"]
         )
-        table.append([row["unit"], row["state"], row["last_check"], fields or row["message"]])
-    out.table(["unit", "state", "last check", "drift"], table)
+        last = row["last_drift"]
+        earlier = ""
+        if last and not row["drift"]:
+            earlier = "; ".join(
+                f"{d['path']}: {d['authority']!r} → {d['live']!r}"
+                + (f" by {d['manager']}" if d["manager"] else "")
+                for d in last["fields"]
+            ) + (f" (captured as r{last['revision']})" if last["revision"] else "")
+            if last["conflicts"]:
+                earlier += " conflict with the pending head: " + ", ".join(
+                    c["path"] for c in last["conflicts"]
+                )
+        table.append(
+            [row["unit"], row["state"], row["last_check"], fields or row["message"], earlier]
+        )
+    out.table(["unit", "state", "last check", "drift", "last drift"], table)
     return 0
 
 
 async def _check_one(
     client: Client, settings: Settings, space: str, unit: str, wait: bool
 ) -> DriftStatus | None:
-    await signal_drift(client, settings.task_queue, space, unit, "cli")
     if not wait:
+        await signal_drift(client, settings.task_queue, space, unit, "cli")
         return None
+    # Only the update asks: a check signal first would start a check of its own, and
+    # the answer (a check that started after the request) would be the one after it.
+    await start_drift(client, settings.task_queue, space, unit)
     handle = client.get_workflow_handle(drift_id(space, unit))
     result: DriftStatus = await handle.execute_update(
         "check_now", CheckRequest(reason="cli"), result_type=DriftStatus
@@ -192,8 +234,17 @@ async def capture(args: argparse.Namespace, out: Output, settings: Settings) -> 
         CaptureRequest(tag=args.tag, incident=args.incident, by=author(args.by)),
         result_type=CaptureOutcome,
     )
-    out.result({"space": args.space, "unit": args.unit, **outcome.model_dump(mode="json")})
-    if outcome.captured:
+    action = outcome.action or ("captured" if outcome.captured else "none")
+    body = {"space": args.space, "unit": args.unit, **outcome.model_dump(mode="json")}
+    out.result({**body, "action": action})
+    if outcome.conflicts:
+        out.line(
+            f"{args.space}/{args.unit}: captured as revision {outcome.revision}; the pending "
+            f"head {outcome.head_revision} conflicts in "
+            + ", ".join(c.path for c in outcome.conflicts)
+            + " and was kept as it was"
+        )
+    elif outcome.captured:
         out.line(
             f"{args.space}/{args.unit}: captured as revision {outcome.revision} — {outcome.message}"
         )

@@ -19,7 +19,9 @@ What it does, like Crossplane:
 
 Where it deliberately differs: it is observe-only between claim changes. Real Crossplane
 re-converges every few minutes and would revert an edit made in AWS; this one reconciles only a
-generation it has not reconciled yet, so AWS-side edits stay visible as drift. A failure that
+claim change it has not reconciled yet — a new generation, or changed annotations (a
+``kubectl annotate``, a revert's reconcile request: Crossplane's controllers reconcile on every
+such watch event too) — so AWS-side edits stay visible as drift until something asks. A failure that
 AWS (or the claim's spec) caused is not retried until the next generation; a failure to reach
 AWS or the API is retried a few times with backoff. No finalizers: a deleted claim is gone at
 once and its AWS resources go after it.
@@ -241,6 +243,10 @@ def _generation(obj: Mapping[str, Any]) -> int:
     return int(obj["metadata"].get("generation", 1))
 
 
+def _annotations(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(obj["metadata"].get("annotations") or {})
+
+
 @dataclass(frozen=True)
 class ClaimKind:
     group: str
@@ -344,6 +350,8 @@ class CrossplaneStandIn(Service):
         self._seen: dict[ClaimRef, dict[str, Any]] = {}  # latest object of each live claim
         self._gone: dict[ClaimRef, dict[str, Any]] = {}  # deleted claims, awaiting teardown
         self._reconciled: dict[ClaimRef, int] = {}  # generation last reconciled (or tried)
+        # the annotations of that reconcile: a change of them asks for another
+        self._annotations: dict[ClaimRef, dict[str, Any]] = {}
         self._retries: dict[ClaimRef, tuple[int, int]] = {}  # generation, attempts so far
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -625,13 +633,14 @@ class CrossplaneStandIn(Service):
                 # Forgotten now, not at teardown: a claim re-created under the same name starts
                 # at generation 1 again and must be reconciled.
                 self._reconciled.pop(ref, None)
+                self._annotations.pop(ref, None)
                 self._retries.pop(ref, None)
             else:
                 self._seen[ref] = obj
                 # Re-created before its teardown ran: composing it again adopts what is there.
                 self._gone.pop(ref, None)
-                if self._reconciled.get(ref) == _generation(obj):
-                    return  # status-only or metadata-only change: observe, do not reconcile
+                if self._up_to_date(ref, obj):
+                    return  # a status-only change (e.g. its own write): observe, do not reconcile
         self._queue.add(ref)
 
     # ---- claims: work -------------------------------------------------------------------------
@@ -664,7 +673,7 @@ class CrossplaneStandIn(Service):
         generation = _generation(claim)
         with self._cond:
             retrying = self._retries.get(ref, (None, 0))[0] == generation
-            if self._reconciled.get(ref) == generation and not retrying:
+            if self._up_to_date(ref, claim) and not retrying:
                 return
         composer = self._composer(ref.group, claim["kind"])
         error: str | None = None
@@ -696,11 +705,26 @@ class CrossplaneStandIn(Service):
         except Exception as failure:
             log.warning("cannot write the status of %s: %s", ref, failure)
             transient = True
-        self._finish(ref, generation, error, transient)
+        self._finish(ref, generation, error, transient, _annotations(claim))
 
-    def _finish(self, ref: ClaimRef, generation: int, error: str | None, transient: bool) -> None:
+    def _up_to_date(self, ref: ClaimRef, claim: Mapping[str, Any]) -> bool:
+        """This generation and these annotations were reconciled already (caller holds
+        the lock)."""
+        return self._reconciled.get(ref) == _generation(claim) and self._annotations.get(
+            ref
+        ) == _annotations(claim)
+
+    def _finish(
+        self,
+        ref: ClaimRef,
+        generation: int,
+        error: str | None,
+        transient: bool,
+        annotations: dict[str, Any],
+    ) -> None:
         with self._cond:
             self._reconciled[ref] = generation
+            self._annotations[ref] = annotations
             attempts = self._retries.pop(ref, (generation, 0))[1] if transient else 0
             retry = transient and attempts < len(RETRY_DELAYS)
             if retry:

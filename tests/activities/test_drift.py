@@ -17,6 +17,7 @@ from activities.kube import KubeActivities
 from activities.kube_client import KubeClient
 from activities.policy import load_bundle
 from activities.render import find_kubectl, render_overlay
+from activities.watcher import fingerprint
 from authority.sql import SqlStore
 from domain.authority import PolicyBundle, SpaceSpec, UnitChange, UnitStateChange
 from domain.drift import DriftField
@@ -25,8 +26,10 @@ from domain.messages import (
     ClassifyCaptureInput,
     DriftCheckInput,
     DriftCheckResult,
+    DriftPauseInput,
     KubeApplyInput,
 )
+from domain.normalize import RECONCILE_ANNOTATION
 from tests.conftest import Sandbox
 from tests.support import FIXTURES
 
@@ -470,3 +473,201 @@ def test_classify_refuses_a_revision_that_is_not_a_capture(
     rev = store.get_revision(SPACE, UNIT, 1)
     assert rev is not None
     assert (rev.source, rev.tags) == ("ci", {"commit": "c0ffee"})
+
+
+# ---- ignore on every side (issue 9, defect 5) -----------------------------------------------
+
+
+@SQLITE_ONLY
+def test_an_ignored_field_is_not_compared_in_aws_with_its_default(
+    store: SqlStore, sandbox: Sandbox, bundle: PolicyBundle, rendered: dict[str, Any]
+):
+    """Ignored paths used to be dropped before XRD defaults went in, so the AWS observer
+    compared the ignored lambdaMemory (256 in AWS) with its default (128): drift every
+    interval."""
+    data = with_spec(rendered, lambdaMemory=256)
+    seed(store, bundle, data, ignore=[*IGNORE, "spec.lambdaMemory"])
+    Cluster(sandbox, bundle).apply(data)
+    store.record_applied(SPACE, UNIT, 1, live=True)
+    drift = DriftActivities(store, sandbox.kube, AwsObservers())
+
+    assert check(drift).state == "in-sync"
+
+    # …and a real AWS-side edit of an ignored field is no drift either.
+    sandbox.aws.lambda_().update_function_configuration(FunctionName=API_HANDLER, MemorySize=512)
+    assert check(drift).state == "in-sync"
+    # A field that is not ignored still is.
+    sandbox.aws.lambda_().update_function_configuration(FunctionName=API_HANDLER, Timeout=45)
+    result = check(drift)
+    assert [(f.path, f.live) for f in result.fields] == [("spec.lambdaTimeout", 45)]
+
+
+# ---- capture over a pending head (issue 9, defect 2) -----------------------------------------
+
+
+def pending(store: SqlStore, data: dict[str, Any]) -> int:
+    """A change published after revision 1 went live, waiting at its gate."""
+    unit = store.get_unit(SPACE, UNIT)
+    assert unit is not None
+    return write(store, data, unit.version)
+
+
+def test_a_capture_over_a_pending_head_re_bases_the_pending_change(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    assert pending(store, with_spec(applied, lambdaTimeout=30)) == 2
+    captured = with_spec(applied, lambdaMemory=512)  # what runs: revision 1 + the live edit
+
+    result = ActivityEnvironment().run(
+        offline.capture, capture_input(captured, expected_version=2, live_revision=1)
+    )
+
+    # The capture records what runs and becomes live; the pending change is not lost:
+    # it is re-based onto the capture as the new head, with no approvals.
+    assert (result.revision, result.head_revision, result.rebased_revision) == (3, 4, 4)
+    assert result.conflicts == []
+    unit = store.get_unit(SPACE, UNIT)
+    assert unit is not None
+    assert (unit.head_revision, unit.live_revision, unit.last_applied_revision) == (4, 3, 1)
+    capture = store.get_revision(SPACE, UNIT, 3)
+    rebased = store.get_revision(SPACE, UNIT, 4)
+    assert capture is not None
+    assert rebased is not None
+    assert (capture.data, capture.source) == (captured, "drift-capture")
+    assert rebased.data == with_spec(applied, lambdaMemory=512, lambdaTimeout=30)
+    # Not Git's render (a publish must never take it as its base), and not approved.
+    assert (rebased.source, rebased.approvals) == ("rebase", [])
+    assert rebased.tags["rebased_source"] == "ci"
+    assert rebased.tags["rebased_from"] == "2"
+    assert rebased.tags["rebased_onto"] == "3"
+    [record] = store.list_drift(SPACE, UNIT)
+    assert record.last_drift is not None
+    assert (record.last_drift.revision, record.last_drift.rebased_revision) == (3, 4)
+
+    # A retry of the same capture writes nothing more.
+    again = ActivityEnvironment().run(
+        offline.capture, capture_input(captured, expected_version=2, live_revision=1)
+    )
+    assert (again.revision, again.created, again.rebased_revision) == (3, False, 4)
+    assert [r.number for r in store.list_revisions(SPACE, UNIT)] == [1, 2, 3, 4]
+
+
+def test_a_capture_that_touches_the_pending_field_records_a_conflict_and_keeps_the_head(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    assert pending(store, with_spec(applied, lambdaMemory=256)) == 2
+    captured = with_spec(applied, lambdaMemory=512)
+
+    result = ActivityEnvironment().run(
+        offline.capture, capture_input(captured, expected_version=2, live_revision=1)
+    )
+
+    assert (result.revision, result.head_revision, result.rebased_revision) == (3, 2, None)
+    assert [(c.path, c.base, c.ours, c.theirs) for c in result.conflicts] == [
+        ("spec.lambdaMemory", 128, 256, 512)
+    ]
+    unit = store.get_unit(SPACE, UNIT)
+    assert unit is not None
+    assert (unit.head_revision, unit.live_revision) == (2, 3)
+    assert "conflict in spec.lambdaMemory" in unit.last_change_description
+    [record] = store.list_drift(SPACE, UNIT)
+    assert record.last_drift is not None
+    assert [c.path for c in record.last_drift.conflicts] == ["spec.lambdaMemory"]
+    assert record.last_drift.head_revision == 2
+
+
+def test_a_capture_that_already_holds_the_pending_change_becomes_the_head(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    assert pending(store, with_spec(applied, lambdaMemory=512)) == 2
+
+    result = ActivityEnvironment().run(
+        offline.capture,
+        capture_input(with_spec(applied, lambdaMemory=512), expected_version=2, live_revision=1),
+    )
+
+    assert (result.revision, result.head_revision, result.rebased_revision) == (3, 3, None)
+
+
+# ---- a capture racing a publish or `set` (issue 9, defect 4) --------------------------------
+
+
+def test_a_capture_planned_before_a_publish_is_re_based_not_stale(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    """The check read version 1; a publish wrote revision 2 before the capture landed.
+    Live is still revision 1, so the capture still says what runs."""
+    pending(store, with_spec(applied, lambdaTimeout=30))
+
+    result = ActivityEnvironment().run(
+        offline.capture,
+        capture_input(with_spec(applied, lambdaMemory=512), expected_version=1, live_revision=1),
+    )
+
+    assert (result.revision, result.head_revision) == (3, 4)
+
+
+def test_a_capture_planned_on_a_live_revision_that_moved_is_stale(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    pending(store, with_spec(applied, lambdaTimeout=30))
+    store.record_applied(SPACE, UNIT, 2, live=True)  # an apply finished meanwhile
+
+    with pytest.raises(ApplicationError) as err:
+        ActivityEnvironment().run(
+            offline.capture,
+            capture_input(
+                with_spec(applied, lambdaMemory=512), expected_version=1, live_revision=1
+            ),
+        )
+
+    assert (err.value.type, err.value.non_retryable) == ("StaleVersion", True)
+    assert [r.number for r in store.list_revisions(SPACE, UNIT)] == [1, 2]
+
+
+def test_the_same_drift_coming_back_after_something_else_ran_is_captured_again(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    inp = capture_input(with_spec(applied, lambdaMemory=512))
+    assert ActivityEnvironment().run(offline.capture, inp).revision == 2
+    back = pending(store, applied)  # a publish puts 128 back, and it is applied
+    store.record_applied(SPACE, UNIT, back, live=True)
+    unit = store.get_unit(SPACE, UNIT)
+    assert unit is not None
+
+    again = ActivityEnvironment().run(
+        offline.capture, inp.model_copy(update={"expected_version": unit.version})
+    )
+
+    assert (again.revision, again.created) == (4, True)
+
+
+# ---- pause (issue 9, defect 4) ---------------------------------------------------------------
+
+
+def test_a_paused_unit_is_not_checked_unless_forced(
+    offline: DriftActivities, store: SqlStore, applied: dict[str, Any]
+):
+    ActivityEnvironment().run(
+        offline.set_paused, DriftPauseInput(space=SPACE, unit=UNIT, paused=True)
+    )
+
+    result = check(offline)  # the cluster is never reached
+
+    assert (result.state, result.paused) == ("paused", True)
+    [record] = store.list_drift(SPACE, UNIT)
+    assert (record.paused, record.state) == (True, "paused")
+    ActivityEnvironment().run(
+        offline.set_paused, DriftPauseInput(space=SPACE, unit=UNIT, paused=False)
+    )
+    [record] = store.list_drift(SPACE, UNIT)
+    assert not record.paused
+
+
+def test_a_reconcile_request_is_no_content_change_for_the_watch(rendered: dict[str, Any]):
+    """A revert annotates the Claim to make Crossplane reconcile; the watch must not
+    take that for an edit and wake the drift loop."""
+    annotated = copy.deepcopy(rendered)
+    annotated["metadata"].setdefault("annotations", {})[RECONCILE_ANNOTATION] = "t1"
+
+    assert fingerprint(annotated) == fingerprint(rendered)

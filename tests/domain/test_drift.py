@@ -18,7 +18,9 @@ from domain.drift import (
     comparable,
     kubernetes_drift,
     manager_of,
+    rebase_pending,
 )
+from domain.normalize import RECONCILE_ANNOTATION, is_ignored
 from domain.schema import SchemaSet, schemas_from_xrd
 from tests.support import FIXTURES
 
@@ -378,3 +380,87 @@ def test_fingerprint_differs_when_the_live_value_differs():
     assert DriftReport(fields=fields).fingerprint() != DriftReport(fields=fields[:2]).fingerprint()
     assert not DriftReport().drifted
     assert DriftReport(fields=fields).drifted
+
+
+# ---- ignore after defaults (issue 9, defect 5) --------------------------------------------
+
+
+def test_an_ignored_field_with_a_default_stays_out_of_the_comparison(schema):
+    """Dropped before the defaults went in, an ignored field came back as its default."""
+    out = comparable(authority(lambdaTimeout=30), [*IGNORE, "spec.lambdaTimeout"], schema)
+
+    assert "lambdaTimeout" not in out["spec"]
+    assert out["spec"]["eventSource"] == "messagewall.api-handler"  # other defaults stay
+
+
+def test_an_ignored_field_is_no_drift_even_when_live_lacks_it(schema):
+    live = live_from(authority())
+    del live["spec"]["lambdaMemory"]  # default 128 on one side, 128 set on the other
+
+    assert kubernetes_drift(authority(lambdaTimeout=30), live, ignore=IGNORE, schema=schema)
+    assert (
+        kubernetes_drift(
+            authority(lambdaTimeout=30),
+            live,
+            ignore=[*IGNORE, "spec.lambdaTimeout"],
+            schema=schema,
+        )
+        == []
+    )
+
+
+def test_is_ignored_covers_the_path_and_what_lies_inside_it():
+    ignore = ["spec.lambdaMemory", 'metadata.annotations["a/b"]', "spec.tags"]
+
+    assert is_ignored("spec.lambdaMemory", ignore)
+    assert is_ignored('metadata.annotations["a/b"]', ignore)
+    assert is_ignored("spec.tags.team", ignore)
+    assert not is_ignored("spec.lambdaTimeout", ignore)
+    assert not is_ignored('aws.s3["bucket"]', ignore)
+    assert not is_ignored("spec.", ignore)  # not a path: never ignored
+
+
+def test_a_reconcile_request_annotation_is_never_drift(schema):
+    live = live_from(authority())
+    live["metadata"]["annotations"] = {RECONCILE_ANNOTATION: "2024-05-01T10:00:00Z"}
+
+    assert kubernetes_drift(authority(), live, ignore=[], schema=schema) == []
+
+
+# ---- rebase_pending (issue 9, defect 2) ---------------------------------------------------
+
+
+def test_a_pending_change_is_re_based_onto_the_capture():
+    live, head = authority(), authority(lambdaTimeout=30)
+    captured = authority(lambdaMemory=512)
+
+    plan = rebase_pending(live, head, captured)
+
+    assert plan.conflicts == []
+    assert plan.data == authority(lambdaMemory=512, lambdaTimeout=30)
+
+
+def test_the_same_field_on_both_sides_is_a_conflict_and_nothing_is_re_based():
+    plan = rebase_pending(authority(), authority(lambdaMemory=256), authority(lambdaMemory=512))
+
+    assert plan.data is None
+    assert [(c.path, c.base, c.ours, c.theirs) for c in plan.conflicts] == [
+        ("spec.lambdaMemory", 128, 256, 512)
+    ]
+
+
+def test_the_same_change_on_both_sides_is_agreement():
+    plan = rebase_pending(authority(), authority(lambdaMemory=512), authority(lambdaMemory=512))
+
+    assert (plan.data, plan.conflicts) == (authority(lambdaMemory=512), [])
+
+
+def test_a_field_the_pending_change_removed_stays_removed():
+    head = authority()
+    del head["spec"]["lambdaMemory"]
+
+    plan = rebase_pending(authority(), head, authority(lambdaTimeout=45))
+
+    assert plan.data is not None
+    assert "lambdaMemory" not in plan.data["spec"]
+    assert plan.data["spec"]["lambdaTimeout"] == 45

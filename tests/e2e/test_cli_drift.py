@@ -75,7 +75,14 @@ def test_live_edits_are_captured_with_who_and_where(fresh_stack: Stack, tmp_path
     assert captured["tags"]["source"] == "kubernetes-live"  # type: ignore[index]
     assert captured["description"] == "Drift capture: spec.lambdaMemory=512 (kubectl-patch)"
     status = run_cli("drift", "status", DEV, "--json", env=stack.env).json["units"][0]
-    assert set(status) >= {"space", "unit", "state", "last_check", "drift"}
+    assert set(status) >= {"space", "unit", "state", "last_check", "drift", "last_drift"}
+    # The drift stays visible after its capture: what, who, when, which revision.
+    last = status["last_drift"]
+    assert last["revision"] == 2
+    assert last["at"]
+    assert [(d["path"], d["authority"], d["live"], d["manager"]) for d in last["fields"]] == [
+        ("spec.lambdaMemory", 128, 512, "kubectl-patch")
+    ]
 
     # The operator says it was break-glass during an incident: the capture says so too.
     tagged = run_cli(
@@ -155,8 +162,13 @@ def test_revert_space_puts_the_claim_back_and_sweeps(fresh_stack: Stack, tmp_pat
     patch(stack, DEV, '{"spec":{"lambdaTimeout":45}}')
     wait_for(lambda: claim(stack, DEV)["spec"]["lambdaTimeout"] == 10)  # type: ignore[index]
     assert len(revisions(stack, DEV, DEV)) == 1
-    status = run_cli("drift", "status", DEV, DEV, "--json", env=stack.env).json["units"][0]
-    assert status["state"] in ("reverted", "in-sync")
+
+    def drift_state() -> str:
+        units = run_cli("drift", "status", DEV, DEV, "--json", env=stack.env).json["units"]
+        return str(units[0]["state"])
+
+    # "reverting" until a check after the revert agrees.
+    wait_for(lambda: drift_state() in ("reverted", "in-sync"))
 
     paused = run_cli("drift", "pause", DEV, DEV, env=stack.env)
     assert paused.code == 0

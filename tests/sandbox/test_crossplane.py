@@ -299,6 +299,34 @@ def test_aws_side_edit_is_not_reverted(
     assert after["status"]["message"] == "looked at by an operator"  # not rewritten either
 
 
+def test_a_changed_annotation_reconciles_the_claim_again(
+    custom: client.CustomObjectsApi, crossplane: CrossplaneStandIn, aws: AwsClients
+) -> None:
+    """As Crossplane's controllers reconcile on every watch event: an annotation change
+    (a revert's reconcile request) converges AWS without a new generation."""
+    establish(custom, crossplane, MESSAGEWALL_XRD)
+    apply_claim(custom, messagewall_claim("wall", lambdaMemory=256))
+    reconciled(custom, crossplane, "wall", 1)
+    lam = aws.lambda_()
+    lam.update_function_configuration(FunctionName="messagewall-api-handler", MemorySize=1024)
+
+    custom.patch_namespaced_custom_object(
+        MW, MW_VERSION, NS, MW_CLAIMS, "wall",
+        {"metadata": {"annotations": {"tributary.dev/reconcile-requested-at": "t1"}}},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+
+    deadline = time.monotonic() + 10
+    memory = 1024
+    while time.monotonic() < deadline and memory != 256:
+        memory = lam.get_function_configuration(FunctionName="messagewall-api-handler")[
+            "MemorySize"
+        ]
+        time.sleep(0.1)
+    assert memory == 256
+    assert get_claim(custom, "wall")["metadata"]["generation"] == 1
+
+
 def test_aws_rejection_is_reported_and_not_retried(
     custom: client.CustomObjectsApi,
     crossplane: CrossplaneStandIn,
