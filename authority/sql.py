@@ -12,10 +12,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    case,
     create_engine,
     event,
     func,
     insert,
+    literal,
+    or_,
     select,
     tuple_,
     update,
@@ -204,7 +207,13 @@ class SqlStore:
         self, space: str, slug: str, number: int, approval: Approval
     ) -> RevisionRecord:
         with self._write() as conn:
-            row = conn.execute(_revision_query(space, slug, number)).mappings().first()
+            # Read-modify-write of the approvals list: two approvers at once must not
+            # each append to the list the other has not seen. SQLite's BEGIN IMMEDIATE
+            # (``_write``) serialises writers already; PostgreSQL needs the row lock.
+            query = _revision_query(space, slug, number)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).mappings().first()
             if row is None:
                 raise NotFound(f"unit {space}/{slug} has no revision {number}")
             approvals = [Approval.model_validate(a) for a in row["approvals"]]
@@ -225,11 +234,15 @@ class SqlStore:
     def record_applied(
         self, space: str, slug: str, number: int, *, live: bool, applied: bool = True
     ) -> UnitRecord:
+        # Never backwards: an apply of revision N that finishes after a capture of N+1
+        # must not make N live again. The guard is in the UPDATE itself, so it holds
+        # against a concurrent writer on either database (PostgreSQL re-evaluates the
+        # expression on the row it locked).
         values: dict[str, Any] = {"updated_at": _now()}
         if applied:
-            values["last_applied_revision"] = number
+            values["last_applied_revision"] = _at_least(t.units.c.last_applied_revision, number)
         if live:
-            values["live_revision"] = number
+            values["live_revision"] = _at_least(t.units.c.live_revision, number)
         with self._write() as conn:
             result = conn.execute(
                 update(t.units)
@@ -373,6 +386,14 @@ class SqlStore:
         query = query.order_by(t.units.c.space, t.units.c.slug).limit(limit)
         with self._read() as conn:
             return [(str(a), str(b)) for a, b in conn.execute(query).all()]
+
+
+def _at_least(column: Any, number: int) -> Any:
+    """``column`` raised to ``number``, never lowered (NULL counts as lowest)."""
+    return case(
+        (or_(column.is_(None), column < number), literal(number)),
+        else_=column,
+    )
 
 
 def _revision_query(space: str, slug: str, number: int) -> Any:

@@ -1039,3 +1039,65 @@ def test_a_sweeps_answer_survives_later_checks_outside_the_sweep(store):
     store.record_drift(drift_record(state="in-sync", sweep_id="sweep/2"))
     assert store.count_drift("sweep/1") == {}
     assert store.count_drift("sweep/2") == {"in-sync": 1}
+
+
+# ---- apply records never move back; approvals never lost (issue 9, defect 8) -------------
+
+from domain.authority import Approval  # noqa: E402
+
+
+def test_an_older_apply_finishing_late_does_not_move_live_back(seeded):
+    seeded.commit([change(claim(), None)])
+    seeded.commit([change(claim(512), 1, source="drift-capture")])
+    seeded.record_applied(SPACE, "u", 2, live=True, applied=False)  # the capture
+
+    unit = seeded.record_applied(SPACE, "u", 1, live=True)  # apply of r1 finishing late
+
+    assert (unit.live_revision, unit.last_applied_revision) == (2, 1)
+
+
+def test_last_applied_revision_never_moves_back(seeded):
+    seeded.commit([change(claim(), None)])
+    seeded.commit([change(claim(512), 1)])
+    seeded.record_applied(SPACE, "u", 2, live=True)
+
+    unit = seeded.record_applied(SPACE, "u", 1, live=False)
+
+    assert (unit.live_revision, unit.last_applied_revision) == (2, 2)
+    assert seeded.record_applied(SPACE, "u", 2, live=True).live_revision == 2  # same: no-op
+
+
+def test_concurrent_approvals_are_all_kept(seeded):
+    """Two approvers at once: each read-modify-write of the list sees the other's.
+
+    A hook holds the first approver's transaction right after its read until the
+    second has read too — or, when the store serialises them (the fix), until a
+    short wait proves the second cannot read yet. Without the lock both read an
+    empty list and one approval is lost.
+    """
+    seeded.commit([change(claim(), None)])
+    reads = threading.Barrier(2)
+    local = threading.local()
+
+    @sqlalchemy.event.listens_for(seeded.engine, "after_cursor_execute")
+    def hold(conn, cursor, statement, params, context, executemany):
+        if getattr(local, "held", False) or not statement.lstrip().upper().startswith("SELECT"):
+            return
+        if "approvals" in statement and "FROM revisions" in statement:
+            local.held = True
+            try:
+                reads.wait(timeout=2)
+            except threading.BrokenBarrierError:
+                pass  # the other approver is blocked by our lock: the fix at work
+
+    def approve(who: str) -> None:
+        seeded.record_approval(SPACE, "u", 1, Approval(by=who, at=datetime.now(UTC)))
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as ex:
+            for f in [ex.submit(approve, who) for who in ("ana", "bo")]:
+                f.result(timeout=60)
+    finally:
+        sqlalchemy.event.remove(seeded.engine, "after_cursor_execute", hold)
+
+    assert sorted(a.by for a in seeded.get_revision(SPACE, "u", 1).approvals) == ["ana", "bo"]
