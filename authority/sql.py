@@ -45,6 +45,7 @@ from domain.authority import (
 from domain.diff import json_equal
 from domain.drift import DriftRecord
 from domain.errors import NotFound, StaleVersion
+from domain.publish import GitBase, GitRecord
 from domain.sync import PullRequest
 
 
@@ -182,6 +183,26 @@ class SqlStore:
                 out.extend(_revision(r) for r in rows)
         return out
 
+    def git_bases(self, space: str) -> dict[str, GitBase]:
+        with self._read() as conn:
+            rows = (
+                conn.execute(select(t.git_bases).where(t.git_bases.c.space == space))
+                .mappings()
+                .all()
+            )
+        return {
+            r["unit"]: GitBase(slug=r["unit"], commit=r["commit"], data=r["data"]) for r in rows
+        }
+
+    def is_published(self, space: str, commit: str) -> bool:
+        with self._read() as conn:
+            found = conn.execute(
+                select(t.published_commits.c.commit).where(
+                    t.published_commits.c.space == space, t.published_commits.c.commit == commit
+                )
+            ).first()
+        return found is not None
+
     # ---- writes ------------------------------------------------------------
 
     def commit(
@@ -190,6 +211,7 @@ class SqlStore:
         *,
         spaces: list[SpaceSpec] | None = None,
         states: list[UnitStateChange] | None = None,
+        git: GitRecord | None = None,
     ) -> list[ChangeOutcome]:
         try:
             with self._write() as conn:
@@ -198,6 +220,8 @@ class SqlStore:
                 outcomes = [_apply_change(conn, change) for change in changes]
                 for change in states or []:
                     _set_state(conn, change.space, change.slug, change.state)
+                if git is not None:
+                    _record_git(conn, git)
                 return outcomes
         except IntegrityError as e:
             # Two writers created the same unit at once; the loser re-plans.
@@ -549,6 +573,37 @@ def _apply_change(conn: Connection, change: UnitChange) -> ChangeOutcome:
         )
     )
     return ChangeOutcome(space=change.space, slug=change.slug, revision=number, created=True)
+
+
+def _record_git(conn: Connection, git: GitRecord) -> None:
+    """New merge bases (compare-and-set on the base commit planned on), and the commit."""
+    now = _now()
+    for base in git.bases:
+        key = (t.git_bases.c.space == git.space, t.git_bases.c.unit == base.slug)
+        query = select(t.git_bases.c.commit).where(*key)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        stored = conn.execute(query).scalar_one_or_none()
+        if stored == base.commit:
+            continue  # recorded by an earlier attempt of this very publish
+        if (stored or "") != git.expected.get(base.slug, ""):
+            raise StaleVersion(
+                f"unit {git.space}/{base.slug}: Git's base moved to commit {stored} "
+                "while this publish was planning"
+            )
+        values = {"commit": base.commit, "data": base.data, "recorded_at": now}
+        if stored is None:
+            conn.execute(insert(t.git_bases).values(space=git.space, unit=base.slug, **values))
+        else:
+            conn.execute(update(t.git_bases).where(*key).values(**values))
+    published = (
+        t.published_commits.c.space == git.space,
+        t.published_commits.c.commit == git.commit,
+    )
+    if conn.execute(select(t.published_commits.c.commit).where(*published)).first() is None:
+        conn.execute(
+            insert(t.published_commits).values(space=git.space, commit=git.commit, published_at=now)
+        )
 
 
 def _max_revision(conn: Connection, space: str, slug: str) -> int:

@@ -23,7 +23,7 @@ from domain.authority import (
 )
 from domain.drift import DriftField, DriftRecord, DriftStatus
 from domain.project import ApprovalMode, ProjectConfig
-from domain.publish import PublishAction, RenderedUnit, UnitSnapshot
+from domain.publish import GitRecord, PublishAction, RenderedUnit, UnitSnapshot
 from domain.sync import PullRequest, PullRequestSpec, SyncAction
 
 # ---- shared ------------------------------------------------------------------
@@ -107,18 +107,21 @@ class CheckObjectsResult(BaseModel):
 class SnapshotUnitsInput(BaseModel):
     space: str
     slugs: list[str]
+    commit: str = ""  # the commit being published: was it published already?
 
 
 class SnapshotUnitsResult(BaseModel):
     units: dict[str, UnitSnapshot]
     # every unit of the space and its state, to find the ones Git no longer renders
     states: dict[str, str] = Field(default_factory=dict)
+    seen: bool = False  # ``commit`` was already published to the space
 
 
 class CommitInput(BaseModel):
     changes: list[UnitChange]
     spaces: list[SpaceSpec] = Field(default_factory=list)
     states: list[UnitStateChange] = Field(default_factory=list)
+    git: GitRecord | None = None  # a publish: Git's new merge bases and the commit
 
 
 class CommitResult(BaseModel):
@@ -210,6 +213,7 @@ class PublishResult(BaseModel):
     blocked: Literal["", "denied", "conflict"] = ""
     written: bool = False
     error: ErrorInfo | None = None
+    seen: bool = False  # the commit was already published to this space: nothing written
 
 
 class PublishRunResult(BaseModel):

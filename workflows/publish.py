@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         UnitOutcome,
     )
     from domain.naming import publish_id
-    from domain.publish import WRITE_ACTIONS, SpacePlan, plan_space
+    from domain.publish import WRITE_ACTIONS, SpacePlan, git_record, plan_space, to_apply
     from workflows import _options as opt
     from workflows._errors import decided_type, error_info
 
@@ -201,16 +201,30 @@ class PublishWorkflow:
             workflow.set_current_details("planning")
             snapshot = await workflow.execute_activity_method(
                 AuthorityActivities.snapshot_units,
-                SnapshotUnitsInput(space=inp.space, slugs=sorted(by_slug)),
+                SnapshotUnitsInput(
+                    space=inp.space, slugs=sorted(by_slug), commit=inp.source.commit
+                ),
                 start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
                 retry_policy=opt.RETRY,
                 summary="read heads and merge bases",
             )
             plan = plan_space(
-                checked.units, snapshot.units, force=inp.force, states=snapshot.states
+                checked.units,
+                snapshot.units,
+                force=inp.force,
+                states=snapshot.states,
+                seen=snapshot.seen,
             )
             if plan.blocked or inp.dry_run:
                 return self._finish(inp, plan, written=False)
+            if plan.seen:
+                # A re-run of a commit already published here: nothing is written.
+                result = self._finish(inp, plan, written=False)
+                if inp.apply:
+                    await self._request_applies(
+                        inp, result, to_apply(plan, snapshot.units, inp.source.commit)
+                    )
+                return result
             changes = [
                 UnitChange(
                     space=inp.space,
@@ -234,16 +248,21 @@ class PublishWorkflow:
                 )
                 for u in plan.writes
             ]
-            orphans = [
+            states = [
                 UnitStateChange(space=inp.space, slug=u.unit, state="orphaned")
                 for u in plan.units
                 if u.action == "orphaned"
+            ] + [
+                UnitStateChange(space=inp.space, slug=u.unit, state="active")
+                for u in plan.units
+                if u.adopt
             ]
+            git = git_record(inp.space, inp.source.commit, plan, checked.units, snapshot.units)
             workflow.set_current_details(f"writing {len(changes)} revisions")
             try:
                 committed = await workflow.execute_activity_method(
                     AuthorityActivities.commit,
-                    CommitInput(changes=changes, spaces=[spec], states=orphans),
+                    CommitInput(changes=changes, spaces=[spec], states=states, git=git),
                     start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
                     retry_policy=opt.RETRY,
                     summary=f"write {len(changes)} revisions",
@@ -259,12 +278,17 @@ class PublishWorkflow:
                     u.revision = revisions[u.unit]
             result = self._finish(inp, plan, written=True)
             if inp.apply:
-                await self._request_applies(inp, result)
+                await self._request_applies(
+                    inp, result, to_apply(plan, snapshot.units, inp.source.commit)
+                )
             return result
 
-    async def _request_applies(self, inp: PublishInput, result: PublishResult) -> None:
-        """Arrow 2 for every unit this publish changed."""
-        changed = [u for u in result.units if u.action in WRITE_ACTIONS and u.revision]
+    async def _request_applies(
+        self, inp: PublishInput, result: PublishResult, units: list[str]
+    ) -> None:
+        """Arrow 2 for every unit this publish (or an earlier run of its commit) changed."""
+        wanted = set(units)
+        changed = [u for u in result.units if u.unit in wanted and u.revision]
         if not changed:
             return
         for u in changed:
@@ -310,6 +334,7 @@ class PublishWorkflow:
             ],
             blocked=plan.blocked,
             written=written,
+            seen=plan.seen,
         )
         workflow.set_current_details(_summary_table([result]))
         return result

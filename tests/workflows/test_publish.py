@@ -185,9 +185,81 @@ async def test_disjoint_changes_are_merged(
     rev = store.get_revision("messagewall-prod-east", "messagewall-prod-east", 3)
     assert rev is not None
     assert rev.source == "ci-merged"
-    merged_unit = store.get_unit("messagewall-prod-east", "messagewall-prod-east")
-    assert merged_unit is not None
-    assert merged_unit.git_revision == 3
+    # The merge base is Git's render at this commit, stored as such — not the merge.
+    base = store.git_bases("messagewall-prod-east")["messagewall-prod-east"]
+    assert base.commit == messagewall.head
+    assert (base.data["spec"]["lambdaMemory"], base.data["spec"]["lambdaTimeout"]) == (512, 30)
+
+
+async def test_after_a_merge_the_authority_side_survives_later_publishes(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    """Issue 9, defect 1: with the merge as base, Git's render looked like a Git change
+    that dropped the authority's field, and the next publish overwrote it."""
+    await publish(env, worker, messagewall)
+    authority_edit(store, "messagewall-prod-east", "messagewall-prod-east", spec__lambdaTimeout=60)
+    messagewall.edit(PROD_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("prod-east: 512 MB")
+    merged = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+    assert actions(merged) == {"messagewall-prod-east": ("merged", 3)}
+    before = snapshot(store, units_only=True)
+
+    again = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+    messagewall.edit(DEV_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("dev-east: 512 MB (prod-east renders as before)")
+    later = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+
+    for result in (again, later):
+        [unit] = result.spaces[0].units
+        assert (unit.action, unit.revision, unit.changed_fields) == (
+            "authority-ahead",
+            3,
+            ["spec.lambdaTimeout"],
+        )
+    assert snapshot(store, units_only=True) == before
+    spec = head(store, "messagewall-prod-east", "messagewall-prod-east")["spec"]
+    assert (spec["lambdaMemory"], spec["lambdaTimeout"]) == (512, 60)
+
+
+async def test_rerunning_an_older_commit_after_a_newer_one_writes_nothing(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    first = messagewall.head
+    await publish(env, worker, messagewall)
+    messagewall.edit(PROD_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("prod-east: 512 MB")
+    await publish(env, worker, messagewall)
+    before = snapshot(store)
+
+    old = await publish(env, worker, messagewall, ref=first)
+
+    assert actions(old)["messagewall-prod-east"] == ("unchanged", 2)
+    assert {a for a, _ in actions(old).values()} == {"unchanged"}
+    assert all(s.seen and not s.written for s in old.spaces)
+    assert snapshot(store) == before
+
+
+async def test_agreement_moves_the_base_so_a_later_authority_revert_is_kept(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    """Both sides set 512 (unchanged): the base becomes Git's 512, so when the operator
+    later goes back to 256 that is an authority change, not a Git one to re-publish."""
+    await publish(env, worker, messagewall)
+    authority_edit(store, "messagewall-prod-east", "messagewall-prod-east", spec__lambdaMemory=512)
+    messagewall.edit(PROD_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("prod-east: 512 MB, as the operator did")
+    agreed = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+    assert actions(agreed) == {"messagewall-prod-east": ("unchanged", 2)}
+    authority_edit(store, "messagewall-prod-east", "messagewall-prod-east", spec__lambdaMemory=256)
+    messagewall.edit(DEV_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("dev-east: 512 MB")
+
+    result = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+
+    assert actions(result) == {"messagewall-prod-east": ("authority-ahead", 3)}
+    assert (
+        head(store, "messagewall-prod-east", "messagewall-prod-east")["spec"]["lambdaMemory"] == 256
+    )
 
 
 async def test_same_change_on_both_sides_is_agreement(
