@@ -95,6 +95,7 @@ def activities(
         temporal.request_applies,
         temporal.ensure_drift,
         temporal.request_sync,
+        temporal.await_publish,
         sync.settings,
         sync.push,
         sync.ensure_pr,

@@ -216,6 +216,12 @@ class PublishResult(BaseModel):
     seen: bool = False  # the commit was already published to this space: nothing written
 
 
+class AwaitPublishInput(BaseModel):
+    """Attach to a ``PublishWorkflow`` another run of the same commit started."""
+
+    workflow_id: str
+
+
 class PublishRunResult(BaseModel):
     commit: str
     ref: str

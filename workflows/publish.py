@@ -10,10 +10,21 @@ all or nothing.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.authority import AuthorityActivities
@@ -30,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         UnitStateChange,
     )
     from domain.messages import (
+        AwaitPublishInput,
         CheckObjectsInput,
         CheckoutInput,
         CommitInput,
@@ -45,12 +57,15 @@ with workflow.unsafe.imports_passed_through():
         SnapshotUnitsInput,
         UnitOutcome,
     )
-    from domain.naming import publish_id
+    from domain.naming import publish_id, publish_options
     from domain.publish import WRITE_ACTIONS, SpacePlan, git_record, plan_space, to_apply
     from workflows import _options as opt
     from workflows._errors import decided_type, error_info
 
 SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
+# Attaching to another run's publish of one space: it renders, checks and writes.
+ATTACH_TIMEOUT = timedelta(hours=1)
+ATTACH_HEARTBEAT = timedelta(seconds=30)
 
 
 @workflow.defn(name="PublishRunWorkflow")
@@ -107,8 +122,13 @@ class PublishRunWorkflow:
         ).bundle
         workflow.set_current_details(f"publishing {len(self._spaces)} spaces")
 
+        # Equal ids mean equal work: the options are in the child id, so a child
+        # already running under it (a run of this commit for another --space scope)
+        # does exactly what this one would, and is attached to instead.
+        options = publish_options(force=inp.force, apply=inp.apply, message=inp.message)
+
         async def one(space: str) -> PublishResult:
-            child_id = publish_id(space, inp.source.commit, dry_run=inp.dry_run)
+            child_id = publish_id(space, inp.source.commit, dry_run=inp.dry_run, options=options)
             try:
                 result: PublishResult = await workflow.execute_child_workflow(
                     PublishWorkflow.run,
@@ -125,12 +145,18 @@ class PublishRunWorkflow:
                         apply=inp.apply,
                     ),
                     id=child_id,
+                    # A finished publish of this commit may run again: it re-plans and
+                    # finds the commit published (nothing written). Children have no
+                    # conflict policy: a running one is attached to below.
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                     search_attributes=TypedSearchAttributes(
                         [SearchAttributePair(SPACE_KEY, space)]
                     ),
                     static_summary=f"publish {space} @ {inp.source.commit[:12]}"
                     + (" (dry run)" if inp.dry_run else ""),
                 )
+            except WorkflowAlreadyStartedError:
+                result = await self._attach(space, child_id)
             except ChildWorkflowError as e:
                 result = PublishResult(space=space, workflow_id=child_id, error=error_info(e))
             self._done.append(space)
@@ -145,6 +171,20 @@ class PublishRunWorkflow:
             dry_run=inp.dry_run,
             spaces=list(results),
         )
+
+    async def _attach(self, space: str, child_id: str) -> PublishResult:
+        workflow.logger.info("attaching to %s, started by another run of this commit", child_id)
+        try:
+            return await workflow.execute_activity_method(
+                TemporalActivities.await_publish,
+                AwaitPublishInput(workflow_id=child_id),
+                start_to_close_timeout=ATTACH_TIMEOUT,
+                heartbeat_timeout=ATTACH_HEARTBEAT,
+                retry_policy=opt.RETRY,
+                summary=f"attach to {child_id}",
+            )
+        except ActivityError as e:
+            return PublishResult(space=space, workflow_id=child_id, error=error_info(e))
 
 
 @workflow.defn(name="PublishWorkflow")

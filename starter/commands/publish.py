@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from domain.apply import ApplyOutcome
 from domain.messages import PublishRunInput, PublishRunResult, SourceRef
-from domain.naming import publish_run_id
+from domain.naming import publish_options, publish_run_id
 from starter import applying, gitref, runner
 from starter.commands import apply as apply_cmd
 from starter.output import Output
@@ -67,7 +67,9 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
         dry_run=args.dry_run,
         apply=args.apply,
     )
-    workflow_id = publish_run_id(commit, spaces, dry_run=args.dry_run)
+    # The options are in the id: a retry attaches only to a run that does the same.
+    options = publish_options(force=args.force, apply=args.apply, message=args.message)
+    workflow_id = publish_run_id(commit, spaces, dry_run=args.dry_run, options=options)
     handle = await runner.start(
         client,
         settings,

@@ -6,10 +6,13 @@ embedded store on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -17,13 +20,26 @@ from temporalio.worker import Worker
 from activities.authority import AuthorityActivities
 from activities.kube_client import KubeClient
 from activities.source import SourceCache
+from activities.temporal import TemporalActivities
 from authority.sql import SqlStore
 from domain.authority import UnitChange
-from domain.messages import SnapshotUnitsInput, SnapshotUnitsResult, SourceRef
+from domain.messages import (
+    AwaitPublishInput,
+    PublishResult,
+    PublishRunInput,
+    SnapshotUnitsInput,
+    SnapshotUnitsResult,
+    SourceRef,
+)
+from domain.naming import publish_options
 from domain.paths import parse_path, set_path
+from starter.applying import follow
+from starter.gitref import resolve
+from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, set_patch_value
 from tests.workflows.helpers import actions, publish, publish_failure, snapshot
 from worker import WORKFLOWS, activities, build_worker
+from workflows.publish import PublishRunWorkflow
 
 DEV_EAST = "infra/claims/overlays/dev-east/kustomization.yaml"
 PROD_EAST = "infra/claims/overlays/prod-east/kustomization.yaml"
@@ -427,6 +443,114 @@ async def publish_with(
 ) -> None:
     async with build_worker(env.client, f"tq-{uuid.uuid4()}", store, cache, executor) as w:
         await publish(env, w, repo, spaces=["messagewall-prod-east"])
+
+
+# ---- workflow ids reflect what a run does (issue 9, defect 7) ------------------------
+
+
+async def test_two_runs_of_one_commit_with_different_scopes_share_the_space_publish(
+    env: WorkflowEnvironment,
+    store: SqlStore,
+    cache: SourceCache,
+    executor: ThreadPoolExecutor,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Run A publishes prod-east; run B (every space, same options) meets A's child
+    ``publish:messagewall-prod-east:{commit}`` still running and attaches to it instead
+    of failing on the id (an uncaught WorkflowAlreadyStartedError before the fix)."""
+    real = AuthorityActivities(store)
+    in_snapshot, attached = threading.Event(), threading.Event()
+    task_queue = f"tq-{uuid.uuid4()}"
+    temporal = TemporalActivities(env.client, task_queue)
+
+    @activity.defn(name="authority.snapshot_units")
+    def held_snapshot(inp: SnapshotUnitsInput) -> SnapshotUnitsResult:
+        if inp.space == "messagewall-prod-east" and not in_snapshot.is_set():
+            in_snapshot.set()  # run A's child is now running
+            attached.wait(timeout=60)  # until run B attaches (or, before the fix, never)
+        return real.snapshot_units(inp)
+
+    @activity.defn(name="temporal.await_publish")
+    async def noticed_attach(inp: AwaitPublishInput) -> PublishResult:
+        attached.set()
+        return await temporal.await_publish(inp)
+
+    replaced = {"snapshot_units", "await_publish"}
+    acts = [
+        a
+        for a in activities(store, cache, KubeClient(), env.client, task_queue)
+        if a.__name__ not in replaced
+    ]
+    url, commit = resolve(messagewall.url, "main")
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=[*acts, held_snapshot, noticed_attach],
+        activity_executor=executor,
+    ) as w:
+        run_a = await env.client.start_workflow(
+            PublishRunWorkflow.run,
+            PublishRunInput(
+                source=SourceRef(repo=url, commit=commit),
+                ref="main",
+                spaces=["messagewall-prod-east"],
+            ),
+            id=f"publish-run-test-{uuid.uuid4()}",
+            task_queue=w.task_queue,
+        )
+        assert await asyncio.to_thread(in_snapshot.wait, 60)
+        run_b = await env.client.start_workflow(
+            PublishRunWorkflow.run,
+            PublishRunInput(source=SourceRef(repo=url, commit=commit), ref="main"),
+            id=f"publish-run-test-{uuid.uuid4()}",
+            task_queue=w.task_queue,
+        )
+        result_b = await asyncio.wait_for(run_b.result(), timeout=120)
+        result_a = await asyncio.wait_for(run_a.result(), timeout=120)
+
+    assert attached.is_set()
+    child = f"publish:messagewall-prod-east:{commit}"
+    [a_prod] = result_a.spaces
+    b_prod = next(s for s in result_b.spaces if s.space == "messagewall-prod-east")
+    assert (a_prod.workflow_id, b_prod.workflow_id) == (child, child)
+    assert actions(result_a) == {"messagewall-prod-east": ("published", 1)}
+    assert set(actions(result_b).values()) == {("published", 1)}
+    assert all(s.error is None for s in result_b.spaces)
+    assert len(store.list_revisions("messagewall-prod-east", "messagewall-prod-east")) == 1
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_a_retry_with_apply_applies_what_the_run_without_it_published(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Before the fix the retry attached to the run without ``--apply`` (same id) and,
+    run again, found nothing changed: exit 0, nothing applied."""
+    space = "messagewall-dev-east"
+    first = await publish(env, cluster_worker, messagewall, spaces=[space])
+    assert actions(first) == {space: ("published", 1)}
+
+    retry = await publish(env, cluster_worker, messagewall, spaces=[space], apply=True)
+
+    [unit] = retry.spaces[0].units
+    assert (unit.action, unit.revision) == ("unchanged", 1)
+    assert retry.spaces[0].workflow_id == (
+        f"publish:{space}:{messagewall.head}:{publish_options(apply=True)}"
+    )
+    assert unit.apply_workflow_id == f"apply:{space}:{space}"
+    outcome = await follow(env.client, unit.apply_workflow_id, unit.apply_request_id)
+    assert (outcome.revision, outcome.state) == (1, "ready")
+    applied = store.get_unit(space, space)
+    assert applied is not None
+    assert (applied.last_applied_revision, applied.live_revision) == (1, 1)
+
+    # Applied now: a further retry requests nothing.
+    again = await publish(env, cluster_worker, messagewall, spaces=[space], apply=True)
+    assert [u.apply_workflow_id for u in again.spaces[0].units] == [""]
 
 
 # ---- bad input: a clear error naming file/object/field, and nothing written ---------
