@@ -29,9 +29,13 @@ def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="publish rendered claims from Git into the authority (arrow 1)",
         description=(
             "Render each space's overlay at a commit, validate it against the XRD schemas "
-            "and Rego policies, and write new head revisions where Git changed. Conflicts "
-            "with changes made in the authority are merged when they touch different "
-            "fields and reported (exit 4) when they touch the same ones."
+            "and Rego policies, and write new head revisions where Git changed since its "
+            "last render of each unit (the merge base). Conflicts with changes made in the "
+            "authority are merged when they touch different fields and reported (exit 4) "
+            "when they touch the same ones. Re-running a commit already published to a "
+            "space writes nothing, even after newer commits (except with --force). A retry "
+            "attaches to a run in flight with the same options; --apply also applies what "
+            "an earlier run of the same commit published."
         ),
     )
     p.add_argument("--repo", required=True, help="repository path or URL (no credentials)")
@@ -179,6 +183,8 @@ def show(result: PublishRunResult, out: Output) -> None:
                 note = ", ".join(u.changed_fields[:6]) + (" …" if len(u.changed_fields) > 6 else "")
             if u.action == "held":
                 note = f"held back: {space.blocked} elsewhere in the space"
+            if space.seen and not note:
+                note = "commit already published here: nothing written"
             rows.append([space.space, u.unit, u.action, u.revision, note])
             rows.extend(["", "", "warning", None, w] for w in u.warnings)
     out.table(["space", "unit", "action", "rev", "notes"], rows)
