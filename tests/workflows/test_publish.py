@@ -44,6 +44,7 @@ from workflows.publish import PublishRunWorkflow
 DEV_EAST = "infra/claims/overlays/dev-east/kustomization.yaml"
 PROD_EAST = "infra/claims/overlays/prod-east/kustomization.yaml"
 ORDERS_PROD_DB = "deploy/envs/production/database.yaml"
+ORDERS_PROD_QUEUE = "deploy/envs/production/queue.yaml"
 
 
 def authority_edit(store: SqlStore, space: str, unit: str, **fields: Any) -> int:
@@ -325,6 +326,33 @@ async def test_force_overwrites_the_authority(
     rev = store.get_revision("messagewall-prod-east", "messagewall-prod-east", 3)
     assert rev is not None
     assert (rev.source, rev.data["spec"]["lambdaMemory"]) == ("ci-forced", 1024)
+    base = store.git_bases("messagewall-prod-east")["messagewall-prod-east"]
+    assert (base.commit, base.data) == (messagewall.head, rev.data)
+
+
+async def test_a_unit_rendered_again_while_the_authority_is_ahead_is_adopted(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, orders: AuthoringRepo
+) -> None:
+    """Orphaned, then rendered again with nothing for Git to write (the authority is
+    ahead): the unit is Git's again — before the fix it stayed orphaned for good."""
+    queue = "production-orders-queue"
+    await publish(env, worker, orders, spaces=["orders-production"])
+    authority_edit(store, "orders-production", queue, spec__visibilityTimeoutSeconds=120)
+    original = orders.read(ORDERS_PROD_QUEUE)
+    orders.write(ORDERS_PROD_QUEUE, original + "$patch: delete\n")
+    orders.commit("production: no queue")
+    gone = await publish(env, worker, orders, spaces=["orders-production"])
+    assert actions(gone)[queue] == ("orphaned", None)
+    assert store.get_unit("orders-production", queue).state == "orphaned"  # type: ignore[union-attr]
+    orders.write(ORDERS_PROD_QUEUE, original)
+    orders.commit("production: the queue is back")
+
+    back = await publish(env, worker, orders, spaces=["orders-production"])
+
+    assert actions(back)[queue] == ("authority-ahead", 2)
+    unit = store.get_unit("orders-production", queue)
+    assert unit is not None
+    assert (unit.state, unit.head_revision) == ("active", 2)
 
 
 async def test_policy_denial_writes_nothing_in_that_space(
