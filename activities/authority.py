@@ -180,6 +180,16 @@ class AuthorityActivities:
     @decided
     def record_applied(self, inp: RecordAppliedInput) -> RecordAppliedResult:
         unit = self.store.record_applied(inp.space, inp.unit, inp.revision, live=inp.live)
+        if inp.live and (unit.live_revision or 0) > inp.revision:
+            # A capture (or a newer apply) got there first: the store keeps the newer
+            # live revision, and the next drift check compares the cluster with it.
+            activity.logger.info(
+                "%s/%s: revision %d applied, live stays at the newer revision %d",
+                inp.space,
+                inp.unit,
+                inp.revision,
+                unit.live_revision,
+            )
         if inp.state:
             self.store.commit(
                 [], states=[UnitStateChange(space=inp.space, slug=inp.unit, state=inp.state)]
