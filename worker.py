@@ -71,6 +71,7 @@ def activities(
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
     return [
         git.checkout,
+        git.newer_commits,
         render.load_project,
         render.render_space,
         policy.load_bundle,

@@ -55,6 +55,15 @@ class CheckoutResult(BaseModel):
     committed_at: str
 
 
+class NewerCommitsInput(BaseModel):
+    source: SourceRef
+    commits: list[str]  # commits Git last published to the space's units
+
+
+class NewerCommitsResult(BaseModel):
+    newer: list[str]  # those that descend from ``source.commit`` (and differ from it)
+
+
 # ---- render activities -----------------------------------------------------------
 
 
@@ -213,7 +222,9 @@ class PublishResult(BaseModel):
     blocked: Literal["", "denied", "conflict"] = ""
     written: bool = False
     error: ErrorInfo | None = None
-    seen: bool = False  # the commit was already published to this space: nothing written
+    # the commit was already published to this space, or is an ancestor of one that
+    # was: nothing written
+    seen: bool = False
 
 
 class AwaitPublishInput(BaseModel):

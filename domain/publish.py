@@ -8,7 +8,8 @@ as such: never a merged, forced or captured revision. A plan that is not blocked
 records Git's render as the new base of every unit whose render moved, whatever
 was written (``published``, ``merged``, ``forced``, and also ``unchanged`` and
 ``authority-ahead``, where the authority already agreed). A commit already
-published to a space (``seen``) never writes again, unless ``--force``.
+published to a space, or an ancestor of one (``seen``), never writes, unless
+``--force``.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         CommitInput,
         LoadBundleInput,
         LoadProjectInput,
+        NewerCommitsInput,
         PublishInput,
         PublishResult,
         PublishRunInput,
@@ -55,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         RequestAppliesInput,
         RequestApplyInput,
         SnapshotUnitsInput,
+        SnapshotUnitsResult,
         UnitOutcome,
     )
     from domain.naming import publish_id, publish_options
@@ -248,12 +250,13 @@ class PublishWorkflow:
                 retry_policy=opt.RETRY,
                 summary="read heads and merge bases",
             )
+            seen = snapshot.seen or (not inp.force and await self._superseded(inp, snapshot))
             plan = plan_space(
                 checked.units,
                 snapshot.units,
                 force=inp.force,
                 states=snapshot.states,
-                seen=snapshot.seen,
+                seen=seen,
             )
             if plan.blocked or inp.dry_run:
                 return self._finish(inp, plan, written=False)
@@ -322,6 +325,30 @@ class PublishWorkflow:
                     inp, result, to_apply(plan, snapshot.units, inp.source.commit)
                 )
             return result
+
+    async def _superseded(self, inp: PublishInput, snapshot: SnapshotUnitsResult) -> bool:
+        """Whether a commit already published to this space descends from this one.
+
+        CI for an older commit arriving late (never published here, so not ``seen``)
+        would otherwise look like a Git change against the newer render and undo it.
+        """
+        bases = sorted(
+            {
+                u.base_commit
+                for u in snapshot.units.values()
+                if u.base_commit and u.base_commit != inp.source.commit
+            }
+        )
+        if not bases:
+            return False
+        found = await workflow.execute_activity_method(
+            GitActivities.newer_commits,
+            NewerCommitsInput(source=inp.source, commits=bases),
+            start_to_close_timeout=opt.GIT_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="is a newer commit published already?",
+        )
+        return bool(found.newer)
 
     async def _request_applies(
         self, inp: PublishInput, result: PublishResult, units: list[str]

@@ -33,7 +33,7 @@ def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
             "last render of each unit (the merge base). Conflicts with changes made in the "
             "authority are merged when they touch different fields and reported (exit 4) "
             "when they touch the same ones. Re-running a commit already published to a "
-            "space writes nothing, even after newer commits (except with --force). A retry "
+            "space, or publishing an ancestor of one, writes nothing (except with --force). A retry "
             "attaches to a run in flight with the same options; --apply also applies what "
             "an earlier run of the same commit published."
         ),
@@ -184,7 +184,7 @@ def show(result: PublishRunResult, out: Output) -> None:
             if u.action == "held":
                 note = f"held back: {space.blocked} elsewhere in the space"
             if space.seen and not note:
-                note = "commit already published here: nothing written"
+                note = "already published here (or older than what was): nothing written"
             rows.append([space.space, u.unit, u.action, u.revision, note])
             rows.extend(["", "", "warning", None, w] for w in u.warnings)
     out.table(["space", "unit", "action", "rev", "notes"], rows)

@@ -256,6 +256,29 @@ async def test_rerunning_an_older_commit_after_a_newer_one_writes_nothing(
     assert snapshot(store) == before
 
 
+async def test_ci_of_an_older_commit_arriving_late_writes_nothing(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    """C1 was never published here: CI for C2 ran first. C1 is not a re-run, but an
+    ancestor of what Git last published, so it must not undo C2."""
+    first = messagewall.head
+    messagewall.edit(PROD_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("prod-east: 512 MB")
+    await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+    before = snapshot(store)
+
+    late = await publish(env, worker, messagewall, ref=first, spaces=["messagewall-prod-east"])
+
+    assert actions(late) == {"messagewall-prod-east": ("unchanged", 1)}
+    assert late.spaces[0].seen
+    assert snapshot(store) == before
+    # --force is an explicit overwrite, not CI arriving late: it plans as usual.
+    forced = await publish(
+        env, worker, messagewall, ref=first, spaces=["messagewall-prod-east"], force=True
+    )
+    assert actions(forced) == {"messagewall-prod-east": ("published", 2)}
+
+
 async def test_agreement_moves_the_base_so_a_later_authority_revert_is_kept(
     env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
 ) -> None:
