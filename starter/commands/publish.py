@@ -33,9 +33,9 @@ def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
             "last render of each unit (the merge base). Conflicts with changes made in the "
             "authority are merged when they touch different fields and reported (exit 4) "
             "when they touch the same ones. Re-running a commit already published to a "
-            "space, or publishing an ancestor of one, writes nothing (except with --force). A retry "
-            "attaches to a run in flight with the same options; --apply also applies what "
-            "an earlier run of the same commit published."
+            "space, or publishing an ancestor of one, writes nothing (except with "
+            "--force). A retry attaches to a run in flight with the same options; --apply "
+            "also applies what an earlier run of the same commit published."
         ),
     )
     p.add_argument("--repo", required=True, help="repository path or URL (no credentials)")
