@@ -73,6 +73,7 @@ def activities(
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
     return [
         git.checkout,
+        git.newer_commits,
         render.load_project,
         render.render_space,
         policy.load_bundle,
@@ -100,6 +101,7 @@ def activities(
         temporal.request_applies,
         temporal.ensure_drift,
         temporal.request_sync,
+        temporal.await_publish,
         sync.settings,
         sync.push,
         sync.ensure_pr,

@@ -47,25 +47,30 @@ class AuthorityActivities:
     @activity.defn(name="authority.snapshot_units")
     @decided
     def snapshot_units(self, inp: SnapshotUnitsInput) -> SnapshotUnitsResult:
-        """Head and merge base of every named unit that exists."""
+        """Head and merge base (Git's last render) of every named unit that exists."""
         wanted = set(inp.slugs)
         every = self.store.list_units(inp.space)
         units = [u for u in every if u.slug in wanted]
-        keys = {(u.slug, u.head_revision) for u in units}
-        keys |= {(u.slug, u.git_revision) for u in units if u.git_revision is not None}
-        revisions = {
-            (r.unit, r.number): r for r in self.store.get_revisions(inp.space, sorted(keys))
+        heads = {
+            r.unit: r
+            for r in self.store.get_revisions(
+                inp.space, sorted((u.slug, u.head_revision) for u in units)
+            )
         }
+        bases = self.store.git_bases(inp.space)
         out: dict[str, UnitSnapshot] = {}
         for u in units:
-            base = revisions.get((u.slug, u.git_revision)) if u.git_revision else None
+            head = heads[u.slug]
+            base = bases.get(u.slug)
             out[u.slug] = UnitSnapshot(
                 slug=u.slug,
                 version=u.version,
                 head_revision=u.head_revision,
-                head_data=revisions[(u.slug, u.head_revision)].data,
-                base_revision=base.number if base and base.source in GIT_SOURCES else None,
-                base_data=base.data if base and base.source in GIT_SOURCES else None,
+                head_data=head.data,
+                base_data=base.data if base else None,
+                base_commit=base.commit if base else "",
+                head_commit=head.tags.get("commit", "") if head.source in GIT_SOURCES else "",
+                last_applied_revision=u.last_applied_revision,
                 state=u.state,
             )
         space = self.store.get_space(inp.space)
@@ -73,13 +78,16 @@ class AuthorityActivities:
             units=out,
             states={u.slug: u.state for u in every},
             gates=space.gates() if space is not None else None,
+            seen=bool(inp.commit) and self.store.is_published(inp.space, inp.commit),
         )
 
     @activity.defn(name="authority.commit")
     @decided
     def commit(self, inp: CommitInput) -> CommitResult:
         return CommitResult(
-            outcomes=self.store.commit(inp.changes, spaces=inp.spaces, states=inp.states)
+            outcomes=self.store.commit(
+                inp.changes, spaces=inp.spaces, states=inp.states, git=inp.git
+            )
         )
 
     @activity.defn(name="authority.find_units")
@@ -204,6 +212,16 @@ class AuthorityActivities:
     @decided
     def record_applied(self, inp: RecordAppliedInput) -> RecordAppliedResult:
         unit = self.store.record_applied(inp.space, inp.unit, inp.revision, live=inp.live)
+        if inp.live and (unit.live_revision or 0) > inp.revision:
+            # A capture (or a newer apply) got there first: the store keeps the newer
+            # live revision, and the next drift check compares the cluster with it.
+            activity.logger.info(
+                "%s/%s: revision %d applied, live stays at the newer revision %d",
+                inp.space,
+                inp.unit,
+                inp.revision,
+                unit.live_revision,
+            )
         if inp.state:
             self.store.commit(
                 [], states=[UnitStateChange(space=inp.space, slug=inp.unit, state=inp.state)]

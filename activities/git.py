@@ -6,7 +6,7 @@ from temporalio import activity
 
 from activities._errors import decided
 from activities.source import SourceCache
-from domain.messages import CheckoutInput, CheckoutResult
+from domain.messages import CheckoutInput, CheckoutResult, NewerCommitsInput, NewerCommitsResult
 
 
 class GitActivities:
@@ -20,3 +20,10 @@ class GitActivities:
         result = self.cache.checkout(inp.source)
         self.cache.tree(inp.source)
         return result
+
+    @activity.defn(name="git.newer_commits")
+    @decided
+    def newer_commits(self, inp: NewerCommitsInput) -> NewerCommitsResult:
+        """Which of the commits last published descend from the one being published:
+        a publish of an older commit must not undo what a newer one published."""
+        return NewerCommitsResult(newer=self.cache.descendants(inp.source, inp.commits))

@@ -77,6 +77,29 @@ class SourceCache:
             staging.rename(target)
         return target
 
+    def descendants(self, source: SourceRef, commits: list[str]) -> list[str]:
+        """Those of ``commits`` that have ``source.commit`` as a strict ancestor.
+
+        Commits the mirror does not know (another repo, history rewritten) are not
+        descendants. Only full hex ids reach git, so none can become an option.
+        """
+        mirror = self._mirror(source)
+        this = mirror.commit(source.commit).hexsha
+        out = []
+        for commit in commits:
+            if commit == this or not _SHA.fullmatch(commit):
+                continue
+            if not _has_commit(mirror, commit):
+                continue
+            try:
+                mirror.git.merge_base("--is-ancestor", this, commit)
+            except git.GitCommandError as e:
+                if e.status == 1:  # not an ancestor
+                    continue
+                raise
+            out.append(commit)
+        return out
+
     # ---- internals ------------------------------------------------------------
 
     def _mirror(self, source: SourceRef) -> git.Repo:

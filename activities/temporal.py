@@ -10,20 +10,23 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
+from temporalio.exceptions import ApplicationError
 
 from domain.drift import CheckRequest
 from domain.messages import (
     ApplyInput,
+    AwaitPublishInput,
     DriftInput,
     EnsureDriftInput,
     EnsureDriftResult,
+    PublishResult,
     RequestAppliesInput,
     RequestAppliesResult,
     RequestApplyInput,
@@ -147,3 +150,25 @@ class TemporalActivities:
     async def request_sync(self, inp: RequestSyncInput) -> RequestSyncResult:
         ids = [await signal_sync(self.client, self.task_queue, s, inp.reason) for s in inp.spaces]
         return RequestSyncResult(workflow_ids=ids)
+
+    @activity.defn(name="temporal.await_publish")
+    async def await_publish(self, inp: AwaitPublishInput) -> PublishResult:
+        """The result of a PublishWorkflow that another publish run of the same commit
+        (same options, another ``--space`` scope) started first: attach, don't collide."""
+        handle = self.client.get_workflow_handle(inp.workflow_id, result_type=PublishResult)
+        task = asyncio.ensure_future(handle.result())
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=5)
+                activity.heartbeat()
+            result: PublishResult = task.result()
+            return result
+        except WorkflowFailureError as e:
+            cause: BaseException | None = e
+            while cause is not None and not isinstance(cause, ApplicationError):
+                cause = cause.__cause__
+            kind = (cause.type if isinstance(cause, ApplicationError) else None) or "PublishFailed"
+            message = cause.message if isinstance(cause, ApplicationError) else str(e)
+            raise ApplicationError(message, type=kind, non_retryable=True) from e
+        finally:
+            task.cancel()

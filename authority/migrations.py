@@ -145,6 +145,84 @@ def _m004_sweep_state(conn: Connection) -> None:
     )
 
 
+def _m005_git_bases(conn: Connection) -> None:
+    """Arrow 1: Git's last render of each unit is the publish merge base, stored as such,
+    and the commits already published to each space (a CI re-run of one never writes).
+
+    Backfill: a unit's base is its newest ``ci`` or ``ci-forced`` revision up to its
+    old ``git_revision`` (those hold Git's render exactly; a ``ci-merged`` one does
+    not, so a merged unit gets the render before the merge — the merge's base, which
+    plans the same way). Commits named by Git-sourced revisions count as published.
+    """
+    md = MetaData()
+    git_bases = Table(
+        "git_bases",
+        md,
+        Column("space", String(253), primary_key=True),
+        Column("unit", String(253), primary_key=True),
+        Column("commit", String(64), nullable=False),
+        Column("data", JSON, nullable=False),
+        Column("recorded_at", DateTime(timezone=True), nullable=False),
+        ForeignKeyConstraint(
+            ["space", "unit"], ["units.space", "units.slug"], name="fk_git_bases_unit"
+        ),
+    )
+    published = Table(
+        "published_commits",
+        md,
+        Column("space", String(253), primary_key=True),
+        Column("commit", String(64), primary_key=True),
+        Column("published_at", DateTime(timezone=True), nullable=False),
+        ForeignKeyConstraint(["space"], ["spaces.name"], name="fk_published_commits_space"),
+    )
+    # The existing tables, as far as the foreign keys and the backfill need them.
+    Table("spaces", md, Column("name", String(253), primary_key=True))
+    units = Table(
+        "units",
+        md,
+        Column("space", String(253), primary_key=True),
+        Column("slug", String(253), primary_key=True),
+        Column("git_revision", Integer),
+    )
+    md.create_all(conn, tables=[git_bases, published])
+    revisions = Table(
+        "revisions",
+        MetaData(),
+        Column("space", String(253)),
+        Column("unit", String(253)),
+        Column("number", Integer),
+        Column("data", JSON),
+        Column("source", String(32)),
+        Column("tags", JSON),
+    )
+    now = datetime.now(UTC)
+    git_revisions = {
+        (r.space, r.slug): r.git_revision
+        for r in conn.execute(select(units).where(units.c.git_revision.is_not(None)))
+    }
+    newest: dict[tuple[str, str], tuple[int, str, object]] = {}
+    seen: set[tuple[str, str]] = set()
+    query = select(revisions).where(revisions.c.source.in_(["ci", "ci-forced", "ci-merged"]))
+    for r in conn.execute(query):
+        commit = str((r.tags or {}).get("commit", ""))[:64]
+        if commit:
+            seen.add((r.space, commit))
+        key = (r.space, r.unit)
+        limit = git_revisions.get(key)
+        if r.source == "ci-merged" or limit is None or r.number > limit:
+            continue
+        if key not in newest or newest[key][0] < r.number:
+            newest[key] = (r.number, commit, r.data)
+    for (space, unit), (_, commit, data) in sorted(newest.items()):
+        conn.execute(
+            insert(git_bases).values(
+                space=space, unit=unit, commit=commit, data=data, recorded_at=now
+            )
+        )
+    for space, commit in sorted(seen):
+        conn.execute(insert(published).values(space=space, commit=commit, published_at=now))
+
+
 def _m006_last_drift(conn: Connection) -> None:
     """The latest drift (fields, when, the capturing revision, a re-base conflict), kept
     after a capture: ``drift status`` answers "what changed?" after the fact."""
@@ -222,6 +300,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (2, _m002_drift_status),
     (3, _m003_sync_prs),
     (4, _m004_sweep_state),
+    (5, _m005_git_bases),
     (6, _m006_last_drift),
     (7, _m007_drift_paused),
     (9, _m009_space_gates),

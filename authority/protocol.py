@@ -21,6 +21,7 @@ from domain.authority import (
     UnitStateChange,
 )
 from domain.drift import CaptureWrite, DriftRecord
+from domain.publish import GitBase, GitRecord
 from domain.sync import PullRequest
 
 
@@ -41,19 +42,30 @@ class AuthorityStore(Protocol):
         """Several revisions of one space at once, by (unit, number)."""
         ...
 
+    def git_bases(self, space: str) -> dict[str, GitBase]:
+        """What Git last rendered for each unit of the space: the publish merge bases."""
+        ...
+
+    def is_published(self, space: str, commit: str) -> bool:
+        """Whether a publish of ``commit`` into ``space`` was written already."""
+        ...
+
     def commit(
         self,
         changes: list[UnitChange],
         *,
         spaces: list[SpaceSpec] | None = None,
         states: list[UnitStateChange] | None = None,
+        git: GitRecord | None = None,
     ) -> list[ChangeOutcome]:
-        """Upsert ``spaces``, write ``changes`` and ``states`` atomically: all or nothing.
+        """Upsert ``spaces``, write ``changes``, ``states`` and Git's side of a publish
+        (``git``: new merge bases, the commit) atomically: all or nothing.
 
         A change whose content equals the unit's head writes no revision. A change
         whose ``expected_version`` no longer matches raises ``StaleVersion`` —
         unless the head revision carries the same ``idempotency_key``, which means
-        this very change was already written by an earlier attempt.
+        this very change was already written by an earlier attempt. A merge base
+        that moved since ``git.expected`` also raises ``StaleVersion``.
         """
         ...
 
@@ -74,7 +86,11 @@ class AuthorityStore(Protocol):
     def record_applied(
         self, space: str, slug: str, number: int, *, live: bool, applied: bool = True
     ) -> UnitRecord:
-        """Revision ``number`` reached the cluster (``applied``) and/or runs (``live``)."""
+        """Revision ``number`` reached the cluster (``applied``) and/or runs (``live``).
+
+        Neither number ever moves back: an older revision arriving late is recorded
+        as nothing; the unit is returned as it stands.
+        """
         ...
 
     def capture(

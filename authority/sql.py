@@ -12,10 +12,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    case,
     create_engine,
     event,
     func,
     insert,
+    literal,
+    or_,
     select,
     tuple_,
     update,
@@ -43,6 +46,7 @@ from domain.authority import (
 from domain.diff import FieldConflict, json_equal
 from domain.drift import CaptureWrite, DriftRecord, LastDrift, rebase_pending
 from domain.errors import NotFound, StaleVersion
+from domain.publish import GitBase, GitRecord
 from domain.sync import PullRequest
 
 
@@ -180,6 +184,26 @@ class SqlStore:
                 out.extend(_revision(r) for r in rows)
         return out
 
+    def git_bases(self, space: str) -> dict[str, GitBase]:
+        with self._read() as conn:
+            rows = (
+                conn.execute(select(t.git_bases).where(t.git_bases.c.space == space))
+                .mappings()
+                .all()
+            )
+        return {
+            r["unit"]: GitBase(slug=r["unit"], commit=r["commit"], data=r["data"]) for r in rows
+        }
+
+    def is_published(self, space: str, commit: str) -> bool:
+        with self._read() as conn:
+            found = conn.execute(
+                select(t.published_commits.c.commit).where(
+                    t.published_commits.c.space == space, t.published_commits.c.commit == commit
+                )
+            ).first()
+        return found is not None
+
     # ---- writes ------------------------------------------------------------
 
     def commit(
@@ -188,6 +212,7 @@ class SqlStore:
         *,
         spaces: list[SpaceSpec] | None = None,
         states: list[UnitStateChange] | None = None,
+        git: GitRecord | None = None,
     ) -> list[ChangeOutcome]:
         try:
             with self._write() as conn:
@@ -196,6 +221,8 @@ class SqlStore:
                 outcomes = [_apply_change(conn, change) for change in changes]
                 for change in states or []:
                     _set_state(conn, change.space, change.slug, change.state)
+                if git is not None:
+                    _record_git(conn, git)
                 return outcomes
         except IntegrityError as e:
             # Two writers created the same unit at once; the loser re-plans.
@@ -205,7 +232,13 @@ class SqlStore:
         self, space: str, slug: str, number: int, approval: Approval
     ) -> RevisionRecord:
         with self._write() as conn:
-            row = conn.execute(_revision_query(space, slug, number)).mappings().first()
+            # Read-modify-write of the approvals list: two approvers at once must not
+            # each append to the list the other has not seen. SQLite's BEGIN IMMEDIATE
+            # (``_write``) serialises writers already; PostgreSQL needs the row lock.
+            query = _revision_query(space, slug, number)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).mappings().first()
             if row is None:
                 raise NotFound(f"unit {space}/{slug} has no revision {number}")
             approvals = [Approval.model_validate(a) for a in row["approvals"]]
@@ -268,11 +301,15 @@ class SqlStore:
     def record_applied(
         self, space: str, slug: str, number: int, *, live: bool, applied: bool = True
     ) -> UnitRecord:
+        # Never backwards: an apply of revision N that finishes after a capture of N+1
+        # must not make N live again. The guard is in the UPDATE itself, so it holds
+        # against a concurrent writer on either database (PostgreSQL re-evaluates the
+        # expression on the row it locked).
         values: dict[str, Any] = {"updated_at": _now()}
         if applied:
-            values["last_applied_revision"] = number
+            values["last_applied_revision"] = _at_least(t.units.c.last_applied_revision, number)
         if live:
-            values["live_revision"] = number
+            values["live_revision"] = _at_least(t.units.c.live_revision, number)
         with self._write() as conn:
             result = conn.execute(
                 update(t.units)
@@ -640,6 +677,14 @@ def _insert_revision(
     )
 
 
+def _at_least(column: Any, number: int) -> Any:
+    """``column`` raised to ``number``, never lowered (NULL counts as lowest)."""
+    return case(
+        (or_(column.is_(None), column < number), literal(number)),
+        else_=column,
+    )
+
+
 def _revision_query(space: str, slug: str, number: int) -> Any:
     return select(t.revisions).where(
         t.revisions.c.space == space, t.revisions.c.unit == slug, t.revisions.c.number == number
@@ -806,6 +851,37 @@ def _apply_change(conn: Connection, change: UnitChange) -> ChangeOutcome:
         )
     )
     return ChangeOutcome(space=change.space, slug=change.slug, revision=number, created=True)
+
+
+def _record_git(conn: Connection, git: GitRecord) -> None:
+    """New merge bases (compare-and-set on the base commit planned on), and the commit."""
+    now = _now()
+    for base in git.bases:
+        key = (t.git_bases.c.space == git.space, t.git_bases.c.unit == base.slug)
+        query = select(t.git_bases.c.commit).where(*key)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        stored = conn.execute(query).scalar_one_or_none()
+        if stored == base.commit:
+            continue  # recorded by an earlier attempt of this very publish
+        if (stored or "") != git.expected.get(base.slug, ""):
+            raise StaleVersion(
+                f"unit {git.space}/{base.slug}: Git's base moved to commit {stored} "
+                "while this publish was planning"
+            )
+        values = {"commit": base.commit, "data": base.data, "recorded_at": now}
+        if stored is None:
+            conn.execute(insert(t.git_bases).values(space=git.space, unit=base.slug, **values))
+        else:
+            conn.execute(update(t.git_bases).where(*key).values(**values))
+    published = (
+        t.published_commits.c.space == git.space,
+        t.published_commits.c.commit == git.commit,
+    )
+    if conn.execute(select(t.published_commits.c.commit).where(*published)).first() is None:
+        conn.execute(
+            insert(t.published_commits).values(space=git.space, commit=git.commit, published_at=now)
+        )
 
 
 def _max_revision(conn: Connection, space: str, slug: str) -> int:

@@ -129,3 +129,28 @@ pull_requests = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_pull_requests_space", "space"),
 )
+
+# What Git last rendered for each unit: the publish merge base, stored as the render
+# itself (never a merged, forced or captured revision), with the commit it came from.
+git_bases = Table(
+    "git_bases",
+    metadata,
+    Column("space", String(253), primary_key=True),
+    Column("unit", String(253), primary_key=True),
+    Column("commit", String(64), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(
+        ["space", "unit"], ["units.space", "units.slug"], name="fk_git_bases_unit"
+    ),
+)
+
+# Commits already published to a space: a CI re-run of any of them writes nothing.
+published_commits = Table(
+    "published_commits",
+    metadata,
+    Column("space", String(253), primary_key=True),
+    Column("commit", String(64), primary_key=True),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["space"], ["spaces.name"], name="fk_published_commits_space"),
+)

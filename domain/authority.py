@@ -142,7 +142,8 @@ class UnitRecord(BaseModel):
     head_revision: int
     live_revision: int | None = None
     last_applied_revision: int | None = None
-    git_revision: int | None = None  # last revision published from Git: the merge base
+    # the last revision CI wrote; not the merge base (Git's render, kept apart)
+    git_revision: int | None = None
     version: int
     last_change_description: str = ""
     state: UnitState = "active"

@@ -271,7 +271,7 @@ def hold_for_gates(
             u.data = None
             u.revision = current[u.unit].head_revision if u.unit in current else None
             u.reason = blocking.get(u.unit) or everyone
-    return SpacePlan(units=units, blocked=plan.blocked or "gates")
+    return plan.model_copy(update={"units": units, "blocked": plan.blocked or "gates"})
 
 
 def _writes(plan: SpacePlan, unit: str) -> bool:

@@ -27,7 +27,7 @@ from domain.diff import FieldConflict
 from domain.drift import DriftField, DriftRecord, DriftStatus
 from domain.markdown import OneLine
 from domain.project import ApprovalMode, ProjectConfig
-from domain.publish import PublishAction, RenderedUnit, UnitSnapshot
+from domain.publish import GitRecord, PublishAction, RenderedUnit, UnitSnapshot
 from domain.sync import PullRequest, PullRequestSpec, SyncAction
 
 # ---- shared ------------------------------------------------------------------
@@ -57,6 +57,15 @@ class CheckoutResult(BaseModel):
     subject: str
     author: str
     committed_at: str
+
+
+class NewerCommitsInput(BaseModel):
+    source: SourceRef
+    commits: list[str]  # commits Git last published to the space's units
+
+
+class NewerCommitsResult(BaseModel):
+    newer: list[str]  # those that descend from ``source.commit`` (and differ from it)
 
 
 # ---- render activities -----------------------------------------------------------
@@ -111,6 +120,7 @@ class CheckObjectsResult(BaseModel):
 class SnapshotUnitsInput(BaseModel):
     space: str
     slugs: list[str]
+    commit: str = ""  # the commit being published: was it published already?
 
 
 class SnapshotUnitsResult(BaseModel):
@@ -118,12 +128,14 @@ class SnapshotUnitsResult(BaseModel):
     gates: SpaceGates | None = None  # None: the space does not exist yet
     # every unit of the space and its state, to find the ones Git no longer renders
     states: dict[str, str] = Field(default_factory=dict)
+    seen: bool = False  # ``commit`` was already published to the space
 
 
 class CommitInput(BaseModel):
     changes: list[UnitChange]
     spaces: list[SpaceSpec] = Field(default_factory=list)
     states: list[UnitStateChange] = Field(default_factory=list)
+    git: GitRecord | None = None  # a publish: Git's new merge bases and the commit
 
 
 class CommitResult(BaseModel):
@@ -220,6 +232,15 @@ class PublishResult(BaseModel):
     # tighten that only `tributary space set` applies
     gate_reasons: list[str] = Field(default_factory=list)
     gate_notes: list[str] = Field(default_factory=list)
+    # the commit was already published to this space, or is an ancestor of one that
+    # was: nothing written
+    seen: bool = False
+
+
+class AwaitPublishInput(BaseModel):
+    """Attach to a ``PublishWorkflow`` another run of the same commit started."""
+
+    workflow_id: str
 
 
 class PublishRunResult(BaseModel):

@@ -50,14 +50,30 @@ def short_digest(*parts: str, length: int = 10) -> str:
     return h[:length]
 
 
-def publish_run_id(commit: str, spaces: list[str], *, dry_run: bool) -> str:
+def publish_options(*, force: bool = False, apply: bool = False, message: str = "") -> str:
+    """A short digest of what a publish does beyond the default ("" for the default).
+
+    It goes into the publish workflow ids, so that a run attaches only to a run that
+    does the same: a CI retry with ``--apply`` must not attach to a run without it.
+    """
+    if not (force or apply or message):
+        return ""
+    return "o" + short_digest(f"force={force}", f"apply={apply}", f"message={message}", length=8)
+
+
+def publish_run_id(commit: str, spaces: list[str], *, dry_run: bool, options: str = "") -> str:
     scope = "all" if not spaces else short_digest(*sorted(spaces))
     suffix = ":dry-run" if dry_run else ""
-    return f"publish-run:{commit}:{scope}{suffix}"
+    return f"publish-run:{commit}:{scope}{suffix}" + (f":{options}" if options else "")
 
 
-def publish_id(space: str, commit: str, *, dry_run: bool) -> str:
-    return f"publish:{space}:{commit}" + (":dry-run" if dry_run else "")
+def publish_id(space: str, commit: str, *, dry_run: bool, options: str = "") -> str:
+    """``publish:{space}:{commit}``; a publish with other options gets its own id."""
+    return (
+        f"publish:{space}:{commit}"
+        + (":dry-run" if dry_run else "")
+        + (f":{options}" if options else "")
+    )
 
 
 def bulk_set_id(request_digest: str) -> str:

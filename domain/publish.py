@@ -2,6 +2,14 @@
 
 The workflow calls ``plan_space`` with what Git rendered and what the authority
 holds, so every decision is recorded in workflow history and unit-tested here.
+
+The merge base of a unit is what Git last rendered for it (``GitBase``), stored
+as such: never a merged, forced or captured revision. A plan that is not blocked
+records Git's render as the new base of every unit whose render moved, whatever
+was written (``published``, ``merged``, ``forced``, and also ``unchanged`` and
+``authority-ahead``, where the authority already agreed). A commit already
+published to a space, or an ancestor of one (``seen``), never writes, unless
+``--force``.
 """
 
 from __future__ import annotations
@@ -40,6 +48,29 @@ class RenderedUnit(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class GitBase(BaseModel):
+    """What Git last rendered for a unit, and the commit that rendered it."""
+
+    slug: str
+    commit: str
+    data: dict[str, Any]
+
+
+class GitRecord(BaseModel):
+    """Git's side of one publish of a space, written with its revisions.
+
+    ``bases`` are the units whose merge base becomes this commit's render;
+    ``expected`` is the base commit each was planned on ("" for none): a base that
+    moved meanwhile (another publish) makes the write stale, and the publish
+    re-plans. The commit is remembered as published to the space.
+    """
+
+    space: str
+    commit: str
+    bases: list[GitBase] = Field(default_factory=list)
+    expected: dict[str, str] = Field(default_factory=dict)
+
+
 class UnitSnapshot(BaseModel):
     """What the authority holds for a unit at planning time."""
 
@@ -47,8 +78,11 @@ class UnitSnapshot(BaseModel):
     version: int
     head_revision: int
     head_data: dict[str, Any]
-    base_revision: int | None = None
-    base_data: dict[str, Any] | None = None
+    base_revision: int | None = None  # unused since bases are stored as renders; kept for callers
+    base_data: dict[str, Any] | None = None  # Git's last render of the unit
+    base_commit: str = ""  # the commit that rendered ``base_data``
+    head_commit: str = ""  # the commit a Git-sourced head revision came from
+    last_applied_revision: int | None = None
     state: str = "active"
 
 
@@ -65,6 +99,10 @@ class UnitPlan(BaseModel):
     data: dict[str, Any] | None = None
     expected_version: int | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    # Git's render differs from the stored merge base: record it as the new base
+    record_base: bool = False
+    # Git renders an orphaned (or deleted) unit again: it becomes active again
+    adopt: bool = False
 
     @property
     def writes(self) -> bool:
@@ -74,6 +112,8 @@ class UnitPlan(BaseModel):
 class SpacePlan(BaseModel):
     units: list[UnitPlan]
     blocked: Literal["", "denied", "conflict", "gates"] = ""
+    # the commit was already published to this space: nothing is written again
+    seen: bool = False
 
     @property
     def writes(self) -> list[UnitPlan]:
@@ -156,13 +196,22 @@ def plan_space(
     *,
     force: bool,
     states: dict[str, str] | None = None,
+    seen: bool = False,
 ) -> SpacePlan:
     """Plan every unit; one denial or conflict holds the whole space back.
 
     A space is one environment of one app: publishing half of a commit into it
     would run a combination nobody reviewed, so a space is written whole or not
     at all. Active units that Git no longer renders become ``orphaned``.
+
+    ``seen``: this commit was already published to the space. Re-running CI on it
+    never writes — not even when a newer commit has been published since, whose
+    render an old commit would otherwise look like a Git change against. Every
+    unit that would be written is ``unchanged`` instead. ``force`` plans as usual:
+    an explicit overwrite is not a re-run.
     """
+    if seen and not force:
+        return _seen_plan(rendered, current)
     units = [plan_unit(r, current.get(r.slug), force=force) for r in rendered]
     rendered_slugs = {r.slug for r in rendered}
     units.extend(
@@ -182,4 +231,80 @@ def plan_space(
                 u.action = "held"
                 u.data = None
                 u.revision = current[u.unit].head_revision if u.unit in current else None
+        return SpacePlan(units=units, blocked=blocked)
+    by_slug = {r.slug: r for r in rendered}
+    for u in units:
+        if u.unit not in by_slug:
+            continue
+        snap = current.get(u.unit)
+        # The base is Git's render itself, whatever this publish writes.
+        u.record_base = (
+            snap is None
+            or snap.base_data is None
+            or not json_equal(snap.base_data, by_slug[u.unit].data)
+        )
+        # Back in Git's render while the authority is ahead or already agrees:
+        # nothing to write, but the unit is Git's again.
+        u.adopt = snap is not None and snap.state != "active" and not u.writes
     return SpacePlan(units=units, blocked=blocked)
+
+
+def _seen_plan(rendered: list[RenderedUnit], current: dict[str, UnitSnapshot]) -> SpacePlan:
+    """A re-run: what writes nothing is reported as planned (``unchanged``,
+    ``authority-ahead``, ``denied``); what would write or conflict — Git at this
+    commit against a newer base — is ``unchanged``; orphans are not marked again."""
+    units = []
+    for r in rendered:
+        snap = current.get(r.slug)
+        u = plan_unit(r, snap, force=False)
+        if u.action not in ("unchanged", "authority-ahead", "denied"):
+            u = UnitPlan(
+                unit=r.slug,
+                action="unchanged",
+                revision=snap.head_revision if snap else None,
+                violations=r.violations,
+                warnings=r.warnings,
+                labels=r.labels,
+            )
+        units.append(u)
+    blocked: Literal["", "denied", "conflict"] = (
+        "denied" if any(u.action == "denied" for u in units) else ""
+    )
+    return SpacePlan(units=units, blocked=blocked, seen=True)
+
+
+def git_record(
+    space: str,
+    commit: str,
+    plan: SpacePlan,
+    rendered: list[RenderedUnit],
+    current: dict[str, UnitSnapshot],
+) -> GitRecord:
+    """What this publish records of Git's side: new merge bases, and the commit."""
+    by_slug = {r.slug: r for r in rendered}
+    moved = [u.unit for u in plan.units if u.record_base and u.unit in by_slug]
+    return GitRecord(
+        space=space,
+        commit=commit,
+        bases=[GitBase(slug=s, commit=commit, data=by_slug[s].data) for s in moved],
+        expected={s: current[s].base_commit if s in current else "" for s in moved},
+    )
+
+
+def to_apply(plan: SpacePlan, current: dict[str, UnitSnapshot], commit: str) -> list[str]:
+    """Units that ``--apply`` applies: what this publish wrote, and what an earlier
+    run of the same commit wrote but nobody applied yet (a CI retry with ``--apply``
+    after a run without it must not exit 0 having applied nothing)."""
+    out = []
+    for u in plan.units:
+        snap = current.get(u.unit)
+        unapplied = (
+            u.action == "unchanged"
+            and snap is not None
+            and bool(commit)
+            and snap.head_commit == commit
+            and snap.head_revision != snap.last_applied_revision
+        )
+        if (u.writes and u.revision) or unapplied:
+            out.append(u.unit)
+    return out

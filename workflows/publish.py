@@ -10,10 +10,21 @@ all or nothing.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.authority import AuthorityActivities
@@ -37,11 +48,13 @@ with workflow.unsafe.imports_passed_through():
         seed_namespaces,
     )
     from domain.messages import (
+        AwaitPublishInput,
         CheckObjectsInput,
         CheckoutInput,
         CommitInput,
         LoadBundleInput,
         LoadProjectInput,
+        NewerCommitsInput,
         PublishInput,
         PublishResult,
         PublishRunInput,
@@ -50,14 +63,18 @@ with workflow.unsafe.imports_passed_through():
         RequestAppliesInput,
         RequestApplyInput,
         SnapshotUnitsInput,
+        SnapshotUnitsResult,
         UnitOutcome,
     )
-    from domain.naming import publish_id
-    from domain.publish import WRITE_ACTIONS, SpacePlan, plan_space
+    from domain.naming import publish_id, publish_options
+    from domain.publish import WRITE_ACTIONS, SpacePlan, git_record, plan_space, to_apply
     from workflows import _options as opt
     from workflows._errors import decided_type, error_info
 
 SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
+# Attaching to another run's publish of one space: it renders, checks and writes.
+ATTACH_TIMEOUT = timedelta(hours=1)
+ATTACH_HEARTBEAT = timedelta(seconds=30)
 
 
 @workflow.defn(name="PublishRunWorkflow")
@@ -114,8 +131,13 @@ class PublishRunWorkflow:
         ).bundle
         workflow.set_current_details(f"publishing {len(self._spaces)} spaces")
 
+        # Equal ids mean equal work: the options are in the child id, so a child
+        # already running under it (a run of this commit for another --space scope)
+        # does exactly what this one would, and is attached to instead.
+        options = publish_options(force=inp.force, apply=inp.apply, message=inp.message)
+
         async def one(space: str) -> PublishResult:
-            child_id = publish_id(space, inp.source.commit, dry_run=inp.dry_run)
+            child_id = publish_id(space, inp.source.commit, dry_run=inp.dry_run, options=options)
             try:
                 result: PublishResult = await workflow.execute_child_workflow(
                     PublishWorkflow.run,
@@ -132,12 +154,18 @@ class PublishRunWorkflow:
                         apply=inp.apply,
                     ),
                     id=child_id,
+                    # A finished publish of this commit may run again: it re-plans and
+                    # finds the commit published (nothing written). Children have no
+                    # conflict policy: a running one is attached to below.
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                     search_attributes=TypedSearchAttributes(
                         [SearchAttributePair(SPACE_KEY, space)]
                     ),
                     static_summary=f"publish {space} @ {inp.source.commit[:12]}"
                     + (" (dry run)" if inp.dry_run else ""),
                 )
+            except WorkflowAlreadyStartedError:
+                result = await self._attach(space, child_id)
             except ChildWorkflowError as e:
                 result = PublishResult(space=space, workflow_id=child_id, error=error_info(e))
             self._done.append(space)
@@ -152,6 +180,20 @@ class PublishRunWorkflow:
             dry_run=inp.dry_run,
             spaces=list(results),
         )
+
+    async def _attach(self, space: str, child_id: str) -> PublishResult:
+        workflow.logger.info("attaching to %s, started by another run of this commit", child_id)
+        try:
+            return await workflow.execute_activity_method(
+                TemporalActivities.await_publish,
+                AwaitPublishInput(workflow_id=child_id),
+                start_to_close_timeout=ATTACH_TIMEOUT,
+                heartbeat_timeout=ATTACH_HEARTBEAT,
+                retry_policy=opt.RETRY,
+                summary=f"attach to {child_id}",
+            )
+        except ActivityError as e:
+            return PublishResult(space=space, workflow_id=child_id, error=error_info(e))
 
 
 @workflow.defn(name="PublishWorkflow")
@@ -214,13 +256,20 @@ class PublishWorkflow:
             workflow.set_current_details("planning")
             snapshot = await workflow.execute_activity_method(
                 AuthorityActivities.snapshot_units,
-                SnapshotUnitsInput(space=inp.space, slugs=sorted(by_slug)),
+                SnapshotUnitsInput(
+                    space=inp.space, slugs=sorted(by_slug), commit=inp.source.commit
+                ),
                 start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
                 retry_policy=opt.RETRY,
                 summary="read heads and merge bases",
             )
+            seen = snapshot.seen or (not inp.force and await self._superseded(inp, snapshot))
             plan = plan_space(
-                checked.units, snapshot.units, force=inp.force, states=snapshot.states
+                checked.units,
+                snapshot.units,
+                force=inp.force,
+                states=snapshot.states,
+                seen=seen,
             )
             # The authority holds the gates: a commit that would loosen one is held.
             self._gates = review_gates(
@@ -229,6 +278,14 @@ class PublishWorkflow:
             plan = hold_for_gates(plan, self._gates, snapshot.units)
             if plan.blocked or inp.dry_run:
                 return self._finish(inp, plan, written=False)
+            if plan.seen:
+                # A re-run of a commit already published here: nothing is written.
+                result = self._finish(inp, plan, written=False)
+                if inp.apply:
+                    await self._request_applies(
+                        inp, result, to_apply(plan, snapshot.units, inp.source.commit)
+                    )
+                return result
             changes = [
                 UnitChange(
                     space=inp.space,
@@ -252,16 +309,21 @@ class PublishWorkflow:
                 )
                 for u in plan.writes
             ]
-            orphans = [
+            states = [
                 UnitStateChange(space=inp.space, slug=u.unit, state="orphaned")
                 for u in plan.units
                 if u.action == "orphaned"
+            ] + [
+                UnitStateChange(space=inp.space, slug=u.unit, state="active")
+                for u in plan.units
+                if u.adopt
             ]
+            git = git_record(inp.space, inp.source.commit, plan, checked.units, snapshot.units)
             workflow.set_current_details(f"writing {len(changes)} revisions")
             try:
                 committed = await workflow.execute_activity_method(
                     AuthorityActivities.commit,
-                    CommitInput(changes=changes, spaces=[spec], states=orphans),
+                    CommitInput(changes=changes, spaces=[spec], states=states, git=git),
                     start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
                     retry_policy=opt.RETRY,
                     summary=f"write {len(changes)} revisions",
@@ -277,12 +339,41 @@ class PublishWorkflow:
                     u.revision = revisions[u.unit]
             result = self._finish(inp, plan, written=True)
             if inp.apply:
-                await self._request_applies(inp, result)
+                await self._request_applies(
+                    inp, result, to_apply(plan, snapshot.units, inp.source.commit)
+                )
             return result
 
-    async def _request_applies(self, inp: PublishInput, result: PublishResult) -> None:
-        """Arrow 2 for every unit this publish changed."""
-        changed = [u for u in result.units if u.action in WRITE_ACTIONS and u.revision]
+    async def _superseded(self, inp: PublishInput, snapshot: SnapshotUnitsResult) -> bool:
+        """Whether a commit already published to this space descends from this one.
+
+        CI for an older commit arriving late (never published here, so not ``seen``)
+        would otherwise look like a Git change against the newer render and undo it.
+        """
+        bases = sorted(
+            {
+                u.base_commit
+                for u in snapshot.units.values()
+                if u.base_commit and u.base_commit != inp.source.commit
+            }
+        )
+        if not bases:
+            return False
+        found = await workflow.execute_activity_method(
+            GitActivities.newer_commits,
+            NewerCommitsInput(source=inp.source, commits=bases),
+            start_to_close_timeout=opt.GIT_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="is a newer commit published already?",
+        )
+        return bool(found.newer)
+
+    async def _request_applies(
+        self, inp: PublishInput, result: PublishResult, units: list[str]
+    ) -> None:
+        """Arrow 2 for every unit this publish (or an earlier run of its commit) changed."""
+        wanted = set(units)
+        changed = [u for u in result.units if u.unit in wanted and u.revision]
         if not changed:
             return
         for u in changed:
@@ -331,6 +422,7 @@ class PublishWorkflow:
             written=written,
             gate_reasons=self._gates.held_reasons(plan),
             gate_notes=self._gates.notes,
+            seen=plan.seen,
         )
         workflow.set_current_details(_summary_table([result]))
         return result

@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from domain.apply import ApplyOutcome
 from domain.messages import PublishRunInput, PublishRunResult, SourceRef
-from domain.naming import publish_run_id
+from domain.naming import publish_options, publish_run_id
 from starter import applying, gitref, runner
 from starter.commands import apply as apply_cmd
 from starter.output import Output
@@ -30,9 +30,13 @@ def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="publish rendered claims from Git into the authority (arrow 1)",
         description=(
             "Render each space's overlay at a commit, validate it against the XRD schemas "
-            "and Rego policies, and write new head revisions where Git changed. Conflicts "
-            "with changes made in the authority are merged when they touch different "
-            "fields and reported (exit 4) when they touch the same ones."
+            "and Rego policies, and write new head revisions where Git changed since its "
+            "last render of each unit (the merge base). Conflicts with changes made in the "
+            "authority are merged when they touch different fields and reported (exit 4) "
+            "when they touch the same ones. Re-running a commit already published to a "
+            "space, or publishing an ancestor of one, writes nothing (except with "
+            "--force). A retry attaches to a run in flight with the same options; --apply "
+            "also applies what an earlier run of the same commit published."
         ),
     )
     p.add_argument("--repo", required=True, help="repository path or URL (no credentials)")
@@ -68,7 +72,9 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
         dry_run=args.dry_run,
         apply=args.apply,
     )
-    workflow_id = publish_run_id(commit, spaces, dry_run=args.dry_run)
+    # The options are in the id: a retry attaches only to a run that does the same.
+    options = publish_options(force=args.force, apply=args.apply, message=args.message)
+    workflow_id = publish_run_id(commit, spaces, dry_run=args.dry_run, options=options)
     handle = await runner.start(
         client,
         settings,
@@ -178,6 +184,8 @@ def show(result: PublishRunResult, out: Output) -> None:
                 note = ", ".join(u.changed_fields[:6]) + (" …" if len(u.changed_fields) > 6 else "")
             if u.action == "held":
                 note = u.reason or f"held back: {space.blocked} elsewhere in the space"
+            if space.seen and not note:
+                note = "already published here (or older than what was): nothing written"
             rows.append([space.space, u.unit, u.action, u.revision, note])
             rows.extend(["", "", "warning", None, w] for w in u.warnings)
     out.table(["space", "unit", "action", "rev", "notes"], rows)

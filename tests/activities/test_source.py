@@ -226,3 +226,18 @@ def test_normalize_repo(tmp_path, monkeypatch):
     assert normalize_repo("rel/r.git") == (tmp_path / "rel/r.git").as_uri()
     assert normalize_repo("./a/../r.git") == (tmp_path / "r.git").as_uri()
     assert normalize_repo("~/r.git") == (Path.home() / "r.git").resolve().as_uri()
+
+
+# ---- ancestry: is a newer commit published already? (issue 9) ----------------------------
+
+
+def test_descendants_are_the_commits_that_build_on_this_one(cache, messagewall):
+    first = messagewall.head
+    messagewall.write("README.md", "hello\n")
+    second = messagewall.commit("docs: add a readme")
+    cache.checkout(_ref(messagewall.url, second))
+
+    assert cache.descendants(_ref(messagewall.url, first), [second, first, UNKNOWN]) == [second]
+    assert cache.descendants(_ref(messagewall.url, second), [first, second]) == []
+    # only full commit ids reach git: nothing can become an option
+    assert cache.descendants(_ref(messagewall.url, first), ["--all", "HEAD", second[:12]]) == []

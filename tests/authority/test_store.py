@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -1200,3 +1201,184 @@ def test_a_sweeps_answer_survives_later_checks_outside_the_sweep(store):
     store.record_drift(drift_record(state="in-sync", sweep_id="sweep/2"))
     assert store.count_drift("sweep/1") == {}
     assert store.count_drift("sweep/2") == {"in-sync": 1}
+
+
+# ---- apply records never move back; approvals never lost (issue 9, defect 8) -------------
+
+from domain.authority import Approval  # noqa: E402
+
+
+def test_an_older_apply_finishing_late_does_not_move_live_back(seeded):
+    seeded.commit([change(claim(), None)])
+    seeded.commit([change(claim(512), 1, source="drift-capture")])
+    seeded.record_applied(SPACE, "u", 2, live=True, applied=False)  # the capture
+
+    unit = seeded.record_applied(SPACE, "u", 1, live=True)  # apply of r1 finishing late
+
+    assert (unit.live_revision, unit.last_applied_revision) == (2, 1)
+
+
+def test_last_applied_revision_never_moves_back(seeded):
+    seeded.commit([change(claim(), None)])
+    seeded.commit([change(claim(512), 1)])
+    seeded.record_applied(SPACE, "u", 2, live=True)
+
+    unit = seeded.record_applied(SPACE, "u", 1, live=False)
+
+    assert (unit.live_revision, unit.last_applied_revision) == (2, 2)
+    assert seeded.record_applied(SPACE, "u", 2, live=True).live_revision == 2  # same: no-op
+
+
+def test_concurrent_approvals_are_all_kept(seeded):
+    """Two approvers at once: each read-modify-write of the list sees the other's.
+
+    A hook holds the first approver's transaction right after its read until the
+    second has read too — or, when the store serialises them (the fix), until a
+    short wait proves the second cannot read yet. Without the lock both read an
+    empty list and one approval is lost.
+    """
+    seeded.commit([change(claim(), None)])
+    reads = threading.Barrier(2)
+    local = threading.local()
+
+    @sqlalchemy.event.listens_for(seeded.engine, "after_cursor_execute")
+    def hold(conn, cursor, statement, params, context, executemany):
+        if getattr(local, "held", False) or not statement.lstrip().upper().startswith("SELECT"):
+            return
+        if "approvals" in statement and "FROM revisions" in statement:
+            local.held = True
+            # A broken barrier: the other approver is blocked by our lock (the fix at work).
+            with contextlib.suppress(threading.BrokenBarrierError):
+                reads.wait(timeout=2)
+
+    def approve(who: str) -> None:
+        seeded.record_approval(SPACE, "u", 1, Approval(by=who, at=datetime.now(UTC)))
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as ex:
+            for f in [ex.submit(approve, who) for who in ("ana", "bo")]:
+                f.result(timeout=60)
+    finally:
+        sqlalchemy.event.remove(seeded.engine, "after_cursor_execute", hold)
+
+    assert sorted(a.by for a in seeded.get_revision(SPACE, "u", 1).approvals) == ["ana", "bo"]
+
+
+# ---- Git's last render as the merge base; published commits (migration 5, issue 9) ---------
+
+from domain.publish import GitBase, GitRecord  # noqa: E402
+
+
+def git(commit: str, bases: dict[str, dict], expected: dict[str, str] | None = None) -> GitRecord:
+    return GitRecord(
+        space=SPACE,
+        commit=commit,
+        bases=[GitBase(slug=s, commit=commit, data=d) for s, d in bases.items()],
+        expected=expected or {},
+    )
+
+
+def test_a_publish_records_gits_render_and_the_commit_with_its_revisions(seeded):
+    assert seeded.git_bases(SPACE) == {}
+    assert not seeded.is_published(SPACE, "c1")
+
+    seeded.commit([change(claim(), None)], git=git("c1", {"u": claim()}))
+
+    assert seeded.git_bases(SPACE) == {"u": GitBase(slug="u", commit="c1", data=claim())}
+    assert seeded.is_published(SPACE, "c1")
+    assert not seeded.is_published(SPACE, "c2")
+    assert not seeded.is_published("other-space", "c1")
+
+
+def test_the_base_is_the_render_even_when_the_revision_is_a_merge(seeded):
+    seeded.commit([change(claim(), None)], git=git("c1", {"u": claim()}))
+    merged = {**claim(512), "extra": "from the authority"}
+
+    seeded.commit(
+        [change(merged, 1, source="ci-merged")], git=git("c2", {"u": claim(512)}, {"u": "c1"})
+    )
+
+    assert seeded.git_bases(SPACE)["u"] == GitBase(slug="u", commit="c2", data=claim(512))
+    assert seeded.get_revision(SPACE, "u", 2).data == merged
+
+
+def test_a_base_that_moved_since_planning_is_stale_and_nothing_is_written(seeded):
+    seeded.commit([change(claim(), None)], git=git("c1", {"u": claim()}))
+    seeded.commit([], git=git("c3", {"u": claim(1024)}, {"u": "c1"}))  # another publish
+
+    with pytest.raises(StaleVersion):
+        seeded.commit([change(claim(512), 1)], git=git("c2", {"u": claim(512)}, {"u": "c1"}))
+
+    assert seeded.get_unit(SPACE, "u").head_revision == 1
+    assert seeded.git_bases(SPACE)["u"].commit == "c3"
+    assert not seeded.is_published(SPACE, "c2")
+
+
+def test_a_retried_publish_finds_its_own_base_and_commit(seeded):
+    record = git("c1", {"u": claim()})
+    first = seeded.commit([change(claim(), None, key="w/u")], git=record)
+
+    again = seeded.commit([change(claim(), None, key="w/u")], git=record)
+
+    assert [o.revision for o in again] == [o.revision for o in first] == [1]
+    assert _count(seeded, t.published_commits) == 1
+
+
+def test_migration_5_backfills_bases_from_gits_own_revisions(store_url, monkeypatch):
+    engine = make_engine(store_url)
+    try:
+        monkeypatch.setattr(m, "MIGRATIONS", MIGRATIONS[:4])
+        migrate(engine)
+        monkeypatch.undo()
+        assert current_version(engine) == 4
+        assert not sqlalchemy.inspect(engine).has_table("git_bases")
+        now = datetime(2024, 5, 1, tzinfo=UTC)
+        with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
+            md = sqlalchemy.MetaData()
+            spaces, units, revs = (
+                sqlalchemy.Table(n, md, autoload_with=conn)
+                for n in ("spaces", "units", "revisions")
+            )
+            conn.execute(
+                spaces.insert().values(
+                    name=SPACE, environment="dev", approval="none", drift="capture",
+                    drift_interval_seconds=300, labels={}, repo="r", overlay="o",
+                    ignore_paths=[], policy={}, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+            # u: ci r1 (c1), operator r2, ci-merged r3 (c2, git_revision 3 — the old, wrong base)
+            # v: operator only
+            for slug, head, git_rev in (("u", 3, 3), ("v", 1, None)):
+                conn.execute(
+                    units.insert().values(
+                        space=SPACE, slug=slug, api_version="v1", kind="K", labels={},
+                        head_revision=head, live_revision=None, last_applied_revision=None,
+                        git_revision=git_rev, version=head, last_change_description="",
+                        state="active", created_at=now, updated_at=now,
+                    )
+                )  # fmt: skip
+            for slug, number, source, commit, data in (
+                ("u", 1, "ci", "c1", claim()),
+                ("u", 2, "operator", "", {**claim(), "x": 1}),
+                ("u", 3, "ci-merged", "c2", {**claim(512), "x": 1}),
+                ("v", 1, "operator", "", claim()),
+            ):
+                conn.execute(
+                    revs.insert().values(
+                        space=SPACE, unit=slug, number=number, data=data, description="",
+                        source=source, tags={"commit": commit} if commit else {}, author="",
+                        policy={}, approvals=[], idempotency_key="", created_at=now,
+                    )
+                )  # fmt: skip
+    finally:
+        engine.dispose()
+
+    store = SqlStore(store_url)
+    try:
+        assert current_version(store.engine) == LATEST >= 5
+        # A merge is never a base: u gets Git's render before the merge, v none.
+        assert store.git_bases(SPACE) == {"u": GitBase(slug="u", commit="c1", data=claim())}
+        assert store.is_published(SPACE, "c1")
+        assert store.is_published(SPACE, "c2")
+    finally:
+        store.close()

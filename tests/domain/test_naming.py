@@ -13,6 +13,7 @@ from domain.naming import (
     kubernetes_name_problem,
     parse_duration,
     publish_id,
+    publish_options,
     publish_run_id,
     rollback_id,
     short_digest,
@@ -137,6 +138,22 @@ def test_publish_run_id_all_spaces_and_selected_spaces():
     assert publish_run_id("abc", ["a", "b"], dry_run=True) == picked
     assert publish_run_id("abc", ["a"], dry_run=True) != picked
     assert publish_run_id("abc", ["a", "b"], dry_run=False) != picked
+
+
+def test_publish_ids_carry_the_options_so_only_equal_runs_attach():
+    assert publish_options() == ""
+    digests = {
+        publish_options(force=True),
+        publish_options(apply=True),
+        publish_options(message="m"),
+        publish_options(apply=True, message="m"),
+    }
+    assert len(digests) == 4
+    assert publish_options(apply=True) == publish_options(apply=True)
+    opt = publish_options(apply=True)
+    assert publish_run_id("abc", [], dry_run=False, options=opt) == f"publish-run:abc:all:{opt}"
+    assert publish_id("s", "abc", dry_run=False, options=opt) == f"publish:s:abc:{opt}"
+    assert publish_id("s", "abc", dry_run=False, options="") == "publish:s:abc"
 
 
 def test_other_workflow_ids():

@@ -410,3 +410,126 @@ def test_empty_space_plan():
 )
 def test_writes_property(action, writes):
     assert UnitPlan(unit="u", action=action).writes is writes
+
+
+# ---- the merge base is Git's render; re-runs never write (issue 9, defect 1) --------
+
+from domain.publish import git_record, to_apply  # noqa: E402
+
+
+def test_base_moves_to_gits_render_on_a_merge_not_to_the_merge():
+    current = {
+        "u": snapshot(spec(lambdaTimeout=60), base=BASE).model_copy(update={"base_commit": "c1"})
+    }
+    git = [rendered(spec(lambdaMemory=512))]
+
+    plan = plan_space(git, current, force=False)
+
+    assert [(u.action, u.record_base) for u in plan.units] == [("merged", True)]
+    record = git_record("s", "c2", plan, git, current)
+    assert [(b.slug, b.commit, b.data) for b in record.bases] == [
+        ("u", "c2", spec(lambdaMemory=512))
+    ]
+    assert record.expected == {"u": "c1"}
+
+
+def test_agreement_and_authority_ahead_also_move_the_base():
+    git = [rendered(spec(lambdaMemory=512), slug="a"), rendered(spec(lambdaMemory=512), slug="b")]
+    current = {
+        "a": snapshot(spec(lambdaMemory=512), slug="a"),  # both sides set 512
+        "b": snapshot(spec(lambdaMemory=512, lambdaTimeout=60), slug="b"),  # and more
+    }
+
+    plan = plan_space(git, current, force=False)
+
+    assert [(u.action, u.record_base, u.writes) for u in plan.units] == [
+        ("unchanged", True, False),
+        ("authority-ahead", True, False),
+    ]
+
+
+def test_base_equal_to_the_render_is_not_recorded_again():
+    plan = plan_space([rendered(BASE)], {"u": snapshot(spec(lambdaTimeout=60))}, force=False)
+    assert [(u.action, u.record_base) for u in plan.units] == [("authority-ahead", False)]
+
+
+def test_a_blocked_space_records_no_base():
+    plan = plan_space(
+        [rendered(spec(lambdaMemory=512), slug="a"), rendered(BASE, slug="b", violations=["no"])],
+        {"a": snapshot(BASE, slug="a")},
+        force=False,
+    )
+    assert plan.blocked == "denied"
+    assert not any(u.record_base for u in plan.units)
+    assert git_record("s", "c", plan, [], {}).bases == []
+
+
+def test_orphan_rendered_again_while_the_authority_is_ahead_is_adopted():
+    orphan = snapshot(spec(lambdaTimeout=60)).model_copy(update={"state": "orphaned"})
+    plan = plan_space([rendered(BASE)], {"u": orphan}, force=False, states={"u": "orphaned"})
+    assert [(u.action, u.adopt, u.writes) for u in plan.units] == [("authority-ahead", True, False)]
+
+
+def test_active_unit_is_not_adopted():
+    plan = plan_space([rendered(BASE)], {"u": snapshot(spec(lambdaTimeout=60))}, force=False)
+    assert [u.adopt for u in plan.units] == [False]
+
+
+def test_seen_commit_writes_nothing_whatever_the_plan_would_be():
+    git = [
+        rendered(spec(lambdaMemory=512), slug="a"),  # would publish (older commit)
+        rendered(spec(lambdaMemory=1024), slug="b"),  # would conflict
+        rendered(BASE, slug="c"),  # authority ahead: reported as such
+        rendered(BASE, slug="new"),  # would create
+    ]
+    current = {
+        "a": snapshot(BASE, slug="a"),
+        "b": snapshot(spec(lambdaMemory=512), slug="b"),
+        "c": snapshot(spec(lambdaTimeout=60), slug="c"),
+    }
+    states = {"a": "active", "b": "active", "c": "active", "gone": "active"}
+
+    plan = plan_space(git, current, force=False, states=states, seen=True)
+
+    assert plan.seen
+    assert plan.blocked == ""
+    assert plan.writes == []
+    assert [(u.unit, u.action, u.revision) for u in plan.units] == [
+        ("a", "unchanged", 5),
+        ("b", "unchanged", 5),
+        ("c", "authority-ahead", 5),
+        ("new", "unchanged", None),
+    ]
+    assert not any(u.record_base or u.adopt for u in plan.units)
+
+
+def test_seen_commit_with_a_violation_is_still_denied():
+    plan = plan_space(
+        [rendered(BASE, violations=["no"])], {"u": snapshot(BASE)}, force=False, seen=True
+    )
+    assert (plan.blocked, [u.action for u in plan.units]) == ("denied", ["denied"])
+
+
+def test_force_on_a_seen_commit_plans_as_usual():
+    current = {"u": snapshot(spec(lambdaMemory=512))}
+    plan = plan_space([rendered(spec(lambdaMemory=1024))], current, force=True, seen=True)
+    assert (plan.seen, [u.action for u in plan.units]) == (False, ["forced"])
+
+
+def test_apply_takes_writes_and_unapplied_heads_of_the_same_commit():
+    current = {
+        "w": snapshot(BASE, slug="w"),
+        "x": snapshot(BASE, slug="x").model_copy(update={"head_commit": "c"}),
+        "y": snapshot(BASE, slug="y").model_copy(
+            update={"head_commit": "c", "last_applied_revision": 5}
+        ),
+        "z": snapshot(BASE, slug="z").model_copy(update={"head_commit": "other"}),
+    }
+    git = [rendered(spec(lambdaMemory=512), slug="w")]
+    git += [rendered(BASE, slug=s) for s in "xyz"]
+    plan = plan_space(git, current, force=False)
+    plan.units[0].revision = 6  # assigned by the write
+
+    # w was written now; x was written by an earlier run of commit c and never applied
+    assert to_apply(plan, current, "c") == ["w", "x"]
+    assert to_apply(plan_space(git, current, force=False, seen=True), current, "c") == ["x"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from domain.naming import publish_options
 from tests.e2e.conftest import Stack
 from tests.support import AuthoringRepo, run_cli, set_patch_value
 
@@ -192,6 +193,14 @@ def test_flags_and_usage(stack: Stack, repo: AuthoringRepo, space_suffix: str) -
     no_wait = run_cli("publish", "--repo", str(repo.work), "--no-wait", "--json", env=stack.env)
     assert no_wait.code == 5
     assert no_wait.json["workflow_id"] == f"publish-run:{repo.head}:all"
+    # Another option is another run: a retry attaches only to a run that does the same.
+    other = run_cli(
+        "publish", "--repo", str(repo.work), "--message", "retry", "--no-wait", "--json",
+        env=stack.env,
+    )  # fmt: skip
+    assert other.code == 5
+    options = publish_options(message="retry")
+    assert other.json["workflow_id"] == f"publish-run:{repo.head}:all:{options}"
 
     usage = run_cli("publish", "--json", env=stack.env)
     assert usage.code == 2

@@ -6,10 +6,13 @@ embedded store on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -17,17 +20,31 @@ from temporalio.worker import Worker
 from activities.authority import AuthorityActivities
 from activities.kube_client import KubeClient
 from activities.source import SourceCache
+from activities.temporal import TemporalActivities
 from authority.sql import SqlStore
 from domain.authority import UnitChange
-from domain.messages import SnapshotUnitsInput, SnapshotUnitsResult, SourceRef
+from domain.messages import (
+    AwaitPublishInput,
+    PublishResult,
+    PublishRunInput,
+    SnapshotUnitsInput,
+    SnapshotUnitsResult,
+    SourceRef,
+)
+from domain.naming import publish_options
 from domain.paths import parse_path, set_path
+from starter.applying import follow
+from starter.gitref import resolve
+from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, set_patch_value
 from tests.workflows.helpers import actions, publish, publish_failure, snapshot
 from worker import WORKFLOWS, activities, build_worker
+from workflows.publish import PublishRunWorkflow
 
 DEV_EAST = "infra/claims/overlays/dev-east/kustomization.yaml"
 PROD_EAST = "infra/claims/overlays/prod-east/kustomization.yaml"
 ORDERS_PROD_DB = "deploy/envs/production/database.yaml"
+ORDERS_PROD_QUEUE = "deploy/envs/production/queue.yaml"
 
 
 def authority_edit(store: SqlStore, space: str, unit: str, **fields: Any) -> int:
@@ -185,9 +202,104 @@ async def test_disjoint_changes_are_merged(
     rev = store.get_revision("messagewall-prod-east", "messagewall-prod-east", 3)
     assert rev is not None
     assert rev.source == "ci-merged"
-    merged_unit = store.get_unit("messagewall-prod-east", "messagewall-prod-east")
-    assert merged_unit is not None
-    assert merged_unit.git_revision == 3
+    # The merge base is Git's render at this commit, stored as such — not the merge.
+    base = store.git_bases("messagewall-prod-east")["messagewall-prod-east"]
+    assert base.commit == messagewall.head
+    assert (base.data["spec"]["lambdaMemory"], base.data["spec"]["lambdaTimeout"]) == (512, 30)
+
+
+async def test_after_a_merge_the_authority_side_survives_later_publishes(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    """Issue 9, defect 1: with the merge as base, Git's render looked like a Git change
+    that dropped the authority's field, and the next publish overwrote it."""
+    await publish(env, worker, messagewall)
+    authority_edit(store, "messagewall-prod-east", "messagewall-prod-east", spec__lambdaTimeout=60)
+    messagewall.edit(PROD_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("prod-east: 512 MB")
+    merged = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+    assert actions(merged) == {"messagewall-prod-east": ("merged", 3)}
+    before = snapshot(store, units_only=True)
+
+    again = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+    messagewall.edit(DEV_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("dev-east: 512 MB (prod-east renders as before)")
+    later = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+
+    for result in (again, later):
+        [unit] = result.spaces[0].units
+        assert (unit.action, unit.revision, unit.changed_fields) == (
+            "authority-ahead",
+            3,
+            ["spec.lambdaTimeout"],
+        )
+    assert snapshot(store, units_only=True) == before
+    spec = head(store, "messagewall-prod-east", "messagewall-prod-east")["spec"]
+    assert (spec["lambdaMemory"], spec["lambdaTimeout"]) == (512, 60)
+
+
+async def test_rerunning_an_older_commit_after_a_newer_one_writes_nothing(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    first = messagewall.head
+    await publish(env, worker, messagewall)
+    messagewall.edit(PROD_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("prod-east: 512 MB")
+    await publish(env, worker, messagewall)
+    before = snapshot(store)
+
+    old = await publish(env, worker, messagewall, ref=first)
+
+    assert actions(old)["messagewall-prod-east"] == ("unchanged", 2)
+    assert {a for a, _ in actions(old).values()} == {"unchanged"}
+    assert all(s.seen and not s.written for s in old.spaces)
+    assert snapshot(store) == before
+
+
+async def test_ci_of_an_older_commit_arriving_late_writes_nothing(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    """C1 was never published here: CI for C2 ran first. C1 is not a re-run, but an
+    ancestor of what Git last published, so it must not undo C2."""
+    first = messagewall.head
+    messagewall.edit(PROD_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("prod-east: 512 MB")
+    await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+    before = snapshot(store)
+
+    late = await publish(env, worker, messagewall, ref=first, spaces=["messagewall-prod-east"])
+
+    assert actions(late) == {"messagewall-prod-east": ("unchanged", 1)}
+    assert late.spaces[0].seen
+    assert snapshot(store) == before
+    # --force is an explicit overwrite, not CI arriving late: it plans as usual.
+    forced = await publish(
+        env, worker, messagewall, ref=first, spaces=["messagewall-prod-east"], force=True
+    )
+    assert actions(forced) == {"messagewall-prod-east": ("published", 2)}
+
+
+async def test_agreement_moves_the_base_so_a_later_authority_revert_is_kept(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    """Both sides set 512 (unchanged): the base becomes Git's 512, so when the operator
+    later goes back to 256 that is an authority change, not a Git one to re-publish."""
+    await publish(env, worker, messagewall)
+    authority_edit(store, "messagewall-prod-east", "messagewall-prod-east", spec__lambdaMemory=512)
+    messagewall.edit(PROD_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("prod-east: 512 MB, as the operator did")
+    agreed = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+    assert actions(agreed) == {"messagewall-prod-east": ("unchanged", 2)}
+    authority_edit(store, "messagewall-prod-east", "messagewall-prod-east", spec__lambdaMemory=256)
+    messagewall.edit(DEV_EAST, lambda t: set_patch_value(t, "/spec/lambdaMemory", "512"))
+    messagewall.commit("dev-east: 512 MB")
+
+    result = await publish(env, worker, messagewall, spaces=["messagewall-prod-east"])
+
+    assert actions(result) == {"messagewall-prod-east": ("authority-ahead", 3)}
+    assert (
+        head(store, "messagewall-prod-east", "messagewall-prod-east")["spec"]["lambdaMemory"] == 256
+    )
 
 
 async def test_same_change_on_both_sides_is_agreement(
@@ -237,6 +349,33 @@ async def test_force_overwrites_the_authority(
     rev = store.get_revision("messagewall-prod-east", "messagewall-prod-east", 3)
     assert rev is not None
     assert (rev.source, rev.data["spec"]["lambdaMemory"]) == ("ci-forced", 1024)
+    base = store.git_bases("messagewall-prod-east")["messagewall-prod-east"]
+    assert (base.commit, base.data) == (messagewall.head, rev.data)
+
+
+async def test_a_unit_rendered_again_while_the_authority_is_ahead_is_adopted(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, orders: AuthoringRepo
+) -> None:
+    """Orphaned, then rendered again with nothing for Git to write (the authority is
+    ahead): the unit is Git's again — before the fix it stayed orphaned for good."""
+    queue = "production-orders-queue"
+    await publish(env, worker, orders, spaces=["orders-production"])
+    authority_edit(store, "orders-production", queue, spec__visibilityTimeoutSeconds=120)
+    original = orders.read(ORDERS_PROD_QUEUE)
+    orders.write(ORDERS_PROD_QUEUE, original + "$patch: delete\n")
+    orders.commit("production: no queue")
+    gone = await publish(env, worker, orders, spaces=["orders-production"])
+    assert actions(gone)[queue] == ("orphaned", None)
+    assert store.get_unit("orders-production", queue).state == "orphaned"  # type: ignore[union-attr]
+    orders.write(ORDERS_PROD_QUEUE, original)
+    orders.commit("production: the queue is back")
+
+    back = await publish(env, worker, orders, spaces=["orders-production"])
+
+    assert actions(back)[queue] == ("authority-ahead", 2)
+    unit = store.get_unit("orders-production", queue)
+    assert unit is not None
+    assert (unit.state, unit.head_revision) == ("active", 2)
 
 
 async def test_policy_denial_writes_nothing_in_that_space(
@@ -355,6 +494,114 @@ async def publish_with(
 ) -> None:
     async with build_worker(env.client, f"tq-{uuid.uuid4()}", store, cache, executor) as w:
         await publish(env, w, repo, spaces=["messagewall-prod-east"])
+
+
+# ---- workflow ids reflect what a run does (issue 9, defect 7) ------------------------
+
+
+async def test_two_runs_of_one_commit_with_different_scopes_share_the_space_publish(
+    env: WorkflowEnvironment,
+    store: SqlStore,
+    cache: SourceCache,
+    executor: ThreadPoolExecutor,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Run A publishes prod-east; run B (every space, same options) meets A's child
+    ``publish:messagewall-prod-east:{commit}`` still running and attaches to it instead
+    of failing on the id (an uncaught WorkflowAlreadyStartedError before the fix)."""
+    real = AuthorityActivities(store)
+    in_snapshot, attached = threading.Event(), threading.Event()
+    task_queue = f"tq-{uuid.uuid4()}"
+    temporal = TemporalActivities(env.client, task_queue)
+
+    @activity.defn(name="authority.snapshot_units")
+    def held_snapshot(inp: SnapshotUnitsInput) -> SnapshotUnitsResult:
+        if inp.space == "messagewall-prod-east" and not in_snapshot.is_set():
+            in_snapshot.set()  # run A's child is now running
+            attached.wait(timeout=60)  # until run B attaches (or, before the fix, never)
+        return real.snapshot_units(inp)
+
+    @activity.defn(name="temporal.await_publish")
+    async def noticed_attach(inp: AwaitPublishInput) -> PublishResult:
+        attached.set()
+        return await temporal.await_publish(inp)
+
+    replaced = {"snapshot_units", "await_publish"}
+    acts = [
+        a
+        for a in activities(store, cache, KubeClient(), env.client, task_queue)
+        if a.__name__ not in replaced
+    ]
+    url, commit = resolve(messagewall.url, "main")
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=[*acts, held_snapshot, noticed_attach],
+        activity_executor=executor,
+    ) as w:
+        run_a = await env.client.start_workflow(
+            PublishRunWorkflow.run,
+            PublishRunInput(
+                source=SourceRef(repo=url, commit=commit),
+                ref="main",
+                spaces=["messagewall-prod-east"],
+            ),
+            id=f"publish-run-test-{uuid.uuid4()}",
+            task_queue=w.task_queue,
+        )
+        assert await asyncio.to_thread(in_snapshot.wait, 60)
+        run_b = await env.client.start_workflow(
+            PublishRunWorkflow.run,
+            PublishRunInput(source=SourceRef(repo=url, commit=commit), ref="main"),
+            id=f"publish-run-test-{uuid.uuid4()}",
+            task_queue=w.task_queue,
+        )
+        result_b = await asyncio.wait_for(run_b.result(), timeout=120)
+        result_a = await asyncio.wait_for(run_a.result(), timeout=120)
+
+    assert attached.is_set()
+    child = f"publish:messagewall-prod-east:{commit}"
+    [a_prod] = result_a.spaces
+    b_prod = next(s for s in result_b.spaces if s.space == "messagewall-prod-east")
+    assert (a_prod.workflow_id, b_prod.workflow_id) == (child, child)
+    assert actions(result_a) == {"messagewall-prod-east": ("published", 1)}
+    assert set(actions(result_b).values()) == {("published", 1)}
+    assert all(s.error is None for s in result_b.spaces)
+    assert len(store.list_revisions("messagewall-prod-east", "messagewall-prod-east")) == 1
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_a_retry_with_apply_applies_what_the_run_without_it_published(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Before the fix the retry attached to the run without ``--apply`` (same id) and,
+    run again, found nothing changed: exit 0, nothing applied."""
+    space = "messagewall-dev-east"
+    first = await publish(env, cluster_worker, messagewall, spaces=[space])
+    assert actions(first) == {space: ("published", 1)}
+
+    retry = await publish(env, cluster_worker, messagewall, spaces=[space], apply=True)
+
+    [unit] = retry.spaces[0].units
+    assert (unit.action, unit.revision) == ("unchanged", 1)
+    assert retry.spaces[0].workflow_id == (
+        f"publish:{space}:{messagewall.head}:{publish_options(apply=True)}"
+    )
+    assert unit.apply_workflow_id == f"apply:{space}:{space}"
+    outcome = await follow(env.client, unit.apply_workflow_id, unit.apply_request_id)
+    assert (outcome.revision, outcome.state) == (1, "ready")
+    applied = store.get_unit(space, space)
+    assert applied is not None
+    assert (applied.last_applied_revision, applied.live_revision) == (1, 1)
+
+    # Applied now: a further retry requests nothing.
+    again = await publish(env, cluster_worker, messagewall, spaces=[space], apply=True)
+    assert [u.apply_workflow_id for u in again.spaces[0].units] == [""]
 
 
 # ---- bad input: a clear error naming file/object/field, and nothing written ---------
