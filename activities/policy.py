@@ -46,10 +46,6 @@ _POLL_SECONDS = 0.05
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-class PolicyBoundExceeded(BadInput):
-    """A policy ran past its time or memory bound: bad input in the commit's Rego."""
-
-
 class RegoSandbox:
     """Evaluates Rego in child processes without the worker's environment, within bounds.
 
@@ -152,14 +148,14 @@ def _read_line(
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise PolicyBoundExceeded(
+            raise BadInput(
                 f"policy evaluation took longer than {sandbox.seconds:g} s and was stopped",
                 file=blame,
             )
         ready, _, _ = select.select([fd], [], [], min(_POLL_SECONDS, remaining))
         if not ready:
             if _rss(proc.pid) > memory_bytes:
-                raise PolicyBoundExceeded(
+                raise BadInput(
                     f"policy evaluation used more than {memory_bytes // 2**20} MiB and was stopped",
                     file=blame,
                 )
@@ -168,9 +164,7 @@ def _read_line(
         if not chunk:
             proc.wait()
             if proc.returncode and proc.returncode < 0:
-                raise PolicyBoundExceeded(
-                    f"policy evaluation crashed (signal {-proc.returncode})", file=blame
-                )
+                raise BadInput(f"policy evaluation crashed (signal {-proc.returncode})", file=blame)
             raise RuntimeError(f"the policy evaluator exited ({proc.returncode})")
         chunks.append(chunk)
         if chunk.endswith(b"\n"):
@@ -324,7 +318,7 @@ def _evaluate(
         message = _rego_message(str(answer.get("message", "")))
         raise BadInput(f"Rego evaluation failed: {message}", file=blame)
     if error:
-        raise PolicyBoundExceeded(f"policy evaluation failed: {answer.get('message')}", file=blame)
+        raise BadInput(f"policy evaluation failed: {answer.get('message')}", file=blame)
     results: list[dict[str, list[str]]] = answer["results"]
     return results
 

@@ -486,8 +486,8 @@ def test_a_policy_cannot_read_the_worker_environment(tmp_path, monkeypatch):
 
 
 def _huge(tmp_path: Path, at: str) -> tuple[Path, list[str]]:
-    rule = "count(numbers.range(1, 1000000000)) > 0"
-    rego = f"package evil\n\nwarn contains 'x' if {{ {rule} }}\n"
+    rule = 'input.kind == "ConfigMap"; count(numbers.range(1, 1000000000)) > 0'
+    rego = f'package evil\n\nwarn contains "x" if {{ {rule} }}\n'
     if at == "load":
         rego = f"package evil\n\nbig := n if {{ n := count(numbers.range(1, 1000000000)) }}\n"
     tree, policies = _hostile_bundle(tmp_path, rego)
@@ -541,7 +541,8 @@ def test_a_policy_bound_is_a_non_retryable_failure_of_the_activity(tmp_path, cac
                 )
             )
         assert e.value.non_retryable is True
-        assert e.value.type == "PolicyBoundExceeded"
+        assert e.value.type == "BadInput"  # exit 2: the commit's Rego is bad input
+        assert "took longer than 1 s" in e.value.message
     finally:
         sandbox.close()
 
