@@ -119,7 +119,8 @@ class RegoSandbox:
     def _ask(
         self, proc: subprocess.Popen[bytes], request: dict[str, Any], *, blame: str
     ) -> dict[str, Any]:
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         try:
             proc.stdin.write(json.dumps(request).encode() + b"\n")
             proc.stdin.flush()

@@ -489,7 +489,7 @@ def _huge(tmp_path: Path, at: str) -> tuple[Path, list[str]]:
     rule = 'input.kind == "ConfigMap"; count(numbers.range(1, 1000000000)) > 0'
     rego = f'package evil\n\nwarn contains "x" if {{ {rule} }}\n'
     if at == "load":
-        rego = f"package evil\n\nbig := n if {{ n := count(numbers.range(1, 1000000000)) }}\n"
+        rego = "package evil\n\nbig := n if { n := count(numbers.range(1, 1000000000)) }\n"
     tree, policies = _hostile_bundle(tmp_path, rego)
     return tree, policies
 
