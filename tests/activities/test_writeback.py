@@ -499,3 +499,38 @@ def test_nothing_changed_touches_no_file(
     assert _snapshot(tree) == before
     assert not (tree / "tributary-sync").exists()
     assert editor.verify(heads, []) == []
+
+
+# ---- links out of the clone: nothing is written outside it (issue 10, hole 3) ----------------
+
+
+def test_a_sync_folder_linked_out_of_the_clone_is_refused(tmp_path: Path, kubectl: str) -> None:
+    from domain.errors import BadInput
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    tree = copy_app(tmp_path, "orders")
+    (tree / "tributary-sync").symlink_to(outside)
+    editor = OverlayEditor(tree, PRODUCTION, kubectl)
+    heads = changed_heads(editor, (DB, "metadata.namespace", "billing"))
+    with pytest.raises(BadInput) as e:
+        editor.write_back(SPACE, heads)
+    assert e.value.file == f"tributary-sync/{SPACE}"
+    assert "leads out of the repository" in e.value.message
+    assert list(outside.iterdir()) == []
+
+
+def test_a_fallback_file_linked_out_of_the_clone_is_refused(tmp_path: Path, kubectl: str) -> None:
+    from domain.errors import BadInput
+
+    victim = tmp_path / "victim.pth"
+    victim.write_text("untouched\n")
+    tree = copy_app(tmp_path, "orders")
+    (tree / "tributary-sync" / SPACE).mkdir(parents=True)
+    (tree / "tributary-sync" / SPACE / f"{DB}.yaml").symlink_to(victim)
+    editor = OverlayEditor(tree, PRODUCTION, kubectl)
+    heads = changed_heads(editor, (DB, "metadata.namespace", "billing"))
+    with pytest.raises(BadInput) as e:
+        editor.write_back(SPACE, heads)
+    assert e.value.file == f"tributary-sync/{SPACE}/{DB}.yaml"
+    assert victim.read_text() == "untouched\n"
