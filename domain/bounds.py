@@ -99,8 +99,10 @@ def check_yaml(text: str, *, file: str, max_bytes: int = MAX_FILE_BYTES) -> None
                     "(aliases of aliases: a 'billion laughs')",
                     file=file,
                 )
-    except yaml.YAMLError:
-        return  # the caller's parser reports it, with the line
+    except yaml.YAMLError as e:
+        if "nesting depth" in str(e):  # libyaml's own limit (1,000 levels)
+            raise BadInput(f"nested more than {MAX_DEPTH} levels deep", file=file) from None
+        return  # malformed: the caller's parser reports it, with the line
 
 
 def check_object_count(count: int, *, file: str) -> None:

@@ -534,3 +534,22 @@ def test_a_fallback_file_linked_out_of_the_clone_is_refused(tmp_path: Path, kube
         editor.write_back(SPACE, heads)
     assert e.value.file == f"tributary-sync/{SPACE}/{DB}.yaml"
     assert victim.read_text() == "untouched\n"
+
+
+def test_a_patch_file_linked_out_of_the_clone_is_never_read_or_edited(
+    tmp_path: Path, kubectl: str
+) -> None:
+    from domain.errors import BadInput
+
+    tree = copy_app(tmp_path, "orders")
+    patch = tree / PRODUCTION / "queue.yaml"
+    outside = tmp_path / "outside.yaml"
+    shutil.copy(patch, outside)
+    before = outside.read_text()
+    patch.unlink()
+    patch.symlink_to(outside)
+    with pytest.raises(BadInput) as e:
+        OverlayEditor(tree, PRODUCTION, kubectl).render()
+    assert e.value.file == f"{PRODUCTION}/kustomization.yaml"
+    assert "leads out of the commit's tree" in e.value.message
+    assert outside.read_text() == before
