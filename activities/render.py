@@ -248,6 +248,11 @@ def _is_remote(entry: str) -> bool:
     )
 
 
+def _host_like(entry: str) -> bool:
+    first = entry.split("/", 1)[0]
+    return "." in first.strip(".")
+
+
 def check_overlay(tree: Path, overlay: str, *, allow_remote: bool = False) -> None:
     """Every file and base the overlay loads is inside ``tree`` and bounded.
 
@@ -303,10 +308,12 @@ def check_overlay(tree: Path, overlay: str, *, allow_remote: bool = False) -> No
                     queue.append(target)
                 continue
             if not target.is_file():
-                if kind == "target" and not allow_remote:
+                # kustomize reads "host.name/org/repo" as a remote repository
+                if kind == "target" and not allow_remote and _host_like(entry):
                     raise BadInput(
                         f"{entry!r} is not a file or directory in the repository "
-                        "(kustomize would fetch it from the network)",
+                        "(kustomize would fetch it from the network; allow_remote: true "
+                        "in tributary.yaml allows that)",
                         file=shown,
                         field=field,
                     )

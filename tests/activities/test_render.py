@@ -385,6 +385,7 @@ def test_the_real_kustomize_never_sees_another_commit(kubectl, tmp_path):
         "https://github.com/org/repo//base?ref=v1",
         "github.com/org/repo//base?ref=v1",
         "git@github.com:org/repo.git//base",
+        "example.com/org/repo",
     ],
 )
 def test_remote_resources_are_refused_without_the_network(tmp_path, entry):
