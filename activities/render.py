@@ -322,9 +322,10 @@ def check_overlay(tree: Path, overlay: str, *, allow_remote: bool = False) -> No
                 files.add(target)
                 if len(files) > MAX_RENDER_FILES:
                     raise BadInput(f"loads more than {MAX_RENDER_FILES} files", file=overlay)
-                body = _bounded_text(target, _rel(tree, target))
-                if kind != "data":
-                    check_yaml(body, file=_rel(tree, target))
+                if kind == "data":  # generator input: any bytes, bounded in size
+                    _bounded_size(target, _rel(tree, target))
+                else:
+                    check_yaml(_bounded_text(target, _rel(tree, target)), file=_rel(tree, target))
 
 
 def _references(doc: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -378,10 +379,14 @@ def _inside(tree: Path, path: Path, *, shown: str, field: str | None) -> Path:
     return resolved
 
 
-def _bounded_text(path: Path, shown: str) -> str:
+def _bounded_size(path: Path, shown: str) -> None:
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise BadInput(f"{size} bytes is more than the limit of {MAX_FILE_BYTES} bytes", file=shown)
+
+
+def _bounded_text(path: Path, shown: str) -> str:
+    _bounded_size(path, shown)
     return check_text(path.read_bytes(), file=shown)
 
 

@@ -570,3 +570,24 @@ def test_the_kube_client_builds_no_path_from_a_bad_name(name, namespace):
     with pytest.raises(Rejected):
         res.path(name, namespace)
     assert res.path("a", "team-a") == "/apis/messagewall.demo/v1alpha1/namespaces/team-a/xs/a"
+
+
+def test_generator_files_may_be_binary_but_not_huge(kubectl, tmp_path):
+    tree = tmp_path / "tree"
+    _overlay(tree, "configMapGenerator:\n  - name: bin\n    files: [blob=blob.bin]\n")
+    (tree / "ov" / "blob.bin").write_bytes(b"\xff\xfe\x00\x01")
+    (obj,) = render_overlay(kubectl, tree, "ov")
+    assert obj["kind"] == "ConfigMap"
+    (tree / "ov" / "blob.bin").write_bytes(b"\x00" * (3 * 2**20))
+    e = _bad(kubectl, tree, "ov")
+    assert (e.file, "more than the limit" in e.message) == ("ov/blob.bin", True)
+
+
+def test_an_overlay_directory_named_like_an_option_is_a_path_to_kubectl(kubectl, tmp_path):
+    tree = tmp_path / "tree"
+    weird = tree / "--load-restrictor=LoadRestrictionsNone"
+    weird.mkdir(parents=True)
+    (weird / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (weird / "cm.yaml").write_text(CLAIM)
+    (obj,) = render_overlay(kubectl, tree, "--load-restrictor=LoadRestrictionsNone")
+    assert obj["metadata"]["name"] == "ok"
