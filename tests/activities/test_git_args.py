@@ -13,7 +13,6 @@ import pytest
 from activities import sync
 from tests.support import AuthoringRepo
 
-
 # git fails on the odd repository name, or GitPython refuses the option itself
 REFUSED = (git.GitCommandError, git.UnsafeOptionError)
 
