@@ -55,8 +55,9 @@ class RegoSandbox:
     time are watched from here; a child over either bound is killed and the request
     fails as ``BadInput``. rego-cpp's allocator reserves 256 GB of address space up
     front, which is why an ``RLIMIT_AS`` cannot bound it and the parent watches RSS.
-    Children are kept between requests (a whole space is one request), so the cost
-    of a process start (~0.1 s) is paid once per worker thread, not per evaluation.
+    At most ``children`` children run, and they are kept between requests (a whole
+    space is one request), so a process start (~0.1 s) is paid once, not per
+    evaluation.
     """
 
     def __init__(
@@ -64,26 +65,30 @@ class RegoSandbox:
         *,
         seconds: float = POLICY_SECONDS,
         memory_bytes: int = POLICY_MEMORY_BYTES,
-        keep: int = 4,
+        children: int = 4,
     ) -> None:
         self.seconds = seconds
         self.memory_bytes = memory_bytes
-        self.keep = keep
+        self.keep = children
         self._idle: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
+        # Evaluation is CPU-bound: more children than this only add process starts
+        # (~0.1 s of CPU each) when a publish checks many spaces at once.
+        self._slots = threading.BoundedSemaphore(children)
 
     def evaluate(self, request: dict[str, Any], *, blame: str) -> dict[str, Any]:
-        proc = self._take()
-        try:
-            answer = self._ask(proc, request, blame=blame)
-        except BaseException:
-            _kill(proc)
-            raise
-        if answer.get("error") == "memory":
-            _kill(proc)  # a child that ran out of memory once is not reused
-        else:
-            self._give_back(proc)
-        return answer
+        with self._slots:
+            proc = self._take()
+            try:
+                answer = self._ask(proc, request, blame=blame)
+            except BaseException:
+                _kill(proc)
+                raise
+            if answer.get("error") == "memory":
+                _kill(proc)  # a child that ran out of memory once is not reused
+            else:
+                self._give_back(proc)
+            return answer
 
     def close(self) -> None:
         with self._lock:
