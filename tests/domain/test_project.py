@@ -296,3 +296,9 @@ def test_an_alias_bomb_is_refused_before_it_expands():
 def test_allow_remote_defaults_to_off():
     assert parse_project(MINIMAL).spaces["x"].allow_remote is False
     assert parse_project(_space("allow_remote: true")).spaces["x"].allow_remote is True
+
+
+def test_a_duplicate_key_is_refused_naming_the_line():
+    e = _bad(MINIMAL + "    approval: required\n    approval: none\n")
+    assert e.file == f"{CONFIG_FILE}:6:5"
+    assert "duplicate key 'approval'" in e.message
