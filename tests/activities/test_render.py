@@ -591,3 +591,23 @@ def test_an_overlay_directory_named_like_an_option_is_a_path_to_kubectl(kubectl,
     (weird / "cm.yaml").write_text(CLAIM)
     (obj,) = render_overlay(kubectl, tree, "--load-restrictor=LoadRestrictionsNone")
     assert obj["metadata"]["name"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"spaces: {}\n" + b"#" * (3 * 2**20) + b"\n", "more than the limit of 2097152 bytes"),
+        (b"spaces:\n  x:\n    overlay: \xff\xfe\n", "not UTF-8"),
+        (b"spaces:\n  x:\n    overlay: a\x00b\n", "contains a NUL character"),
+    ],
+)
+def test_load_project_bounds_tributary_yaml(cache, orders, kubectl, content, fragment):
+    (orders.work / "tributary.yaml").write_bytes(content)
+    commit = orders.commit("hostile config")
+    with pytest.raises(ApplicationError) as e:
+        RenderActivities(cache, kubectl).load_project(
+            LoadProjectInput(source=SourceRef(repo=orders.url, commit=commit))
+        )
+    assert (e.value.type, e.value.non_retryable) == ("BadInput", True)
+    assert e.value.message.startswith("tributary.yaml: ")
+    assert fragment in e.value.message
