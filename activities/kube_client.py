@@ -47,7 +47,7 @@ class Resource:
     def path(self, name: str | None = None, namespace: str | None = None) -> str:
         # Names and namespaces come from commits and live edits: none may reshape
         # the URL ("team-a/../kube-system", "x?dryRun=All").
-        if namespace is not None and kubernetes_namespace_problem(namespace):
+        if self.namespaced and namespace and kubernetes_namespace_problem(namespace):
             raise Rejected(f"metadata.namespace: {kubernetes_namespace_problem(namespace)}")
         if name is not None and (_UNSAFE_NAME.search(name) or name in (".", "..")):
             raise Rejected(f"metadata.name: {name!r} cannot be part of an API path")
