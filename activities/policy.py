@@ -40,6 +40,8 @@ _CHILD = Path(__file__).with_name("rego_child.py")
 
 #: wall time one evaluation request (a whole space's objects) may take
 POLICY_SECONDS = 30.0
+#: more time for each object of a space, up to 100 s in all
+PER_OBJECT_SECONDS = 0.03
 #: resident memory of the evaluating child
 POLICY_MEMORY_BYTES = 1024 * 1024 * 1024
 _POLL_SECONDS = 0.05
@@ -131,8 +133,13 @@ class RegoSandbox:
             proc.stdin.flush()
         except BrokenPipeError:
             raise RuntimeError("the policy evaluator exited before reading its request") from None
-        deadline = time.monotonic() + self.seconds
-        line = _read_line(proc, proc.stdout, deadline, self.memory_bytes, blame=blame, sandbox=self)
+        # A big space gets more time, but always less than the activity's own
+        # timeout (2 min): a bound hit must be bad input, never a timeout and a retry.
+        seconds = min(self.seconds + PER_OBJECT_SECONDS * len(request.get("inputs", ())), 100.0)
+        deadline = time.monotonic() + seconds
+        line = _read_line(
+            proc, proc.stdout, deadline, self.memory_bytes, blame=blame, seconds=seconds
+        )
         try:
             answer: dict[str, Any] = json.loads(line)
         except ValueError as e:
@@ -147,7 +154,7 @@ def _read_line(
     memory_bytes: int,
     *,
     blame: str,
-    sandbox: RegoSandbox,
+    seconds: float,
 ) -> bytes:
     fd = out.fileno()
     chunks: list[bytes] = []
@@ -155,7 +162,7 @@ def _read_line(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BadInput(
-                f"policy evaluation took longer than {sandbox.seconds:g} s and was stopped",
+                f"policy evaluation took longer than {seconds:g} s and was stopped",
                 file=blame,
             )
         ready, _, _ = select.select([fd], [], [], min(_POLL_SECONDS, remaining))
