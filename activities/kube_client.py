@@ -10,6 +10,7 @@ Temporal); any other 4xx is ``Rejected`` (decided, not retried).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,8 +21,10 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from domain.errors import Rejected
+from domain.naming import kubernetes_namespace_problem
 
 FIELD_MANAGER = "tributary"
+_UNSAFE_NAME = re.compile(r"[/%?#\\\s\x00-\x1f]|^$")
 REQUEST_TIMEOUT = 30
 
 
@@ -42,6 +45,12 @@ class Resource:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     def path(self, name: str | None = None, namespace: str | None = None) -> str:
+        # Names and namespaces come from commits and live edits: none may reshape
+        # the URL ("team-a/../kube-system", "x?dryRun=All").
+        if self.namespaced and namespace and kubernetes_namespace_problem(namespace):
+            raise Rejected(f"metadata.namespace: {kubernetes_namespace_problem(namespace)}")
+        if name is not None and (_UNSAFE_NAME.search(name) or name in (".", "..")):
+            raise Rejected(f"metadata.name: {name!r} cannot be part of an API path")
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
             base += f"/namespaces/{namespace}"

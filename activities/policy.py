@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import select
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
-from regopy import Interpreter, RegoError
 from temporalio import activity
 
 from activities._errors import decided
 from activities.source import SourceCache
 from domain.authority import PolicyBundle
+from domain.bounds import MAX_FILE_BYTES, check_text, check_yaml
 from domain.errors import BadInput
 from domain.messages import (
     CheckObjectsInput,
@@ -30,28 +36,203 @@ from domain.publish import RenderedUnit
 from domain.schema import SchemaSet, apply_defaults, schemas_from_xrd, validate
 
 _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)\s*$", re.MULTILINE)
+_CHILD = Path(__file__).with_name("rego_child.py")
+
+#: wall time one evaluation request (a whole space's objects) may take
+POLICY_SECONDS = 30.0
+#: more time for each object of a space, up to 100 s in all
+PER_OBJECT_SECONDS = 0.03
+#: resident memory of the evaluating child
+POLICY_MEMORY_BYTES = 1024 * 1024 * 1024
+_POLL_SECONDS = 0.05
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class RegoSandbox:
+    """Evaluates Rego in child processes without the worker's environment, within bounds.
+
+    rego-cpp's ``opa.runtime().env`` is the process environment, and it has no
+    limits of its own, so Rego never runs in the worker: each request goes to a
+    child (``rego_child.py``) started with ``env={}``, whose resident memory and wall
+    time are watched from here; a child over either bound is killed and the request
+    fails as ``BadInput``. rego-cpp's allocator reserves 256 GB of address space up
+    front, which is why an ``RLIMIT_AS`` cannot bound it and the parent watches RSS.
+    At most ``children`` children run, and they are kept between requests (a whole
+    space is one request), so a process start (~0.1 s) is paid once, not per
+    evaluation.
+    """
+
+    def __init__(
+        self,
+        *,
+        seconds: float = POLICY_SECONDS,
+        memory_bytes: int = POLICY_MEMORY_BYTES,
+        children: int = 4,
+    ) -> None:
+        self.seconds = seconds
+        self.memory_bytes = memory_bytes
+        self.keep = children
+        self._idle: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        # Evaluation is CPU-bound: more children than this only add process starts
+        # (~0.1 s of CPU each) when a publish checks many spaces at once.
+        self._slots = threading.BoundedSemaphore(children)
+
+    def evaluate(self, request: dict[str, Any], *, blame: str) -> dict[str, Any]:
+        with self._slots:
+            proc = self._take()
+            try:
+                answer = self._ask(proc, request, blame=blame)
+            except BaseException:
+                _kill(proc)
+                raise
+            if answer.get("error") == "memory":
+                _kill(proc)  # a child that ran out of memory once is not reused
+            else:
+                self._give_back(proc)
+            return answer
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for proc in idle:
+            _kill(proc)
+
+    def _take(self) -> subprocess.Popen[bytes]:
+        with self._lock:
+            while self._idle:
+                proc = self._idle.pop()
+                if proc.poll() is None:
+                    return proc
+        return subprocess.Popen(
+            [sys.executable, "-I", str(_CHILD)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            # rego-cpp prints some errors with the values involved: nothing of a
+            # policy's reaches the worker's log unasked.
+            stderr=subprocess.DEVNULL,
+            env={},  # the point of the child: no token, key or database URL to read
+            cwd="/",
+            close_fds=True,
+        )
+
+    def _give_back(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            if len(self._idle) < self.keep:
+                self._idle.append(proc)
+                return
+        _kill(proc)
+
+    def _ask(
+        self, proc: subprocess.Popen[bytes], request: dict[str, Any], *, blame: str
+    ) -> dict[str, Any]:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.flush()
+        except BrokenPipeError:
+            raise RuntimeError("the policy evaluator exited before reading its request") from None
+        # A big space gets more time, but always less than the activity's own
+        # timeout (2 min): a bound hit must be bad input, never a timeout and a retry.
+        seconds = min(self.seconds + PER_OBJECT_SECONDS * len(request.get("inputs", ())), 100.0)
+        deadline = time.monotonic() + seconds
+        line = _read_line(
+            proc, proc.stdout, deadline, self.memory_bytes, blame=blame, seconds=seconds
+        )
+        try:
+            answer: dict[str, Any] = json.loads(line)
+        except ValueError as e:
+            raise RuntimeError("the policy evaluator answered garbage") from e
+        return answer
+
+
+def _read_line(
+    proc: subprocess.Popen[bytes],
+    out: IO[bytes],
+    deadline: float,
+    memory_bytes: int,
+    *,
+    blame: str,
+    seconds: float,
+) -> bytes:
+    fd = out.fileno()
+    chunks: list[bytes] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BadInput(
+                f"policy evaluation took longer than {seconds:g} s and was stopped",
+                file=blame,
+            )
+        ready, _, _ = select.select([fd], [], [], min(_POLL_SECONDS, remaining))
+        if not ready:
+            if _rss(proc.pid) > memory_bytes:
+                raise BadInput(
+                    f"policy evaluation used more than {memory_bytes // 2**20} MiB and was stopped",
+                    file=blame,
+                )
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            proc.wait()
+            if proc.returncode and proc.returncode < 0:
+                raise BadInput(f"policy evaluation crashed (signal {-proc.returncode})", file=blame)
+            raise RuntimeError(f"the policy evaluator exited ({proc.returncode})")
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            return b"".join(chunks)
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+#: the worker's evaluator; tests make their own with tighter bounds
+SANDBOX = RegoSandbox()
 
 
 class PolicyActivities:
-    def __init__(self, cache: SourceCache) -> None:
+    def __init__(self, cache: SourceCache, sandbox: RegoSandbox | None = None) -> None:
         self.cache = cache
+        self.sandbox = sandbox or SANDBOX
 
     @activity.defn(name="policy.load_bundle")
     @decided
     def load_bundle(self, inp: LoadBundleInput) -> LoadBundleResult:
         tree = self.cache.tree(inp.source)
         return LoadBundleResult(
-            bundle=load_bundle(tree, inp.policies, inp.schemas, commit=inp.source.commit)
+            bundle=load_bundle(
+                tree, inp.policies, inp.schemas, commit=inp.source.commit, sandbox=self.sandbox
+            )
         )
 
     @activity.defn(name="policy.check")
     @decided
     def check(self, inp: CheckObjectsInput) -> CheckObjectsResult:
-        return CheckObjectsResult(units=check_objects(inp))
+        return CheckObjectsResult(units=check_objects(inp, sandbox=self.sandbox))
 
 
 def load_bundle(
-    tree: Path, policies: list[str], schemas: list[str], *, commit: str
+    tree: Path,
+    policies: list[str],
+    schemas: list[str],
+    *,
+    commit: str,
+    sandbox: RegoSandbox | None = None,
 ) -> PolicyBundle:
     tree = tree.resolve()
     modules: dict[str, str] = {}
@@ -59,13 +240,16 @@ def load_bundle(
         for path in _files(tree, folder, (".rego",), kind="policies"):
             if path.name.endswith("_test.rego"):
                 continue  # Rego unit tests are for `opa test`, not for gating
-            modules[str(path.relative_to(tree))] = path.read_text()
+            rel = str(path.relative_to(tree))
+            modules[rel] = check_text(_read(path, rel), file=rel)
     xrds: dict[str, list[dict[str, Any]]] = {}
     for folder in schemas:
         for path in _files(tree, folder, (".yaml", ".yml", ".json"), kind="schemas"):
             rel = str(path.relative_to(tree))
+            text = check_text(_read(path, rel), file=rel)
+            check_yaml(text, file=rel)
             try:
-                docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+                docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
                 where = f"{rel}:{mark.line + 1}" if mark else rel
@@ -76,19 +260,37 @@ def load_bundle(
     bundle = PolicyBundle(commit=commit, modules=modules, xrds=xrds)
     # Compile once here so a broken policy fails the publish as bad input, naming
     # the file, before anything is planned.
-    _interpreter(bundle, space="", environment="")
+    _evaluate(sandbox or SANDBOX, bundle, space="", environment="", inputs=[])
     _schema_set(bundle)
     digest = hashlib.sha256(json.dumps([modules, xrds], sort_keys=True).encode()).hexdigest()[:16]
     return bundle.model_copy(update={"digest": digest})
 
 
+def _read(path: Path, rel: str) -> bytes:
+    # Bounded before reading: a 10 GB file is refused, not loaded.
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise BadInput(f"{size} bytes is more than the limit of {MAX_FILE_BYTES} bytes", file=rel)
+    return path.read_bytes()
+
+
 def _files(tree: Path, folder: str, suffixes: tuple[str, ...], *, kind: str) -> list[Path]:
+    if "\x00" in folder:
+        raise BadInput("contains a NUL character", file="tributary.yaml", field=kind)
     base = (tree / folder).resolve()
     if not base.is_relative_to(tree):
         raise BadInput("must be a path inside the repository", file="tributary.yaml", field=kind)
     if not base.is_dir():
         raise BadInput(f"{folder!r} is not a directory", file="tributary.yaml", field=kind)
-    return sorted(p for p in base.rglob("*") if p.is_file() and p.suffix in suffixes)
+    found = []
+    for p in sorted(base.rglob("*")):
+        if p.is_file() and p.suffix in suffixes:
+            # A link inside the folder may still point outside the repository.
+            if not p.resolve().is_relative_to(tree):
+                rel = str(p.relative_to(tree))
+                raise BadInput("is a link to a file outside the repository", file=rel)
+            found.append(p)
+    return found
 
 
 def _schema_set(bundle: PolicyBundle) -> SchemaSet:
@@ -99,22 +301,39 @@ def _schema_set(bundle: PolicyBundle) -> SchemaSet:
     return SchemaSet(schemas)
 
 
-def _interpreter(bundle: PolicyBundle, *, space: str, environment: str) -> Interpreter:
-    rego = Interpreter()
-    for path, text in bundle.modules.items():
-        try:
-            rego.add_module(path, text)
-        except RegoError as e:
-            raise BadInput(f"Rego does not compile: {_rego_message(e)}", file=path) from e
-    rego.add_data({"tributary": {"space": {"name": space, "environment": environment}}})
-    # Parsing is lazy: a first query surfaces syntax errors in every module.
-    try:
-        rego.set_input({})
-        for package in _packages(bundle):
-            rego.query(f"data.{package}")
-    except RegoError as e:
-        raise BadInput(f"Rego does not compile: {_rego_message(e)}", file=_guilty(bundle, e)) from e
-    return rego
+def _evaluate(
+    sandbox: RegoSandbox,
+    bundle: PolicyBundle,
+    *,
+    space: str,
+    environment: str,
+    inputs: list[dict[str, Any]],
+) -> list[dict[str, list[str]]]:
+    """``deny`` and ``warn`` of every package for each input, evaluated in the sandbox."""
+    if not bundle.modules:
+        return [{"deny": [], "warn": []} for _ in inputs]
+    blame = ", ".join(bundle.modules)
+    answer = sandbox.evaluate(
+        {
+            "modules": bundle.modules,
+            "data": {"tributary": {"space": {"name": space, "environment": environment}}},
+            "packages": _packages(bundle),
+            "inputs": inputs,
+        },
+        blame=blame,
+    )
+    error = answer.get("error")
+    if error == "compile":
+        message = str(answer.get("message", ""))
+        where = answer.get("module") or _guilty(bundle, message)
+        raise BadInput(f"Rego does not compile: {_rego_message(message)}", file=str(where))
+    if error == "eval":
+        message = _rego_message(str(answer.get("message", "")))
+        raise BadInput(f"Rego evaluation failed: {message}", file=blame)
+    if error:
+        raise BadInput(f"policy evaluation failed: {answer.get('message')}", file=blame)
+    results: list[dict[str, list[str]]] = answer["results"]
+    return results
 
 
 def _packages(bundle: PolicyBundle) -> list[str]:
@@ -126,41 +345,33 @@ def _packages(bundle: PolicyBundle) -> list[str]:
     return list(found)
 
 
-def _rego_message(e: RegoError) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if "errormsg" in ln]
+def _rego_message(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if "errormsg" in ln]
     if lines:
         return "; ".join(re.sub(r"^\(errormsg \d+:", "", ln).rstrip(")") for ln in lines)
-    return str(e).strip()
+    return text.strip()
 
 
-def _guilty(bundle: PolicyBundle, e: RegoError) -> str:
-    text = str(e)
+def _guilty(bundle: PolicyBundle, text: str) -> str:
     for path in bundle.modules:
         if path in text:
             return path
     return ", ".join(bundle.modules) or "policies"
 
 
-def _query_strings(rego: Interpreter, query: str) -> list[str]:
-    out = rego.query(query)
-    if not out.results or not out.results[0].expressions:
-        return []  # undefined: the package has no such rule
-    value = out.results[0].expressions[0]
-    items = value if isinstance(value, list) else [value]
-    return sorted(v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in items)
-
-
-def check_objects(inp: CheckObjectsInput) -> list[RenderedUnit]:
+def check_objects(
+    inp: CheckObjectsInput, *, sandbox: RegoSandbox | None = None
+) -> list[RenderedUnit]:
     """Validate every object against its schema and evaluate every policy on it.
 
     Schema violations are bad input and raise, naming each object and field; policy
-    denials are results, reported per unit.
+    denials are results, reported per unit. All objects go to the sandbox in one
+    request, so a space costs one round trip however many units it has.
     """
     schemas = _schema_set(inp.bundle)
-    rego = _interpreter(inp.bundle, space=inp.space, environment=inp.environment)
-    packages = _packages(inp.bundle)
     problems: list[str] = []
-    units: list[RenderedUnit] = []
+    effective_objects: list[dict[str, Any]] = []
+    warnings_of: list[list[str]] = []
     for obj in inp.objects:
         name = str(obj.get("metadata", {}).get("name", ""))
         label = f"{obj.get('kind')}/{name}"
@@ -174,24 +385,30 @@ def check_objects(inp: CheckObjectsInput) -> list[RenderedUnit]:
         elif len(schemas):
             kind = f"{obj.get('apiVersion')} {obj.get('kind')}"
             warnings.append(f"{label}: no XRD in the schemas folders defines {kind}")
-        violations: list[str] = []
-        rego.set_input(effective)
-        for package in packages:
-            violations.extend(_query_strings(rego, f"data.{package}.deny"))
-            warnings.extend(_query_strings(rego, f"data.{package}.warn"))
+        effective_objects.append(effective)
+        warnings_of.append(warnings)
+    if problems:
+        head = problems[0] if len(problems) == 1 else f"{len(problems)} schema violations"
+        raise BadInput(head + ("" if len(problems) == 1 else ":\n  " + "\n  ".join(problems)))
+    results = _evaluate(
+        sandbox or SANDBOX,
+        inp.bundle,
+        space=inp.space,
+        environment=inp.environment,
+        inputs=effective_objects,
+    )
+    units: list[RenderedUnit] = []
+    for obj, warnings, result in zip(inp.objects, warnings_of, results, strict=True):
         meta = obj.get("metadata", {})
         units.append(
             RenderedUnit(
-                slug=name,
+                slug=str(meta.get("name", "")),
                 api_version=str(obj.get("apiVersion")),
                 kind=str(obj.get("kind")),
                 labels=dict(meta.get("labels") or {}),
                 data=obj,
-                violations=violations,
-                warnings=warnings,
+                violations=result["deny"],
+                warnings=warnings + result["warn"],
             )
         )
-    if problems:
-        head = problems[0] if len(problems) == 1 else f"{len(problems)} schema violations"
-        raise BadInput(head + ("" if len(problems) == 1 else ":\n  " + "\n  ".join(problems)))
     return units

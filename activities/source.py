@@ -26,6 +26,9 @@ from domain.messages import CheckoutResult, SourceRef
 from domain.repos import normalize_repo, redact
 
 _SHA = re.compile(r"[0-9a-f]{40}")
+_HEX = re.compile(r"[0-9a-f]{4,64}")
+# a commit id or a ref name; never an option, a path or a revision expression
+_COMMITISH = re.compile(r"[0-9A-Za-z_][0-9A-Za-z_./-]*")
 # git's words for "this is not something we can ever fetch" (vs. a flaky network)
 _PERMANENT = (
     "does not appear to be a git repository",
@@ -35,6 +38,7 @@ _PERMANENT = (
     "not a git repository",
     "couldn't find remote ref",
     "not our ref",
+    "is not supported",  # protocol 'x' is not supported
 )
 
 
@@ -59,6 +63,9 @@ class SourceCache:
 
     def tree(self, source: SourceRef) -> Path:
         """The files of ``source.commit``, exported once and shared read-only."""
+        if not _HEX.fullmatch(source.commit):
+            # It names a directory of the cache: only an object id, never a path.
+            raise BadInput(f"{source.commit!r} is not a commit id", field="commit")
         target = self.root / "trees" / source.commit
         if target.is_dir():
             return target
@@ -72,8 +79,18 @@ class SourceCache:
             buf = io.BytesIO()
             mirror.archive(buf, treeish=source.commit, format="tar")
             buf.seek(0)
-            with tarfile.open(fileobj=buf) as tar:
-                tar.extractall(staging, filter="data")
+            try:
+                with tarfile.open(fileobj=buf) as tar:
+                    # "data": no absolute paths, no links out of the tree, no devices.
+                    tar.extractall(staging, filter="data")
+            except tarfile.FilterError as e:
+                shutil.rmtree(staging, ignore_errors=True)
+                name = e.tarinfo.name if e.tarinfo is not None else "?"
+                raise BadInput(
+                    f"is a link or file outside the repository ({type(e).__name__}); "
+                    f"commit {source.commit[:12]} cannot be used",
+                    file=name,
+                ) from None
             staging.rename(target)
         return target
 
@@ -103,6 +120,7 @@ class SourceCache:
     # ---- internals ------------------------------------------------------------
 
     def _mirror(self, source: SourceRef) -> git.Repo:
+        _check_commit(source.commit)
         url = normalize_repo(source.repo)
         key = hashlib.sha256(url.encode()).hexdigest()[:24]
         path = self.root / "repos" / f"{key}.git"
@@ -118,12 +136,12 @@ class SourceCache:
         return repo
 
     def _fetch(self, repo: git.Repo, url: str, source: SourceRef) -> None:
-        self._git_fetch(repo, source, "--prune", "--tags", url, "+refs/heads/*:refs/heads/*")
+        self._git_fetch(repo, source, "--prune", "--tags", "--", url, "+refs/heads/*:refs/heads/*")
         if not _has_commit(repo, source.commit) and _SHA.fullmatch(source.commit):
             # An unadvertised commit (e.g. a PR head): ask for it by id. Servers
             # answer "not our ref" when they do not have it at all.
             with contextlib.suppress(BadInput):
-                self._git_fetch(repo, source, url, source.commit)
+                self._git_fetch(repo, source, "--", url, source.commit)
 
     def _git_fetch(self, repo: git.Repo, source: SourceRef, *args: str) -> None:
         try:
@@ -148,6 +166,12 @@ class SourceCache:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _check_commit(commit: str) -> None:
+    # Commits reach git as arguments: a leading "-" would be read as an option.
+    if not _COMMITISH.fullmatch(commit) or ".." in commit:
+        raise BadInput(f"{commit!r} is not a commit id or a ref name", field="commit")
 
 
 def _stderr(e: git.GitCommandError) -> str:

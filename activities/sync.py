@@ -210,8 +210,10 @@ def _origin(history: list[Any], path: str, head: dict[str, Any]) -> Any:
     return origin
 
 
+# Every git call below puts "--" before the URL: it is the space's stored repo,
+# and git must never read it as an option (issue 10, hole 2).
 def _default_branch(url: str) -> str:
-    out = str(git.cmd.Git().ls_remote("--symref", url, "HEAD"))
+    out = str(git.cmd.Git().ls_remote("--symref", "--", url, "HEAD"))
     for line in out.splitlines():
         if line.startswith("ref: refs/heads/"):
             return line.split("\t")[0].removeprefix("ref: refs/heads/")
@@ -229,11 +231,11 @@ def _clone(url: str, branch: str, work: Path) -> git.Repo:
 
 
 def _remote_branch(repo: git.Repo, url: str, branch: str) -> str | None:
-    listed = str(repo.git.ls_remote(url, f"refs/heads/{branch}"))
+    listed = str(repo.git.ls_remote("--", url, f"refs/heads/{branch}"))
     if not listed.strip():
         return None
     sha = listed.split()[0]
-    repo.git.fetch("--quiet", "--depth=2", url, f"refs/heads/{branch}")
+    repo.git.fetch("--quiet", "--depth=2", "--", url, f"refs/heads/{branch}")
     return sha
 
 
@@ -254,7 +256,7 @@ def _commit(repo: git.Repo, author: str, message: str) -> str:
 def _push(repo: git.Repo, url: str, branch: str, expected: str | None) -> None:
     lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
     try:
-        repo.git.push("--quiet", lease, url, f"HEAD:refs/heads/{branch}")
+        repo.git.push("--quiet", lease, "--", url, f"HEAD:refs/heads/{branch}")
     except git.GitCommandError as e:
         stderr = redact(str(e.stderr))
         if "stale info" in stderr or "rejected" in stderr or "fetch first" in stderr:
@@ -270,7 +272,7 @@ def _is_ancestor(url: str, commit: str, base_commit: str, work_root: Path) -> bo
     work = Path(tempfile.mkdtemp(prefix="merged-", dir=work_root))
     try:
         repo = git.Repo.init(work, bare=True)
-        repo.git.fetch("--quiet", url, "+refs/heads/*:refs/heads/*")
+        repo.git.fetch("--quiet", "--", url, "+refs/heads/*:refs/heads/*")
         try:
             repo.git.merge_base("--is-ancestor", commit, base_commit)
         except git.GitCommandError:

@@ -10,6 +10,7 @@ exactly the intended change and nothing else.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,7 @@ class OverlayEditor:
             if rendered is not None and _same(rendered, expected):
                 return Edit(unit, format_path(path), _show(value), where), rendered
             for p, text in backup.items():
-                p.write_text(text)
+                self._write(p, text)
         return None
 
     def _candidates(
@@ -205,7 +206,7 @@ class OverlayEditor:
     def _kustomization(self) -> Path:
         for name in ("kustomization.yaml", "kustomization.yml", "Kustomization"):
             if (self.dir / name).is_file():
-                return self.dir / name
+                return self._inside(self.dir / name)
         raise BadInput("no kustomization file", file=self.overlay)
 
     def _json_edit(self, site: Site, change: Callable[[Any], bool]) -> _FileEdit:
@@ -215,7 +216,7 @@ class OverlayEditor:
                 ops = yamledit.load(text)
                 if not change(ops):
                     return False
-                site.file.write_text(yamledit.dump(ops, text))
+                self._write(site.file, yamledit.dump(ops, text))
                 return True
             doc = yamledit.load(text)
             entry = doc[site.key][site.index]
@@ -224,7 +225,7 @@ class OverlayEditor:
             if not change(ops):
                 return False
             entry["patch"] = yamledit.literal(yamledit.dump(ops, inner_text))
-            site.file.write_text(yamledit.dump(doc, text))
+            self._write(site.file, yamledit.dump(doc, text))
             return True
 
         return _FileEdit([site.file], run)
@@ -249,8 +250,11 @@ class OverlayEditor:
                 docs = yamledit.load_all(text)
                 if not patch_docs(docs):
                     return False
-                site.file.write_text(
-                    yamledit.dump_all(docs, text) if len(docs) > 1 else yamledit.dump(docs[0], text)
+                self._write(
+                    site.file,
+                    yamledit.dump_all(docs, text)
+                    if len(docs) > 1
+                    else yamledit.dump(docs[0], text),
                 )
                 return True
             doc = yamledit.load(text)
@@ -260,22 +264,48 @@ class OverlayEditor:
             if not patch_docs([inner]):
                 return False
             entry["patch"] = yamledit.literal(yamledit.dump(inner, inner_text))
-            site.file.write_text(yamledit.dump(doc, text))
+            self._write(site.file, yamledit.dump(doc, text))
             return True
 
         return _FileEdit([site.file], run)
 
     def _fallback(self, space: str, unit: str, head: dict[str, Any]) -> None:
         target = self.tree / SYNC_DIR / space / f"{unit}.yaml"
+        self._inside(target.parent)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(
+        self._write(
+            target,
             "# Written by Tributary: this unit's authority state could not be expressed\n"
             f"# in the overlay {self.overlay}. Fold it into the overlay by hand.\n"
-            + yaml.safe_dump(head, sort_keys=False)
+            + yaml.safe_dump(head, sort_keys=False),
         )
 
     def _rel(self, path: Path) -> str:
         return str(path.relative_to(self.tree))
+
+    # ---- writes: never outside the clone -------------------------------------------------------
+
+    def _inside(self, path: Path) -> Path:
+        """``path`` with every link resolved, or ``BadInput`` when that leaves the clone.
+
+        The clone is the commit's, links and all: a committed link must not make the
+        worker write anywhere else (a ``.pth`` file in site-packages runs at the next
+        start).
+        """
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.tree):
+            shown = str(path.relative_to(self.tree)) if path.is_relative_to(self.tree) else path
+            raise BadInput(
+                "is a link that leads out of the repository; nothing was written", file=str(shown)
+            )
+        return resolved
+
+    def _write(self, path: Path, text: str) -> None:
+        resolved = self._inside(path)
+        # O_NOFOLLOW: the last component is checked again at the moment of the write.
+        fd = os.open(resolved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
 
 
 @dataclass

@@ -83,6 +83,7 @@ class RenderSpaceInput(BaseModel):
     source: SourceRef
     space: str
     overlay: str
+    allow_remote: bool = False  # tributary.yaml's spaces.<name>.allow_remote
 
 
 class RenderSpaceResult(BaseModel):

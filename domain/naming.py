@@ -9,6 +9,9 @@ from datetime import timedelta
 from domain.errors import BadInput
 
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+MAX_DURATION_DAYS = 366
+MAX_DURATION_SECONDS = MAX_DURATION_DAYS * 86400
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
@@ -26,13 +29,46 @@ def kubernetes_name_problem(name: object) -> str | None:
     return None
 
 
+def kubernetes_namespace_problem(namespace: object) -> str | None:
+    """Why ``namespace`` is not a valid namespace (RFC 1123 label), or None.
+
+    A namespace becomes a segment of API paths, so nothing but a label passes
+    (``team-a/../kube-system`` would address another namespace).
+    """
+    if not isinstance(namespace, str) or not namespace:
+        return "missing"
+    if len(namespace) > 63:
+        return f"{namespace!r} is longer than 63 characters"
+    if not _DNS1123_LABEL.fullmatch(namespace):
+        return (
+            f"{namespace!r} is not a valid namespace: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
 def parse_duration(text: str, *, field: str = "duration", file: str | None = None) -> timedelta:
     """``90s``, ``5m``, ``6h``, ``1d``, ``1h30m``."""
     m = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
-    if not m or not any(m.groups()):
+    if not m or not any(m.groups()) or len(text) > 32:
         raise BadInput(f"{text!r} is not a duration like 30s, 5m, 6h or 1d", file=file, field=field)
     d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    total = ((d * 24 + h) * 60 + mi) * 60 + s
+    if total > MAX_DURATION_SECONDS:
+        # timedelta itself overflows near 10^9 days; nothing here needs a year.
+        raise BadInput(f"{text!r} is longer than {MAX_DURATION_DAYS}d", file=file, field=field)
+    return timedelta(seconds=total)
+
+
+def duration_range_problem(text: str, low: str, high: str) -> str | None:
+    """Why duration ``text`` is outside ``low``..``high`` (both included), or None."""
+    try:
+        value = parse_duration(text)
+    except BadInput as e:
+        return e.message.split(": ", 1)[-1]
+    if not parse_duration(low) <= value <= parse_duration(high):
+        return f"{text!r} is outside the allowed range {low} to {high}"
+    return None
 
 
 def format_duration(delta: timedelta) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -15,9 +16,10 @@ from pydantic import (
     field_validator,
 )
 
+from domain.bounds import check_yaml
 from domain.errors import BadInput
 from domain.markdown import refuse_control
-from domain.naming import kubernetes_name_problem, parse_duration
+from domain.naming import duration_range_problem, kubernetes_name_problem, parse_duration
 from domain.paths import parse_path
 
 CONFIG_FILE = "tributary.yaml"
@@ -37,6 +39,23 @@ def _duration(value: str) -> str:
 
 Duration = Annotated[str, AfterValidator(_duration)]
 
+# Allowed ranges: a drift check every second, or a debounce of nothing, is a storm.
+DRIFT_INTERVAL_RANGE = ("10s", "30d")
+DEBOUNCE_RANGE = ("1s", "1d")
+
+
+def _in_range(value: str, bounds: tuple[str, str]) -> str:
+    problem = duration_range_problem(value, *bounds)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _no_control(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("contains a control character")
+    return value
+
 
 class SpaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -47,13 +66,21 @@ class SpaceConfig(BaseModel):
     drift: DriftMode = "capture"
     drift_interval: Duration = "5m"
     labels: dict[str, str] = Field(default_factory=dict)
+    # kustomize may load remote bases (URLs) for this space; off: its commit only
+    allow_remote: bool = False
 
     @field_validator("overlay")
     @classmethod
     def _relative(cls, value: str) -> str:
+        _no_control(value)
         if value.startswith("/") or ".." in value.split("/"):
             raise ValueError("must be a path inside the repository")
         return value.rstrip("/")
+
+    @field_validator("drift_interval")
+    @classmethod
+    def _interval_range(cls, value: str) -> str:
+        return _in_range(value, DRIFT_INTERVAL_RANGE)
 
     @property
     def drift_interval_seconds(self) -> int:
@@ -74,13 +101,31 @@ class SyncConfig(BaseModel):
     @field_validator("message")
     @classmethod
     def _message(cls, value: str) -> str:
+        # Only a bare {space}: str.format would otherwise read attributes
+        # ({space.__class__}) or pad to any width ({space:>2000000000}).
         try:
-            value.format(space="x")
-        except (KeyError, IndexError, ValueError) as e:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(value)]
+        except ValueError as e:
             raise ValueError("may only use the placeholder {space}") from e
-        if not value.strip() or "\n" in value:
-            raise ValueError("must be one non-empty line")
+        for name, spec, conversion in fields:
+            if name is not None and (name != "space" or spec or conversion):
+                raise ValueError("may only use the placeholder {space}, without format or fields")
+        if not value.strip() or "\n" in value or len(value) > 200:
+            raise ValueError("must be one non-empty line of at most 200 characters")
+        return _no_control(value)
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        _no_control(value)
+        if value.startswith("-") or ".." in value or " " in value:
+            raise ValueError(f"{value!r} is not a branch name")
         return value
+
+    @field_validator("debounce")
+    @classmethod
+    def _debounce_range(cls, value: str) -> str:
+        return _in_range(value, DEBOUNCE_RANGE)
 
     @field_validator("author")
     @classmethod
@@ -114,6 +159,9 @@ class ProjectConfig(BaseModel):
             problem = kubernetes_name_problem(name)
             if problem:
                 raise ValueError(f"space name {problem}")
+            if name.endswith(".lock") or len(name) > 200:
+                # the sync branch is tributary/sync/<space>: git refuses "x.lock"
+                raise ValueError(f"space name {name!r} cannot name a git branch")
         return value
 
     @field_validator("ignore")
@@ -127,10 +175,28 @@ class ProjectConfig(BaseModel):
         return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice: the second would silently win
+    (``approval: required`` then ``approval: none``)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            if isinstance(key, str):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_project(text: str, *, file: str = CONFIG_FILE) -> ProjectConfig:
     """Parse and check ``tributary.yaml``; ``BadInput`` names the line or field."""
+    check_yaml(text, file=file)
     try:
-        raw: Any = yaml.safe_load(text)
+        raw: Any = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file

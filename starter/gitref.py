@@ -32,8 +32,22 @@ def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     )
 
 
+def ref_problem(ref: str) -> str | None:
+    """Why ``ref`` cannot be handed to git, or None (git checks the rest)."""
+    if not ref or not ref.strip():
+        return "missing"
+    if ref.startswith("-"):
+        return "must not start with '-' (git would read it as an option)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in ref):
+        return "contains a control character"
+    return None
+
+
 def resolve(repo: str, ref: str) -> tuple[str, str]:
     """``(repo URL for the worker, full commit id)`` or ``BadInput``."""
+    problem = ref_problem(ref)
+    if problem:
+        raise BadInput(f"{ref!r} {problem}", field="--ref")
     if has_credentials(repo):
         raise BadInput(
             "the repo URL carries credentials, which would be stored in workflow history; "
@@ -52,7 +66,9 @@ def _resolve_local(path: Path, ref: str, shown: str) -> str:
     probe = _git("rev-parse", "--git-dir", cwd=path)
     if probe.returncode != 0:
         raise BadInput("not a git repository", file=shown)
-    found = _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=path)
+    found = _git(
+        "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", cwd=path
+    )
     if found.returncode != 0:
         raise BadInput(f"unknown ref {ref!r}", file=shown)
     return found.stdout.strip()
@@ -61,7 +77,8 @@ def _resolve_local(path: Path, ref: str, shown: str) -> str:
 def _resolve_remote(url: str, ref: str) -> str:
     if _SHA.fullmatch(ref):
         return ref
-    listed = _git("ls-remote", url, ref)
+    # "--": neither the URL nor the ref can become an option (``--upload-pack=…``).
+    listed = _git("ls-remote", "--", url, ref)
     if listed.returncode != 0:
         detail = redact(listed.stderr.strip().splitlines()[-1] if listed.stderr.strip() else "")
         raise BadInput(f"cannot read the repository: {detail}", file=redact(url))

@@ -209,7 +209,12 @@ class PublishWorkflow:
         workflow.set_current_details(f"rendering `{space_cfg.overlay}`")
         rendered = await workflow.execute_activity_method(
             RenderActivities.render_space,
-            RenderSpaceInput(source=inp.source, space=inp.space, overlay=space_cfg.overlay),
+            RenderSpaceInput(
+                source=inp.source,
+                space=inp.space,
+                overlay=space_cfg.overlay,
+                allow_remote=space_cfg.allow_remote,
+            ),
             start_to_close_timeout=opt.RENDER_TIMEOUT,
             retry_policy=opt.RETRY,
             summary=f"kustomize {space_cfg.overlay}",

@@ -39,7 +39,12 @@ def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
             "also applies what an earlier run of the same commit published."
         ),
     )
-    p.add_argument("--repo", required=True, help="repository path or URL (no credentials)")
+    p.add_argument(
+        "--repo",
+        required=True,
+        help="repository path or URL: https://, http://, ssh://, git://, file://, user@host:path "
+        "(no credentials, nothing starting with '-')",
+    )
     p.add_argument("--ref", default="HEAD", help="branch, tag or commit (default HEAD)")
     p.add_argument(
         "--space", action="append", default=[], metavar="NAME", help="only this space (repeatable)"

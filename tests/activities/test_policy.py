@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.policy import PolicyActivities, check_objects, load_bundle
+from activities.policy import PolicyActivities, RegoSandbox, check_objects, load_bundle
 from activities.render import find_kubectl, render_overlay
 from domain.errors import BadInput
 from domain.messages import CheckObjectsInput, LoadBundleInput, SourceRef
@@ -449,3 +450,131 @@ def test_check_activity_turns_schema_errors_into_non_retryable_failures(
     assert e.value.type == "BadInput"
     assert e.value.non_retryable is True
     assert "spec.lambdaMemory: 64 is less than the minimum of 128" in e.value.message
+
+
+# ---- hostile policies: no environment, bounded time and memory (issue 10, hole 1) ---------
+
+
+def _hostile_bundle(tmp_path: Path, rego: str) -> tuple[Path, list[str]]:
+    tree = tmp_path / "repo"
+    (tree / "pol").mkdir(parents=True)
+    (tree / "pol" / "evil.rego").write_text(rego)
+    return tree, ["pol"]
+
+
+LEAK = (
+    "package evil\n\n"
+    "warn contains m if { m := json.marshal(opa.runtime().env) }\n"
+    "deny contains m if { m := opa.runtime().env.GITHUB_TOKEN }\n"
+)
+
+
+def test_a_policy_cannot_read_the_worker_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "canary-github-0123456789")
+    monkeypatch.setenv("TRIBUTARY_AUTHORITY", "postgresql://u:canary-pw@db/x")
+    tree, policies = _hostile_bundle(tmp_path, LEAK)
+    bundle = load_bundle(tree, policies, [], commit="c")
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}
+    (unit,) = _check(bundle, [obj])
+    shown = " ".join(unit.warnings + unit.violations)
+    assert "canary" not in shown
+    # opa.runtime() still answers, with an empty environment (Python's child sets
+    # only its locale)
+    assert unit.violations == []
+    (env,) = unit.warnings
+    assert set(json.loads(env)) <= {"LC_CTYPE"}
+
+
+def _huge(tmp_path: Path, at: str) -> tuple[Path, list[str]]:
+    rule = 'input.kind == "ConfigMap"; count(numbers.range(1, 1000000000)) > 0'
+    rego = f'package evil\n\nwarn contains "x" if {{ {rule} }}\n'
+    if at == "load":
+        rego = "package evil\n\nbig := n if { n := count(numbers.range(1, 1000000000)) }\n"
+    tree, policies = _hostile_bundle(tmp_path, rego)
+    return tree, policies
+
+
+def test_a_policy_that_eats_memory_is_stopped_as_bad_input(tmp_path):
+    tree, policies = _huge(tmp_path, "check")
+    sandbox = RegoSandbox(memory_bytes=200 * 2**20, seconds=60)
+    try:
+        bundle = load_bundle(tree, policies, [], commit="c", sandbox=sandbox)
+        obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}
+        with pytest.raises(BadInput) as e:
+            check_objects(
+                CheckObjectsInput(
+                    bundle=bundle, space="s", environment="dev", origin="ov", objects=[obj]
+                ),
+                sandbox=sandbox,
+            )
+        assert e.value.file == "pol/evil.rego"
+        assert "used more than 200 MiB" in e.value.message
+        # the sandbox serves the next request with a fresh child
+        good = load_bundle(MW, MW_POLICIES, [], commit="c", sandbox=sandbox)
+        assert good.modules
+    finally:
+        sandbox.close()
+
+
+def test_a_policy_that_runs_too_long_is_stopped_while_loading(tmp_path):
+    tree, policies = _huge(tmp_path, "load")
+    sandbox = RegoSandbox(memory_bytes=8 * 2**30, seconds=1)
+    try:
+        with pytest.raises(BadInput) as e:
+            load_bundle(tree, policies, [], commit="c", sandbox=sandbox)
+        assert e.value.file == "pol/evil.rego"
+        assert "took longer than 1 s" in e.value.message  # loading checks no object
+    finally:
+        sandbox.close()
+
+
+def test_a_policy_bound_is_a_non_retryable_failure_of_the_activity(tmp_path, cache, mw_bundle):
+    tree, policies = _huge(tmp_path, "check")
+    sandbox = RegoSandbox(memory_bytes=8 * 2**30, seconds=1)
+    try:
+        bundle = load_bundle(tree, policies, [], commit="c", sandbox=sandbox)
+        obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}
+        with pytest.raises(ApplicationError) as e:
+            PolicyActivities(cache, sandbox).check(
+                CheckObjectsInput(
+                    bundle=bundle, space="s", environment="dev", origin="ov", objects=[obj]
+                )
+            )
+        assert e.value.non_retryable is True
+        assert e.value.type == "BadInput"  # exit 2: the commit's Rego is bad input
+        assert "took longer than 1.03 s" in e.value.message  # 1 s + 0.03 s for its object
+    finally:
+        sandbox.close()
+
+
+def test_an_oversized_policy_file_is_refused(tmp_path):
+    tree, policies = _hostile_bundle(tmp_path, "package big\n" + "# pad\n" * 400_000)
+    with pytest.raises(BadInput) as e:
+        load_bundle(tree, policies, [], commit="c")
+    assert e.value.file == "pol/evil.rego"
+    assert "more than the limit" in e.value.message
+
+
+def test_an_alias_bomb_in_a_schema_file_is_refused(tmp_path):
+    tree = tmp_path / "repo"
+    (tree / "xrd").mkdir(parents=True)
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
+    (tree / "xrd" / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(BadInput) as e:
+        load_bundle(tree, [], ["xrd"], commit="c")
+    assert e.value.file == "xrd/bomb.yaml"
+    assert "expands to more than" in e.value.message
+
+
+def test_a_schema_link_out_of_the_repository_is_refused(tmp_path):
+    outside = tmp_path / "secret.yaml"
+    outside.write_text("kind: CompositeResourceDefinition\n")
+    tree = tmp_path / "repo"
+    (tree / "xrd").mkdir(parents=True)
+    (tree / "xrd" / "x.yaml").symlink_to(outside)
+    with pytest.raises(BadInput) as e:
+        load_bundle(tree, [], ["xrd"], commit="c")
+    assert e.value.file == "xrd/x.yaml"

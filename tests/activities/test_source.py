@@ -11,7 +11,8 @@ import pytest
 from activities.source import SourceCache
 from domain.errors import BadInput
 from domain.messages import CheckoutResult, SourceRef
-from domain.repos import has_credentials, normalize_repo, redact
+from domain.repos import has_credentials, normalize_repo, redact, repo_problem
+from starter import gitref
 from tests.support import git
 
 UNKNOWN = "0123456789abcdef0123456789abcdef01234567"
@@ -241,3 +242,146 @@ def test_descendants_are_the_commits_that_build_on_this_one(cache, messagewall):
     assert cache.descendants(_ref(messagewall.url, second), [first, second]) == []
     # only full commit ids reach git: nothing can become an option
     assert cache.descendants(_ref(messagewall.url, first), ["--all", "HEAD", second[:12]]) == []
+
+
+# ---- hostile repos and refs never become git options (issue 10, hole 2) ---------------------
+
+SHA = "a" * 40
+
+
+def _hostile(tmp_path: Path) -> tuple[str, Path]:
+    pwned = tmp_path / "pwned"
+    return f"--upload-pack=touch {pwned};false ://", pwned
+
+
+@pytest.mark.parametrize(
+    ("repo", "fragment"),
+    [
+        ("--upload-pack=touch /tmp/x;false ://", "must not start with '-'"),
+        ("-c", "must not start with '-'"),
+        ("ssh://-oProxyCommand=touch%20x/r.git", "has no valid host name"),
+        ("ext::sh -c touch% /tmp/x", "transport helpers"),
+        ("ftp://host/r.git", "scheme 'ftp'"),
+        ("git@host:-r.git", "must not have a path starting with '-'"),
+        ("https://host/r.git\n--upload-pack=x", "control character"),
+    ],
+)
+def test_repo_forms_that_git_could_read_as_options_are_refused(repo, fragment):
+    assert fragment in (repo_problem(repo) or "")
+    with pytest.raises(BadInput) as e:
+        normalize_repo(repo)
+    assert e.value.field == "repo"
+
+
+@pytest.mark.parametrize(
+    "repo",
+    [
+        "https://github.com/o/r.git",
+        "http://127.0.0.1:8080/r.git",
+        "ssh://git@github.com:22/o/r.git",
+        "git@github.com:o/r.git",
+        "file:///srv/r.git",
+        "/srv/r.git",
+        "rel/r.git",
+        "~/r.git",
+    ],
+)
+def test_known_repo_forms_pass(repo):
+    assert repo_problem(repo) is None
+
+
+def test_a_hostile_repo_runs_nothing_on_the_worker(cache, tmp_path):
+    repo, pwned = _hostile(tmp_path)
+    with pytest.raises(BadInput):
+        cache.checkout(_ref(repo, SHA))
+    assert not pwned.exists()
+    assert list((cache.root / "repos").iterdir()) == []
+
+
+def test_fetch_puts_the_url_after_double_dash(cache, tmp_path):
+    """Even a URL that got past the check is a repository to git, never an option."""
+    import git as gitpython
+
+    repo, pwned = _hostile(tmp_path)
+    mirror = gitpython.Repo.init(tmp_path / "m.git", bare=True)
+    with pytest.raises(BadInput) as e:
+        cache._fetch(mirror, repo, _ref("file:///x", SHA))
+    assert "is not supported" in e.value.message
+    assert not pwned.exists()
+
+
+@pytest.mark.parametrize("commit", ["--output=/tmp/x", "../../etc", "HEAD^{tree}", "a b"])
+def test_hostile_commits_are_refused_before_git(cache, messagewall, commit):
+    with pytest.raises(BadInput) as e:
+        cache.checkout(_ref(messagewall.url, commit))
+    assert e.value.field == "commit"
+    with pytest.raises(BadInput):
+        cache.tree(_ref(messagewall.url, commit))
+    assert list((cache.root / "trees").iterdir()) == []
+
+
+def test_cli_refuses_a_hostile_repo_with_a_commit_id(tmp_path):
+    repo, pwned = _hostile(tmp_path)
+    with pytest.raises(BadInput) as e:
+        gitref.resolve(repo, SHA)
+    assert e.value.exit_code == 2
+    assert not pwned.exists()
+
+
+def test_cli_refuses_a_hostile_ref(tmp_path, messagewall):
+    _, pwned = _hostile(tmp_path)
+    for repo in (messagewall.url, str(messagewall.remote)):
+        with pytest.raises(BadInput) as e:
+            gitref.resolve(repo, f"--upload-pack=touch {pwned}")
+        assert e.value.field == "--ref"
+    assert not pwned.exists()
+
+
+def test_cli_ls_remote_reads_a_hostile_url_as_a_url(tmp_path):
+    """Past the check, ``--`` still keeps the URL from becoming an ls-remote option."""
+    repo, pwned = _hostile(tmp_path)
+    with pytest.raises(BadInput) as e:
+        gitref._resolve_remote(repo, "main")
+    assert "cannot read the repository" in e.value.message
+    assert not pwned.exists()
+
+
+# ---- the commit's tree: links out of the repository (issue 10, hole 11) ---------------------
+
+
+def test_a_link_out_of_the_repository_is_bad_input_naming_the_file(cache, messagewall):
+    (messagewall.work / "infra").mkdir(exist_ok=True)
+    (messagewall.work / "infra" / "passwd").symlink_to("/etc/passwd")
+    git(messagewall.work, "add", "-A")
+    commit = messagewall.commit("link out")
+    with pytest.raises(BadInput) as e:
+        cache.tree(_ref(messagewall.url, commit))
+    assert e.value.file == "infra/passwd"
+    assert "outside the repository" in e.value.message
+    assert list((cache.root / "trees").iterdir()) == []
+
+
+def test_a_relative_link_climbing_out_is_bad_input(cache, messagewall):
+    (messagewall.work / "up").symlink_to("../../../../etc")
+    git(messagewall.work, "add", "-A")
+    commit = messagewall.commit("link up")
+    with pytest.raises(BadInput) as e:
+        cache.tree(_ref(messagewall.url, commit))
+    assert e.value.file == "up"
+
+
+def test_the_activity_reports_a_link_out_as_non_retryable(cache, messagewall):
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.git import GitActivities
+    from domain.messages import CheckoutInput
+
+    (messagewall.work / "passwd").symlink_to("/etc/passwd")
+    git(messagewall.work, "add", "-A")
+    commit = messagewall.commit("link out")
+    with pytest.raises(ApplicationError) as e:
+        ActivityEnvironment().run(
+            GitActivities(cache).checkout, CheckoutInput(source=_ref(messagewall.url, commit))
+        )
+    assert (e.value.type, e.value.non_retryable) == ("BadInput", True)

@@ -499,3 +499,57 @@ def test_nothing_changed_touches_no_file(
     assert _snapshot(tree) == before
     assert not (tree / "tributary-sync").exists()
     assert editor.verify(heads, []) == []
+
+
+# ---- links out of the clone: nothing is written outside it (issue 10, hole 3) ----------------
+
+
+def test_a_sync_folder_linked_out_of_the_clone_is_refused(tmp_path: Path, kubectl: str) -> None:
+    from domain.errors import BadInput
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    tree = copy_app(tmp_path, "orders")
+    (tree / "tributary-sync").symlink_to(outside)
+    editor = OverlayEditor(tree, PRODUCTION, kubectl)
+    heads = changed_heads(editor, (DB, "metadata.namespace", "billing"))
+    with pytest.raises(BadInput) as e:
+        editor.write_back(SPACE, heads)
+    assert e.value.file == f"tributary-sync/{SPACE}"
+    assert "leads out of the repository" in e.value.message
+    assert list(outside.iterdir()) == []
+
+
+def test_a_fallback_file_linked_out_of_the_clone_is_refused(tmp_path: Path, kubectl: str) -> None:
+    from domain.errors import BadInput
+
+    victim = tmp_path / "victim.pth"
+    victim.write_text("untouched\n")
+    tree = copy_app(tmp_path, "orders")
+    (tree / "tributary-sync" / SPACE).mkdir(parents=True)
+    (tree / "tributary-sync" / SPACE / f"{DB}.yaml").symlink_to(victim)
+    editor = OverlayEditor(tree, PRODUCTION, kubectl)
+    heads = changed_heads(editor, (DB, "metadata.namespace", "billing"))
+    with pytest.raises(BadInput) as e:
+        editor.write_back(SPACE, heads)
+    assert e.value.file == f"tributary-sync/{SPACE}/{DB}.yaml"
+    assert victim.read_text() == "untouched\n"
+
+
+def test_a_patch_file_linked_out_of_the_clone_is_never_read_or_edited(
+    tmp_path: Path, kubectl: str
+) -> None:
+    from domain.errors import BadInput
+
+    tree = copy_app(tmp_path, "orders")
+    patch = tree / PRODUCTION / "queue.yaml"
+    outside = tmp_path / "outside.yaml"
+    shutil.copy(patch, outside)
+    before = outside.read_text()
+    patch.unlink()
+    patch.symlink_to(outside)
+    with pytest.raises(BadInput) as e:
+        OverlayEditor(tree, PRODUCTION, kubectl).render()
+    assert e.value.file == f"{PRODUCTION}/kustomization.yaml"
+    assert "leads out of the commit's tree" in e.value.message
+    assert outside.read_text() == before

@@ -9,8 +9,10 @@ import pytest
 from domain.errors import BadInput
 from domain.naming import (
     bulk_set_id,
+    duration_range_problem,
     format_duration,
     kubernetes_name_problem,
+    kubernetes_namespace_problem,
     parse_duration,
     publish_id,
     publish_options,
@@ -159,3 +161,33 @@ def test_publish_ids_carry_the_options_so_only_equal_runs_attach():
 def test_other_workflow_ids():
     assert bulk_set_id("d1g3st") == "set:d1g3st"
     assert rollback_id("s", "u", 3) == "rollback:s:u:3"
+
+
+# ---- namespaces and duration bounds (issue 10, holes 5, 6, 11) ------------------------------
+
+
+@pytest.mark.parametrize("namespace", ["default", "team-a", "a1", "x" * 63])
+def test_valid_namespaces(namespace):
+    assert kubernetes_namespace_problem(namespace) is None
+
+
+@pytest.mark.parametrize(
+    "namespace", ["team-a/../kube-system", "a.b", "Team", "-a", "x" * 64, "", None, 7, "a%2f"]
+)
+def test_invalid_namespaces(namespace):
+    assert kubernetes_namespace_problem(namespace) is not None
+
+
+@pytest.mark.parametrize("text", ["99999999999d", "367d", "9000h", "99999999999999999999s"])
+def test_parse_duration_refuses_huge_values_as_bad_input(text):
+    with pytest.raises(BadInput) as e:
+        parse_duration(text, field="spaces.a.drift_interval", file="tributary.yaml")
+    assert e.value.field == "spaces.a.drift_interval"
+
+
+def test_duration_range_problem():
+    assert duration_range_problem("5m", "10s", "30d") is None
+    assert (
+        duration_range_problem("0s", "10s", "30d") == "'0s' is outside the allowed range 10s to 30d"
+    )
+    assert "not a duration" in (duration_range_problem("soon", "10s", "30d") or "")

@@ -201,3 +201,104 @@ def test_bad_ignore_path():
 def test_good_ignore_paths():
     project = parse_project(MINIMAL + "ignore:\n  - spec.x\n  - metadata.labels['a/b']\n")
     assert project.ignore == ["spec.x", "metadata.labels['a/b']"]
+
+
+# ---- bounds and hostile values (issue 10, holes 6 and 11) -----------------------------------
+
+
+def _space(extra: str) -> str:
+    return MINIMAL + "".join(f"    {line}\n" for line in extra.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("0s", "'0s' is outside the allowed range 10s to 30d"),
+        ("9s", "outside the allowed range 10s to 30d"),
+        ("31d", "outside the allowed range 10s to 30d"),
+        ("99999999999d", "'99999999999d' is longer than 366d"),
+    ],
+)
+def test_drift_interval_out_of_range(value, fragment):
+    e = _bad(_space(f"drift_interval: {value}"))
+    assert e.field == "spaces.x.drift_interval"
+    assert fragment in e.message
+    assert e.exit_code == 2
+
+
+def test_drift_interval_at_the_bounds_is_fine():
+    assert parse_project(_space("drift_interval: 10s")).spaces["x"].drift_interval_seconds == 10
+    assert parse_project(_space("drift_interval: 30d")).spaces["x"].drift_interval == "30d"
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("0s", "outside the allowed range 1s to 1d"), ("2d", "outside the allowed range 1s to 1d")],
+)
+def test_debounce_out_of_range(value, fragment):
+    e = _bad(MINIMAL + f"sync:\n  debounce: {value}\n")
+    assert e.field == "sync.debounce"
+    assert fragment in e.message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "{space:>2000000000}",
+        "{space.__class__}",
+        "{space!r}",
+        "{space[0]}",
+        "{0}",
+        "{}",
+        "{other}",
+        "Sync {space",
+    ],
+)
+def test_sync_message_allows_only_a_bare_space_placeholder(message):
+    e = _bad(MINIMAL + f"sync:\n  message: '{message}'\n")
+    assert e.field == "sync.message"
+    assert "may only use the placeholder {space}" in e.message
+
+
+def test_sync_message_with_the_placeholder_is_fine():
+    project = parse_project(MINIMAL + "sync:\n  message: 'Sync {space} ({{braces}})'\n")
+    assert project.sync.message.format(space="s") == "Sync s ({braces})"
+
+
+@pytest.mark.parametrize("name", ["x.lock", "a.b.lock"])
+def test_a_space_name_that_cannot_be_a_branch_is_refused(name):
+    e = _bad(f"spaces:\n  {name}:\n    overlay: o\n    environment: dev\n")
+    assert e.field == "spaces"
+    assert "cannot name a git branch" in e.message
+
+
+def test_a_nul_in_the_overlay_is_bad_input():
+    e = _bad('spaces:\n  x:\n    overlay: "o\\0x"\n    environment: dev\n')
+    assert e.field == "spaces.x.overlay"
+    assert "control character" in e.message
+
+
+@pytest.mark.parametrize("base", ["--upload-pack=x", "a..b", "a\\tb"])
+def test_a_sync_base_that_is_not_a_branch_is_refused(base):
+    e = _bad(MINIMAL + f'sync:\n  base: "{base}"\n')
+    assert e.field == "sync.base"
+
+
+def test_an_alias_bomb_is_refused_before_it_expands():
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
+    e = _bad(MINIMAL + "\n".join(lines) + "\n")
+    assert e.file == CONFIG_FILE
+    assert "expands to more than" in e.message
+
+
+def test_allow_remote_defaults_to_off():
+    assert parse_project(MINIMAL).spaces["x"].allow_remote is False
+    assert parse_project(_space("allow_remote: true")).spaces["x"].allow_remote is True
+
+
+def test_a_duplicate_key_is_refused_naming_the_line():
+    e = _bad(MINIMAL + "    approval: required\n    approval: none\n")
+    assert e.file == f"{CONFIG_FILE}:6:5"
+    assert "duplicate key 'approval'" in e.message
