@@ -21,6 +21,7 @@ from activities.authority import AuthorityActivities
 from activities.aws import AwsObservers
 from activities.drift import DriftActivities
 from activities.git import GitActivities
+from activities.keepalive import DeadWorkerDetection
 from activities.kube import KubeActivities
 from activities.kube_client import KubeClient
 from activities.policy import PolicyActivities
@@ -118,6 +119,8 @@ def build_worker(
         activities=activities(store, cache, kube or KubeClient(), client, task_queue, watcher),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        # A SIGKILLed worker's activities are retried within seconds (see the module).
+        interceptors=[DeadWorkerDetection()],
     )
 
 
