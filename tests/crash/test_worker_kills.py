@@ -37,7 +37,8 @@ from tests.support import AuthoringRepo, git
 
 SPACES = ["crash-a", "crash-b", "crash-c"]
 MIN_KILLS = int(os.environ.get("TRIBUTARY_CRASH_KILLS", "100"))
-TRIGGERS = ("random", "revision", "apply", "push", "pr", "drift")
+TRIGGERS = ("random", "revision", "apply", "drift")
+SYNC_TRIGGERS = ("random", "revision", "push", "pr")
 ROUND_SECONDS = 240.0  # a round that takes longer is stuck
 # A worker lives at most this long (or less: a trigger fires first).
 MAX_LIFETIME = 2.5
@@ -113,8 +114,13 @@ async def killer(
     trigger watches for appears (whichever comes first).
     """
     while len(stack.kills) < target and not done.is_set():
-        trigger = stack.rng.choice(TRIGGERS)
-        lifetime = stack.rng.uniform(0.2, MAX_LIFETIME)
+        if "sync-pr" in phases.now():
+            # A push or a PR update takes a few seconds to come: wait for it longer.
+            trigger = stack.rng.choice(SYNC_TRIGGERS)
+            lifetime = stack.rng.uniform(0.2, MAX_LIFETIME if trigger == "random" else 6.0)
+        else:
+            trigger = stack.rng.choice(TRIGGERS)
+            lifetime = stack.rng.uniform(0.2, MAX_LIFETIME)
         before = probes.read(trigger)
         deadline = time.monotonic() + lifetime
         fired = "random"
