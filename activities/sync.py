@@ -209,7 +209,11 @@ def _origin(history: list[Any], path: str, head: dict[str, Any]) -> Any:
 
 
 def _default_branch(url: str) -> str:
-    out = str(git.cmd.Git().ls_remote("--symref", url, "HEAD"))
+    try:
+        out = str(git.cmd.Git().ls_remote("--symref", url, "HEAD"))
+    except git.GitCommandError as e:
+        # As in _clone: the command line carries the URL, the failure goes to history.
+        raise RuntimeError(f"cannot reach {redact(url)}: {redact(str(e.stderr))}") from None
     for line in out.splitlines():
         if line.startswith("ref: refs/heads/"):
             return line.split("\t")[0].removeprefix("ref: refs/heads/")

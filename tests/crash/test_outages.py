@@ -109,9 +109,8 @@ async def test_api_and_git_outages_are_retried_visible_and_lose_nothing(
     queue, db = QUEUE, DB
 
     # ---- 1. the Kubernetes API goes away for 60 s ------------------------------------
-    # A live edit just before, and a CI publish --apply during the outage.
-    live_edit(stack, queue, {"maxReceiveCount": 31})
-    stack.peer.refuse_connections(PEER_OUTAGE)
+    # A CI publish --apply: the API goes away once the revision is written, as the
+    # apply starts; a live edit just before.
     repo.edit(
         f"deploy/envs/{SPACE}/database.yaml",
         lambda t: re.sub(r"storageGB: \d+", "storageGB: 120", t),
@@ -120,6 +119,13 @@ async def test_api_and_git_outages_are_retried_visible_and_lose_nothing(
     publishing = asyncio.create_task(
         cli(stack, "publish", "--repo", repo.url, "--ref", sha, "--apply", "--json", limit=400)
     )
+
+    async def written() -> bool:
+        return head_value(stack, SPACE, db, ["spec", "storageGB"]) == 120
+
+    await eventually(written, limit=180, what="the publish wrote its revision", every=0.05)
+    live_edit(stack, queue, {"maxReceiveCount": 31})
+    stack.peer.refuse_connections(PEER_OUTAGE)
     seen_peer = await seen_during(stack, PEER_OUTAGE, "refused|unavailable|reset|aborted")
     print("API peer outage, seen in the Web UI:", *seen_peer, sep="\n  ")
     status = await cli(stack, "drift", "status", SPACE, "--json")
@@ -145,7 +151,7 @@ async def test_api_and_git_outages_are_retried_visible_and_lose_nothing(
     repo.remote.rename(hidden)
     try:
         live_edit(stack, queue, {"maxReceiveCount": 32})
-        seen_git = await seen_during(stack, SIDE_OUTAGE, "cannot clone")
+        seen_git = await seen_during(stack, SIDE_OUTAGE, "cannot (reach|clone)")
     finally:
         hidden.rename(repo.remote)
     print("Git remote outage, seen in the Web UI:", *seen_git, sep="\n  ")
