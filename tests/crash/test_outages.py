@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from starter.sandbox.moto_server import AwsClients
-from tests.crash.common import cli, live_edit, remote_file
+from tests.crash.common import cli, live_edit, remote_file, remote_refs
 from tests.crash.conftest import crash_repo
 from tests.crash.harness import CrashStack, eventually
 from tests.support import AuthoringRepo, make_repo, set_patch_value
@@ -157,10 +157,19 @@ async def test_api_and_git_outages_are_retried_visible_and_lose_nothing(
     print("Git remote outage, seen in the Web UI:", *seen_git, sep="\n  ")
 
     async def proposed() -> bool:
-        text = remote_file(repo, f"tributary/sync/{SPACE}", f"deploy/envs/{SPACE}/queue.yaml")
-        return "maxReceiveCount: 32" in text
+        branch = f"tributary/sync/{SPACE}"
+        text = remote_file(repo, branch, f"deploy/envs/{SPACE}/queue.yaml")
+        store = stack.store()
+        try:
+            prs = store.list_prs(SPACE)
+        finally:
+            store.close()
+        head = remote_refs(repo.remote).get(branch)
+        return "maxReceiveCount: 32" in text and any(p.head_commit == head for p in prs)
 
-    await eventually(proposed, limit=180, what="the sync PR pushed after the Git outage")
+    await eventually(
+        proposed, limit=180, what="the sync PR pushed and updated after the Git outage"
+    )
 
     # Nothing lost, nothing twice: exactly the revisions the story made.
     store = stack.store()
