@@ -20,7 +20,9 @@ from temporalio.worker import Worker
 from activities.authority import AuthorityActivities
 from activities.aws import AwsObservers
 from activities.drift import DriftActivities
+from activities.failures import CompactFailures
 from activities.git import GitActivities
+from activities.keepalive import DeadWorkerDetection
 from activities.kube import KubeActivities
 from activities.kube_client import KubeClient
 from activities.policy import PolicyActivities
@@ -125,6 +127,9 @@ def build_worker(
         activities=activities(store, cache, kube or KubeClient(), client, task_queue, watcher),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        # A SIGKILLed worker's activities are retried within seconds; failures stay
+        # small enough for the Web UI to show them (see the modules).
+        interceptors=[DeadWorkerDetection(), CompactFailures()],
     )
 
 

@@ -213,7 +213,11 @@ def _origin(history: list[Any], path: str, head: dict[str, Any]) -> Any:
 # Every git call below puts "--" before the URL: it is the space's stored repo,
 # and git must never read it as an option (issue 10, hole 2).
 def _default_branch(url: str) -> str:
-    out = str(git.cmd.Git().ls_remote("--symref", "--", url, "HEAD"))
+    try:
+        out = str(git.cmd.Git().ls_remote("--symref", "--", url, "HEAD"))
+    except git.GitCommandError as e:
+        # As in _clone: the command line carries the URL, the failure goes to history.
+        raise RuntimeError(f"cannot reach {redact(url)}: {redact(str(e.stderr))}") from None
     for line in out.splitlines():
         if line.startswith("ref: refs/heads/"):
             return line.split("\t")[0].removeprefix("ref: refs/heads/")

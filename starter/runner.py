@@ -14,7 +14,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain.errors import EXIT_CODES, TributaryError
 from starter.output import Output
@@ -27,6 +27,10 @@ SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
 UNIT_KEY = SearchAttributeKey.for_keyword("TributaryUnit")
 
 EXIT_WAITING = 5
+
+# A wait that breaks with one of these is resumed (about 5 minutes in all).
+WAIT_AGAIN = {RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE}
+WAIT_RETRIES = 60
 
 
 class Unreachable(TributaryError):
@@ -105,14 +109,26 @@ async def wait(
     on_tick: Callable[[], Awaitable[None]] | None = None,
     tick_seconds: float = 0.5,
 ) -> R:
-    """The workflow's result; a decided failure becomes ``WorkflowFailed``."""
-    task = asyncio.ensure_future(handle.result())
-    try:
-        while on_tick is not None and not task.done():
-            await asyncio.wait({task}, timeout=tick_seconds)
-            if not task.done():
-                await on_tick()
-        return await task
-    except WorkflowFailureError as e:
-        info = error_info(e)
-        raise WorkflowFailed(info.type, info.message) from e
+    """The workflow's result; a decided failure becomes ``WorkflowFailed``.
+
+    The workflow goes on when the wait breaks: a server that drops the long poll
+    ("context canceled" from a busy or restarting Temporal) is waited on again, so a
+    CI step does not fail while its publish completes.
+    """
+    failures = 0
+    while True:
+        task = asyncio.ensure_future(handle.result())
+        try:
+            while on_tick is not None and not task.done():
+                await asyncio.wait({task}, timeout=tick_seconds)
+                if not task.done():
+                    await on_tick()
+            return await task
+        except WorkflowFailureError as e:
+            info = error_info(e)
+            raise WorkflowFailed(info.type, info.message) from e
+        except RPCError as e:
+            failures += 1
+            if e.status not in WAIT_AGAIN or failures > WAIT_RETRIES:
+                raise
+            await asyncio.sleep(min(failures, 5))

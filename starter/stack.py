@@ -90,6 +90,9 @@ class StackConfig:
     kube_port: int = 6443
     aws_port: int = 4566
     keep: bool = False  # keep the authority and workflow history of a previous run
+    # False: no worker; run your own (`tributary worker` with dev.env), e.g. in a
+    # debugger, or a test that kills and restarts it.
+    worker: bool = True
 
 
 class DevStack:
@@ -173,13 +176,14 @@ class DevStack:
             progress(f"starting Temporal dev server on {self.cfg.ip}:{self.cfg.temporal_port}")
             self._spawn("temporal", self._temporal_command(), env={})
             client = await self._wait_for_temporal()
-            progress("starting the worker")
-            self._spawn(
-                "worker",
-                [sys.executable, "-m", "starter", "worker"],
-                env=self.env,
-            )
-            await self._wait_for_worker(client)
+            if self.cfg.worker:
+                progress("starting the worker")
+                self._spawn(
+                    "worker",
+                    [sys.executable, "-m", "starter", "worker"],
+                    env=self.env,
+                )
+                await self._wait_for_worker(client)
             write_private(self.env_file, "".join(f"export {k}={v}\n" for k, v in self.env.items()))
         except BaseException:
             await self.stop()

@@ -54,6 +54,7 @@ def stack_config(args: argparse.Namespace) -> StackConfig:
         authority=args.authority,
         sandbox=not args.no_sandbox,
         keep=args.keep,
+        worker=not getattr(args, "no_worker", False),
         kube_port=args.kube_port,
         aws_port=args.aws_port,
     )
@@ -66,6 +67,11 @@ def add_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="run the embedded stack (Temporal + Web UI, worker, authority) until Ctrl-C",
     )
     add_stack_arguments(p)
+    p.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="start no worker: run `tributary worker` yourself with the printed environment",
+    )
     p.set_defaults(func=run)
 
 
