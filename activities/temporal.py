@@ -25,6 +25,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.drift import CheckRequest
@@ -58,23 +59,31 @@ ATTEMPTS = 5
 RETRY_PAUSE_SECONDS = 0.05
 
 
-def completed_meanwhile(e: RPCError) -> bool:
-    """The workflow completed between the server's "is it running?" and the delivery.
+def completed_meanwhile(e: Exception) -> bool:
+    """The workflow's run ended (or began) between the server's look and the delivery.
 
-    A signal-with-start's check and its signal are not one step on every server (the
-    time-skipping test server answers "Completed workflow"), and an update sent to a
-    workflow that completes before accepting it gets "workflow execution already
-    completed": both are NOT_FOUND, and both mean "ask again".
+    A signal-with-start's "is it running?" and its signal are not one step on every
+    server: the time-skipping test server answers "Completed workflow" (NOT_FOUND)
+    when the run completes in between, and "already started" when another request's
+    start won the race (we always ask to use the existing run). An update sent to a
+    run that completes before accepting it gets "workflow execution already
+    completed" (NOT_FOUND). Each means "ask again": the retry reaches the run that is
+    current then, or starts one.
     """
-    return e.status == RPCStatusCode.NOT_FOUND
+    if isinstance(e, WorkflowAlreadyStartedError):
+        return True
+    return isinstance(e, RPCError) and e.status in (
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.ALREADY_EXISTS,
+    )
 
 
 async def retry_completed(call: Callable[[], Awaitable[T]]) -> T:
-    """``call()``, sent again (bounded) while it meets a workflow that just completed."""
+    """``call()``, sent again (bounded) while it meets a run that just ended or began."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return await call()
-        except RPCError as e:
+        except (RPCError, WorkflowAlreadyStartedError) as e:
             if not completed_meanwhile(e) or attempt == ATTEMPTS:
                 raise
             await asyncio.sleep(RETRY_PAUSE_SECONDS * attempt)

@@ -1,0 +1,308 @@
+"""Requests that meet a workflow at the end of its life: as it completes, or as it
+continues as new.
+
+Each test sends requests in a tight loop while the workflow ends (the idle timer of a
+singleton loop, pushed by skipping time) or hands over (continue-as-new), then counts:
+every request is acted on or answered exactly once, and none fails. These are the
+windows of issue 15 (``RPCError: Completed workflow`` at a signal-with-start) and of
+issue 9.3 (``SyncPRWorkflow`` dropping requests, and deadlocking an update, at
+continue-as-new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.filter.v1 import WorkflowExecutionFilter
+from temporalio.api.workflowservice.v1 import ListClosedWorkflowExecutionsRequest
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.temporal import signal_sync, sync_now
+from authority.sql import SqlStore
+from domain.messages import SyncNowInput, SyncPRInput, SyncResult
+from domain.naming import apply_id, sync_pr_id
+from tests.support import AuthoringRepo, authority_change, eventually, make_repo
+from tests.workflows.helpers import ask, publish
+from workflows.apply import ApplyWorkflow
+from workflows.sync import RUNS_PER_HISTORY, SyncPRWorkflow
+
+SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+BURSTS = 30
+PER_BURST = 4
+
+
+async def closed_runs(env: WorkflowEnvironment, workflow_id: str) -> list[str]:
+    """Run ids of every closed run of ``workflow_id`` (completed or continued as new)."""
+    resp = await env.client.workflow_service.list_closed_workflow_executions(
+        ListClosedWorkflowExecutionsRequest(
+            namespace=env.client.namespace,
+            maximum_page_size=1000,
+            execution_filter=WorkflowExecutionFilter(workflow_id=workflow_id),
+        )
+    )
+    return [e.execution.run_id for e in resp.executions]
+
+
+@contextlib.asynccontextmanager
+async def skipping_time(env: WorkflowEnvironment, step: timedelta) -> AsyncIterator[None]:
+    """Skip ``step`` of workflow time over and over in the background, so idle loops
+    reach their end (and complete) while the test sends requests."""
+    stop = asyncio.Event()
+
+    async def skip() -> None:
+        while not stop.is_set():
+            await env.sleep(step)
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(skip())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def signals(handle: WorkflowHandle[Any, Any]) -> int:
+    return sum(
+        1
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+
+
+# ---- apply: signal-with-start while the loop completes ------------------------------------
+
+
+@SQLITE_ONLY
+async def test_apply_requests_that_meet_the_loop_as_it_completes_are_each_handled_once(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore
+) -> None:
+    """``tributary apply`` and ``delete`` meet ``apply:{space}:{unit}`` as it ends idle.
+
+    The unit does not exist, so each request fails fast at its first activity: the loop
+    handles it, idles, and ends — again and again while requests keep coming.
+    """
+    space, unit = "nowhere", "ghost"
+    sent: list[str] = []
+    workflow_id = apply_id(space, unit)
+    for burst in range(BURSTS):
+        # skip past the idle wait while the next burst is on its way, so the requests
+        # land around the moment the loop ends (a little later each burst)
+        skip = asyncio.create_task(env.sleep(timedelta(minutes=3)))
+        await asyncio.sleep(0.002 * (burst % 10))
+        asked = await asyncio.gather(
+            *(
+                ask(env, worker, space, unit, burst + 1, action="delete" if i % 2 else "apply")
+                for i in range(PER_BURST)
+            )
+        )
+        sent += [request_id for _, request_id in asked]
+        await skip
+    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, workflow_id)
+    await env.sleep(timedelta(minutes=3))
+    await eventually(
+        handle.describe, lambda d: d.status == WorkflowExecutionStatus.COMPLETED, limit=30
+    )
+
+    runs = await closed_runs(env, workflow_id)
+    answered: list[str] = []
+    for run_id in runs:
+        result = await env.client.get_workflow_handle_for(
+            ApplyWorkflow.run, workflow_id, run_id=run_id
+        ).result(follow_runs=False)
+        answered += [i for o in result.outcomes for i in o.request_ids]
+    assert sorted(answered) == sorted(sent)  # each exactly once, none lost
+    assert len(runs) > 1, "the loop never ended while requests came: nothing was tested"
+
+
+# ---- sync PR: continue-as-new and the end of an idle loop ----------------------------------
+
+UNIT = "messagewall-dev-east"
+SPACE = "messagewall-dev-east"
+
+
+@pytest.fixture
+async def sync_space(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, tmp_path: Path
+) -> AuthoringRepo:
+    """The message wall (5 s debounce) published, and one authority change to sync."""
+    repo = make_repo(tmp_path, "messagewall")
+    repo.edit("tributary.yaml", lambda text: text + "sync:\n  debounce: 5s\n")
+    repo.commit("a 5 s debounce")
+    await publish(env, worker, repo, spaces=[SPACE])
+    authority_change(store, SPACE, UNIT, "drift-capture", spec__lambdaMemory=512)
+    return repo
+
+
+@contextlib.contextmanager
+def spaces_locked(store_url: str) -> Iterator[sqlalchemy.Connection]:
+    """Hold the authority's ``spaces`` table so that every read of it waits: a sync
+    that starts meanwhile stays inside its push activity until the lock goes."""
+    engine = sqlalchemy.create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("LOCK TABLE spaces IN ACCESS EXCLUSIVE MODE"))
+            yield conn
+            conn.rollback()
+    finally:
+        engine.dispose()
+
+
+def waiting_for_lock(conn: sqlalchemy.Connection) -> int:
+    return int(
+        conn.execute(
+            sqlalchemy.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        ).scalar_one()
+    )
+
+
+async def run_inputs(env: WorkflowEnvironment, workflow_id: str) -> list[SyncPRInput]:
+    """The input of every run of ``sync-pr:{space}``, oldest first (one chain)."""
+    handle = env.client.get_workflow_handle(workflow_id)
+    first = (await handle.describe()).raw_description.workflow_execution_info
+    run_id: str | None = first.first_run_id or None
+    converter = env.client.data_converter
+    out: list[SyncPRInput] = []
+    while run_id:
+        events = [
+            e
+            async for e in env.client.get_workflow_handle(
+                workflow_id, run_id=run_id
+            ).fetch_history_events()
+        ]
+        started = events[0].workflow_execution_started_event_attributes
+        [inp] = await converter.decode(started.input.payloads, [SyncPRInput])
+        out.append(inp)
+        last = events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+            else None
+        )
+    return out
+
+
+def pushes(events: list[Any]) -> int:
+    return sum(
+        1
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "sync.push"
+    )
+
+
+async def history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
+    return [e async for e in handle.fetch_history_events()]
+
+
+def seen(events: list[Any], kind: EventType.ValueType) -> int:
+    return sum(1 for e in events if e.event_type == kind)
+
+
+@contextlib.asynccontextmanager
+async def last_sync_in_flight(
+    env: WorkflowEnvironment, worker: Worker, store_url: str
+) -> AsyncIterator[tuple[WorkflowHandle[Any, Any], asyncio.Task[SyncResult]]]:
+    """A sync loop one sync away from its hand-over, that sync asked for with
+    ``sync_now`` and held inside its push until the block ends."""
+    handle = await env.client.start_workflow(
+        SyncPRWorkflow.run,
+        SyncPRInput(space=SPACE, runs=RUNS_PER_HISTORY - 1),
+        id=sync_pr_id(SPACE),
+        task_queue=worker.task_queue,
+    )
+    await eventually(
+        lambda: history(handle),
+        lambda events: seen(events, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) == 1,
+        what="the run read its settings",
+    )
+    with spaces_locked(store_url) as conn:
+        first = asyncio.create_task(sync_now(env.client, worker.task_queue, SPACE, SyncNowInput()))
+        await eventually(
+            lambda: asyncio.to_thread(waiting_for_lock, conn),
+            lambda n: n > 0,
+            what="the run's last sync waits inside its push",
+        )
+        yield handle, first
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_sync_request_during_the_last_sync_of_a_run_goes_along_to_the_next(
+    env: WorkflowEnvironment,
+    worker: Worker,
+    store: SqlStore,
+    store_url: str,
+    sync_space: AuthoringRepo,
+) -> None:
+    """Issue 9.3: before the fix, continue-as-new carried only ``runs``: a request that
+    came during the run's last sync was dropped, and its change never reached Git."""
+    async with last_sync_in_flight(env, worker, store_url) as (handle, first):
+        await signal_sync(env.client, worker.task_queue, SPACE, "capture")
+        await eventually(
+            lambda: history(handle),
+            lambda events: seen(events, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) == 1,
+            what="the request reached the run",
+        )
+    assert (await asyncio.wait_for(first, timeout=120)).action == "opened"
+
+    inputs = await eventually(
+        lambda: run_inputs(env, sync_pr_id(SPACE)), lambda runs: len(runs) == 2, what="hand-over"
+    )
+    assert [(i.runs, i.requests, i.reasons) for i in inputs] == [
+        (RUNS_PER_HISTORY - 1, 0, []),
+        (RUNS_PER_HISTORY, 1, ["capture"]),
+    ]
+    # the next run syncs the request after its debounce
+    current = env.client.get_workflow_handle(sync_pr_id(SPACE))
+    await eventually(
+        lambda: history(current),
+        lambda events: seen(events, EventType.EVENT_TYPE_TIMER_STARTED) == 1,
+        what="the next run debounces the request",
+    )
+    await env.sleep(timedelta(seconds=6))
+    events = await eventually(lambda: history(current), lambda events: pushes(events) == 1)
+    assert pushes(events) == 1
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_sync_now_during_the_last_sync_of_a_run_is_answered(
+    env: WorkflowEnvironment,
+    worker: Worker,
+    store: SqlStore,
+    store_url: str,
+    sync_space: AuthoringRepo,
+) -> None:
+    """Issue 9.3: before the fix, a ``sync_now`` that came during the run's last sync
+    deadlocked: the loop waited for every handler to finish before handing over, and
+    the handler waited for a sync that only the loop performs."""
+    async with last_sync_in_flight(env, worker, store_url) as (handle, first):
+        second = asyncio.create_task(sync_now(env.client, worker.task_queue, SPACE, SyncNowInput()))
+        await eventually(
+            lambda: history(handle),
+            lambda events: (
+                seen(events, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED) == 2
+            ),
+            what="the second update reached the run",
+        )
+    done = await asyncio.wait_for(asyncio.gather(first, second), timeout=120)
+    # the second sync found the PR as the first left it
+    assert [r.action for r in done] == ["opened", "unchanged"]
+    assert done[0].pr == done[1].pr
+    # served in the run it came to, which then hands over
+    inputs = await eventually(
+        lambda: run_inputs(env, sync_pr_id(SPACE)), lambda runs: len(runs) == 2, what="hand-over"
+    )
+    assert [(i.runs, i.requests) for i in inputs] == [
+        (RUNS_PER_HISTORY - 1, 0),
+        (RUNS_PER_HISTORY + 1, 0),
+    ]
