@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,14 +27,19 @@ from temporalio.api.filter.v1 import WorkflowExecutionFilter
 from temporalio.api.workflowservice.v1 import ListClosedWorkflowExecutionsRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+import workflows.apply
+import workflows.sync
+from activities.kube_client import KubeClient
+from activities.source import SourceCache
 from activities.temporal import signal_sync, sync_now
 from authority.sql import SqlStore
 from domain.messages import SyncNowInput, SyncPRInput, SyncResult
 from domain.naming import apply_id, sync_pr_id
 from tests.support import AuthoringRepo, authority_change, eventually, make_repo
 from tests.workflows.helpers import ask, publish
+from worker import ACTIVITY_THREADS, WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
 from workflows.sync import RUNS_PER_HISTORY, SyncPRWorkflow
 
@@ -41,8 +48,39 @@ BURSTS = 30
 PER_BURST = 4
 
 
-async def closed_runs(env: WorkflowEnvironment, workflow_id: str) -> list[str]:
-    """Run ids of every closed run of ``workflow_id`` (completed or continued as new)."""
+@pytest.fixture
+async def short_runs(
+    env: WorkflowEnvironment,
+    store: SqlStore,
+    cache: SourceCache,
+    executor: ThreadPoolExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Worker]:
+    """A worker with every real activity whose loops hand over (continue as new) after
+    a few requests instead of a hundred, so a test meets many hand-overs.
+
+    The limits are module constants of the workflows; the workflow sandbox would load
+    its own copy of each module, so this worker runs the same workflow code unsandboxed.
+    """
+    monkeypatch.setattr(workflows.apply, "REQUESTS_PER_RUN", 3)
+    monkeypatch.setattr(workflows.apply, "OUTCOMES_KEPT", 10_000)  # every outcome, to count
+    monkeypatch.setattr(workflows.sync, "RUNS_PER_HISTORY", 2)
+    task_queue = f"tq-{uuid.uuid4()}"
+    w = Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities(store, cache, KubeClient(), env.client, task_queue),
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    async with w:
+        yield w
+
+
+async def runs_of(env: WorkflowEnvironment, workflow_id: str) -> list[tuple[str, int]]:
+    """(run id, status) of every closed run of ``workflow_id``, oldest first."""
     resp = await env.client.workflow_service.list_closed_workflow_executions(
         ListClosedWorkflowExecutionsRequest(
             namespace=env.client.namespace,
@@ -50,59 +88,42 @@ async def closed_runs(env: WorkflowEnvironment, workflow_id: str) -> list[str]:
             execution_filter=WorkflowExecutionFilter(workflow_id=workflow_id),
         )
     )
-    return [e.execution.run_id for e in resp.executions]
+    ordered = sorted(resp.executions, key=lambda e: e.start_time.ToDatetime())
+    return [(e.execution.run_id, e.status) for e in ordered]
 
 
-@contextlib.asynccontextmanager
-async def skipping_time(env: WorkflowEnvironment, step: timedelta) -> AsyncIterator[None]:
-    """Skip ``step`` of workflow time over and over in the background, so idle loops
-    reach their end (and complete) while the test sends requests."""
-    stop = asyncio.Event()
-
-    async def skip() -> None:
-        while not stop.is_set():
-            await env.sleep(step)
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(skip())
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+async def history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
+    return [e async for e in handle.fetch_history_events()]
 
 
-async def signals(handle: WorkflowHandle[Any, Any]) -> int:
-    return sum(
-        1
-        async for e in handle.fetch_history_events()
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-    )
+def seen(events: list[Any], kind: EventType.ValueType) -> int:
+    return sum(1 for e in events if e.event_type == kind)
 
 
 # ---- apply: signal-with-start while the loop completes ------------------------------------
 
 
 @SQLITE_ONLY
-async def test_apply_requests_that_meet_the_loop_as_it_completes_are_each_handled_once(
-    env: WorkflowEnvironment, worker: Worker, store: SqlStore
+async def test_apply_requests_that_meet_the_loop_as_it_ends_are_each_handled_once(
+    env: WorkflowEnvironment, short_runs: Worker, store: SqlStore
 ) -> None:
-    """``tributary apply`` and ``delete`` meet ``apply:{space}:{unit}`` as it ends idle.
+    """``tributary apply`` and ``delete`` meet ``apply:{space}:{unit}`` as it completes
+    idle or continues as new (here after every 3 requests), over and over.
 
     The unit does not exist, so each request fails fast at its first activity: the loop
-    handles it, idles, and ends — again and again while requests keep coming.
+    handles it and idles, and skipping time ends it while the next burst is on its way.
+    Before the fix a signal-with-start could fail there with "Completed workflow" or
+    "already started" (two starts racing to the closed workflow).
     """
     space, unit = "nowhere", "ghost"
-    sent: list[str] = []
     workflow_id = apply_id(space, unit)
+    sent: list[str] = []
     for burst in range(BURSTS):
-        # skip past the idle wait while the next burst is on its way, so the requests
-        # land around the moment the loop ends (a little later each burst)
         skip = asyncio.create_task(env.sleep(timedelta(minutes=3)))
-        await asyncio.sleep(0.002 * (burst % 10))
+        await asyncio.sleep(0.002 * (burst % 10))  # land a little later each burst
         asked = await asyncio.gather(
             *(
-                ask(env, worker, space, unit, burst + 1, action="delete" if i % 2 else "apply")
+                ask(env, short_runs, space, unit, burst + 1, action="delete" if i % 2 else "apply")
                 for i in range(PER_BURST)
             )
         )
@@ -114,15 +135,21 @@ async def test_apply_requests_that_meet_the_loop_as_it_completes_are_each_handle
         handle.describe, lambda d: d.status == WorkflowExecutionStatus.COMPLETED, limit=30
     )
 
-    runs = await closed_runs(env, workflow_id)
+    runs = await runs_of(env, workflow_id)
     answered: list[str] = []
-    for run_id in runs:
-        result = await env.client.get_workflow_handle_for(
-            ApplyWorkflow.run, workflow_id, run_id=run_id
-        ).result(follow_runs=False)
-        answered += [i for o in result.outcomes for i in o.request_ids]
+    for run_id, status in runs:
+        if status == WorkflowExecutionStatus.COMPLETED.value:
+            # the last run of a chain holds every outcome of the chain
+            result = await env.client.get_workflow_handle_for(
+                ApplyWorkflow.run, workflow_id, run_id=run_id
+            ).result(follow_runs=False)
+            answered += [i for o in result.outcomes for i in o.request_ids]
     assert sorted(answered) == sorted(sent)  # each exactly once, none lost
-    assert len(runs) > 1, "the loop never ended while requests came: nothing was tested"
+    statuses = {status for _, status in runs}
+    assert statuses == {
+        WorkflowExecutionStatus.COMPLETED.value,
+        WorkflowExecutionStatus.CONTINUED_AS_NEW.value,
+    }, "the loop never ended or handed over while requests came: nothing was tested"
 
 
 # ---- sync PR: continue-as-new and the end of an idle loop ----------------------------------
@@ -199,14 +226,6 @@ def pushes(events: list[Any]) -> int:
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         and e.activity_task_scheduled_event_attributes.activity_type.name == "sync.push"
     )
-
-
-async def history(handle: WorkflowHandle[Any, Any]) -> list[Any]:
-    return [e async for e in handle.fetch_history_events()]
-
-
-def seen(events: list[Any], kind: EventType.ValueType) -> int:
-    return sum(1 for e in events if e.event_type == kind)
 
 
 @contextlib.asynccontextmanager
