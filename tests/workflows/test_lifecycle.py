@@ -37,7 +37,7 @@ from activities.temporal import signal_sync, sync_now
 from authority.sql import SqlStore
 from domain.messages import SyncNowInput, SyncPRInput, SyncResult
 from domain.naming import apply_id, sync_pr_id
-from tests.support import AuthoringRepo, authority_change, eventually, make_repo
+from tests.support import AuthoringRepo, authority_change, eventually, git, make_repo
 from tests.workflows.helpers import ask, publish
 from worker import ACTIVITY_THREADS, WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
@@ -325,3 +325,86 @@ async def test_sync_now_during_the_last_sync_of_a_run_is_answered(
         (RUNS_PER_HISTORY - 1, 0),
         (RUNS_PER_HISTORY + 1, 0),
     ]
+
+
+async def sync_run(env: WorkflowEnvironment, workflow_id: str, run_id: str) -> dict[str, Any]:
+    """What one run of the sync loop received and left: its input, its requests not
+    synced by one of its own pushes, how it ended, and the run it handed over to."""
+    events = await history(env.client.get_workflow_handle(workflow_id, run_id=run_id))
+    started = events[0].workflow_execution_started_event_attributes
+    [inp] = await env.client.data_converter.decode(started.input.payloads, [SyncPRInput])
+    # a push resets the count of requests in the same workflow task that schedules it
+    last_push = max(
+        (
+            i
+            for i, e in enumerate(events)
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "sync.push"
+        ),
+        default=-1,
+    )
+    after = seen(events[last_push + 1 :], EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+    last = events[-1]
+    return {
+        "input": inp,
+        "signals": seen(events, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED),
+        "unsynced": after + (inp.requests if last_push < 0 else 0),
+        "next": last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+        if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+        else None,
+    }
+
+
+@SQLITE_ONLY
+async def test_sync_requests_in_a_tight_loop_across_ends_and_hand_overs(
+    env: WorkflowEnvironment, short_runs: Worker, store: SqlStore, sync_space: AuthoringRepo
+) -> None:
+    """Captures (``request`` signals) and ``tributary sync-pr`` (``sync_now``) keep coming
+    while the space's sync loop ends idle or hands over (here every 2 syncs): every
+    update is answered, every request is synced by the run it came to or carried to
+    the next, and the last change reaches the branch."""
+    workflow_id = sync_pr_id(SPACE)
+    memory = 512
+    requests = 0
+    answers: list[SyncResult] = []
+    for burst in range(8):
+        skip = asyncio.create_task(env.sleep(timedelta(minutes=11)))  # debounce and idle
+        await asyncio.sleep(0.002 * burst)
+        memory += 64
+        authority_change(store, SPACE, UNIT, "drift-capture", spec__lambdaMemory=memory)
+        now = asyncio.create_task(
+            sync_now(env.client, short_runs.task_queue, SPACE, SyncNowInput())
+        )
+        for reason in ("capture", "set", "rollback", "capture", "set"):
+            # before, during and after the sync the update asked for
+            await signal_sync(env.client, short_runs.task_queue, SPACE, reason)
+            requests += 1
+            await asyncio.sleep(0.1)
+        answers.append(await now)
+        await skip
+    await env.sleep(timedelta(minutes=11))
+    handle = env.client.get_workflow_handle_for(SyncPRWorkflow.run, workflow_id)
+    await eventually(
+        handle.describe, lambda d: d.status == WorkflowExecutionStatus.COMPLETED, limit=60
+    )
+
+    assert {a.action for a in answers} <= {"opened", "updated", "unchanged"}
+    runs = {
+        run_id: await sync_run(env, workflow_id, run_id)
+        for run_id, _ in await runs_of(env, workflow_id)
+    }
+    assert sum(r["signals"] for r in runs.values()) == requests  # every request delivered
+    for run in runs.values():
+        if run["next"] is None:
+            assert run["unsynced"] == 0  # completed with nothing left unsynced
+        else:
+            assert runs[run["next"]]["input"].requests == run["unsynced"]  # carried along
+    assert any(r["next"] for r in runs.values()), "no hand-over happened: nothing was tested"
+    assert sum(1 for r in runs.values() if r["next"] is None) > 1, "the loop never ended"
+    # the last change is on the sync branch
+    overlay = git(
+        sync_space.remote,
+        "show",
+        f"tributary/sync/{SPACE}:infra/claims/overlays/dev-east/kustomization.yaml",
+    )
+    assert f"value: {memory}\n" in overlay
