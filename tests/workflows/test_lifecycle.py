@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy
@@ -27,23 +27,37 @@ from temporalio.api.filter.v1 import WorkflowExecutionFilter
 from temporalio.api.workflowservice.v1 import ListClosedWorkflowExecutionsRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows.apply
 import workflows.sync
 from activities.kube_client import KubeClient
 from activities.source import SourceCache
-from activities.temporal import signal_sync, sync_now
+from activities.temporal import (
+    signal_drift,
+    signal_sync,
+    start_drift,
+    sync_now,
+    update_with_start,
+)
 from authority.sql import SqlStore
+from domain.authority import UnitStateChange
+from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftStatus
 from domain.messages import SyncNowInput, SyncPRInput, SyncResult
-from domain.naming import apply_id, sync_pr_id
+from domain.naming import apply_id, drift_id, sync_pr_id
 from tests.support import AuthoringRepo, authority_change, eventually, git, make_repo
 from tests.workflows.helpers import ask, publish
+from tests.workflows.test_drift import check_starts, go_live, small_runs_worker
 from worker import ACTIVITY_THREADS, WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
 from workflows.sync import RUNS_PER_HISTORY, SyncPRWorkflow
 
+# fixtures of the drift tests, used here too
+__all__ = ["check_starts", "small_runs_worker"]
+
 SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+T = TypeVar("T")
 BURSTS = 30
 PER_BURST = 4
 
@@ -59,8 +73,8 @@ async def short_runs(
     """A worker with every real activity whose loops hand over (continue as new) after
     a few requests instead of a hundred, so a test meets many hand-overs.
 
-    The limits are module constants of the workflows; the workflow sandbox would load
-    its own copy of each module, so this worker runs the same workflow code unsandboxed.
+    The limits are module constants of the workflows; the sandbox re-imports workflow
+    modules for every run, so these two pass through to see the patched constants.
     """
     monkeypatch.setattr(workflows.apply, "REQUESTS_PER_RUN", 3)
     monkeypatch.setattr(workflows.apply, "OUTCOMES_KEPT", 10_000)  # every outcome, to count
@@ -73,7 +87,11 @@ async def short_runs(
         activities=activities(store, cache, KubeClient(), env.client, task_queue),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
-        workflow_runner=UnsandboxedWorkflowRunner(),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                "workflows.apply", "workflows.sync"
+            )
+        ),
     )
     async with w:
         yield w
@@ -408,3 +426,123 @@ async def test_sync_requests_in_a_tight_loop_across_ends_and_hand_overs(
         f"tributary/sync/{SPACE}:infra/claims/overlays/dev-east/kustomization.yaml",
     )
     assert f"value: {memory}\n" in overlay
+
+
+# ---- drift: requests while the loop ends ---------------------------------------------------
+
+
+@SQLITE_ONLY
+async def test_drift_requests_that_meet_the_loop_as_it_ends_are_each_answered(
+    env: WorkflowEnvironment,
+    small_runs_worker: Worker,
+    store: SqlStore,
+    messagewall: AuthoringRepo,
+) -> None:
+    """A drift loop ends when its unit is no longer active. ``drift check`` (signal, then
+    ``check_now``), ``drift capture`` (``capture_now``) and the watch's and sweeps'
+    ``check`` signals that meet it then are each answered: by the ending run, or by a
+    run they start (which checks, finds the unit inactive, and ends too)."""
+    space = unit = "messagewall-dev-east"
+    await go_live(env, small_runs_worker, store, messagewall, space)
+    store.commit([], states=[UnitStateChange(space=space, slug=unit, state="orphaned")])
+    tq = small_runs_worker.task_queue
+    workflow_id = drift_id(space, unit)
+
+    async def check() -> DriftStatus:
+        return await update_with_start(
+            env.client,
+            lambda: signal_drift(env.client, tq, space, unit, "cli"),
+            workflow_id,
+            "check_now",
+            CheckRequest(reason="cli"),
+            DriftStatus,
+        )
+
+    async def capture() -> CaptureOutcome:
+        return await update_with_start(
+            env.client,
+            lambda: start_drift(env.client, tq, space, unit),
+            workflow_id,
+            "capture_now",
+            CaptureRequest(tag="break-glass", incident="INC-1"),
+            CaptureOutcome,
+        )
+
+    async def later(delay: float, call: Awaitable[T]) -> T:
+        await asyncio.sleep(delay)
+        return await call
+
+    checks: list[DriftStatus] = []
+    captures: list[CaptureOutcome] = []
+    for burst in range(BURSTS // 5):
+        # staggered a few milliseconds apart: some land during the run's last check
+        done = await asyncio.wait_for(
+            asyncio.gather(
+                later(0, check()),
+                later(0.003, signal_drift(env.client, tq, space, unit, "watch")),
+                later(0.006, capture()),
+                later(0.009 + 0.001 * burst, check()),
+                later(0.012, signal_drift(env.client, tq, space, unit, "sweep", "sweep-x")),
+                later(0.015 + 0.001 * burst, capture()),
+            ),
+            timeout=60,
+        )
+        checks += [done[0], done[3]]
+        captures += [done[2], done[5]]
+
+    assert len(checks) == len(captures) == 2 * (BURSTS // 5)
+    assert {c.state for c in checks} == {"paused"}  # "the unit is orphaned or deleted"
+    assert {c.captured for c in captures} == {False}
+    await eventually(
+        env.client.get_workflow_handle(workflow_id).describe,
+        lambda d: d.status == WorkflowExecutionStatus.COMPLETED,
+        what="the last loop ends",
+    )
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_drift_updates_during_the_last_check_of_an_ending_loop_are_answered(
+    env: WorkflowEnvironment,
+    small_runs_worker: Worker,
+    store: SqlStore,
+    store_url: str,
+    messagewall: AuthoringRepo,
+) -> None:
+    """``capture_now`` and ``check_now`` that arrive while the check that finds the unit
+    inactive is in flight: the loop ends after that check, and must answer both first
+    (before the fix the capture was never answered: it failed as the run completed)."""
+    space = unit = "messagewall-dev-east"
+    await go_live(env, small_runs_worker, store, messagewall, space)
+    store.commit([], states=[UnitStateChange(space=space, slug=unit, state="orphaned")])
+    tq = small_runs_worker.task_queue
+    workflow_id = drift_id(space, unit)
+    handle = env.client.get_workflow_handle(workflow_id)
+    engine = sqlalchemy.create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("LOCK TABLE units IN ACCESS EXCLUSIVE MODE"))
+            await signal_drift(env.client, tq, space, unit, "watch")
+            await eventually(
+                lambda: asyncio.to_thread(waiting_for_lock, conn),
+                lambda n: n > 0,
+                what="the check waits for the authority",
+            )
+            capture = asyncio.create_task(
+                handle.execute_update(
+                    "capture_now", CaptureRequest(tag="break-glass"), result_type=CaptureOutcome
+                )
+            )
+            check = asyncio.create_task(
+                handle.execute_update(
+                    "check_now", CheckRequest(reason="cli"), result_type=DriftStatus
+                )
+            )
+            await asyncio.sleep(0.5)  # both reach the server (there is no "admitted" wait)
+            conn.rollback()
+    finally:
+        engine.dispose()
+    captured, checked = await asyncio.wait_for(asyncio.gather(capture, check), timeout=60)
+    assert (captured.captured, captured.message) == (False, "unit inactive")
+    assert checked.state == "paused"
+    described = await handle.describe()
+    assert described.status == WorkflowExecutionStatus.COMPLETED
