@@ -1,12 +1,13 @@
 # The two commands a newcomer needs (see README):
 #   make demo   install, start the embedded stack, walk the loop, serve until Ctrl-C
 #   make test   install, then lint, type-check and run every test (what CI runs)
+# One virtualenv per Python: `make test PYTHON=python3.13 VENV=.venv-3.13` (see .ci/run).
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo dev test lint unit e2e bench clean
+.PHONY: demo dev test lint unit e2e stress bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +37,14 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/e2e
 
+# Not in CI: the workflow and end-to-end tests STRESS_RUNS times (default 20) under a CPU
+# hog (one busy process per core), every failure listed with its test id at the end.
+STRESS_RUNS ?= 20
+stress: $(STAMP)
+	$(BIN)/python tests/stress.py --runs $(STRESS_RUNS) -- $(STRESS_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python bench/publish_bench.py
 
 clean:
-	rm -rf $(VENV) .tributary .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-3.* .tributary .mypy_cache .ruff_cache .pytest_cache

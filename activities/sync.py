@@ -83,7 +83,7 @@ class SyncActivities:
             editor = OverlayEditor(work, space.overlay, self.kubectl)
             before = editor.render()
             result = SyncPushResult(
-                action="in-sync",
+                action="nothing-to-propose",
                 space=inp.space,
                 repo=space.repo,
                 branch=branch,

@@ -620,9 +620,9 @@ class SyncPushInput(BaseModel):
 
 
 class SyncPushResult(BaseModel):
-    # pushed: the branch has new content; unchanged: it already had it; in-sync: the
-    # default branch already renders the authority (nothing to propose)
-    action: Literal["pushed", "unchanged", "in-sync", "dry-run"]
+    # pushed: the branch has new content; unchanged: it already had it;
+    # nothing-to-propose: the default branch already renders the authority
+    action: Literal["pushed", "unchanged", "nothing-to-propose", "dry-run"]
     space: str
     repo: str
     branch: str
@@ -670,7 +670,9 @@ class SyncResult(BaseModel):
     """What ``tributary sync-pr`` reports (shared/CLI.md: space, action, branch, pr)."""
 
     space: str
-    action: SyncAction | Literal["in-sync", "dry-run"]
+    # shared/CLI.md: opened, updated, unchanged (also when Git already renders the
+    # authority: then there is no PR); dry-run for --dry-run
+    action: SyncAction | Literal["dry-run"]
     branch: str
     pr: PullRequest | None = None
     head_commit: str = ""
@@ -681,7 +683,11 @@ class SyncResult(BaseModel):
 
 class SyncPRInput(BaseModel):
     space: str
-    runs: int = 0  # carried across continue-as-new
+    # carried across continue-as-new: runs so far, and the requests that arrived
+    # during the last run and are not yet synced (with their reasons)
+    runs: int = 0
+    requests: int = 0
+    reasons: list[str] = Field(default_factory=list)
 
 
 class RequestSyncInput(BaseModel):

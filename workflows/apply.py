@@ -134,9 +134,17 @@ class ApplyWorkflow:
             try:
                 await workflow.wait_condition(lambda: bool(self.pending), timeout=IDLE)
             except TimeoutError:
+                # A request that came in the same workflow task as the idle timer is
+                # pending here (the timer wins the race inside wait_condition); one that
+                # comes while handlers finish is seen after the wait. Either is handled,
+                # not dropped with the run; the workflow completes only with none left.
                 if not self.pending:
-                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    await workflow.wait_condition(
+                        lambda: workflow.all_handlers_finished() or bool(self.pending)
+                    )
+                if not self.pending:
                     return ApplyResult(space=self.space, unit=self.unit, outcomes=self.outcomes)
+                continue
             # The newest request wins; older ones that were still waiting are superseded.
             req = self.pending.pop()
             for older in self.pending:

@@ -68,6 +68,10 @@ class SyncPRWorkflow:
     @workflow.run
     async def run(self, inp: SyncPRInput) -> SyncResult | None:
         self.space = inp.space
+        # Requests the last run received but did not sync (added: a signal-with-start's
+        # signal may already have been counted before run() starts).
+        self.requests += inp.requests
+        self.reasons = [*inp.reasons, *self.reasons]
         settings = await workflow.execute_activity_method(
             SyncActivities.settings,
             SyncSettingsInput(space=inp.space),
@@ -77,14 +81,20 @@ class SyncPRWorkflow:
         )
         debounce = timedelta(seconds=settings.debounce_seconds)
         runs = inp.runs
+        hand_over = False
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(self._asked, timeout=IDLE)
+            if not self._asked():
+                # Idle: end, unless something arrives meanwhile. A request that came
+                # in the same workflow task as the idle timer is seen here (the timer
+                # wins the race inside wait_condition), so it is synced, not dropped.
                 await workflow.wait_condition(
-                    lambda: self.requests > 0 or bool(self.now), timeout=IDLE
+                    lambda: workflow.all_handlers_finished() or self._asked()
                 )
-            except TimeoutError:
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                return self.last
+                if not self._asked():
+                    return self.last
+                continue
             if self.requests and not self.now:
                 await self._debounce(debounce)
             asked, self.now = self.now, []
@@ -98,9 +108,31 @@ class SyncPRWorkflow:
                     if not req.dry_run:
                         self.answers[seq] = result
             runs += 1
-            if runs % RUNS_PER_HISTORY == 0 or workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(SyncPRInput(space=inp.space, runs=runs))
+            hand_over = (
+                hand_over
+                or runs % RUNS_PER_HISTORY == 0
+                or workflow.info().is_continue_as_new_suggested()
+            )
+            if hand_over:
+                # Answered updates finish first. An update that arrived during the last
+                # sync waits for a sync only this loop performs: serve it in this run
+                # (the next pass comes back here) rather than wait for it forever.
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() or bool(self.now)
+                )
+                if not self.now:
+                    # Requests that arrived during the last sync go along, not lost.
+                    workflow.continue_as_new(
+                        SyncPRInput(
+                            space=inp.space,
+                            runs=runs,
+                            requests=self.requests,
+                            reasons=self.reasons,
+                        )
+                    )
+
+    def _asked(self) -> bool:
+        return self.requests > 0 or bool(self.now)
 
     async def _debounce(self, window: timedelta) -> None:
         """Wait until no request arrived for one window (bounded), so a burst is one PR."""
@@ -143,7 +175,7 @@ class SyncPRWorkflow:
         )
         if dry_run:
             return result
-        if pushed.action == "in-sync":
+        if pushed.action == "nothing-to-propose":
             await workflow.execute_activity_method(
                 SyncActivities.close_prs,
                 ClosePrsInput(
@@ -156,8 +188,8 @@ class SyncPRWorkflow:
                 retry_policy=opt.RETRY,
                 summary="Git renders the authority: close or mark merged",
             )
-            result = result.model_copy(update={"action": "in-sync"})
-            self._done(result, "Git already renders the authority")
+            # shared/CLI.md: nothing to propose is "unchanged" (and no PR)
+            self._done(result, "unchanged: Git already renders the authority")
             return result
         # A PR merged since the last run is done: the new content gets a new PR.
         await workflow.execute_activity_method(

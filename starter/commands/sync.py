@@ -5,14 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-)
-
+from activities.temporal import sync_now
 from domain.errors import NotFound
-from domain.messages import SyncNowInput, SyncPRInput, SyncResult
+from domain.messages import SyncNowInput
 from domain.naming import sync_pr_id
 from starter import runner
 from starter.commands.read import open_existing
@@ -31,7 +26,10 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         description=(
             "Edit the space's overlay so that rendering it gives the authority's claims, "
             "verify that by rendering, push branch tributary/sync/<space> and open or "
-            "update its pull request (forge: TRIBUTARY_FORGE on the worker)."
+            "update its pull request (forge: TRIBUTARY_FORGE on the worker). The action is "
+            "opened, updated or unchanged (the PR already proposes it, or Git already "
+            "renders the authority: then there is no PR, and open ones are closed or "
+            "marked merged)."
         ),
     )
     p.add_argument("space")
@@ -51,23 +49,14 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
         store.close()
     client = await runner.client_for(settings)
     workflow_id = sync_pr_id(args.space)
-    handle = await client.start_workflow(
-        "SyncPRWorkflow",
-        SyncPRInput(space=args.space),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(runner.SPACE_KEY, args.space)]
-        ),
-        static_summary=f"sync PR {args.space}",
-    )
     out.progress(f"sync {args.space}: {workflow_id}")
     link = settings.workflow_link(workflow_id)
     if link:
         out.progress(f"  Web UI: {link}")
-    result: SyncResult = await handle.execute_update(
-        "sync_now", SyncNowInput(dry_run=args.dry_run), result_type=SyncResult
+    # Starts the space's sync loop if it is not running; a loop that completes just
+    # then is started again (activities.temporal.update_with_start).
+    result = await sync_now(
+        client, settings.task_queue, args.space, SyncNowInput(dry_run=args.dry_run)
     )
     out.result(
         {
@@ -83,6 +72,8 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
     )
     if result.pr:
         out.line(f"{args.space}: PR #{result.pr.number} {result.action} — {result.pr.url}")
+    elif result.action == "unchanged":
+        out.line(f"{args.space}: unchanged — Git already renders the authority")
     else:
         out.line(f"{args.space}: {result.action} ({result.branch})")
     out.table(

@@ -133,7 +133,7 @@ async def test_heads_equal_to_the_render_are_in_sync(
     repo: AuthoringRepo, acts: SyncActivities
 ) -> None:
     result = run(acts.push, SyncPushInput(space=SPACE))
-    assert result.action == "in-sync"
+    assert result.action == "nothing-to-propose"
     assert (result.branch, result.base, result.base_commit) == (BRANCH, "main", repo.head)
     assert (result.rows, result.head_commit, result.diff) == ([], "", "")
     assert remote_head(repo) is None
@@ -423,7 +423,7 @@ async def test_close_prs_marks_a_merged_branch_merged(
     git(repo.work, "push", "-q", "origin", "main")
 
     synced = run(acts.push, SyncPushInput(space=SPACE))
-    assert synced.action == "in-sync"
+    assert synced.action == "nothing-to-propose"
     assert synced.base_commit == main_head(repo)
     closed = run(
         acts.close_prs,
@@ -453,7 +453,7 @@ async def test_close_prs_marks_a_branch_main_does_not_contain_closed(
     repo.commit("bump memory by hand")
 
     synced = run(acts.push, SyncPushInput(space=SPACE))
-    assert synced.action == "in-sync"
+    assert synced.action == "nothing-to-propose"
     # Without close_unmerged (what a run that pushes does first) an unmerged PR stays open.
     kept = run(
         acts.close_prs,

@@ -90,7 +90,7 @@ def close_the_loop(
     assert {u["action"] for s in final.json["spaces"] for u in s["units"]} == {"unchanged"}
     assert len(revisions(stack, space, unit)) == 2
     done = run_cli("sync-pr", space, "--json", env=stack.env, timeout=120)
-    assert done.json["action"] == "in-sync"
+    assert done.json["action"] == "unchanged"
     prs = run_cli("prs", space, "--json", env=stack.env).json["prs"]
     assert [pr["state"] for pr in prs] == ["merged"]
 

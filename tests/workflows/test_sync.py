@@ -177,7 +177,7 @@ async def test_a_burst_of_requests_is_one_push_and_one_pr_then_idle_ends_it(
     )
 
 
-async def test_sync_now_dry_run_and_in_sync_after_the_merge(
+async def test_sync_now_dry_run_and_unchanged_after_the_merge(
     env: WorkflowEnvironment, worker: Worker, store: SqlStore, published: Published
 ) -> None:
     p = published
@@ -231,9 +231,9 @@ async def test_sync_now_dry_run_and_in_sync_after_the_merge(
     git(p.repo.work, "merge", "-q", "--no-edit", f"origin/{p.branch}")
     git(p.repo.work, "push", "-q", "origin", "main")
     done: SyncResult = await handle.execute_update(SyncPRWorkflow.sync_now, SyncNowInput())
-    assert (done.action, done.pr, done.rows) == ("in-sync", None, [])
+    assert (done.action, done.pr, done.rows) == ("unchanged", None, [])
     assert [(pr.number, pr.state) for pr in store.list_prs(p.space)] == [(1, "merged")]
-    assert (await handle.query(SyncPRWorkflow.status)).action == "in-sync"
+    assert (await handle.query(SyncPRWorkflow.status)).action == "unchanged"
 
 
 async def test_a_request_during_the_debounce_restarts_the_window(
