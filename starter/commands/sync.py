@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -18,6 +19,7 @@ from starter import runner
 from starter.commands.read import open_existing
 from starter.output import Output
 from starter.settings import Settings
+from workflows._errors import error_info
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -66,9 +68,14 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
     link = settings.workflow_link(workflow_id)
     if link:
         out.progress(f"  Web UI: {link}")
-    result: SyncResult = await handle.execute_update(
-        "sync_now", SyncNowInput(dry_run=args.dry_run), result_type=SyncResult
-    )
+    try:
+        result: SyncResult = await handle.execute_update(
+            "sync_now", SyncNowInput(dry_run=args.dry_run), result_type=SyncResult
+        )
+    except WorkflowUpdateFailedError as e:
+        # A decided failure (bad input in the clone, say) keeps its type and exit code.
+        info = error_info(e.cause)
+        raise runner.WorkflowFailed(info.type, info.message) from e
     out.result(
         {
             "space": result.space,
