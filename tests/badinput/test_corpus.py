@@ -35,7 +35,9 @@ CASES = all_cases()
 
 
 def test_the_corpus_is_large_enough_and_well_formed() -> None:
-    assert len(CASES) >= 30
+    assert len(CASES) >= 90
+    # every hole of issue 10 has at least one case
+    assert {c.hole for c in CASES} >= set(range(1, 12))
     for case in CASES:
         assert case.message or case.exit == 0, f"{case.id}: no message fragments"
         assert case.about, f"{case.id}: say what the case is about"
