@@ -71,7 +71,11 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="a namespace the space may apply to ('*': any); replaces the list",
     )
     s.add_argument("--destination", metavar="CONTEXT", help="kubeconfig context ('' the worker's)")
-    s.add_argument("--base", metavar="BRANCH", help="the sync PR's base branch ('' the default)")
+    s.add_argument(
+        "--base",
+        metavar="BRANCH",
+        help="the sync PR's base branch ('' the default; no leading '-', no '..')",
+    )
     s.add_argument("--by", default=None, metavar="WHO", help="the admin (default: environment)")
     s.set_defaults(func=set_)
 
