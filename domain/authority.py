@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from domain.naming import branch_name_problem
 from domain.project import ApprovalMode, DriftMode
 
 Source = Literal[
@@ -131,6 +132,16 @@ class GatesUpdate(BaseModel):
     base: str | None = None
     by: str
     asserted: str = ""
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, value: str | None) -> str | None:
+        # The same rule as sync.base in tributary.yaml: the base reaches git's
+        # command line, so an admin (or any client) cannot set an option either.
+        problem = branch_name_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class UnitRecord(BaseModel):

@@ -47,6 +47,19 @@ def kubernetes_namespace_problem(namespace: object) -> str | None:
     return None
 
 
+def branch_name_problem(value: str) -> str | None:
+    """Why ``value`` may not be a sync base branch, or None ("" is the default branch).
+
+    The base reaches git's command line on the worker: a leading ``-`` would be read
+    as an option (``--upload-pack=…`` runs a command), ``..`` is a range.
+    """
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "contains a control character"
+    if value.startswith("-") or ".." in value or " " in value:
+        return f"{value!r} is not a branch name"
+    return None
+
+
 def parse_duration(text: str, *, field: str = "duration", file: str | None = None) -> timedelta:
     """``90s``, ``5m``, ``6h``, ``1d``, ``1h30m``."""
     m = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None

@@ -19,7 +19,12 @@ from pydantic import (
 from domain.bounds import check_yaml
 from domain.errors import BadInput
 from domain.markdown import refuse_control
-from domain.naming import duration_range_problem, kubernetes_name_problem, parse_duration
+from domain.naming import (
+    branch_name_problem,
+    duration_range_problem,
+    kubernetes_name_problem,
+    parse_duration,
+)
 from domain.paths import parse_path
 
 CONFIG_FILE = "tributary.yaml"
@@ -117,9 +122,9 @@ class SyncConfig(BaseModel):
     @field_validator("base")
     @classmethod
     def _base(cls, value: str) -> str:
-        _no_control(value)
-        if value.startswith("-") or ".." in value or " " in value:
-            raise ValueError(f"{value!r} is not a branch name")
+        problem = branch_name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("debounce")

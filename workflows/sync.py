@@ -12,12 +12,14 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.sync import SyncActivities
     from domain.messages import (
         ClosePrsInput,
         EnsurePrInput,
+        ErrorInfo,
         SyncNowInput,
         SyncPRInput,
         SyncPushInput,
@@ -27,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.sync import PullRequestSpec
     from workflows import _options as opt
+    from workflows._errors import error_info
 
 IDLE = timedelta(minutes=10)
 RUNS_PER_HISTORY = 100
@@ -42,7 +45,7 @@ class SyncPRWorkflow:
         self.requests = 0
         self.reasons: list[str] = []
         self.now: list[tuple[int, SyncNowInput]] = []
-        self.answers: dict[int, SyncResult] = {}
+        self.answers: dict[int, SyncResult | ErrorInfo] = {}
         self.seq = 0
         self.last: SyncResult | None = None
 
@@ -59,7 +62,12 @@ class SyncPRWorkflow:
         seq = self.seq
         self.now.append((seq, inp))
         await workflow.wait_condition(lambda: seq in self.answers)
-        return self.answers.pop(seq)
+        answer = self.answers.pop(seq)
+        if isinstance(answer, ErrorInfo):
+            # The caller gets the decided failure (bad input: exit 2), not an
+            # update left unanswered when the run fails.
+            raise ApplicationError(answer.message, type=answer.type, non_retryable=True)
+        return answer
 
     @workflow.query
     def status(self) -> SyncResult | None:
@@ -98,15 +106,23 @@ class SyncPRWorkflow:
             if self.requests and not self.now:
                 await self._debounce(debounce)
             asked, self.now = self.now, []
-            for seq, _ in [a for a in asked if a[1].dry_run]:
-                self.answers[seq] = await self._sync(dry_run=True)
-            if self.requests or any(not r.dry_run for _, r in asked):
-                self.requests = 0
-                self.reasons = []
-                result = await self._sync(dry_run=False)
-                for seq, req in asked:
-                    if not req.dry_run:
-                        self.answers[seq] = result
+            try:
+                for seq, _ in [a for a in asked if a[1].dry_run]:
+                    self.answers[seq] = await self._sync(dry_run=True)
+                if self.requests or any(not r.dry_run for _, r in asked):
+                    self.requests = 0
+                    self.reasons = []
+                    result = await self._sync(dry_run=False)
+                    for seq, req in asked:
+                        if not req.dry_run:
+                            self.answers[seq] = result
+            except ActivityError as e:
+                # Every caller still waiting hears why; then the run fails as before.
+                info = error_info(e)
+                for seq, _ in asked:
+                    self.answers.setdefault(seq, info)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                raise
             runs += 1
             hand_over = (
                 hand_over

@@ -15,7 +15,7 @@ from domain.errors import BadInput
 from domain.gates import approval_mode, parse_kind_pattern, parse_namespace_pattern
 from domain.identity import resolve_actor
 from domain.messages import SpaceGatesInput, SpaceGatesResult
-from domain.naming import kubernetes_name_problem, short_digest
+from domain.naming import branch_name_problem, kubernetes_name_problem, short_digest
 from starter import runner
 from starter.output import Output
 from starter.settings import Settings
@@ -71,7 +71,11 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="a namespace the space may apply to ('*': any); replaces the list",
     )
     s.add_argument("--destination", metavar="CONTEXT", help="kubeconfig context ('' the worker's)")
-    s.add_argument("--base", metavar="BRANCH", help="the sync PR's base branch ('' the default)")
+    s.add_argument(
+        "--base",
+        metavar="BRANCH",
+        help="the sync PR's base branch ('' the default; no leading '-', no '..')",
+    )
     s.add_argument("--by", default=None, metavar="WHO", help="the admin (default: environment)")
     s.set_defaults(func=set_)
 
@@ -87,6 +91,9 @@ def build_update(args: argparse.Namespace) -> GatesUpdate:
     """The change ``space set`` asks for; ``BadInput`` (exit 2) before anything starts."""
     space = _space_name(args.space)
     actor = resolve_actor(args.by, os.environ)
+    base_problem = branch_name_problem(args.base) if args.base is not None else None
+    if base_problem:
+        raise BadInput(base_problem, field="--base")
     update = GatesUpdate(
         space=space,
         approval=approval_mode(args.approval) if args.approval is not None else None,

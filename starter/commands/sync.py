@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from temporalio.client import WorkflowUpdateFailedError
+
 from activities.temporal import sync_now
 from domain.errors import NotFound
 from domain.messages import SyncNowInput
@@ -13,6 +15,7 @@ from starter import runner
 from starter.commands.read import open_existing
 from starter.output import Output
 from starter.settings import Settings
+from workflows._errors import error_info
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -55,9 +58,14 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
         out.progress(f"  Web UI: {link}")
     # Starts the space's sync loop if it is not running; a loop that completes just
     # then is started again (activities.temporal.update_with_start).
-    result = await sync_now(
-        client, settings.task_queue, args.space, SyncNowInput(dry_run=args.dry_run)
-    )
+    try:
+        result = await sync_now(
+            client, settings.task_queue, args.space, SyncNowInput(dry_run=args.dry_run)
+        )
+    except WorkflowUpdateFailedError as e:
+        # A decided failure (bad input in the clone, say) keeps its type and exit code.
+        info = error_info(e.cause)
+        raise runner.WorkflowFailed(info.type, info.message) from e
     out.result(
         {
             "space": result.space,

@@ -59,7 +59,10 @@ class Case:
     remove: list[str] = field(default_factory=list)
     replace: list[dict[str, str]] = field(default_factory=list)
     generate: list[Generated] = field(default_factory=list)
+    # symbolic links committed into the repo: path -> target (placeholders filled)
+    links: dict[str, str] = field(default_factory=dict)
     setup: list[list[str]] = field(default_factory=list)
+    setup_exits: list[int] = field(default_factory=list)  # per setup command; default 0
     env: dict[str, str] = field(default_factory=dict)
     absent: list[str] = field(default_factory=list)
     json: bool = True  # run with --json and require one JSON error object on stdout
@@ -130,6 +133,13 @@ def prepare(case: Case, tmp: Path) -> Prepared:
         changed = True
     for gen in case.generate:
         repo.write(gen.path, gen.text())
+        changed = True
+    for rel, target in case.links.items():
+        link = repo.work / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(prepared.fill(target))
         changed = True
     files = case.folder / "files"
     if files.is_dir():

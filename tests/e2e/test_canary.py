@@ -46,6 +46,7 @@ CORPUS = (
     "rego-does-not-compile",
     "publish-unknown-commit-remote",
     "set-identity-metadata-name",
+    "h1-policy-reads-runtime-env",  # a repo policy marshals opa.runtime().env
 )
 
 
@@ -120,6 +121,18 @@ async def test_no_canary_leaves_the_worker(canary_stack: tuple[Stack, str], tmp_
         result = run_cli(*[prepared.fill(a) for a in case.command], "--json", env=stack.env)
         assert result.code == case.exit, f"{case_id}: {result.stderr}"
         scan.look(f"{case_id} output", result.stdout + result.stderr, "CLI output")
+
+    # The policy that marshals opa.runtime().env, published for real this time: its
+    # warning lands in a revision (scanned below), the history and the output.
+    leak = cases["h1-policy-reads-runtime-env"]
+    prepared = prepare(leak, tmp_path / "h1-for-real")
+    real = run_cli(
+        *[prepared.fill(a) for a in leak.command if a != "--dry-run"], "--json", env=stack.env
+    )
+    assert real.code == 0, real.stderr
+    warnings = [w for s in real.json["spaces"] for u in s["units"] for w in u["warnings"]]
+    assert warnings, "the policy did not run"
+    scan.look("h1 policy published output", real.stdout + real.stderr, "CLI output")
 
     # A secret pasted into a repo URL is refused without being echoed.
     for url in (

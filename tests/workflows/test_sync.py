@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -234,6 +235,43 @@ async def test_sync_now_dry_run_and_unchanged_after_the_merge(
     assert (done.action, done.pr, done.rows) == ("unchanged", None, [])
     assert [(pr.number, pr.state) for pr in store.list_prs(p.space)] == [(1, "merged")]
     assert (await handle.query(SyncPRWorkflow.status)).action == "unchanged"
+
+
+async def test_sync_now_hears_a_decided_failure_of_its_run(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, published: Published, tmp_path: Any
+) -> None:
+    """A bad input in the clone (a committed ``tributary-sync`` link out of it) fails
+    the ``sync_now`` update with the activity's BadInput, so the CLI exits 2 with the
+    message; before, the run failed under the waiting update (exit 1, no message)."""
+    p = published
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # a namespace change Git made since the publish can only go to the fallback file
+    p.repo.edit(
+        "infra/claims/base/claim.yaml",
+        lambda text: text.replace("namespace: default", "namespace: team-b"),
+    )
+    (p.repo.work / "tributary-sync").symlink_to(outside)
+    p.repo.commit("tributary-sync leads out of the clone")
+    handle = await env.client.start_workflow(
+        SyncPRWorkflow.run,
+        SyncPRInput(space=p.space),
+        id=p.workflow_id,
+        task_queue=worker.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update(SyncPRWorkflow.sync_now, SyncNowInput())
+
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "BadInput"
+    assert cause.message == (
+        f"tributary-sync/{p.space}: is a link that leads out of the repository; nothing was written"
+    )
+    assert list(outside.iterdir()) == []
+    assert remote_head(p) is None
 
 
 async def test_a_request_during_the_debounce_restarts_the_window(
