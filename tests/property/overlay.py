@@ -4,8 +4,8 @@ op file per unit (``patches: - path: u0.yaml, target: {kind, name}``).
 ``render`` is an in-process stand-in for ``kubectl kustomize`` for exactly this
 shape (``resources`` of one base folder, ``patches`` with a ``target`` and an
 RFC 6902 op list, inline or in a file), because the state machine renders thousands of times per
-run and a ``kubectl`` process costs ~100 ms. Ops that kustomize refuses (replace or
-remove of a missing key, add under a missing parent) raise ``BadInput`` here too,
+run and a ``kubectl`` process costs ~100 ms. Ops that kustomize refuses (remove of a
+missing key, an op under a missing parent) raise ``BadInput`` here too,
 which is what the write-back relies on to reject a candidate edit;
 ``test_renderer.py`` checks it against ``kubectl kustomize`` on generated overlays.
 """
@@ -206,11 +206,8 @@ def _apply_op(obj: dict[str, Any], op: dict[str, Any]) -> None:
     if not isinstance(parent, dict):
         raise BadInput(f"{op['op']} {op['path']}: parent is not a map")
     kind = op.get("op")
-    if kind == "add":
-        parent[last] = copy.deepcopy(op["value"])
-    elif kind == "replace":
-        if last not in parent:
-            raise BadInput(f"replace {op['path']}: missing key")
+    if kind in ("add", "replace"):
+        # kustomize's replace of a missing key adds it (unlike RFC 6902)
         parent[last] = copy.deepcopy(op["value"])
     elif kind == "remove":
         if last not in parent:

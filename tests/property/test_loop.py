@@ -84,7 +84,7 @@ from tests.property import overlay
 settings.register_profile(
     "ci",
     max_examples=500,
-    stateful_step_count=30,
+    stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
@@ -818,6 +818,11 @@ def _bound(store: SqlStore) -> type[LoopMachine]:
     return type("Loop", (LoopMachine,), {"store": store})
 
 
+# The slow profile runs far past pytest's default timeout.
+_TIMEOUT = pytest.mark.timeout(0 if PROFILE == "slow" else 300)
+
+
+@_TIMEOUT
 def test_loop_sqlite() -> None:
     folder = Path(tempfile.mkdtemp(prefix="proptest-db-", dir=SCRATCH))
     store = SqlStore(f"sqlite:///{folder / 'authority.db'}")
@@ -844,6 +849,7 @@ def pg_store() -> Iterator[SqlStore]:
         admin.dispose()
 
 
+@_TIMEOUT
 @pytest.mark.slow
 @pytest.mark.skipif(PROFILE != "slow", reason="set TRIBUTARY_HYPOTHESIS_PROFILE=slow")
 def test_loop_postgresql(pg_store: SqlStore) -> None:
