@@ -262,15 +262,23 @@ class LoopMachine(RuleBasedStateMachine):
             st.fixed_dictionaries({}, optional=dict.fromkeys(FIELDS, VALUES)),
             min_size=1,
         ),
-        apply=st.booleans(),
+        start=st.sampled_from(["published", "applied", "live"]),
     )
     def first_publish(
-        self, approval: str, drift_mode: str, specs: dict[str, Spec], apply: bool
+        self, approval: str, drift_mode: str, specs: dict[str, Spec], start: str
     ) -> None:
+        """CI publishes the first commit; ``live``: every unit is then approved and Ready
+        (most interleavings worth trying start from something running)."""
         self.approval, self.drift_mode = approval, drift_mode
         overlay.write_repo(self.tree, specs)
         self._commit()
-        self._ci(len(self.commits) - 1, apply=apply)
+        self._ci(len(self.commits) - 1, apply=start != "published")
+        if start != "live":
+            return
+        for slug, pipe in sorted(self.pipes.items()):
+            if pipe.waiting is not None:
+                self._approve(slug)
+            self._finish_apply(slug)
 
     # ---- Git: a developer commits -------------------------------------------------------
 
@@ -393,7 +401,10 @@ class LoopMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def approve(self, data: st.DataObject) -> None:
         waiting = sorted(s for s, p in self.pipes.items() if p.waiting)
-        slug = data.draw(st.sampled_from(waiting), label="unit")
+        self._approve(data.draw(st.sampled_from(waiting), label="unit"))
+
+    def _approve(self, slug: str) -> None:
+        """``tributary approve`` of the revision waiting at the gate, by someone else."""
         pipe = self.pipes[slug]
         assert pipe.waiting is not None
         revision, _ = pipe.waiting
