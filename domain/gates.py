@@ -213,9 +213,17 @@ def review_gates(
     approval is only noted.
     """
     review = GateReview()
-    if stored is None:
-        return review
     space = declared.name
+    if stored is None:
+        # A new space: the commit seeds its gates, but only with its XRDs' claim kinds
+        # (seed_kinds), so the creating commit cannot slip in another kind either.
+        for slug, data in sorted(objects.items()):
+            problem = object_problem(
+                space, declared.kinds, declared.namespaces, data, namespaced=None
+            )
+            if problem:
+                review.units[slug] = problem
+        return review
     want, have = declared.approval, stored.approval
     if APPROVAL_STRENGTH[want] < APPROVAL_STRENGTH[have]:
         review.reasons.append(

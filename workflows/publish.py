@@ -281,6 +281,16 @@ class PublishWorkflow:
                 snapshot.gates, spec, {u.slug: u.data for u in checked.units}
             )
             plan = hold_for_gates(plan, self._gates, snapshot.units)
+            if plan.blocked == "gates" and snapshot.gates is None and not inp.dry_run:
+                # A new space held by its seeded gates is created with them (and no
+                # units), so an admin can allow the kind with `tributary space set`.
+                await workflow.execute_activity_method(
+                    AuthorityActivities.commit,
+                    CommitInput(changes=[], spaces=[spec]),
+                    start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                    retry_policy=opt.RETRY,
+                    summary="create the held space with its seeded gates",
+                )
             if plan.blocked or inp.dry_run:
                 return self._finish(inp, plan, written=False)
             if plan.seen:

@@ -158,8 +158,14 @@ def test_a_new_space_may_apply_its_xrds_claim_kinds_in_the_namespaces_it_renders
 # ---- review at publish -------------------------------------------------------------------
 
 
-def test_a_new_space_is_seeded_not_reviewed() -> None:
-    assert not review_gates(None, declared(approval="none"), {"crb": CRB}).holds
+def test_a_new_space_is_held_to_its_seeded_gates() -> None:
+    """The creating commit seeds approval, but kinds only from its XRDs: it cannot
+    slip a ClusterRoleBinding into a new space either."""
+    seeded = declared(approval="none", kinds=[CLAIM], namespaces=["team-a"])
+    assert not review_gates(None, seeded, {"app": claim()}).holds
+    review = review_gates(None, seeded, {"app": claim(), "crb": CRB})
+    assert list(review.units) == ["crb"]
+    assert "is not allowed in space" in review.units["crb"]
 
 
 def test_weaker_approval_in_tributary_yaml_holds_the_space() -> None:

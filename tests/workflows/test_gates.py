@@ -183,6 +183,40 @@ async def test_a_commit_adding_a_cluster_role_binding_is_held(
     assert snapshot(store) == before
 
 
+async def test_a_new_space_cannot_be_created_with_a_cluster_role_binding(
+    env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    """The creating commit seeds the gates, but kinds only from its XRDs: the space is
+    created held, with no units, so an admin can decide (`space set --allow-kind`)."""
+    messagewall.write("infra/claims/overlays/dev-east/crb.yaml", CRB)
+    messagewall.edit(
+        DEV_EAST, lambda t: t.replace("  - ../../base\n", "  - ../../base\n  - crb.yaml\n")
+    )
+    messagewall.commit("dev: born with cluster-admin")
+
+    result = await publish(env, worker, messagewall, spaces=[DEV])
+
+    [space] = result.spaces
+    assert (space.blocked, space.written) == ("gates", False)
+    assert actions(result)["dev-is-cluster-admin"] == ("held", None)
+    assert store.list_units(DEV) == []
+    assert store.get_space(DEV).kinds == [CLAIM]  # type: ignore[union-attr]
+
+    await gates(
+        env,
+        worker,
+        DEV,
+        GatesUpdate(
+            space=DEV,
+            kinds=[CLAIM, "rbac.authorization.k8s.io/ClusterRoleBinding"],
+            by="admin",
+        ),
+    )
+    again = await publish(env, worker, messagewall, spaces=[DEV])
+    assert again.spaces[0].blocked == ""
+    assert actions(again)["dev-is-cluster-admin"][0] == "published"
+
+
 async def test_a_commit_changing_the_sync_base_is_held(
     env: WorkflowEnvironment, worker: Worker, store: SqlStore, messagewall: AuthoringRepo
 ) -> None:
