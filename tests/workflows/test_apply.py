@@ -523,7 +523,8 @@ async def test_claim_that_never_becomes_ready_fails_and_keeps_the_live_revision(
     assert outcome.message.startswith("not Ready after 15s: ReconcileError: ")
     assert "InvalidBucketName" in outcome.message
     waiting = [m for m in messages if "waiting: Crossplane reports ReconcileError: " in m]
-    assert waiting and "InvalidBucketName" in waiting[-1], messages
+    assert waiting, messages
+    assert "InvalidBucketName" in waiting[-1]
     record = store.get_unit(space, unit)
     assert record is not None
     assert (record.head_revision, record.live_revision, record.last_applied_revision) == (2, 1, 2)
