@@ -10,7 +10,7 @@ from temporalio import activity
 
 from activities._errors import decided
 from activities.kube_client import KubeClient, Resource
-from domain.apply import readiness
+from domain.apply import Readiness, readiness, waiting_message
 from domain.errors import PolicyDenied, Rejected
 from domain.gates import object_problem, owner_problem, with_owner
 from domain.messages import (
@@ -71,17 +71,34 @@ class KubeActivities:
     @activity.defn(name="kube.wait_ready")
     @decided
     def wait_ready(self, inp: KubeWaitInput) -> KubeWaitResult:
-        """Watch the object (no polling loop) until Ready, failed, or the timeout."""
+        """Watch the object (no polling loop) until Ready, failed, or the timeout.
+
+        A transient Synced=False not yet reported (``inp.seen``) returns "waiting" at
+        once so the workflow can show it; one already reported is waited through.
+        """
         res = self._resource(inp.ref)
         deadline = time.monotonic() + inp.timeout_seconds
         last = "waiting"
+
+        def seen(state: Readiness) -> KubeWaitResult | None:
+            nonlocal last
+            if state.state in ("ready", "failed"):
+                return KubeWaitResult(state=state.state, message=state.message)
+            if state.state == "waiting":
+                if state.message != inp.seen:
+                    return KubeWaitResult(state="waiting", message=state.message)
+                last = state.message
+                activity.heartbeat(waiting_message(state.message))
+            else:
+                last = state.message
+                activity.heartbeat(last)
+            return None
+
         while True:
             obj = self.kube.get(res, inp.ref.name, inp.ref.namespace)
-            state = readiness(obj, inp.generation)
-            if state.state != "pending":
-                return KubeWaitResult(state=state.state, message=state.message)
-            last = state.message
-            activity.heartbeat(last)
+            done = seen(readiness(obj, inp.generation))
+            if done is not None:
+                return done
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return KubeWaitResult(
@@ -96,10 +113,9 @@ class KubeActivities:
                 resource_version=rv,
                 timeout_seconds=max(1, min(WATCH_SLICE_SECONDS, int(remaining))),
             ):
-                state = readiness(event_obj, inp.generation)
-                activity.heartbeat(state.message)
-                if state.state != "pending":
-                    return KubeWaitResult(state=state.state, message=state.message)
+                done = seen(readiness(event_obj, inp.generation))
+                if done is not None:
+                    return done
 
     @activity.defn(name="kube.delete")
     @decided

@@ -137,8 +137,34 @@ def _same_person(by: str, author: str) -> bool:
 
 
 class Readiness(BaseModel):
-    state: Literal["ready", "failed", "pending"]
+    # waiting: Synced=False for a reason Crossplane retries on its own (``message`` is
+    # the condition); the apply keeps waiting until Ready or its ready timeout.
+    state: Literal["ready", "failed", "pending", "waiting"]
     message: str = ""
+
+
+SyncedFalseVerdict = Literal["wait", "fail"]
+
+# Synced=False reasons no retry by Crossplane can clear: the claim's reconciliation is
+# paused (crossplane.io/paused) and stays so until someone unpauses it. Every other
+# reason — ReconcileError above all, which Crossplane reports for an unreachable AWS as
+# for a rejected spec, and retries with backoff either way — is not known to be final.
+PERMANENT_SYNC_REASONS: frozenset[str] = frozenset({"ReconcilePaused"})
+
+
+def synced_false_verdict(reason: str) -> SyncedFalseVerdict:
+    """What an apply does about a current Synced=False with ``reason``.
+
+    Like Argo CD's and Flux's health checks, a reconcile error is progress not yet
+    made, not a verdict: the apply waits (until Ready or ``--timeout``) unless the
+    reason is known to be permanent, so an AWS outage delays an apply, not fails it.
+    """
+    return "fail" if reason in PERMANENT_SYNC_REASONS else "wait"
+
+
+def waiting_message(condition: str) -> str:
+    """How a wait on a transient Synced=False reads in the Web UI and apply status."""
+    return f"waiting: Crossplane reports {condition}"
 
 
 def readiness(obj: dict[str, Any] | None, generation: int) -> Readiness:
@@ -164,7 +190,10 @@ def readiness(obj: dict[str, Any] | None, generation: int) -> Readiness:
     synced, ready = conditions.get("Synced"), conditions.get("Ready")
     if current(synced) and synced and synced.get("status") == "False":
         reason = synced.get("reason") or "ReconcileError"
-        return Readiness(state="failed", message=f"{reason}: {synced.get('message', '')}".strip())
+        message = f"{reason}: {synced.get('message', '')}".strip()
+        if synced_false_verdict(reason) == "fail":
+            return Readiness(state="failed", message=message)
+        return Readiness(state="waiting", message=message)
     if (
         current(synced)
         and current(ready)

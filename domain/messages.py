@@ -389,10 +389,14 @@ class KubeWaitInput(BaseModel):
     ref: ObjectRef
     generation: int
     timeout_seconds: int
+    # The transient Synced=False the workflow already reported: the wait returns
+    # "waiting" only for a different one, so the apply status follows it.
+    seen: str = ""
 
 
 class KubeWaitResult(BaseModel):
-    state: Literal["ready", "failed", "pending"]
+    # waiting: a transient Synced=False (message: the condition), not a verdict
+    state: Literal["ready", "failed", "pending", "waiting"]
     message: str = ""
 
 

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         approval_problem,
         gate_for,
         standing_approval,
+        waiting_message,
     )
     from domain.messages import (
         ApplyContextInput,
@@ -263,20 +264,41 @@ class ApplyWorkflow:
         )
         await self._record(req, live=False)
         self._set(req, "applied", f"generation {applied.generation}: waiting for Ready")
-        waited = await workflow.execute_activity_method(
-            KubeActivities.wait_ready,
-            KubeWaitInput(
-                ref=applied.ref,
-                generation=applied.generation,
-                timeout_seconds=req.ready_timeout_seconds,
-            ),
-            start_to_close_timeout=timedelta(seconds=req.ready_timeout_seconds + 60),
-            heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=opt.RETRY,
-            summary="wait for Ready and Synced",
-        )
+        # Crossplane retries a reconcile error by itself (an AWS outage, say): the wait
+        # goes on until Ready or the ready timeout, showing each new error meanwhile.
+        deadline = workflow.now() + timedelta(seconds=req.ready_timeout_seconds)
+        seen = ""
+        while True:
+            left = int((deadline - workflow.now()).total_seconds())
+            waited = await workflow.execute_activity_method(
+                KubeActivities.wait_ready,
+                KubeWaitInput(
+                    ref=applied.ref,
+                    generation=applied.generation,
+                    timeout_seconds=max(1, left),
+                    seen=seen,
+                ),
+                start_to_close_timeout=timedelta(seconds=max(1, left) + 60),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=opt.RETRY,
+                summary="wait for Ready and Synced",
+            )
+            if waited.state != "waiting":
+                break
+            seen = waited.message
+            self._set(
+                req,
+                "applied",
+                f"generation {applied.generation}: {waiting_message(waited.message)}",
+            )
+            if workflow.now() >= deadline:
+                break
         if waited.state != "ready":
-            self._finish(req, "failed", waited.message, reason="not-ready")
+            message = waited.message
+            if seen and (waited.state == "waiting" or message.endswith(seen)):
+                # The condition, with the whole wait's length (not the last slice's).
+                message = f"not Ready after {req.ready_timeout_seconds}s: {seen}"
+            self._finish(req, "failed", message, reason="not-ready")
             return
         await self._record(req, live=True)
         # Every successful apply leaves the unit's drift loop running.

@@ -49,7 +49,10 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_READY_TIMEOUT,
         metavar="SECONDS",
-        help=f"how long to wait for Ready (default {DEFAULT_READY_TIMEOUT})",
+        help=(
+            f"how long to wait for Ready (default {DEFAULT_READY_TIMEOUT}); a ReconcileError "
+            "Crossplane retries (an AWS outage) is waited through until then"
+        ),
     )
     p.add_argument("--no-wait", action="store_true", help="request the apply and exit 5")
     p.set_defaults(func=apply)

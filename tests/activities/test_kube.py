@@ -364,13 +364,55 @@ def test_wait_ready_reports_a_failed_sync(
     kube: KubeClient, custom: client.CustomObjectsApi, act_env: ActivityEnvironment
 ) -> None:
     kube.apply(WIDGETS, widget())
-    failed = conditions(1, "False", "False", reason="ReconcileError", message="bucket name bad")
+    failed = conditions(1, "False", "False", reason="ReconcilePaused", message="paused")
     writer = later(0.3, set_status, custom, "w1", failed)
     result = act_env.run(
         KubeActivities(kube).wait_ready, KubeWaitInput(ref=ref(), generation=1, timeout_seconds=30)
     )
     writer.join()
-    assert (result.state, result.message) == ("failed", "ReconcileError: bucket name bad")
+    assert (result.state, result.message) == ("failed", "ReconcilePaused: paused")
+
+
+def test_wait_ready_reports_a_new_reconcile_error_and_waits_through_a_known_one(
+    kube: KubeClient,
+    custom: client.CustomObjectsApi,
+    act_env: ActivityEnvironment,
+    heartbeats: list[Any],
+) -> None:
+    kube.apply(WIDGETS, widget())
+    error = conditions(1, "False", "False", reason="ReconcileError", message="AWS unreachable")
+    set_status(custom, "w1", error)
+    acts = KubeActivities(kube)
+    first = act_env.run(acts.wait_ready, KubeWaitInput(ref=ref(), generation=1, timeout_seconds=30))
+    assert (first.state, first.message) == ("waiting", "ReconcileError: AWS unreachable")
+
+    # Reported already: the wait goes on (Crossplane retries) until it clears.
+    writer = later(0.5, set_status, custom, "w1", conditions(1, "True", "True"))
+    second = act_env.run(
+        acts.wait_ready,
+        KubeWaitInput(ref=ref(), generation=1, timeout_seconds=30, seen=first.message),
+    )
+    writer.join()
+    assert (second.state, second.message) == ("ready", "all composed resources are ready")
+    assert heartbeats[0] == ("waiting: Crossplane reports ReconcileError: AWS unreachable",)
+
+
+def test_wait_ready_times_out_on_a_reconcile_error_with_its_message(
+    kube: KubeClient, custom: client.CustomObjectsApi, act_env: ActivityEnvironment
+) -> None:
+    kube.apply(WIDGETS, widget())
+    error = conditions(1, "False", "False", reason="ReconcileError", message="AWS unreachable")
+    set_status(custom, "w1", error)
+    result = act_env.run(
+        KubeActivities(kube).wait_ready,
+        KubeWaitInput(
+            ref=ref(), generation=1, timeout_seconds=1, seen="ReconcileError: AWS unreachable"
+        ),
+    )
+    assert (result.state, result.message) == (
+        "pending",
+        "not Ready after 1s: ReconcileError: AWS unreachable",
+    )
 
 
 def test_wait_ready_times_out(

@@ -219,11 +219,6 @@ async def test_an_aws_outage_delays_a_capture_and_loses_nothing(
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a Claim's Synced=False (Crossplane's ReconcileError while AWS is away) "
-    "fails the apply at once (domain/apply.py readiness), though Crossplane retries",
-)
 @pytest.mark.timeout(600)
 async def test_an_aws_outage_during_an_apply_delays_it_and_loses_nothing(
     crash_stack: CrashStack, tmp_path: Path

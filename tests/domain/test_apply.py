@@ -13,6 +13,8 @@ from domain.apply import (
     gate_for,
     is_precious,
     readiness,
+    synced_false_verdict,
+    waiting_message,
 )
 
 AUTHOR = "Dana Developer <dana@example.com>"
@@ -207,19 +209,50 @@ def test_old_failure_is_ignored() -> None:
     assert readiness(obj, 2).model_dump() == {"state": "pending", "message": WAITING}
 
 
-def test_synced_false_fails_with_reason_and_message() -> None:
+def test_a_reconcile_error_waits_with_reason_and_message() -> None:
+    # Crossplane retries a ReconcileError itself (an unreachable AWS reads the same):
+    # the apply waits for it to clear, up to its ready timeout, instead of failing.
     obj = claim(
         2,
-        cond("Synced", "False", 2, reason="ReconcileError", message="InvalidBucketName: too long"),
+        cond("Synced", "False", 2, reason="ReconcileError", message="connection refused"),
         cond("Ready", "False", 2, reason="Creating"),
     )
     r = readiness(obj, 2)
-    assert (r.state, r.message) == ("failed", "ReconcileError: InvalidBucketName: too long")
+    assert (r.state, r.message) == ("waiting", "ReconcileError: connection refused")
+    assert waiting_message(r.message) == (
+        "waiting: Crossplane reports ReconcileError: connection refused"
+    )
 
 
-def test_synced_false_without_reason_or_message() -> None:
+def test_a_paused_claim_fails_at_once() -> None:
+    obj = claim(
+        2,
+        cond("Synced", "False", 2, reason="ReconcilePaused", message="paused by annotation"),
+        cond("Ready", "False", 2, reason="Creating"),
+    )
+    r = readiness(obj, 2)
+    assert (r.state, r.message) == ("failed", "ReconcilePaused: paused by annotation")
+
+
+def test_synced_false_without_reason_or_message_is_a_reconcile_error() -> None:
     r = readiness(claim(1, cond("Synced", "False", 1)), 1)
-    assert (r.state, r.message) == ("failed", "ReconcileError:")
+    assert (r.state, r.message) == ("waiting", "ReconcileError:")
+
+
+@pytest.mark.parametrize(
+    ("reason", "verdict"),
+    [
+        ("ReconcileError", "wait"),  # Crossplane retries it with backoff
+        ("ReconcilePaused", "fail"),  # nothing changes until someone unpauses
+        ("SomethingNew", "wait"),  # not known to be permanent
+        ("", "wait"),
+        ("reconcilepaused", "wait"),  # reasons are exact CamelCase identifiers
+    ],
+)
+def test_synced_false_verdict(reason: str, verdict: str) -> None:
+    assert synced_false_verdict(reason) == verdict
+    state = readiness(claim(1, cond("Synced", "False", 1, reason=reason or None)), 1).state
+    assert state == {"wait": "waiting", "fail": "failed"}[verdict]
 
 
 def test_synced_but_not_ready_is_pending_with_its_reason() -> None:

@@ -33,7 +33,13 @@ from workflows.drift import DriftWorkflow
 
 
 async def settle(
-    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int, **kw: object
+    env: WorkflowEnvironment,
+    worker: Worker,
+    space: str,
+    unit: str,
+    revision: int,
+    messages: list[str] | None = None,
+    **kw: object,
 ) -> ApplyOutcome:
     request_id = str(uuid.uuid4())
     workflow_id = await signal_apply(
@@ -51,6 +57,8 @@ async def settle(
         outcome = find(status, request_id)
         if outcome is not None and outcome.settled:
             return outcome
+        if messages is not None and status.current and status.current.revision == revision:
+            messages.append(status.current.message)
         await asyncio.sleep(0.1)
     raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle: {status}")
 
@@ -504,11 +512,19 @@ async def test_claim_that_never_becomes_ready_fails_and_keeps_the_live_revision(
     result = await publish(env, cluster_worker, messagewall, spaces=[space])
     assert result.spaces[0].units[0].revision == 2
 
-    outcome = await settle(env, cluster_worker, space, unit, 2, ready_timeout_seconds=60)
+    # Crossplane reports ReconcileError (as for an unreachable AWS): the apply waits,
+    # showing the error in its status, until its ready timeout — then fails with it.
+    messages: list[str] = []
+    outcome = await settle(
+        env, cluster_worker, space, unit, 2, messages=messages, ready_timeout_seconds=15
+    )
 
     assert (outcome.state, outcome.reason) == ("failed", "not-ready")
-    assert outcome.message.startswith("ReconcileError: ")
+    assert outcome.message.startswith("not Ready after 15s: ReconcileError: ")
     assert "InvalidBucketName" in outcome.message
+    waiting = [m for m in messages if "waiting: Crossplane reports ReconcileError: " in m]
+    assert waiting, messages
+    assert "InvalidBucketName" in waiting[-1]
     record = store.get_unit(space, unit)
     assert record is not None
     assert (record.head_revision, record.live_revision, record.last_applied_revision) == (2, 1, 2)
