@@ -72,6 +72,9 @@ class DriftWorkflow:
         self.paused_by_signal: bool | None = None
         # a pause or resume not yet written to the authority (where restarts read it)
         self.pause_to_store: bool | None = None
+        # The unit is inactive or gone: the loop ends. Requests from then on are
+        # answered at once (nothing will check again).
+        self.ended = False
 
     # ---- handlers ----------------------------------------------------------------------
 
@@ -96,11 +99,13 @@ class DriftWorkflow:
         """Check now and answer with the result of a check that started after this
         request (a check already running may have read the cluster before the edit
         the caller wants seen)."""
+        if self.ended:
+            return self.status  # the final status: the unit is inactive or gone
         target = self.started_checks + 1
         self.wake = True
         self.check_waiters += 1
         try:
-            await workflow.wait_condition(lambda: self.completed_checks >= target)
+            await workflow.wait_condition(lambda: self.ended or self.completed_checks >= target)
         finally:
             self.check_waiters -= 1
         return self.status
@@ -108,12 +113,15 @@ class DriftWorkflow:
     @workflow.update
     async def capture_now(self, req: CaptureRequest) -> CaptureOutcome:
         """Capture live state now (even when paused or in report mode), tagged."""
+        if self.ended:
+            return self._ended_outcome()
         self.capture_seq += 1
         seq = self.capture_seq
         self.capture_requests.append((seq, req))
         self.wake = True
-        await workflow.wait_condition(lambda: seq in self.capture_results)
-        return self.capture_results.pop(seq)
+        await workflow.wait_condition(lambda: seq in self.capture_results or self.ended)
+        answer = self.capture_results.pop(seq, None)
+        return self._ended_outcome() if answer is None else answer
 
     @workflow.query
     def get_status(self) -> DriftStatus:
@@ -175,7 +183,24 @@ class DriftWorkflow:
             ended = await self._check_and_act(requests, sweep_id)
             self.completed_checks += 1
             if ended:
+                await self._drain()
                 return self.status
+
+    async def _drain(self) -> None:
+        """The loop ends: answer every request that arrived during the final check, and
+        complete only once no handler is running (a request that arrives while it
+        completes is answered by its handler at once, since ``ended`` is set)."""
+        self.ended = True
+        leftover, self.capture_requests = self.capture_requests, []
+        self._answer(leftover, self._ended_outcome())
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    def _ended_outcome(self) -> CaptureOutcome:
+        return CaptureOutcome(
+            captured=False,
+            action="none",
+            message="unit inactive",
+        )
 
     async def _check_and_act(
         self, requests: list[tuple[int, CaptureRequest]], sweep_id: str
