@@ -13,7 +13,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         RequestApplyInput,
         RequestSyncInput,
     )
+    from domain.redact import redact
     from workflows import _options as opt
     from workflows._errors import error_info
 
@@ -54,6 +55,17 @@ CHECKS_PER_RUN = 200
 CHECK_TIMEOUT = timedelta(minutes=2)
 # A capture that loses a race with a publish or `set` re-checks this many times.
 STALE_REPLANS = 3
+# A check's first attempt alone, so that a failure shows before the retries.
+FIRST_ATTEMPT = RetryPolicy(maximum_attempts=1)
+
+
+def _non_retryable(err: BaseException) -> bool:
+    cur: BaseException | None = err
+    while cur is not None:
+        if isinstance(cur, ApplicationError) and cur.non_retryable:
+            return True
+        cur = cur.__cause__
+    return False
 
 
 @workflow.defn(name="DriftWorkflow")
@@ -212,19 +224,13 @@ class DriftWorkflow:
         """
         for attempt in range(STALE_REPLANS + 1):
             try:
-                # A local activity: a check is short, runs every interval on every
-                # unit, and this way costs one workflow task instead of three.
-                result = await workflow.execute_local_activity_method(
-                    DriftActivities.check,
+                result = await self._run_check(
                     DriftCheckInput(
                         space=self.status.space,
                         unit=self.status.unit,
                         sweep_id=sweep_id,
                         force=bool(requests),
-                    ),
-                    start_to_close_timeout=CHECK_TIMEOUT,
-                    retry_policy=opt.RETRY,
-                    summary="compare live state with the live revision",
+                    )
                 )
             # A local activity's failure arrives as the activity's own error, not
             # wrapped in ActivityError.
@@ -262,6 +268,44 @@ class DriftWorkflow:
                     return False
                 # The unit moved on under the capture: read it again and re-plan.
         return False
+
+    async def _run_check(self, inp: DriftCheckInput) -> DriftCheckResult:
+        """The check, as a local activity: a check is short, runs every interval on every
+        unit, and this way costs one workflow task instead of three.
+
+        A local activity's failed attempts are invisible until the last one (minutes
+        later): the first attempt runs alone, and if it fails for a transient reason
+        the loop shows ``failing`` (``drift status``, the Web UI) while it retries. The
+        next good check records its own state over it.
+        """
+
+        async def attempt(retry: RetryPolicy) -> DriftCheckResult:
+            return await workflow.execute_local_activity_method(
+                DriftActivities.check,
+                inp,
+                start_to_close_timeout=CHECK_TIMEOUT,
+                retry_policy=retry,
+                summary="compare live state with the live revision",
+            )
+
+        # (patched: loops started by an older worker replay one call with every attempt)
+        if not workflow.patched("drift-check-failing-visible"):
+            return await attempt(opt.RETRY)
+        try:
+            return await attempt(FIRST_ATTEMPT)
+        except (ActivityError, ApplicationError, ActivityTimeoutError) as e:
+            if _non_retryable(e):
+                raise
+            before = (self.status.state, self.status.message)
+            info = error_info(e)
+            message = redact(f"{info.type}: {info.message}")
+            self._set_state("failing", f"check failing, retrying: {message}")
+            # Not a sweep's answer: the sweep waits for the check's real outcome.
+            await self._record("")
+        result = await attempt(opt.RETRY)
+        # What the loop knew (e.g. a revert waiting for a check to agree) still holds.
+        self._set_state(*before)
+        return result
 
     async def _act(
         self,
@@ -538,7 +582,9 @@ class DriftWorkflow:
                     unit=self.status.unit,
                     state=self.status.state,
                     checked_at=workflow.now(),
-                    fields=last.fields if last and self.status.state != "paused" else [],
+                    fields=last.fields
+                    if last and self.status.state not in ("paused", "failing")
+                    else [],
                     message=self.status.message,
                     revision=self.status.last_revision,
                     sweep_id=sweep_id,

@@ -44,6 +44,7 @@ from domain.messages import (
 )
 from domain.naming import apply_id, drift_id
 from starter.applying import find
+from starter.commands.drift import _drift_json
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, eventually
 from tests.workflows.helpers import ask, publish
@@ -1219,3 +1220,50 @@ async def test_a_revert_of_an_aws_edit_counts_once_a_check_agrees(
     assert record.state in ("reverted", "in-sync")
     assert record.last_drift is not None
     assert [f.path for f in record.last_drift.fields] == ["spec.lambdaMemory"]
+
+
+# ---- a check that fails shows while it retries ---------------------------------------------
+
+
+@SQLITE_ONLY
+async def test_an_api_outage_shows_as_failing_then_recovers(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """A drift check is a local activity: its failed attempts are invisible until the
+    last one. During an API outage ``drift status`` says ``failing`` (with the error,
+    redacted) as soon as one attempt fails, not "in-sync" with an ever older last
+    check; the next good check puts the real state back."""
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    rule = sandbox.peer.peer.inject_faults(
+        503,
+        count=None,
+        method="GET",
+        path=r"/serverlesseventappclaims/messagewall-dev-east$",
+        message="upstream https://ops:hunter2-sekrit@proxy.example/ unavailable",
+    )
+    try:
+        await signal_drift(env.client, cluster_worker.task_queue, MW, MW, "watch")
+
+        async def shown() -> dict[str, Any]:
+            [record] = await asyncio.to_thread(store.list_drift, MW, MW)
+            return _drift_json(record, MW, MW)
+
+        failing = await eventually(
+            shown, lambda row: row["state"] == "failing", what="drift status shows failing"
+        )
+        assert rule.hits >= 1
+        assert "503" in failing["message"]
+        assert "unavailable" in failing["message"]
+        assert "hunter2-sekrit" not in failing["message"]
+        assert failing["drift"] == []
+        assert (await status_of(env, MW, MW)).state == "failing"
+    finally:
+        sandbox.peer.peer.clear_faults()
+    recovered = await eventually(
+        shown, lambda row: row["state"] != "failing", what="the next good check"
+    )
+    assert (recovered["state"], recovered["drift"]) == ("in-sync", [])
