@@ -174,7 +174,10 @@ class ClaimWatcher:
         print_ = fingerprint(obj)
         before = seen.get(key)
         seen[key] = print_
-        if initial or before == print_:
+        # A first list has nothing to compare with (the loop checks when it starts); a
+        # list after a watch ended (timeout, 410, an outage) does: an edit made between
+        # the old watch and the new one shows only here.
+        if before == print_ or (initial and before is None):
             return
         with self._lock:
             unit = self.units.get(key)
