@@ -51,6 +51,9 @@ class ClaimWatcher:
         self.loop = loop
         self.stop_event = threading.Event()
         self.units: dict[ObjectKey, tuple[str, str]] = {}
+        # What this worker applied last, per object: the baseline of a kind's first list
+        # (a watch started by the apply may list only after an edit that follows it).
+        self._applied: dict[ObjectKey, str] = {}
         self._namespaces: dict[tuple[str, str, int], str] = {}
         self._threads: dict[tuple[str, str], threading.Thread] = {}
         self._lock = threading.Lock()
@@ -115,6 +118,7 @@ class ClaimWatcher:
         )
         with self._lock:
             self.units[key] = (space, unit)
+            self._applied[key] = fingerprint(obj)
         self._ensure_thread((res.api_version, res.kind))
 
     def _ensure_thread(self, kind: tuple[str, str]) -> None:
@@ -173,10 +177,14 @@ class ClaimWatcher:
         )
         print_ = fingerprint(obj)
         before = seen.get(key)
+        if before is None:
+            with self._lock:
+                before = self._applied.get(key)
         seen[key] = print_
-        # A first list has nothing to compare with (the loop checks when it starts); a
-        # list after a watch ended (timeout, 410, an outage) does: an edit made between
-        # the old watch and the new one shows only here.
+        # A list compares with what the last watch saw, or with what was applied: an
+        # edit made before the first list, or between two watches (timeout, 410, an
+        # outage), shows only there. With neither, nothing to compare with (the loop
+        # checks when it starts).
         if before == print_ or (initial and before is None):
             return
         with self._lock:

@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.kube_client import KubeClient, Resource
-from activities.watcher import ClaimWatcher
+from activities.watcher import ClaimWatcher, fingerprint
 from authority.sql import SqlStore
 from domain.authority import SpaceSpec, UnitChange
 from domain.naming import drift_id
@@ -295,4 +295,30 @@ async def test_an_edit_between_two_watches_signals_at_the_next_list(
     assert await signals(env, space, unit) == ["watch"]
     # An unchanged object in the next list is no edit.
     await asyncio.to_thread(watcher._observe, res, edited, seen, initial=True)
+    assert await signals(env, space, unit) == ["watch"]
+
+
+async def test_an_edit_right_after_an_apply_signals_even_before_the_first_list(
+    env: WorkflowEnvironment,
+    watcher: ClaimWatcher,
+    kube: KubeClient,
+    kubectl: client.CustomObjectsApi,
+) -> None:
+    """The apply starts the kind's watch; under load the watch may list the kind only
+    after an edit that follows the apply. That list compares with what was applied."""
+    space, unit = f"orders-{uuid.uuid4().hex[:6]}", "staging-orders-db"
+    res = resource(kube)
+    applied = kube.apply(res, claim(unit))
+    watcher.units[("platform.acme.io", KIND, NAMESPACE, unit)] = (space, unit)
+    watcher._applied[("platform.acme.io", KIND, NAMESPACE, unit)] = fingerprint(applied)
+    items, _ = await asyncio.to_thread(kube.list_kind, res)
+    [unchanged] = [o for o in items if o["metadata"]["name"] == unit]
+    await asyncio.to_thread(watcher._observe, res, unchanged, {}, initial=True)
+    assert await signals(env, space, unit) == []  # as applied: no edit
+
+    await patch(kubectl, unit, {"spec": {"storageGB": 100}})
+    items, _ = await asyncio.to_thread(kube.list_kind, res)
+    [edited] = [o for o in items if o["metadata"]["name"] == unit]
+    await asyncio.to_thread(watcher._observe, res, edited, {}, initial=True)
+
     assert await signals(env, space, unit) == ["watch"]
