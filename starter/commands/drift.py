@@ -47,7 +47,11 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         "drift", parents=[common], help="arrow 3: drift between live and authority"
     )
     dsub = drift.add_subparsers(dest="drift_command", required=True, metavar="COMMAND")
-    p = dsub.add_parser("status", parents=[common], help="per unit: state, last check, last drift")
+    p = dsub.add_parser(
+        "status",
+        parents=[common],
+        help="per unit: state (failing: a check attempt failed, retrying), last check, last drift",
+    )
     p.add_argument("space")
     p.add_argument("unit", nargs="?")
     p.set_defaults(func=status)
