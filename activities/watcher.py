@@ -51,6 +51,9 @@ class ClaimWatcher:
         self.loop = loop
         self.stop_event = threading.Event()
         self.units: dict[ObjectKey, tuple[str, str]] = {}
+        # What this worker applied last, per object: the baseline of a kind's first list
+        # (a watch started by the apply may list only after an edit that follows it).
+        self._applied: dict[ObjectKey, str] = {}
         self._namespaces: dict[tuple[str, str, int], str] = {}
         self._threads: dict[tuple[str, str], threading.Thread] = {}
         self._lock = threading.Lock()
@@ -115,6 +118,7 @@ class ClaimWatcher:
         )
         with self._lock:
             self.units[key] = (space, unit)
+            self._applied[key] = fingerprint(obj)
         self._ensure_thread((res.api_version, res.kind))
 
     def _ensure_thread(self, kind: tuple[str, str]) -> None:
@@ -173,8 +177,15 @@ class ClaimWatcher:
         )
         print_ = fingerprint(obj)
         before = seen.get(key)
+        if before is None:
+            with self._lock:
+                before = self._applied.get(key)
         seen[key] = print_
-        if initial or before == print_:
+        # A list compares with what the last watch saw, or with what was applied: an
+        # edit made before the first list, or between two watches (timeout, 410, an
+        # outage), shows only there. With neither, nothing to compare with (the loop
+        # checks when it starts).
+        if before == print_ or (initial and before is None):
             return
         with self._lock:
             unit = self.units.get(key)

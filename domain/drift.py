@@ -16,7 +16,15 @@ from domain.schema import apply_defaults
 DriftMode = Literal["capture", "revert", "report"]
 # reverting: a revert was asked for and no check has agreed yet; reverted: one has.
 DriftStateName = Literal[
-    "unknown", "in-sync", "drifted", "captured", "reverting", "reverted", "paused", "failed"
+    "unknown",
+    "in-sync",
+    "drifted",
+    "captured",
+    "reverting",
+    "reverted",
+    "paused",
+    "failing",  # a check attempt failed; retrying
+    "failed",
 ]
 DriftSource = Literal["kubernetes-live", "aws-live"]
 

@@ -13,7 +13,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         RequestApplyInput,
         RequestSyncInput,
     )
+    from domain.redact import redact
     from workflows import _options as opt
     from workflows._errors import error_info
 
@@ -54,6 +55,17 @@ CHECKS_PER_RUN = 200
 CHECK_TIMEOUT = timedelta(minutes=2)
 # A capture that loses a race with a publish or `set` re-checks this many times.
 STALE_REPLANS = 3
+# A check's first attempt alone, so that a failure shows before the retries.
+FIRST_ATTEMPT = RetryPolicy(maximum_attempts=1)
+
+
+def _non_retryable(err: BaseException) -> bool:
+    cur: BaseException | None = err
+    while cur is not None:
+        if isinstance(cur, ApplicationError) and cur.non_retryable:
+            return True
+        cur = cur.__cause__
+    return False
 
 
 @workflow.defn(name="DriftWorkflow")
@@ -72,6 +84,9 @@ class DriftWorkflow:
         self.paused_by_signal: bool | None = None
         # a pause or resume not yet written to the authority (where restarts read it)
         self.pause_to_store: bool | None = None
+        # The unit is inactive or gone: the loop ends. Requests from then on are
+        # answered at once (nothing will check again).
+        self.ended = False
 
     # ---- handlers ----------------------------------------------------------------------
 
@@ -96,11 +111,13 @@ class DriftWorkflow:
         """Check now and answer with the result of a check that started after this
         request (a check already running may have read the cluster before the edit
         the caller wants seen)."""
+        if self.ended:
+            return self.status  # the final status: the unit is inactive or gone
         target = self.started_checks + 1
         self.wake = True
         self.check_waiters += 1
         try:
-            await workflow.wait_condition(lambda: self.completed_checks >= target)
+            await workflow.wait_condition(lambda: self.ended or self.completed_checks >= target)
         finally:
             self.check_waiters -= 1
         return self.status
@@ -108,12 +125,15 @@ class DriftWorkflow:
     @workflow.update
     async def capture_now(self, req: CaptureRequest) -> CaptureOutcome:
         """Capture live state now (even when paused or in report mode), tagged."""
+        if self.ended:
+            return self._ended_outcome()
         self.capture_seq += 1
         seq = self.capture_seq
         self.capture_requests.append((seq, req))
         self.wake = True
-        await workflow.wait_condition(lambda: seq in self.capture_results)
-        return self.capture_results.pop(seq)
+        await workflow.wait_condition(lambda: seq in self.capture_results or self.ended)
+        answer = self.capture_results.pop(seq, None)
+        return self._ended_outcome() if answer is None else answer
 
     @workflow.query
     def get_status(self) -> DriftStatus:
@@ -175,7 +195,24 @@ class DriftWorkflow:
             ended = await self._check_and_act(requests, sweep_id)
             self.completed_checks += 1
             if ended:
+                await self._drain()
                 return self.status
+
+    async def _drain(self) -> None:
+        """The loop ends: answer every request that arrived during the final check, and
+        complete only once no handler is running (a request that arrives while it
+        completes is answered by its handler at once, since ``ended`` is set)."""
+        self.ended = True
+        leftover, self.capture_requests = self.capture_requests, []
+        self._answer(leftover, self._ended_outcome())
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    def _ended_outcome(self) -> CaptureOutcome:
+        return CaptureOutcome(
+            captured=False,
+            action="none",
+            message="unit inactive",
+        )
 
     async def _check_and_act(
         self, requests: list[tuple[int, CaptureRequest]], sweep_id: str
@@ -187,19 +224,13 @@ class DriftWorkflow:
         """
         for attempt in range(STALE_REPLANS + 1):
             try:
-                # A local activity: a check is short, runs every interval on every
-                # unit, and this way costs one workflow task instead of three.
-                result = await workflow.execute_local_activity_method(
-                    DriftActivities.check,
+                result = await self._run_check(
                     DriftCheckInput(
                         space=self.status.space,
                         unit=self.status.unit,
                         sweep_id=sweep_id,
                         force=bool(requests),
-                    ),
-                    start_to_close_timeout=CHECK_TIMEOUT,
-                    retry_policy=opt.RETRY,
-                    summary="compare live state with the live revision",
+                    )
                 )
             # A local activity's failure arrives as the activity's own error, not
             # wrapped in ActivityError.
@@ -237,6 +268,44 @@ class DriftWorkflow:
                     return False
                 # The unit moved on under the capture: read it again and re-plan.
         return False
+
+    async def _run_check(self, inp: DriftCheckInput) -> DriftCheckResult:
+        """The check, as a local activity: a check is short, runs every interval on every
+        unit, and this way costs one workflow task instead of three.
+
+        A local activity's failed attempts are invisible until the last one (minutes
+        later): the first attempt runs alone, and if it fails for a transient reason
+        the loop shows ``failing`` (``drift status``, the Web UI) while it retries. The
+        next good check records its own state over it.
+        """
+
+        async def attempt(retry: RetryPolicy) -> DriftCheckResult:
+            return await workflow.execute_local_activity_method(
+                DriftActivities.check,
+                inp,
+                start_to_close_timeout=CHECK_TIMEOUT,
+                retry_policy=retry,
+                summary="compare live state with the live revision",
+            )
+
+        # (patched: loops started by an older worker replay one call with every attempt)
+        if not workflow.patched("drift-check-failing-visible"):
+            return await attempt(opt.RETRY)
+        try:
+            return await attempt(FIRST_ATTEMPT)
+        except (ActivityError, ApplicationError, ActivityTimeoutError) as e:
+            if _non_retryable(e):
+                raise
+            before = (self.status.state, self.status.message)
+            info = error_info(e)
+            message = redact(f"{info.type}: {info.message}")
+            self._set_state("failing", f"check failing, retrying: {message}")
+            # Not a sweep's answer: the sweep waits for the check's real outcome.
+            await self._record("")
+        result = await attempt(opt.RETRY)
+        # What the loop knew (e.g. a revert waiting for a check to agree) still holds.
+        self._set_state(*before)
+        return result
 
     async def _act(
         self,
@@ -513,7 +582,9 @@ class DriftWorkflow:
                     unit=self.status.unit,
                     state=self.status.state,
                     checked_at=workflow.now(),
-                    fields=last.fields if last and self.status.state != "paused" else [],
+                    fields=last.fields
+                    if last and self.status.state not in ("paused", "failing")
+                    else [],
                     message=self.status.message,
                     revision=self.status.last_revision,
                     sweep_id=sweep_id,

@@ -18,7 +18,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 
-from activities.temporal import signal_drift, start_drift
+from activities.temporal import signal_drift, start_drift, update_with_start
 from domain.drift import (
     CaptureOutcome,
     CaptureRequest,
@@ -47,7 +47,11 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         "drift", parents=[common], help="arrow 3: drift between live and authority"
     )
     dsub = drift.add_subparsers(dest="drift_command", required=True, metavar="COMMAND")
-    p = dsub.add_parser("status", parents=[common], help="per unit: state, last check, last drift")
+    p = dsub.add_parser(
+        "status",
+        parents=[common],
+        help="per unit: state (failing: a check attempt failed, retrying), last check, last drift",
+    )
     p.add_argument("space")
     p.add_argument("unit", nargs="?")
     p.set_defaults(func=status)
@@ -180,12 +184,16 @@ async def _check_one(
         return None
     # Only the update asks: a check signal first would start a check of its own, and
     # the answer (a check that started after the request) would be the one after it.
-    await start_drift(client, settings.task_queue, space, unit)
-    handle = client.get_workflow_handle(drift_id(space, unit))
-    result: DriftStatus = await handle.execute_update(
-        "check_now", CheckRequest(reason="cli"), result_type=DriftStatus
+    # update_with_start sends both again when the loop completed or continued as new
+    # between the start and the update.
+    return await update_with_start(
+        client,
+        lambda: start_drift(client, settings.task_queue, space, unit),
+        drift_id(space, unit),
+        "check_now",
+        CheckRequest(reason="cli"),
+        DriftStatus,
     )
-    return result
 
 
 async def check(args: argparse.Namespace, out: Output, settings: Settings) -> int:
@@ -227,12 +235,13 @@ async def check(args: argparse.Namespace, out: Output, settings: Settings) -> in
 async def capture(args: argparse.Namespace, out: Output, settings: Settings) -> int:
     _units(settings, args.space, args.unit)
     client = await runner.client_for(settings)
-    await start_drift(client, settings.task_queue, args.space, args.unit)
-    handle = client.get_workflow_handle(drift_id(args.space, args.unit))
-    outcome: CaptureOutcome = await handle.execute_update(
+    outcome = await update_with_start(
+        client,
+        lambda: start_drift(client, settings.task_queue, args.space, args.unit),
+        drift_id(args.space, args.unit),
         "capture_now",
         CaptureRequest(tag=args.tag, incident=args.incident, by=author(args.by)),
-        result_type=CaptureOutcome,
+        CaptureOutcome,
     )
     action = outcome.action or ("captured" if outcome.captured else "none")
     body = {"space": args.space, "unit": args.unit, **outcome.model_dump(mode="json")}
@@ -256,9 +265,9 @@ async def capture(args: argparse.Namespace, out: Output, settings: Settings) -> 
 async def _signal(args: argparse.Namespace, out: Output, settings: Settings, name: str) -> int:
     _units(settings, args.space, args.unit)
     client = await runner.client_for(settings)
-    await start_drift(client, settings.task_queue, args.space, args.unit)
-    handle = client.get_workflow_handle(drift_id(args.space, args.unit))
-    await handle.signal(name)
+    # One signal-with-start: no window between a start and a signal in which the
+    # loop could complete (NOT_FOUND); a run that completes meanwhile is retried.
+    await signal_drift(client, settings.task_queue, args.space, args.unit, "cli", signal=name)
     out.result(
         {
             "space": args.space,

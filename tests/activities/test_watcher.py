@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.kube_client import KubeClient, Resource
-from activities.watcher import ClaimWatcher
+from activities.watcher import ClaimWatcher, fingerprint
 from authority.sql import SqlStore
 from domain.authority import SpaceSpec, UnitChange
 from domain.naming import drift_id
@@ -267,3 +267,58 @@ async def test_claims_of_units_in_the_authority_are_watched_without_an_apply(
         except AssertionError:
             assert time.monotonic() < deadline, "the unit's claim was never watched"
     assert (await signals(env, space, unit))[0] == "watch"
+
+
+async def test_an_edit_between_two_watches_signals_at_the_next_list(
+    env: WorkflowEnvironment,
+    watcher: ClaimWatcher,
+    kube: KubeClient,
+    kubectl: client.CustomObjectsApi,
+) -> None:
+    """The watch ends every WATCH_SECONDS (or on an outage) and lists again: an edit made
+    in between shows only in that list. It used to be taken as a first sighting and
+    ignored, leaving the edit to the drift loop's next tick."""
+    space, unit = f"orders-{uuid.uuid4().hex[:6]}", "staging-orders-db"
+    res = resource(kube)
+    applied = kube.apply(res, claim(unit))
+    watcher.units[("platform.acme.io", KIND, NAMESPACE, unit)] = (space, unit)
+    seen: dict[Any, str] = {}
+    # what the earlier watch had seen
+    await asyncio.to_thread(watcher._observe, res, applied, seen, initial=True)
+    await patch(kubectl, unit, {"spec": {"storageGB": 100}})
+    items, _ = await asyncio.to_thread(kube.list_kind, res)
+    [edited] = [o for o in items if o["metadata"]["name"] == unit]
+
+    # the list that starts the next watch
+    await asyncio.to_thread(watcher._observe, res, edited, seen, initial=True)
+
+    assert await signals(env, space, unit) == ["watch"]
+    # An unchanged object in the next list is no edit.
+    await asyncio.to_thread(watcher._observe, res, edited, seen, initial=True)
+    assert await signals(env, space, unit) == ["watch"]
+
+
+async def test_an_edit_right_after_an_apply_signals_even_before_the_first_list(
+    env: WorkflowEnvironment,
+    watcher: ClaimWatcher,
+    kube: KubeClient,
+    kubectl: client.CustomObjectsApi,
+) -> None:
+    """The apply starts the kind's watch; under load the watch may list the kind only
+    after an edit that follows the apply. That list compares with what was applied."""
+    space, unit = f"orders-{uuid.uuid4().hex[:6]}", "staging-orders-db"
+    res = resource(kube)
+    applied = kube.apply(res, claim(unit))
+    watcher.units[("platform.acme.io", KIND, NAMESPACE, unit)] = (space, unit)
+    watcher._applied[("platform.acme.io", KIND, NAMESPACE, unit)] = fingerprint(applied)
+    items, _ = await asyncio.to_thread(kube.list_kind, res)
+    [unchanged] = [o for o in items if o["metadata"]["name"] == unit]
+    await asyncio.to_thread(watcher._observe, res, unchanged, {}, initial=True)
+    assert await signals(env, space, unit) == []  # as applied: no edit
+
+    await patch(kubectl, unit, {"spec": {"storageGB": 100}})
+    items, _ = await asyncio.to_thread(kube.list_kind, res)
+    [edited] = [o for o in items if o["metadata"]["name"] == unit]
+    await asyncio.to_thread(watcher._observe, res, edited, {}, initial=True)
+
+    assert await signals(env, space, unit) == ["watch"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +26,14 @@ import sqlalchemy
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.filter.v1 import WorkflowExecutionFilter
 from temporalio.api.workflowservice.v1 import ListClosedWorkflowExecutionsRequest
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows.apply
 import workflows.sync
+from activities.drift import DriftActivities
 from activities.kube_client import KubeClient
 from activities.source import SourceCache
 from activities.temporal import (
@@ -44,7 +46,7 @@ from activities.temporal import (
 from authority.sql import SqlStore
 from domain.authority import UnitStateChange
 from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftStatus
-from domain.messages import SyncNowInput, SyncPRInput, SyncResult
+from domain.messages import DriftCheckInput, DriftCheckResult, SyncNowInput, SyncPRInput, SyncResult
 from domain.naming import apply_id, drift_id, sync_pr_id
 from tests.support import AuthoringRepo, authority_change, eventually, git, make_repo
 from tests.workflows.helpers import ask, publish
@@ -543,6 +545,73 @@ async def test_drift_updates_during_the_last_check_of_an_ending_loop_are_answere
         engine.dispose()
     captured, checked = await asyncio.wait_for(asyncio.gather(capture, check), timeout=60)
     assert (captured.captured, captured.message) == (False, "unit inactive")
+    assert checked.state == "paused"
+    described = await handle.describe()
+    assert described.status == WorkflowExecutionStatus.COMPLETED
+
+
+@SQLITE_ONLY
+async def test_drift_updates_accepted_during_the_final_check_are_answered(
+    env: WorkflowEnvironment,
+    small_runs_worker: Worker,
+    store: SqlStore,
+    messagewall: AuthoringRepo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``capture_now`` and ``check_now`` accepted while the check that finds the unit
+    orphaned is still running (the check outlasts a workflow task, so the updates are
+    accepted mid-check): the loop answers both before it ends. Before the drain they
+    were left waiting as the run completed."""
+    space = unit = "messagewall-dev-east"
+    await go_live(env, small_runs_worker, store, messagewall, space)
+    store.commit([], states=[UnitStateChange(space=space, slug=unit, state="orphaned")])
+    entered, release = threading.Event(), threading.Event()
+    original = DriftActivities._check
+
+    def held(self: DriftActivities, inp: DriftCheckInput) -> DriftCheckResult:
+        entered.set()
+        release.wait(timeout=120)
+        return original(self, inp)
+
+    monkeypatch.setattr(DriftActivities, "_check", held)
+    handle = env.client.get_workflow_handle(drift_id(space, unit))
+    try:
+        await signal_drift(env.client, small_runs_worker.task_queue, space, unit, "watch")
+        assert await asyncio.to_thread(entered.wait, 60), "the final check never started"
+        # Accepted only by a workflow task during the check (the local activity's
+        # heartbeat): the requests then wait on a check that is already running.
+        capture = await asyncio.wait_for(
+            handle.start_update(
+                "capture_now",
+                CaptureRequest(tag="break-glass"),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=CaptureOutcome,
+            ),
+            timeout=60,
+        )
+        check = await asyncio.wait_for(
+            handle.start_update(
+                "check_now",
+                CheckRequest(reason="cli"),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=DriftStatus,
+            ),
+            timeout=60,
+        )
+        assert not release.is_set()
+    finally:
+        release.set()
+    try:
+        captured, checked = await asyncio.wait_for(
+            asyncio.gather(capture.result(), check.result()), timeout=60
+        )
+    except TimeoutError:
+        pytest.fail("updates accepted during the final check were never answered")
+    assert (captured.captured, captured.action, captured.message) == (
+        False,
+        "none",
+        "unit inactive",
+    )
     assert checked.state == "paused"
     described = await handle.describe()
     assert described.status == WorkflowExecutionStatus.COMPLETED
