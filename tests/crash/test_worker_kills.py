@@ -259,19 +259,32 @@ async def settle(stack: CrashStack, repo: AuthoringRepo) -> None:
     activity, no pending workflow task, and no timer running but the idle one.
     """
 
+    seen: list[str] = []
+
     async def quiet() -> bool:
         for handle_id in [f"sync-pr:{space}" for space in SPACES]:
-            handle = stack.client.get_workflow_handle(handle_id)
-            raw = (await handle.describe()).raw_description
-            if raw.workflow_execution_info.status != WORKFLOW_EXECUTION_STATUS_RUNNING:
-                continue
-            if raw.pending_activities or raw.HasField("pending_workflow_task"):
-                return False
-            if await busy_timers(handle):
+            busy = await busy_with(stack.client.get_workflow_handle(handle_id))
+            if busy:
+                if busy not in seen:  # what the last run was still doing, for the log
+                    seen.append(busy)
+                    print(f"settle: {handle_id} {busy}", flush=True)
                 return False
         return True
 
     await eventually(quiet, limit=ROUND_SECONDS, what="sync PR workflows idle")
+
+
+async def busy_with(handle: WorkflowHandle[Any, Any]) -> str:
+    """What a sync PR run is still doing ("" when idle or ended)."""
+    raw = (await handle.describe()).raw_description
+    if raw.workflow_execution_info.status != WORKFLOW_EXECUTION_STATUS_RUNNING:
+        return ""
+    if raw.pending_activities:
+        return "activity " + ", ".join(a.activity_type.name for a in raw.pending_activities)
+    if raw.HasField("pending_workflow_task"):
+        return "workflow task pending (the push is done, the PR record may not be)"
+    timers = await busy_timers(handle)
+    return f"debounce timer {timers}" if timers else ""
 
 
 async def busy_timers(handle: WorkflowHandle[Any, Any]) -> list[str]:
