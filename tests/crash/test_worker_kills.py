@@ -18,10 +18,14 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1.workflow_pb2 import WORKFLOW_EXECUTION_STATUS_RUNNING
+from temporalio.client import WorkflowHandle
 
 from tests.crash.common import (
     BROKEN,
@@ -34,6 +38,7 @@ from tests.crash.common import (
 from tests.crash.conftest import crash_repo
 from tests.crash.harness import CrashStack, eventually
 from tests.support import AuthoringRepo, git
+from workflows.sync import IDLE as SYNC_IDLE
 
 SPACES = ["crash-a", "crash-b", "crash-c"]
 MIN_KILLS = int(os.environ.get("TRIBUTARY_CRASH_KILLS", "100"))
@@ -244,14 +249,56 @@ async def test_worker_sigkills_lose_and_duplicate_nothing(
 
 
 async def settle(stack: CrashStack, repo: AuthoringRepo) -> None:
+    """Until every sync PR workflow is idle: nothing more will happen without new input.
+
+    No pending activity is not enough. A round ends as soon as the pushed branch shows
+    its change, i.e. right after the push; the PR record is written by the next
+    activities, which the workflow schedules in a workflow task (pending, or waiting
+    for the worker the killer just replaced), and a request that arrived late is
+    waiting out its debounce timer before it pushes again. Idle is: no pending
+    activity, no pending workflow task, and no timer running but the idle one.
+    """
+
+    seen: list[str] = []
+
     async def quiet() -> bool:
         for handle_id in [f"sync-pr:{space}" for space in SPACES]:
-            desc = await stack.client.get_workflow_handle(handle_id).describe()
-            if desc.raw_description.pending_activities:
+            busy = await busy_with(stack.client.get_workflow_handle(handle_id))
+            if busy:
+                if busy not in seen:  # what the last run was still doing, for the log
+                    seen.append(busy)
+                    print(f"settle: {handle_id} {busy}", flush=True)
                 return False
         return True
 
     await eventually(quiet, limit=ROUND_SECONDS, what="sync PR workflows idle")
+
+
+async def busy_with(handle: WorkflowHandle[Any, Any]) -> str:
+    """What a sync PR run is still doing ("" when idle or ended)."""
+    raw = (await handle.describe()).raw_description
+    if raw.workflow_execution_info.status != WORKFLOW_EXECUTION_STATUS_RUNNING:
+        return ""
+    if raw.pending_activities:
+        return "activity " + ", ".join(a.activity_type.name for a in raw.pending_activities)
+    if raw.HasField("pending_workflow_task"):
+        return "workflow task pending (the push is done, the PR record may not be)"
+    timers = await busy_timers(handle)
+    return f"debounce timer {timers}" if timers else ""
+
+
+async def busy_timers(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The run's running timers other than the idle wait (a debounce: a sync to come)."""
+    running: dict[str, timedelta] = {}
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            attrs = event.timer_started_event_attributes
+            running[attrs.timer_id] = attrs.start_to_fire_timeout.ToTimedelta()
+        elif event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
+            running.pop(event.timer_fired_event_attributes.timer_id, None)
+        elif event.event_type == EventType.EVENT_TYPE_TIMER_CANCELED:
+            running.pop(event.timer_canceled_event_attributes.timer_id, None)
+    return [timer for timer, timeout in running.items() if timeout != SYNC_IDLE]
 
 
 async def check_counts(stack: CrashStack, repo: AuthoringRepo, rounds: int) -> None:
