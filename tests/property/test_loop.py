@@ -65,6 +65,7 @@ from domain.drift import capture_description, capture_source
 from domain.messages import (
     ApplyContextInput,
     CaptureInput,
+    CaptureResult,
     CheckObjectsInput,
     CommitInput,
     DriftCheckInput,
@@ -73,10 +74,12 @@ from domain.messages import (
     RecordAppliedInput,
     RecordApprovalInput,
     SnapshotUnitsInput,
+    SnapshotUnitsResult,
 )
 from domain.naming import publish_id
 from domain.paths import MISSING, set_path
-from domain.publish import WRITE_ACTIONS, SpacePlan, plan_space
+from domain.gates import hold_for_gates, kind_key, review_gates, seed_namespaces
+from domain.publish import WRITE_ACTIONS, SpacePlan, git_record, plan_space, to_apply
 from tests.property import overlay
 
 # ---- profiles ----------------------------------------------------------------------
@@ -112,21 +115,18 @@ Spec = dict[str, Any]  # FIELDS only; a missing key is an absent field
 # ---- adapters: one place per call whose API the concurrent fixes may change ----------
 
 
-def adapter_capture(drift: DriftActivities, inp: CaptureInput) -> tuple[int, int | None]:
-    """Capture; answer (the capture's revision, the new head if a pending change was
-    re-based onto it, else ``None``). Adjust here when the capture's result grows a
-    field for the re-based head (DESIGN.md "Capture")."""
-    result = drift.capture(inp)
-    unit = drift.store.get_unit(inp.space, inp.unit)
-    assert unit is not None
-    rebased = unit.head_revision if unit.head_revision != result.revision else None
-    return result.revision, rebased
+def adapter_capture(drift: DriftActivities, inp: CaptureInput) -> CaptureResult:
+    """Capture (DESIGN.md "Capture"): the result names the kept or re-based head and
+    the pending revision a request may follow."""
+    return drift.capture(inp)
 
 
-def adapter_snapshot(authority: AuthorityActivities, space: str, slugs: list[str]) -> Any:
-    """The publish's read of heads and merge bases (the publish fix may change what
-    ``snapshot_units`` answers, e.g. the base as Git's stored render)."""
-    return authority.snapshot_units(SnapshotUnitsInput(space=space, slugs=slugs))
+def adapter_snapshot(
+    authority: AuthorityActivities, space: str, slugs: list[str], commit: str
+) -> SnapshotUnitsResult:
+    """The publish's read of heads, merge bases (Git's stored renders) and whether the
+    commit was already published to the space."""
+    return authority.snapshot_units(SnapshotUnitsInput(space=space, slugs=slugs, commit=commit))
 
 
 def adapter_record_applied(
@@ -594,14 +594,29 @@ class LoopMachine(RuleBasedStateMachine):
             approval=self.approval,  # type: ignore[arg-type]
             drift=self.drift_mode,  # type: ignore[arg-type]
             overlay=overlay.OVERLAY,
+            # seed_kinds(bundle) of a bundle with the Widget XRD; seed_namespaces as is
+            kinds=[kind_key(overlay.API_VERSION, overlay.KIND)],
+            namespaces=seed_namespaces(objects),
         )
         rerun = commit.ran == "ran"
         before = self._revision_count()
         if not rerun:
             self._expect_publish(commit)
-        snap = adapter_snapshot(self.authority, self.space, sorted(u.slug for u in checked))
-        plan = plan_space(checked, snap.units, force=False, states=snap.states)
-        if not plan.blocked:
+        by_slug = {u.slug: u for u in checked}
+        snap = adapter_snapshot(self.authority, self.space, sorted(by_slug), commit.id)
+        # PublishWorkflow._superseded: the history is linear, so a base commit made
+        # after this one descends from it.
+        superseded = any(
+            int(u.base_commit[1:]) > index
+            for u in snap.units.values()
+            if u.base_commit and u.base_commit != commit.id
+        )
+        seen = snap.seen or superseded
+        plan = plan_space(checked, snap.units, force=False, states=snap.states, seen=seen)
+        gates = review_gates(snap.gates, spec, {u.slug: u.data for u in checked})
+        plan = hold_for_gates(plan, gates, snap.units)
+        assert plan.blocked != "gates", f"held by the gates: {gates.held_reasons(plan)}"
+        if not plan.blocked and not plan.seen:
             changes = [
                 UnitChange(
                     space=self.space,
@@ -617,20 +632,32 @@ class LoopMachine(RuleBasedStateMachine):
                 )
                 for u in plan.writes
             ]
-            orphans = [
+            states = [
                 UnitStateChange(space=self.space, slug=u.unit, state="orphaned")
                 for u in plan.units
                 if u.action == "orphaned"
+            ] + [
+                UnitStateChange(space=self.space, slug=u.unit, state="active")
+                for u in plan.units
+                if u.adopt
             ]
+            git = git_record(self.space, commit.id, plan, checked, snap.units)
             committed = self._write(
                 lambda: self.authority.commit(
-                    CommitInput(changes=changes, spaces=[spec], states=orphans)
+                    CommitInput(changes=changes, spaces=[spec], states=states, git=git)
                 )
             )
             revisions = {o.slug: o.revision for o in committed}
-            if apply:
-                for u in plan.writes:
-                    self._request_apply(u.unit, revisions[u.unit])
+            for u in plan.units:
+                if u.unit in revisions:
+                    u.revision = revisions[u.unit]
+        if apply and not plan.blocked:
+            # PublishWorkflow._request_applies: what this run (or an earlier run of the
+            # same commit) wrote and nobody applied yet.
+            for slug in to_apply(plan, snap.units, commit.id):
+                u = next(p for p in plan.units if p.unit == slug)
+                if u.revision:
+                    self._request_apply(slug, u.revision)
         if rerun:
             # (b) re-running a commit never writes
             assert self._revision_count() == before, (
@@ -750,9 +777,8 @@ class LoopMachine(RuleBasedStateMachine):
             idempotency_key=f"drift:{self.space}:{slug}/{result.fingerprint}",
             fields=fields,
         )
-        pending = self.pipes.get(slug, Pipe())
-        was_pending = pending.waiting is not None or pending.inflight is not None
-        captured, rebased = self._write(lambda: adapter_capture(self.drift, inp), most=2)
+        inp.live_revision = result.live_revision
+        out = self._write(lambda: adapter_capture(self.drift, inp), most=2)
         # DESIGN.md "Capture": what runs becomes live; a pending change is re-based
         # onto it three-way (base: the old live revision) unless both touched a field.
         old_live = m.live if m.live is not None else {}
@@ -761,15 +787,27 @@ class LoopMachine(RuleBasedStateMachine):
             m.conflicts = conflicts
         else:
             m.head = merged
-        m.live, m.live_revision = live_claim, captured
-        m.captures.add(captured)
-        # The Claim is made to say what runs (no gate: it changes nothing that runs)…
-        self._request_apply(slug, captured, sync_only=True)
-        if self.pipes[slug].inflight == captured:
+        m.live, m.live_revision = live_claim, out.revision
+        m.captures.add(out.revision)
+        if out.head_revision not in (None, out.revision):
+            # DriftWorkflow._capture: a change waits at its gate or is in flight; the
+            # capture is not applied, and a request for the old head (waiting, queued
+            # or in flight) now stands for the re-based revision, which passes its gate
+            # anew (ApplyWorkflow.request with ``follows``).
+            if out.rebased_revision is not None and out.pending_revision is not None:
+                pipe = self.pipes.get(slug, Pipe())
+                requested = {
+                    q[0] for q in (pipe.waiting, pipe.queued) if q is not None and not q[1]
+                }
+                if pipe.inflight is not None:
+                    requested.add(pipe.inflight)
+                if out.pending_revision in requested:
+                    self._request_apply(slug, out.rebased_revision)
+            return
+        # The Claim is made to say what runs (no gate: it changes nothing that runs).
+        self._request_apply(slug, out.revision, sync_only=True)
+        if self.pipes[slug].inflight == out.revision:
             self._finish_apply(slug)
-        # … and a re-based pending change waits at its gate again.
-        if rebased is not None and was_pending:
-            self._request_apply(slug, rebased)
 
     # ---- reading ------------------------------------------------------------------------
 
