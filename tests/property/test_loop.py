@@ -903,3 +903,106 @@ def pg_store() -> Iterator[SqlStore]:
 @pytest.mark.skipif(PROFILE != "slow", reason="set TRIBUTARY_HYPOTHESIS_PROFILE=slow")
 def test_loop_postgresql(pg_store: SqlStore) -> None:
     run_state_machine_as_test(_bound(pg_store), settings=settings.get_profile(PROFILE))
+
+
+# ---- interleavings the random search rarely reaches, driven step by step -------------
+
+
+class _Draws:
+    """Stands for ``st.data()``: answers each draw with the next of the given values."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: Any, label: str | None = None) -> Any:
+        return self.values.pop(0)
+
+
+def _run(store: SqlStore, steps: list[Callable[[LoopMachine], Any]]) -> LoopMachine:
+    machine = _bound(store)()
+    try:
+        for step in steps:
+            step(machine)
+            machine.tick()
+            machine.accepted_changes_stay_in_the_head()
+            machine.live_is_monotonic_and_gated()
+    finally:
+        machine.teardown()
+    return machine
+
+
+def _expect_action(m: LoopMachine, slug: str, action: str, *, adopt: bool) -> None:
+    """``ci_latest`` that also checks the plan of ``slug``."""
+    plan = m._ci(len(m.commits) - 1, apply=False)
+    assert plan is not None
+    [u] = [u for u in plan.units if u.unit == slug]
+    assert (u.action, u.adopt) == (action, adopt)
+
+
+def _expect_sources(m: LoopMachine, slug: str, last: list[str]) -> None:
+    """The sources of the last revisions of ``slug``, oldest first."""
+    sources = [r.source for r in m.store.list_revisions(m.space, slug)]
+    assert sorted(sources[-len(last) :]) == sorted(last), sources
+
+
+@pytest.fixture
+def sqlite_store() -> Iterator[SqlStore]:
+    folder = Path(tempfile.mkdtemp(prefix="proptest-db-", dir=SCRATCH))
+    store = SqlStore(f"sqlite:///{folder / 'authority.db'}")
+    try:
+        yield store
+    finally:
+        store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_orphan_rendered_again_while_the_authority_is_ahead_is_adopted(
+    sqlite_store: SqlStore,
+) -> None:
+    """Open item 5: Git drops a unit the authority changed, then renders it again as it
+    was: nothing to write (authority ahead), but the unit is active again."""
+    m = _run(
+        sqlite_store,
+        [
+            lambda m: m.first_publish(
+                approval="none",
+                drift_mode="capture",
+                specs={"u0": {"size": 1}, "u1": {}},
+                start="live",
+            ),
+            lambda m: m.bulk_set(fld="tier", value=2, only="u0"),
+            lambda m: m.git_drop_unit(data=_Draws("u0")),
+            lambda m: m.ci_latest(apply=False),
+            lambda m: m.git_add_unit(data=_Draws("u0"), spec={"size": 1}),
+            lambda m: _expect_action(m, "u0", "authority-ahead", adopt=True),
+            lambda m: m.sync_merge_publish(),
+        ],
+    )
+    assert m.units["u0"].active and m.units["u0"].head == {"size": 1, "tier": 2}
+
+
+def test_retried_capture_that_rebased_a_pending_head_writes_nothing(
+    sqlite_store: SqlStore,
+) -> None:
+    """Open item 7: a capture over a change waiting at its gate writes the capture and
+    the re-based head; the same activity run again writes neither a second time, and
+    the re-based head still waits for its approval."""
+    m = _run(
+        sqlite_store,
+        [
+            lambda m: m.first_publish(
+                approval="required", drift_mode="capture", specs={"u0": {"size": 1}}, start="live"
+            ),
+            lambda m: m.git_change_field(data=_Draws("u0"), value=2, fld="size"),
+            lambda m: m.ci_latest(apply=True),
+            lambda m: m.live_edit(data=_Draws("u0"), fld="tier", value=3, watched=True),
+            lambda m: _expect_sources(m, "u0", ["drift-capture", "rebase"]),
+            lambda m: m.retry_last_write(),
+            lambda m: _expect_sources(m, "u0", ["drift-capture", "rebase"]),
+            lambda m: m.approve(data=_Draws("u0")),
+            lambda m: m.ready(data=_Draws("u0")),
+            lambda m: m.sync_merge_publish(),
+        ],
+    )
+    assert m.units["u0"].head == {"size": 2, "tier": 3}
+    assert m.units["u0"].live == {"size": 2, "tier": 3}
