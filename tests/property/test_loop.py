@@ -62,6 +62,7 @@ from domain.authority import (
 )
 from domain.diff import diff
 from domain.drift import capture_description, capture_source
+from domain.gates import hold_for_gates, kind_key, review_gates, seed_namespaces
 from domain.messages import (
     ApplyContextInput,
     CaptureInput,
@@ -78,7 +79,6 @@ from domain.messages import (
 )
 from domain.naming import publish_id
 from domain.paths import MISSING, set_path
-from domain.gates import hold_for_gates, kind_key, review_gates, seed_namespaces
 from domain.publish import WRITE_ACTIONS, SpacePlan, git_record, plan_space, to_apply
 from tests.property import overlay
 
@@ -978,7 +978,8 @@ def test_orphan_rendered_again_while_the_authority_is_ahead_is_adopted(
             lambda m: m.sync_merge_publish(),
         ],
     )
-    assert m.units["u0"].active and m.units["u0"].head == {"size": 1, "tier": 2}
+    assert m.units["u0"].active
+    assert m.units["u0"].head == {"size": 1, "tier": 2}
 
 
 def test_retried_capture_that_rebased_a_pending_head_writes_nothing(
