@@ -84,7 +84,7 @@ class OverlayEditor:
                 value = change.new if change.new_present else MISSING
                 if path in IDENTITY:
                     continue  # covered by the fallback below
-                edit = self._try_edit(unit, path, value, current)
+                edit = self._try_edit(unit, path, value, current, heads[unit])
                 if edit is None:
                     continue
                 current = edit[1]
@@ -114,10 +114,11 @@ class OverlayEditor:
         path: FieldPath,
         value: Any,
         current: dict[str, dict[str, Any]],
+        head: dict[str, Any],
     ) -> tuple[Edit, dict[str, dict[str, Any]]] | None:
         kind = str(current[unit].get("kind"))
         expected = dict(current)
-        expected[unit] = set_path(current[unit], path, value)
+        expected[unit] = _keep_empty_maps(set_path(current[unit], path, value), path, head)
         for where, apply_edit in self._candidates(kind, path, value):
             backup = {p: p.read_text() for p in apply_edit.files}
             if not apply_edit.run():
@@ -318,6 +319,18 @@ def _same(rendered: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any
     return rendered.keys() == expected.keys() and all(
         json_equal(rendered[k], expected[k]) for k in rendered
     )
+
+
+def _keep_empty_maps(obj: dict[str, Any], path: FieldPath, head: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with the maps above ``path`` that a delete emptied put back where ``head``
+    keeps them: ``set_path`` drops an emptied map, but kustomize's ``remove`` of the
+    last key renders ``spec: {}``, and a head that says ``spec: {}`` wants exactly that
+    (the render is then compared with this, and would never match)."""
+    for depth in range(1, len(path)):
+        prefix = path[:depth]
+        if get_path(obj, prefix) is MISSING and isinstance(get_path(head, prefix), dict):
+            obj = set_path(obj, prefix, {})
+    return obj
 
 
 def _show(value: Any) -> Any:

@@ -553,3 +553,36 @@ def test_a_patch_file_linked_out_of_the_clone_is_never_read_or_edited(
     assert e.value.file == f"{PRODUCTION}/kustomization.yaml"
     assert "leads out of the commit's tree" in e.value.message
     assert outside.read_text() == before
+
+
+def test_removing_the_last_field_of_a_map_the_head_keeps_empty_is_a_remove_op(
+    tmp_path: Path, kubectl: str
+) -> None:
+    """kustomize's ``remove`` of a map's last key renders ``spec: {}``: a head that keeps
+    the empty map gets the op, not the fallback file (found by tests/property)."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "kustomization.yaml").write_text("resources: [claims.yaml]\n")
+    (tmp_path / "base" / "claims.yaml").write_text(
+        "apiVersion: test.tributary.dev/v1\nkind: Widget\n"
+        "metadata: {name: w0, namespace: default}\nspec: {size: 1}\n"
+    )
+    (tmp_path / "ov").mkdir()
+    (tmp_path / "ov" / "kustomization.yaml").write_text(
+        "resources: [../base]\n"
+        "patches:\n"
+        "- target: {kind: Widget, name: w0}\n"
+        "  patch: |\n"
+        "    - op: add\n"
+        "      path: /metadata/labels\n"
+        "      value: {app: w0}\n"
+    )
+    editor = OverlayEditor(tmp_path, "ov", kubectl)
+    heads = editor.render()
+    heads["w0"]["spec"] = {}
+    result = editor.write_back(SPACE, heads)
+    assert result.fallback == []
+    assert edits(result) == [
+        ("w0", "spec.size", None, "ov/kustomization.yaml: new JSON-patch op /spec/size")
+    ]
+    assert editor.verify(heads, result.fallback) == []
+    assert editor.render()["w0"]["spec"] == {}

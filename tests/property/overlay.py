@@ -36,9 +36,9 @@ def claim(slug: str, spec: dict[str, Any]) -> dict[str, Any]:
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {"name": slug, "namespace": "default"},
-        # A field nothing changes keeps ``spec`` from ever becoming empty: an empty map
-        # renders as ``spec: {}`` but a deleted last field drops the map (see report).
-        "spec": {"owner": "team", **spec},
+        # ``spec`` may become empty: kustomize renders ``spec: {}`` after a remove of its
+        # last field, which the write-back must reproduce (activities/writeback.py).
+        "spec": dict(spec),
     }
 
 

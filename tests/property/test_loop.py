@@ -62,9 +62,11 @@ from domain.authority import (
 )
 from domain.diff import diff
 from domain.drift import capture_description, capture_source
+from domain.gates import hold_for_gates, kind_key, review_gates, seed_namespaces
 from domain.messages import (
     ApplyContextInput,
     CaptureInput,
+    CaptureResult,
     CheckObjectsInput,
     CommitInput,
     DriftCheckInput,
@@ -73,10 +75,11 @@ from domain.messages import (
     RecordAppliedInput,
     RecordApprovalInput,
     SnapshotUnitsInput,
+    SnapshotUnitsResult,
 )
 from domain.naming import publish_id
 from domain.paths import MISSING, set_path
-from domain.publish import WRITE_ACTIONS, SpacePlan, plan_space
+from domain.publish import WRITE_ACTIONS, SpacePlan, git_record, plan_space, to_apply
 from tests.property import overlay
 
 # ---- profiles ----------------------------------------------------------------------
@@ -112,21 +115,18 @@ Spec = dict[str, Any]  # FIELDS only; a missing key is an absent field
 # ---- adapters: one place per call whose API the concurrent fixes may change ----------
 
 
-def adapter_capture(drift: DriftActivities, inp: CaptureInput) -> tuple[int, int | None]:
-    """Capture; answer (the capture's revision, the new head if a pending change was
-    re-based onto it, else ``None``). Adjust here when the capture's result grows a
-    field for the re-based head (DESIGN.md "Capture")."""
-    result = drift.capture(inp)
-    unit = drift.store.get_unit(inp.space, inp.unit)
-    assert unit is not None
-    rebased = unit.head_revision if unit.head_revision != result.revision else None
-    return result.revision, rebased
+def adapter_capture(drift: DriftActivities, inp: CaptureInput) -> CaptureResult:
+    """Capture (DESIGN.md "Capture"): the result names the kept or re-based head and
+    the pending revision a request may follow."""
+    return drift.capture(inp)
 
 
-def adapter_snapshot(authority: AuthorityActivities, space: str, slugs: list[str]) -> Any:
-    """The publish's read of heads and merge bases (the publish fix may change what
-    ``snapshot_units`` answers, e.g. the base as Git's stored render)."""
-    return authority.snapshot_units(SnapshotUnitsInput(space=space, slugs=slugs))
+def adapter_snapshot(
+    authority: AuthorityActivities, space: str, slugs: list[str], commit: str
+) -> SnapshotUnitsResult:
+    """The publish's read of heads, merge bases (Git's stored renders) and whether the
+    commit was already published to the space."""
+    return authority.snapshot_units(SnapshotUnitsInput(space=space, slugs=slugs, commit=commit))
 
 
 def adapter_record_applied(
@@ -594,14 +594,29 @@ class LoopMachine(RuleBasedStateMachine):
             approval=self.approval,  # type: ignore[arg-type]
             drift=self.drift_mode,  # type: ignore[arg-type]
             overlay=overlay.OVERLAY,
+            # seed_kinds(bundle) of a bundle with the Widget XRD; seed_namespaces as is
+            kinds=[kind_key(overlay.API_VERSION, overlay.KIND)],
+            namespaces=seed_namespaces(objects),
         )
         rerun = commit.ran == "ran"
         before = self._revision_count()
         if not rerun:
             self._expect_publish(commit)
-        snap = adapter_snapshot(self.authority, self.space, sorted(u.slug for u in checked))
-        plan = plan_space(checked, snap.units, force=False, states=snap.states)
-        if not plan.blocked:
+        by_slug = {u.slug: u for u in checked}
+        snap = adapter_snapshot(self.authority, self.space, sorted(by_slug), commit.id)
+        # PublishWorkflow._superseded: the history is linear, so a base commit made
+        # after this one descends from it.
+        superseded = any(
+            int(u.base_commit[1:]) > index
+            for u in snap.units.values()
+            if u.base_commit and u.base_commit != commit.id
+        )
+        seen = snap.seen or superseded
+        plan = plan_space(checked, snap.units, force=False, states=snap.states, seen=seen)
+        gates = review_gates(snap.gates, spec, {u.slug: u.data for u in checked})
+        plan = hold_for_gates(plan, gates, snap.units)
+        assert plan.blocked != "gates", f"held by the gates: {gates.held_reasons(plan)}"
+        if not plan.blocked and not plan.seen:
             changes = [
                 UnitChange(
                     space=self.space,
@@ -617,20 +632,32 @@ class LoopMachine(RuleBasedStateMachine):
                 )
                 for u in plan.writes
             ]
-            orphans = [
+            states = [
                 UnitStateChange(space=self.space, slug=u.unit, state="orphaned")
                 for u in plan.units
                 if u.action == "orphaned"
+            ] + [
+                UnitStateChange(space=self.space, slug=u.unit, state="active")
+                for u in plan.units
+                if u.adopt
             ]
+            git = git_record(self.space, commit.id, plan, checked, snap.units)
             committed = self._write(
                 lambda: self.authority.commit(
-                    CommitInput(changes=changes, spaces=[spec], states=orphans)
+                    CommitInput(changes=changes, spaces=[spec], states=states, git=git)
                 )
             )
             revisions = {o.slug: o.revision for o in committed}
-            if apply:
-                for u in plan.writes:
-                    self._request_apply(u.unit, revisions[u.unit])
+            for u in plan.units:
+                if u.unit in revisions:
+                    u.revision = revisions[u.unit]
+        if apply and not plan.blocked:
+            # PublishWorkflow._request_applies: what this run (or an earlier run of the
+            # same commit) wrote and nobody applied yet.
+            for slug in to_apply(plan, snap.units, commit.id):
+                u = next(p for p in plan.units if p.unit == slug)
+                if u.revision:
+                    self._request_apply(slug, u.revision)
         if rerun:
             # (b) re-running a commit never writes
             assert self._revision_count() == before, (
@@ -750,9 +777,8 @@ class LoopMachine(RuleBasedStateMachine):
             idempotency_key=f"drift:{self.space}:{slug}/{result.fingerprint}",
             fields=fields,
         )
-        pending = self.pipes.get(slug, Pipe())
-        was_pending = pending.waiting is not None or pending.inflight is not None
-        captured, rebased = self._write(lambda: adapter_capture(self.drift, inp), most=2)
+        inp.live_revision = result.live_revision
+        out = self._write(lambda: adapter_capture(self.drift, inp), most=2)
         # DESIGN.md "Capture": what runs becomes live; a pending change is re-based
         # onto it three-way (base: the old live revision) unless both touched a field.
         old_live = m.live if m.live is not None else {}
@@ -761,15 +787,27 @@ class LoopMachine(RuleBasedStateMachine):
             m.conflicts = conflicts
         else:
             m.head = merged
-        m.live, m.live_revision = live_claim, captured
-        m.captures.add(captured)
-        # The Claim is made to say what runs (no gate: it changes nothing that runs)…
-        self._request_apply(slug, captured, sync_only=True)
-        if self.pipes[slug].inflight == captured:
+        m.live, m.live_revision = live_claim, out.revision
+        m.captures.add(out.revision)
+        if out.head_revision not in (None, out.revision):
+            # DriftWorkflow._capture: a change waits at its gate or is in flight; the
+            # capture is not applied, and a request for the old head (waiting, queued
+            # or in flight) now stands for the re-based revision, which passes its gate
+            # anew (ApplyWorkflow.request with ``follows``).
+            if out.rebased_revision is not None and out.pending_revision is not None:
+                pipe = self.pipes.get(slug, Pipe())
+                requested = {
+                    q[0] for q in (pipe.waiting, pipe.queued) if q is not None and not q[1]
+                }
+                if pipe.inflight is not None:
+                    requested.add(pipe.inflight)
+                if out.pending_revision in requested:
+                    self._request_apply(slug, out.rebased_revision)
+            return
+        # The Claim is made to say what runs (no gate: it changes nothing that runs).
+        self._request_apply(slug, out.revision, sync_only=True)
+        if self.pipes[slug].inflight == out.revision:
             self._finish_apply(slug)
-        # … and a re-based pending change waits at its gate again.
-        if rebased is not None and was_pending:
-            self._request_apply(slug, rebased)
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -865,3 +903,107 @@ def pg_store() -> Iterator[SqlStore]:
 @pytest.mark.skipif(PROFILE != "slow", reason="set TRIBUTARY_HYPOTHESIS_PROFILE=slow")
 def test_loop_postgresql(pg_store: SqlStore) -> None:
     run_state_machine_as_test(_bound(pg_store), settings=settings.get_profile(PROFILE))
+
+
+# ---- interleavings the random search rarely reaches, driven step by step -------------
+
+
+class _Draws:
+    """Stands for ``st.data()``: answers each draw with the next of the given values."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: Any, label: str | None = None) -> Any:
+        return self.values.pop(0)
+
+
+def _run(store: SqlStore, steps: list[Callable[[LoopMachine], Any]]) -> LoopMachine:
+    machine = _bound(store)()
+    try:
+        for step in steps:
+            step(machine)
+            machine.tick()
+            machine.accepted_changes_stay_in_the_head()
+            machine.live_is_monotonic_and_gated()
+    finally:
+        machine.teardown()
+    return machine
+
+
+def _expect_action(m: LoopMachine, slug: str, action: str, *, adopt: bool) -> None:
+    """``ci_latest`` that also checks the plan of ``slug``."""
+    plan = m._ci(len(m.commits) - 1, apply=False)
+    assert plan is not None
+    [u] = [u for u in plan.units if u.unit == slug]
+    assert (u.action, u.adopt) == (action, adopt)
+
+
+def _expect_sources(m: LoopMachine, slug: str, last: list[str]) -> None:
+    """The sources of the last revisions of ``slug``, oldest first."""
+    sources = [r.source for r in m.store.list_revisions(m.space, slug)]
+    assert sorted(sources[-len(last) :]) == sorted(last), sources
+
+
+@pytest.fixture
+def sqlite_store() -> Iterator[SqlStore]:
+    folder = Path(tempfile.mkdtemp(prefix="proptest-db-", dir=SCRATCH))
+    store = SqlStore(f"sqlite:///{folder / 'authority.db'}")
+    try:
+        yield store
+    finally:
+        store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_orphan_rendered_again_while_the_authority_is_ahead_is_adopted(
+    sqlite_store: SqlStore,
+) -> None:
+    """Open item 5: Git drops a unit the authority changed, then renders it again as it
+    was: nothing to write (authority ahead), but the unit is active again."""
+    m = _run(
+        sqlite_store,
+        [
+            lambda m: m.first_publish(
+                approval="none",
+                drift_mode="capture",
+                specs={"u0": {"size": 1}, "u1": {}},
+                start="live",
+            ),
+            lambda m: m.bulk_set(fld="tier", value=2, only="u0"),
+            lambda m: m.git_drop_unit(data=_Draws("u0")),
+            lambda m: m.ci_latest(apply=False),
+            lambda m: m.git_add_unit(data=_Draws("u0"), spec={"size": 1}),
+            lambda m: _expect_action(m, "u0", "authority-ahead", adopt=True),
+            lambda m: m.sync_merge_publish(),
+        ],
+    )
+    assert m.units["u0"].active
+    assert m.units["u0"].head == {"size": 1, "tier": 2}
+
+
+def test_retried_capture_that_rebased_a_pending_head_writes_nothing(
+    sqlite_store: SqlStore,
+) -> None:
+    """Open item 7: a capture over a change waiting at its gate writes the capture and
+    the re-based head; the same activity run again writes neither a second time, and
+    the re-based head still waits for its approval."""
+    m = _run(
+        sqlite_store,
+        [
+            lambda m: m.first_publish(
+                approval="required", drift_mode="capture", specs={"u0": {"size": 1}}, start="live"
+            ),
+            lambda m: m.git_change_field(data=_Draws("u0"), value=2, fld="size"),
+            lambda m: m.ci_latest(apply=True),
+            lambda m: m.live_edit(data=_Draws("u0"), fld="tier", value=3, watched=True),
+            lambda m: _expect_sources(m, "u0", ["drift-capture", "rebase"]),
+            lambda m: m.retry_last_write(),
+            lambda m: _expect_sources(m, "u0", ["drift-capture", "rebase"]),
+            lambda m: m.approve(data=_Draws("u0")),
+            lambda m: m.ready(data=_Draws("u0")),
+            lambda m: m.sync_merge_publish(),
+        ],
+    )
+    assert m.units["u0"].head == {"size": 2, "tier": 3}
+    assert m.units["u0"].live == {"size": 2, "tier": 3}

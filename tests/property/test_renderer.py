@@ -69,7 +69,9 @@ def test_developer_edits_render_as_kustomize_does(tmp_path: Path) -> None:
     overlay.set_field(tmp_path, "u0", "size", None)
     overlay.add_unit(tmp_path, "u2", {"replicas": 3})
     overlay.drop_unit(tmp_path, "u1")
+    overlay.set_field(tmp_path, "u2", "replicas", None)  # the last field: ``spec: {}``
     ours = _outcome(lambda: overlay.render(tmp_path))
     assert ours == _outcome(lambda: render_overlay(find_kubectl(), tmp_path, overlay.OVERLAY))
     assert sorted(ours) == ["u0", "u2"]
-    assert ours["u0"]["spec"] == {"owner": "team", "tier": 2}
+    assert ours["u0"]["spec"] == {"tier": 2}
+    assert ours["u2"]["spec"] == {}
