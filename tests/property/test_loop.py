@@ -84,8 +84,12 @@ from tests.property import overlay
 
 # ---- profiles ----------------------------------------------------------------------
 
+# CI's 500 examples are the same on every run (derandomize): a landing is never decided
+# by the luck of the draw, and a failure replays. The search for new counterexamples
+# is the slow profile's job (random, 5,000 examples).
 settings.register_profile(
     "ci",
+    derandomize=True,
     max_examples=500,
     stateful_step_count=20,
     deadline=None,

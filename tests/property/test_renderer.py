@@ -42,6 +42,7 @@ def _outcome(fn: Any) -> Any:
 
 @settings(
     max_examples=50,
+    derandomize=True,  # the same 50 overlays on every run: CI never lands by luck
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
