@@ -12,8 +12,8 @@ from activities.aws import AwsObservers
 from activities.kube_client import FIELD_MANAGER, KubeClient
 from activities.policy import check_objects
 from authority.protocol import AuthorityStore
-from domain.apply import readiness
-from domain.authority import PolicyResult, UnitChange
+from domain.apply import gate_for, readiness, standing_approval
+from domain.authority import PolicyResult, RevisionRecord, UnitChange
 from domain.drift import (
     DriftField,
     DriftRecord,
@@ -40,6 +40,7 @@ from domain.messages import (
 )
 from domain.normalize import RECONCILE_ANNOTATION, is_ignored
 from domain.paths import MISSING, get_path, parse_path
+from domain.project import ApprovalMode
 from domain.schema import SchemaSet, schemas_from_xrd
 
 
@@ -140,6 +141,18 @@ class DriftActivities:
                 applied.data, obj, ignore=space.ignore, schema=schema
             ):
                 # The cluster runs a newer revision that is not Ready yet: not drift.
+                return base.model_copy(update={"state": "applying"})
+        if fields and unit.head_revision not in (unit.live_revision, unit.last_applied_revision):
+            # The apply of the head reached the cluster but its record did not (a worker
+            # killed in between): the cluster runs exactly a head that may run. Not drift,
+            # or the head would be captured a second time. A head nobody approved that
+            # turns up in the cluster is still drift: the gate was bypassed.
+            head = self.store.get_revision(inp.space, inp.unit, unit.head_revision)
+            if (
+                head is not None
+                and _may_run(space.approval, head)
+                and not kubernetes_drift(head.data, obj, ignore=space.ignore, schema=schema)
+            ):
                 return base.model_copy(update={"state": "applying"})
         observer = self.aws.for_kind(str(obj.get("apiVersion")), str(obj.get("kind")))
         generation = int((obj.get("metadata") or {}).get("generation") or 1)
@@ -287,3 +300,12 @@ def _schema(xrds: dict[str, list[dict[str, Any]]], obj: dict[str, Any]) -> dict[
     )
     found = schemas.find(str(obj.get("apiVersion")), str(obj.get("kind")))
     return found.schema_ if found else None
+
+
+def _may_run(mode: ApprovalMode, revision: RevisionRecord) -> bool:
+    """Whether an apply may put ``revision`` into the cluster: its policies passed and its
+    gate is open (domain/apply.py decides gates for the apply workflow too)."""
+    if revision.policy.violations:
+        return False
+    gate = gate_for(mode, "apply", precious=False)
+    return not gate or bool(standing_approval(gate, "apply", revision.approvals, revision.author))

@@ -252,13 +252,6 @@ class ApplyWorkflow:
 
     async def _apply(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
         self._set(req, "applying", "server-side apply")
-        if workflow.patched("record-apply-before-cluster"):
-            # The Claim changes the moment the apply reaches the cluster. Recorded only
-            # afterwards, a worker killed in between left a drift check to take the new
-            # spec for drift and capture the head a second time (the crash test found
-            # it). Recorded first, the check reads "applying" while the cluster runs
-            # exactly this revision, and real drift still shows otherwise.
-            await self._record(req, live=False)
         applied = await workflow.execute_activity_method(
             KubeActivities.apply,
             KubeApplyInput(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,14 @@ from activities.policy import load_bundle
 from activities.render import find_kubectl, render_overlay
 from activities.watcher import fingerprint
 from authority.sql import SqlStore
-from domain.authority import PolicyBundle, SpaceSpec, UnitChange, UnitStateChange
+from domain.authority import (
+    Approval,
+    GatesUpdate,
+    PolicyBundle,
+    SpaceSpec,
+    UnitChange,
+    UnitStateChange,
+)
 from domain.drift import DriftField
 from domain.messages import (
     CaptureInput,
@@ -291,6 +299,37 @@ def test_an_apply_in_flight_is_not_drift(
     edited = check(drift)
     assert edited.state == "drifted"
     assert {f.path for f in edited.fields} == {"spec.lambdaMemory", "spec.lambdaTimeout"}
+
+
+def test_an_apply_whose_record_was_lost_is_not_drift(
+    cluster: Cluster, drift: DriftActivities, store: SqlStore, rendered: dict[str, Any]
+):
+    """The worker died after the apply reached the cluster, before it recorded it: the
+    cluster runs exactly the head, which may run. Not drift, so not captured a second
+    time (the crash test's stray capture)."""
+    newer = with_spec(rendered, lambdaMemory=256)
+    assert write(store, newer, 1) == 2
+    cluster.apply(newer, reconciled=False)  # no record_applied
+
+    assert check(drift).state == "applying"
+
+
+def test_a_gated_head_in_the_cluster_without_its_approval_is_drift(
+    cluster: Cluster, drift: DriftActivities, store: SqlStore, rendered: dict[str, Any]
+):
+    """The same picture with a required gate nobody passed: someone bypassed the gate,
+    and that shows as drift until the head is approved."""
+    store.set_space_gates(GatesUpdate(space=SPACE, approval="required", by="admin"))
+    newer = with_spec(rendered, lambdaMemory=256)
+    assert write(store, newer, 1) == 2
+    cluster.apply(newer, reconciled=False)
+
+    assert check(drift).state == "drifted"
+
+    store.record_approval(
+        SPACE, UNIT, 2, Approval(by="olu@example.com", at=datetime.now(UTC), gate="required")
+    )
+    assert check(drift).state == "applying"
 
 
 @SQLITE_ONLY

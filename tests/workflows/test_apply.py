@@ -275,29 +275,6 @@ async def test_apply_without_approval_is_live_and_owned_by_tributary(
     assert (drift.state, drift.last_drift) == ("in-sync", None)
 
 
-async def test_the_apply_is_recorded_before_it_reaches_the_cluster(
-    env: WorkflowEnvironment,
-    cluster_worker: Worker,
-    store: SqlStore,
-    messagewall: AuthoringRepo,
-) -> None:
-    """A worker killed between the cluster apply and its record must not leave the
-    drift check to capture the head again: the record comes first (issue 9, crash test)."""
-    space = unit = "messagewall-dev-east"
-    await publish(env, cluster_worker, messagewall, spaces=[space])
-    await settle(env, cluster_worker, space, unit, 1)
-
-    history = await env.client.get_workflow_handle(apply_id(space, unit)).fetch_history()
-    order = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name
-        in ("kube.apply", "authority.record_applied")
-    ]
-    assert order[:2] == ["authority.record_applied", "kube.apply"], order
-
-
 # ---- approval required -----------------------------------------------------------------------
 
 
