@@ -11,21 +11,19 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.temporal import signal_apply
 from authority.sql import SqlStore
-from domain.apply import ApplyOutcome, ApplyRequest
+from domain.apply import ApplyOutcome
 from domain.authority import GatesUpdate, SpaceSpec, UnitChange
 from domain.gates import OWNER_LABEL
 from domain.messages import (
     ApplyStatus,
-    RequestApplyInput,
     SpaceGatesInput,
     SpaceGatesResult,
 )
 from starter.applying import find
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, set_patch_value
-from tests.workflows.helpers import actions, publish, snapshot
+from tests.workflows.helpers import actions, ask, publish, snapshot
 from workflows.apply import ApplyWorkflow
 from workflows.change import SpaceGatesWorkflow
 
@@ -262,16 +260,7 @@ async def settle(
     revision: int,
     action: Literal["apply", "delete"] = "apply",
 ) -> ApplyOutcome:
-    request_id = str(uuid.uuid4())
-    workflow_id = await signal_apply(
-        env.client,
-        worker.task_queue,
-        RequestApplyInput(
-            space=space,
-            unit=unit,
-            request=ApplyRequest(revision=revision, request_ids=[request_id], action=action),
-        ),
-    )
+    workflow_id, request_id = await ask(env, worker, space, unit, revision, action=action)
     handle = env.client.get_workflow_handle(workflow_id)
     for _ in range(300):
         status: ApplyStatus = await handle.query(ApplyWorkflow.status)
