@@ -17,6 +17,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.argocd import ArgoCDActivities, ArgoCDClient
 from activities.authority import AuthorityActivities
 from activities.aws import AwsObservers
 from activities.drift import DriftActivities
@@ -36,7 +37,12 @@ from authority.protocol import AuthorityStore
 from domain.redact import redact, secret_values
 from starter.settings import Settings, connect
 from workflows.apply import ApplyWorkflow
-from workflows.change import BulkSetWorkflow, RollbackWorkflow, SpaceGatesWorkflow
+from workflows.change import (
+    BulkSetWorkflow,
+    RenderLiveWorkflow,
+    RollbackWorkflow,
+    SpaceGatesWorkflow,
+)
 from workflows.drift import DriftWorkflow
 from workflows.publish import PublishRunWorkflow, PublishWorkflow
 from workflows.sweep import SweepWorkflow
@@ -48,6 +54,7 @@ WORKFLOWS: Sequence[type] = (
     BulkSetWorkflow,
     RollbackWorkflow,
     SpaceGatesWorkflow,
+    RenderLiveWorkflow,
     ApplyWorkflow,
     DriftWorkflow,
     SweepWorkflow,
@@ -63,8 +70,12 @@ def activities(
     client: Client,
     task_queue: str,
     watcher: ClaimWatcher | None = None,
+    argocd: ArgoCDClient | None = None,
 ) -> list[Any]:
-    """Bound activity methods of every adapter class, ready to register."""
+    """Bound activity methods of every adapter class, ready to register.
+
+    ``argocd`` None: the client ``ARGOCD_SERVER`` / ``ARGOCD_AUTH_TOKEN`` describe, if any.
+    """
     git = GitActivities(cache)
     render = RenderActivities(cache)
     policy = PolicyActivities(cache)
@@ -73,6 +84,7 @@ def activities(
     temporal = TemporalActivities(client, task_queue)
     drift = DriftActivities(store, kube, AwsObservers())
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
+    argo = ArgoCDActivities(argocd or ArgoCDClient.from_env())
     return [
         git.checkout,
         git.newer_commits,
@@ -90,6 +102,7 @@ def activities(
         auth.list_units_page,
         auth.count_drift,
         auth.space_gates,
+        auth.live_objects,
         drift.check,
         drift.capture,
         drift.record,
@@ -99,6 +112,8 @@ def activities(
         cluster.apply,
         cluster.wait_ready,
         cluster.delete,
+        argo.sync,
+        argo.wait,
         temporal.request_apply,
         temporal.request_applies,
         temporal.ensure_drift,
@@ -119,12 +134,15 @@ def build_worker(
     executor: ThreadPoolExecutor,
     kube: KubeClient | None = None,
     watcher: ClaimWatcher | None = None,
+    argocd: ArgoCDClient | None = None,
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities(store, cache, kube or KubeClient(), client, task_queue, watcher),
+        activities=activities(
+            store, cache, kube or KubeClient(), client, task_queue, watcher, argocd
+        ),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         # A SIGKILLed worker's activities are retried within seconds; failures stay

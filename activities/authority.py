@@ -11,6 +11,7 @@ from authority.protocol import AuthorityStore
 from domain.apply import is_precious
 from domain.authority import GIT_SOURCES, Approval, UnitStateChange
 from domain.errors import NotFound
+from domain.gates import live_stream
 from domain.messages import (
     ApplyContextInput,
     ApplyContextResult,
@@ -25,6 +26,8 @@ from domain.messages import (
     GetRevisionResult,
     ListUnitsPageInput,
     ListUnitsPageResult,
+    LiveObjectsInput,
+    LiveObjectsResult,
     RecordAppliedInput,
     RecordAppliedResult,
     RecordApprovalInput,
@@ -161,7 +164,11 @@ class AuthorityActivities:
         ]
         return ApplyContextResult(
             gates=ApplyGates(
-                kinds=space.kinds, namespaces=space.namespaces, destination=space.destination
+                kinds=space.kinds,
+                namespaces=space.namespaces,
+                destination=space.destination,
+                actuator=space.actuator,
+                argocd_app=space.argocd_app,
             ),
             data=rev.data,
             violations=rev.policy.violations,
@@ -206,6 +213,27 @@ class AuthorityActivities:
             space = found
         return SpaceGatesResult(
             space=space.name, environment=space.environment, gates=space.gates(), changed=changed
+        )
+
+    @activity.defn(name="authority.live_objects")
+    @decided
+    def live_objects(self, inp: LiveObjectsInput) -> LiveObjectsResult:
+        """The space's live revisions as its CMP renders them (deleted units left out)."""
+        if self.store.get_space(inp.space) is None:
+            known = ", ".join(s.name for s in self.store.list_spaces()) or "none yet"
+            raise NotFound(f"space {inp.space!r} does not exist (known: {known})")
+        units = [u for u in self.store.list_units(inp.space) if u.state != "deleted"]
+        live = [u for u in units if u.live_revision is not None]
+        revisions = self.store.get_revisions(
+            inp.space, [(u.slug, u.live_revision) for u in live if u.live_revision is not None]
+        )
+        found = {r.unit: r.data for r in revisions}
+        pairs = [(u.slug, found[u.slug]) for u in live if u.slug in found]
+        return LiveObjectsResult(
+            space=inp.space,
+            objects=live_stream(inp.space, pairs),
+            units=sorted(slug for slug, _ in pairs),
+            not_live=sorted(u.slug for u in units if u.live_revision is None),
         )
 
     @activity.defn(name="authority.record_applied")

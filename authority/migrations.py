@@ -295,6 +295,16 @@ def _m010_seed_space_gates(conn: Connection) -> None:
         )
 
 
+def _m011_space_actuator(conn: Connection) -> None:
+    """Issue 12: who applies a space's live revisions (kubernetes | confighub | argocd),
+    and the Argo CD Application for argocd. Existing spaces keep our own apply."""
+    for ddl in (
+        "ALTER TABLE spaces ADD COLUMN actuator VARCHAR(16) NOT NULL DEFAULT 'kubernetes'",
+        "ALTER TABLE spaces ADD COLUMN argocd_app TEXT NOT NULL DEFAULT ''",
+    ):
+        conn.execute(text(ddl))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
     (2, _m002_drift_status),
@@ -305,6 +315,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (7, _m007_drift_paused),
     (9, _m009_space_gates),
     (10, _m010_seed_space_gates),
+    (11, _m011_space_actuator),
 ]
 LATEST = MIGRATIONS[-1][0]
 

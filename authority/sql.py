@@ -45,7 +45,7 @@ from domain.authority import (
 )
 from domain.diff import FieldConflict, json_equal
 from domain.drift import CaptureWrite, DriftRecord, LastDrift, rebase_pending
-from domain.errors import NotFound, StaleVersion
+from domain.errors import BadInput, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
 from domain.sync import PullRequest
 
@@ -270,6 +270,22 @@ class SqlStore:
             )
             if row is None:
                 raise NotFound(f"space {change.space!r} does not exist in the authority")
+            if change.actuator == "confighub":
+                raise BadInput(
+                    "actuator confighub applies through ConfigHub, but this worker's authority "
+                    "is the embedded store; run the worker with TRIBUTARY_AUTHORITY=https://… "
+                    "(ConfigHub) or choose kubernetes or argocd",
+                    field="--actuator",
+                )
+            actuator = change.actuator or row["actuator"]
+            if actuator == "argocd" and not (
+                change.argocd_app if change.argocd_app is not None else row["argocd_app"]
+            ):
+                raise BadInput(
+                    f"actuator argocd needs the Argo CD Application that delivers space "
+                    f"{change.space}: give --argocd-app NAME",
+                    field="--argocd-app",
+                )
             now = _now()
             values: dict[str, Any] = {}
             for column in GATE_COLUMNS:
@@ -708,7 +724,7 @@ def _unit_query(space: str, slug: str) -> Any:
 
 # Gate columns: seeded when a space is created, then written only by set_space_gates
 # (`tributary space set`). A publish of an existing space never changes them.
-GATE_COLUMNS = ("approval", "kinds", "namespaces", "destination")
+GATE_COLUMNS = ("approval", "kinds", "namespaces", "destination", "actuator", "argocd_app")
 
 
 def _upsert_space(conn: Connection, spec: SpaceSpec) -> None:
@@ -727,6 +743,8 @@ def _upsert_space(conn: Connection, spec: SpaceSpec) -> None:
         "kinds": spec.kinds,
         "namespaces": spec.namespaces,
         "destination": spec.destination,
+        "actuator": spec.actuator,
+        "argocd_app": spec.argocd_app,
     }
     row = conn.execute(select(t.spaces).where(t.spaces.c.name == spec.name)).mappings().first()
     if row is None:
@@ -909,6 +927,8 @@ def _space(row: Any) -> SpaceRecord:
         kinds=row["kinds"] or [],
         namespaces=row["namespaces"] or [],
         destination=row["destination"] or "",
+        actuator=row["actuator"] or "kubernetes",
+        argocd_app=row["argocd_app"] or "",
         created_at=_utc(row["created_at"]),
         updated_at=_utc(row["updated_at"]),
         gates_set_by=row["gates_set_by"] or "",

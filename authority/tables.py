@@ -52,6 +52,8 @@ spaces = Table(
     Column("gates_set_by", Text, nullable=False, server_default=""),
     Column("gates_set_at", DateTime(timezone=True), nullable=True),
     Column("gates_asserted", String(32), nullable=False, server_default=""),
+    Column("actuator", String(16), nullable=False, server_default="kubernetes"),
+    Column("argocd_app", Text, nullable=False, server_default=""),
 )
 
 units = Table(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from domain.naming import branch_name_problem
+from domain.naming import branch_name_problem, kubernetes_name_problem
 from domain.project import ApprovalMode, DriftMode
 
 Source = Literal[
@@ -26,6 +26,11 @@ GIT_SOURCES: frozenset[str] = frozenset({"ci", "ci-forced", "ci-merged"})
 # orphaned: gone from Git's render, still in the cluster until `tributary delete`;
 # deleted: removed from the cluster by Tributary.
 UnitState = Literal["active", "orphaned", "deleted"]
+# Who puts a space's live revisions into the cluster (issue 12): our own server-side
+# apply, ConfigHub's apply (only when ConfigHub is the authority), or an Argo CD
+# Application whose Config Management Plugin renders the live revisions.
+Actuator = Literal["kubernetes", "confighub", "argocd"]
+ACTUATORS: tuple[str, ...] = ("kubernetes", "confighub", "argocd")
 
 
 class PolicyResult(BaseModel):
@@ -86,6 +91,8 @@ class SpaceSpec(BaseModel):
     kinds: list[str] = Field(default_factory=list)  # GROUP/KIND patterns it may apply
     namespaces: list[str] = Field(default_factory=list)  # namespaces it may apply to
     destination: str = ""  # the kubeconfig context it applies to; "" the worker's current one
+    actuator: Actuator = "kubernetes"  # never seeded from Git: only `tributary space set`
+    argocd_app: str = ""  # the Argo CD Application that delivers the space (actuator argocd)
 
 
 class SpaceGates(BaseModel):
@@ -96,6 +103,8 @@ class SpaceGates(BaseModel):
     namespaces: list[str] = Field(default_factory=list)
     destination: str = ""
     base: str = ""
+    actuator: Actuator = "kubernetes"
+    argocd_app: str = ""
     set_by: str = ""  # "" while they are still the seed of the creating commit
     set_at: datetime | None = None
     asserted: str = ""  # how set_by was known (see Approval.asserted)
@@ -115,6 +124,8 @@ class SpaceRecord(SpaceSpec):
             namespaces=self.namespaces,
             destination=self.destination,
             base=self.sync.base,
+            actuator=self.actuator,
+            argocd_app=self.argocd_app,
             set_by=self.gates_set_by,
             set_at=self.gates_set_at,
             asserted=self.gates_asserted,
@@ -130,8 +141,25 @@ class GatesUpdate(BaseModel):
     namespaces: list[str] | None = None
     destination: str | None = None
     base: str | None = None
+    actuator: Actuator | None = None
+    argocd_app: str | None = None
     by: str
     asserted: str = ""
+
+    @field_validator("argocd_app")
+    @classmethod
+    def _argocd_app(cls, value: str | None) -> str | None:
+        # The name goes into Argo CD's URL path: a Kubernetes object name, nothing else.
+        problem = kubernetes_name_problem(value) if value else None
+        if problem:
+            raise ValueError(f"Argo CD Application name {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _argocd_needs_app(self) -> GatesUpdate:
+        if self.actuator == "argocd" and self.argocd_app == "":
+            raise ValueError("actuator argocd needs the Application's name (--argocd-app NAME)")
+        return self
 
     @field_validator("base")
     @classmethod

@@ -150,6 +150,12 @@ def with_owner(space: str, data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "metadata": meta}
 
 
+def live_stream(space: str, objects: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The objects an Argo CD CMP emits for ``space``: each unit's live revision exactly
+    as Tributary's own apply sends it (labelled with the owner label), by unit name."""
+    return [with_owner(space, data) for _unit, data in sorted(objects, key=lambda o: o[0])]
+
+
 # ---- seeding and review at publish --------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from domain.apply import ApplyHistory, ApplyOutcome, ApplyRequest
 from domain.authority import (
+    Actuator,
     Approval,
     ChangeOutcome,
     GatesUpdate,
@@ -317,6 +318,8 @@ class ApplyGates(BaseModel):
     kinds: list[str] = Field(default_factory=list)
     namespaces: list[str] = Field(default_factory=list)
     destination: str = ""
+    actuator: Actuator = "kubernetes"  # who applies (domain/authority.py)
+    argocd_app: str = ""
 
 
 class ApplyContextResult(BaseModel):
@@ -704,6 +707,19 @@ class RequestSyncResult(BaseModel):
 
 
 # ---- space gates (tributary space show|set) -----------------------------------------
+
+
+class LiveObjectsInput(BaseModel):
+    space: str
+
+
+class LiveObjectsResult(BaseModel):
+    """``tributary render --space S --live``: what an Argo CD CMP emits for the space."""
+
+    space: str
+    objects: list[dict[str, Any]]  # in unit order, each labelled with its owner space
+    units: list[str]  # the units rendered, in the same order
+    not_live: list[str] = Field(default_factory=list)  # never applied: nothing to render
 
 
 class SpaceGatesInput(BaseModel):

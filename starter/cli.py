@@ -17,7 +17,18 @@ from typing import NoReturn
 from domain.errors import TributaryError
 from domain.markdown import control_char
 from domain.redact import redact, secret_values
-from starter.commands import apply, change, demo, dev, drift, publish, read, space, sync
+from starter.commands import (
+    apply,
+    change,
+    demo,
+    dev,
+    drift,
+    publish,
+    read,
+    render,
+    space,
+    sync,
+)
 from starter.output import Output
 from starter.runner import WorkflowFailed
 from starter.settings import Settings
@@ -73,6 +84,7 @@ def build_parser() -> Parser:
     drift.add_parsers(sub, common)
     sync.add_parsers(sub, common)
     space.add_parsers(sub, common)
+    render.add_parser(sub, common)
     return parser
 
 

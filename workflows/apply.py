@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.argocd import ArgoCDActivities, ArgoSyncInput, ArgoWaitInput
     from activities.authority import AuthorityActivities
     from activities.kube import KubeActivities
     from activities.temporal import TemporalActivities
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         standing_approval,
         waiting_message,
     )
+    from domain.gates import object_problem
     from domain.messages import (
         ApplyContextInput,
         ApplyContextResult,
@@ -184,8 +186,21 @@ class ApplyWorkflow:
             return
         if not await self._pass_gate(req, ctx):
             return
+        actuator = ctx.gates.actuator if ctx.gates is not None else "kubernetes"
         try:
-            if req.action == "delete":
+            if actuator == "confighub":
+                # Only ConfigHub's authority client can hold this actuator (the embedded
+                # store refuses it); this worker's apply does not drive ConfigHub.
+                self._finish(
+                    req,
+                    "failed",
+                    f"space {self.space} applies through ConfigHub (actuator confighub), "
+                    "which this worker does not drive",
+                    reason="error",
+                )
+            elif actuator == "argocd":
+                await self._argocd(req, ctx)
+            elif req.action == "delete":
                 await self._delete(req, ctx)
             else:
                 await self._apply(req, ctx)
@@ -310,6 +325,82 @@ class ApplyWorkflow:
             summary="keep the drift loop running",
         )
         self._finish(req, "ready", waited.message or "Ready and Synced")
+
+    async def _argocd(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
+        """Actuator argocd: the space's Application renders the live revisions through
+        Tributary's CMP; record the new live revision (or the deletion), then sync it."""
+        assert ctx.gates is not None
+        app = ctx.gates.argocd_app
+        if req.action == "apply":
+            # Argo CD applies whatever the render holds: the kind and namespace gates are
+            # checked here, before the revision becomes live (the scope is not known
+            # without the cluster, so a missing namespace is Argo CD's destination).
+            problem = object_problem(
+                self.space, ctx.gates.kinds, ctx.gates.namespaces, ctx.data, namespaced=None
+            )
+            if problem:
+                self._finish(req, "failed", problem, reason="denied")
+                return
+        self._set(req, "applying", f"recording revision {req.revision} live for Argo CD")
+        if req.action == "delete":
+            await workflow.execute_activity_method(
+                AuthorityActivities.record_applied,
+                RecordAppliedInput(
+                    space=self.space,
+                    unit=self.unit,
+                    revision=req.revision,
+                    live=False,
+                    state="deleted",
+                ),
+                start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                retry_policy=opt.RETRY,
+                summary="mark the unit deleted (the render drops it)",
+            )
+        else:
+            await self._record(req, live=True)
+        # One marker per request: a retried activity finds its own sync operation.
+        marker = f"{self.space}/{self.unit}@{req.revision}:{workflow.uuid4().hex[:12]}"
+        self._set(req, "applying", f"Argo CD: syncing Application {app}")
+        await workflow.execute_activity_method(
+            ArgoCDActivities.sync,
+            ArgoSyncInput(
+                app=app,
+                space=self.space,
+                unit=self.unit,
+                marker=marker,
+                prune=req.action == "delete",
+            ),
+            start_to_close_timeout=timedelta(minutes=3),
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=opt.RETRY,
+            summary=f"sync Argo CD Application {app}",
+        )
+        self._set(req, "applied", f"Argo CD: Application {app} syncing")
+        waited = await workflow.execute_activity_method(
+            ArgoCDActivities.wait,
+            ArgoWaitInput(app=app, marker=marker, timeout_seconds=req.ready_timeout_seconds),
+            start_to_close_timeout=timedelta(seconds=req.ready_timeout_seconds + 120),
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=opt.RETRY,
+            summary=f"wait for {app} to be Synced and Healthy",
+        )
+        if waited.state == "failed":
+            self._finish(req, "failed", waited.message, reason="rejected")
+            return
+        if waited.state != "ready":
+            self._finish(req, "failed", waited.message, reason="not-ready")
+            return
+        if req.action == "delete":
+            self._finish(req, "deleted", f"pruned by Argo CD ({app})")
+            return
+        await workflow.execute_activity_method(
+            TemporalActivities.ensure_drift,
+            EnsureDriftInput(units=[UnitKey(space=self.space, unit=self.unit)], reason="apply"),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="keep the drift loop running",
+        )
+        self._finish(req, "ready", waited.message)
 
     async def _delete(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
         self._set(req, "applying", "deleting from the cluster")

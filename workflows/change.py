@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
         FindUnitsInput,
         FindUnitsResult,
         GetRevisionInput,
+        LiveObjectsInput,
+        LiveObjectsResult,
         RequestSyncInput,
         RollbackInput,
         RollbackResult,
@@ -267,6 +269,23 @@ class RollbackWorkflow:
                 changed_fields=[c.path for c in diff(head.data, target.data)],
                 warnings=check.warnings,
             )
+
+
+@workflow.defn(name="RenderLiveWorkflow")
+class RenderLiveWorkflow:
+    """``tributary render --space S --live``: the space's live revisions, read through the
+    worker so an Argo CD CMP sidecar needs only Temporal (no authority credential)."""
+
+    @workflow.run
+    async def run(self, inp: LiveObjectsInput) -> LiveObjectsResult:
+        result: LiveObjectsResult = await workflow.execute_activity_method(
+            AuthorityActivities.live_objects,
+            inp,
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"read the live revisions of {inp.space}",
+        )
+        return result
 
 
 @workflow.defn(name="SpaceGatesWorkflow")

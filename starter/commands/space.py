@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from starter.commands import Subparsers
 
 APPROVAL_MODES = ("none", "acknowledge", "required")
+ACTUATORS = ("kubernetes", "argocd", "confighub")
 
 
 def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -76,6 +77,18 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         metavar="BRANCH",
         help="the sync PR's base branch ('' the default; no leading '-', no '..')",
     )
+    s.add_argument(
+        "--actuator",
+        choices=ACTUATORS,
+        help="who applies the live revisions: kubernetes (Tributary's server-side apply, the "
+        "default), argocd (an Argo CD Application syncs them), confighub (ConfigHub's apply; "
+        "only with ConfigHub as the authority)",
+    )
+    s.add_argument(
+        "--argocd-app",
+        metavar="NAME",
+        help="the Argo CD Application that delivers the space (needed for --actuator argocd)",
+    )
     s.add_argument("--by", default=None, metavar="WHO", help="the admin (default: environment)")
     s.set_defaults(func=set_)
 
@@ -94,6 +107,11 @@ def build_update(args: argparse.Namespace) -> GatesUpdate:
     base_problem = branch_name_problem(args.base) if args.base is not None else None
     if base_problem:
         raise BadInput(base_problem, field="--base")
+    app_problem = kubernetes_name_problem(args.argocd_app) if args.argocd_app else None
+    if app_problem:
+        raise BadInput(f"Argo CD Application name {app_problem}", field="--argocd-app")
+    if args.actuator == "argocd" and args.argocd_app == "":
+        raise BadInput("actuator argocd needs the Application's name", field="--argocd-app")
     update = GatesUpdate(
         space=space,
         approval=approval_mode(args.approval) if args.approval is not None else None,
@@ -109,15 +127,26 @@ def build_update(args: argparse.Namespace) -> GatesUpdate:
         ),
         destination=args.destination,
         base=args.base,
+        actuator=args.actuator,
+        argocd_app=args.argocd_app,
         by=actor.name,
         asserted=actor.asserted,
     )
     if all(
         getattr(update, f) is None
-        for f in ("approval", "kinds", "namespaces", "destination", "base")
+        for f in (
+            "approval",
+            "kinds",
+            "namespaces",
+            "destination",
+            "base",
+            "actuator",
+            "argocd_app",
+        )
     ):
         raise BadInput(
-            "nothing to set: give --approval, --allow-kind, --namespace, --destination or --base",
+            "nothing to set: give --approval, --allow-kind, --namespace, --destination, "
+            "--base, --actuator or --argocd-app",
             field="space set",
         )
     return update
@@ -155,6 +184,10 @@ def _print(out: Output, result: SpaceGatesResult) -> None:
             ["namespaces", ", ".join(g.namespaces) or "(none)"],
             ["destination", g.destination or "(the worker's cluster)"],
             ["sync base", g.base or "(the default branch)"],
+            [
+                "actuator",
+                f"argocd (Application {g.argocd_app})" if g.actuator == "argocd" else g.actuator,
+            ],
             [
                 "set by",
                 f"{g.set_by} ({g.asserted}) at {g.set_at:%Y-%m-%d %H:%M:%S}Z"

@@ -1,0 +1,256 @@
+"""Actuator argocd (issue 12): a space whose gates name an Argo CD Application applies by
+recording the live revision and syncing that Application (a contract fake of Argo CD's
+REST API, tests/fakes/argocd.py), whose CMP renders the live revisions into the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.argocd import ArgoCDClient
+from activities.authority import AuthorityActivities
+from activities.kube import XRD_API_VERSION, XRD_KIND, _installable
+from activities.source import SourceCache
+from authority.sql import SqlStore
+from domain.apply import ApplyOutcome
+from domain.authority import GatesUpdate
+from domain.gates import OWNER_LABEL
+from domain.messages import ApplyStatus, LiveObjectsInput, SpaceGatesInput, SpaceGatesResult
+from starter.applying import find
+from tests.conftest import Sandbox
+from tests.fakes.argocd import FakeApp, FakeArgoCD
+from tests.support import AuthoringRepo
+from tests.workflows.helpers import ask, publish
+from workflows._errors import error_info
+from workflows.apply import ApplyWorkflow
+from workflows.change import SpaceGatesWorkflow
+
+DEV = "messagewall-dev-east"
+APP = "messagewall-dev-east"
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.worker-argocd-token.sig"
+CLAIM_API = "messagewall.demo/v1alpha1"
+CLAIM_KIND = "ServerlessEventAppClaim"
+
+pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def argo() -> Iterator[FakeArgoCD]:
+    with FakeArgoCD(TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def argo_worker(
+    env: WorkflowEnvironment,
+    store: SqlStore,
+    cache: SourceCache,
+    executor: ThreadPoolExecutor,
+    sandbox: Sandbox,
+    argo: FakeArgoCD,
+) -> AsyncIterator[Worker]:
+    from worker import build_worker
+
+    client = ArgoCDClient(argo.url, TOKEN)
+    w = build_worker(
+        env.client, f"tq-{uuid.uuid4()}", store, cache, executor, sandbox.kube, argocd=client
+    )
+    async with w:
+        yield w
+    client.close()
+
+
+async def gates(env: WorkflowEnvironment, worker: Worker, update: GatesUpdate) -> SpaceGatesResult:
+    result: SpaceGatesResult = await env.client.execute_workflow(
+        SpaceGatesWorkflow.run,
+        SpaceGatesInput(space=update.space, update=update),
+        id=f"space-gates-test-{uuid.uuid4()}",
+        task_queue=worker.task_queue,
+    )
+    return result
+
+
+async def settle(
+    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int, **kw: Any
+) -> ApplyOutcome:
+    workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
+    handle = env.client.get_workflow_handle(workflow_id)
+    for _ in range(900):
+        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
+        outcome = find(status, request_id)
+        if outcome is not None and outcome.settled:
+            return outcome
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle: {status}")
+
+
+def argo_cd_applies_the_cmp_output(store: SqlStore, sandbox: Sandbox, argo: FakeArgoCD) -> list:
+    """What Argo CD does on a sync: render the plugin (the live objects, read as the
+    render command reads them) and apply the stream to the cluster. Records what it saw."""
+    seen: list[dict[str, Any]] = []
+
+    def on_sync(app: FakeApp, body: dict[str, Any]) -> None:
+        space = app.name
+        rendered = AuthorityActivities(store).live_objects(LiveObjectsInput(space=space))
+        unit = store.get_unit(space, space)
+        seen.append({"live_at_sync": unit.live_revision if unit else None, "body": body})
+        for obj in rendered.objects:
+            res = sandbox.kube.resource(obj["apiVersion"], obj["kind"])
+            assert res is not None
+            sandbox.kube.apply(res, obj)
+
+    argo.on_sync = on_sync
+    return seen
+
+
+def install_xrds(store: SqlStore, sandbox: Sandbox, space: str) -> None:
+    """The platform team's Crossplane setup, which Argo CD expects to find."""
+    record = store.get_space(space)
+    assert record is not None
+    xrd_res = sandbox.kube.resource(XRD_API_VERSION, XRD_KIND)
+    assert xrd_res is not None
+    for docs in record.policy.xrds.values():
+        for xrd in docs:
+            sandbox.kube.apply(xrd_res, _installable(xrd), force=False)
+    deadline = time.monotonic() + 60
+    while sandbox.kube.resource(CLAIM_API, CLAIM_KIND) is None:
+        assert time.monotonic() < deadline, "the claim kind is not served"
+        time.sleep(0.2)
+
+
+async def test_a_space_with_actuator_argocd_applies_through_argo_cd(
+    env: WorkflowEnvironment,
+    argo_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    argo: FakeArgoCD,
+    messagewall: AuthoringRepo,
+) -> None:
+    await publish(env, argo_worker, messagewall, spaces=[DEV])
+    shown = await gates(
+        env,
+        argo_worker,
+        GatesUpdate(space=DEV, actuator="argocd", argocd_app=APP, by="platform-admin"),
+    )
+    assert (shown.gates.actuator, shown.gates.argocd_app) == ("argocd", APP)
+    assert shown.changed == ["actuator", "argocd_app"]
+    argo.add(FakeApp(APP))
+    install_xrds(store, sandbox, DEV)
+    seen = argo_cd_applies_the_cmp_output(store, sandbox, argo)
+
+    outcome = await settle(env, argo_worker, DEV, DEV, 1)
+
+    assert (outcome.state, outcome.reason) == ("ready", "")
+    assert outcome.message == "Argo CD: Synced and Healthy at 4e1a9c0d5b6f"
+    # The live revision was recorded before the sync, so the plugin rendered it.
+    assert len(seen) == 1
+    assert seen[0]["live_at_sync"] == 1
+    assert seen[0]["body"]["name"] == APP
+    assert seen[0]["body"]["prune"] is False
+    assert {"name": "tributary-unit", "value": f"{DEV}/{DEV}"} in seen[0]["body"]["infos"]
+    unit = store.get_unit(DEV, DEV)
+    assert unit is not None
+    assert (unit.live_revision, unit.last_applied_revision) == (1, 1)
+    # Polled with a hard refresh, with the worker's token.
+    gets = [r for r in argo.requests if r.method == "GET"]
+    assert len(gets) >= 3
+    assert all(r.query == {"refresh": ["hard"]} for r in gets)
+    assert {r.authorization for r in argo.requests} == {f"Bearer {TOKEN}"}
+    # Argo CD applied the object Tributary's apply would have: owned by the space.
+    res = sandbox.kube.resource(CLAIM_API, CLAIM_KIND)
+    assert res is not None
+    live = sandbox.kube.get(res, DEV, "default")
+    assert live is not None
+    assert live["metadata"]["labels"][OWNER_LABEL] == DEV
+    # The token is nowhere in the workflow's history.
+    history = await env.client.get_workflow_handle(f"apply:{DEV}:{DEV}").fetch_history()
+    assert TOKEN not in history.to_json()
+
+
+async def test_a_failed_argo_cd_operation_is_a_failed_apply_with_its_message(
+    env: WorkflowEnvironment,
+    argo_worker: Worker,
+    store: SqlStore,
+    argo: FakeArgoCD,
+    messagewall: AuthoringRepo,
+) -> None:
+    await publish(env, argo_worker, messagewall, spaces=[DEV])
+    await gates(
+        env,
+        argo_worker,
+        GatesUpdate(space=DEV, actuator="argocd", argocd_app=APP, by="platform-admin"),
+    )
+    argo.add(
+        FakeApp(
+            APP,
+            plan="fail",
+            fail_message="one or more synchronization tasks completed unsuccessfully",
+            fail_resource={
+                "kind": CLAIM_KIND,
+                "name": DEV,
+                "status": "SyncFailed",
+                "message": "the server could not find the requested resource",
+            },
+        )
+    )
+
+    outcome = await settle(env, argo_worker, DEV, DEV, 1)
+
+    assert (outcome.state, outcome.reason) == ("failed", "rejected")
+    assert outcome.message == (
+        "Argo CD sync Failed: one or more synchronization tasks completed unsuccessfully; "
+        f"{CLAIM_KIND}/{DEV}: the server could not find the requested resource"
+    )
+    assert len(argo.syncs()) == 1
+
+
+async def test_an_unknown_application_fails_the_apply_clearly(
+    env: WorkflowEnvironment, argo_worker: Worker, argo: FakeArgoCD, messagewall: AuthoringRepo
+) -> None:
+    await publish(env, argo_worker, messagewall, spaces=[DEV])
+    await gates(
+        env,
+        argo_worker,
+        GatesUpdate(space=DEV, actuator="argocd", argocd_app="nope", by="platform-admin"),
+    )
+
+    outcome = await settle(env, argo_worker, DEV, DEV, 1)
+
+    assert (outcome.state, outcome.reason) == ("failed", "error")
+    assert outcome.message.startswith(f"Argo CD at {argo.url}, Application nope: no such")
+    assert not argo.syncs()
+
+
+async def test_actuator_confighub_is_refused_by_the_embedded_store_and_nothing_changes(
+    env: WorkflowEnvironment, argo_worker: Worker, store: SqlStore, messagewall: AuthoringRepo
+) -> None:
+    await publish(env, argo_worker, messagewall, spaces=[DEV])
+    before = store.get_space(DEV)
+
+    with pytest.raises(WorkflowFailureError) as caught:
+        await gates(env, argo_worker, GatesUpdate(space=DEV, actuator="confighub", by="olu"))
+    with pytest.raises(WorkflowFailureError) as no_app:
+        await gates(env, argo_worker, GatesUpdate(space=DEV, actuator="argocd", by="olu"))
+
+    info = error_info(caught.value)
+    assert info.type == "BadInput"
+    assert info.message.startswith(
+        "--actuator: actuator confighub applies through ConfigHub, but this worker's "
+        "authority is the embedded store"
+    )
+    assert error_info(no_app.value).message == (
+        f"--argocd-app: actuator argocd needs the Argo CD Application that delivers space "
+        f"{DEV}: give --argocd-app NAME"
+    )
+    assert store.get_space(DEV) == before
+    shown = await gates(env, argo_worker, GatesUpdate(space=DEV, approval="none", by="olu"))
+    assert (shown.gates.actuator, shown.gates.argocd_app) == ("kubernetes", "")
