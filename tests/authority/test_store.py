@@ -24,7 +24,7 @@ from domain.authority import (
     SyncSettings,
     UnitChange,
 )
-from domain.errors import NotFound, StaleVersion
+from domain.errors import BadInput, NotFound, StaleVersion
 
 SPACE = "messagewall-dev-east"
 
@@ -233,6 +233,8 @@ def test_gates_are_seeded_when_a_space_is_created(store):
         "namespaces": ["team-a"],
         "destination": "prod-cluster",
         "base": "main",
+        "actuator": "kubernetes",
+        "argocd_app": "",
         "set_by": "",
         "set_at": None,
         "asserted": "",
@@ -257,6 +259,8 @@ def test_a_publish_never_rewrites_the_gates_of_an_existing_space(store):
         "namespaces": ["team-a"],
         "destination": "prod-cluster",
         "base": "main",
+        "actuator": "kubernetes",
+        "argocd_app": "",
     }
     # what is not a gate still follows Git
     assert found.labels == {"t": "y"}
@@ -288,6 +292,78 @@ def test_set_space_gates_changes_them_and_records_who_and_when(store):
     assert gates.set_at is not None
     assert gates.set_at >= before - timedelta(seconds=1)
     assert store.get_space(SPACE).gates() == gates
+
+
+def test_the_actuator_is_a_gate_set_only_by_space_set(store):
+    store.commit([], spaces=[space_spec(**GATED)])
+    found, changed = store.set_space_gates(
+        GatesUpdate(space=SPACE, actuator="argocd", argocd_app="wall-prod", by="olu")
+    )
+    assert changed == ["actuator", "argocd_app"]
+    assert (found.gates().actuator, found.gates().argocd_app) == ("argocd", "wall-prod")
+    # A publish (tributary.yaml) never changes it.
+    store.commit([], spaces=[space_spec(**GATED)])
+    assert store.get_space(SPACE).actuator == "argocd"
+    # Back to our own apply; the Application's name stays until it is changed.
+    found, changed = store.set_space_gates(
+        GatesUpdate(space=SPACE, actuator="kubernetes", by="olu")
+    )
+    assert (changed, found.actuator, found.argocd_app) == (["actuator"], "kubernetes", "wall-prod")
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        (
+            {"actuator": "confighub"},
+            "--actuator: actuator confighub applies through ConfigHub, but this worker's "
+            "authority is the embedded store",
+        ),
+        ({"actuator": "argocd"}, "--argocd-app: actuator argocd needs the Argo CD Application"),
+    ],
+)
+def test_an_actuator_the_store_cannot_use_writes_nothing(store, update, message):
+    store.commit([], spaces=[space_spec(**GATED)])
+    before = store.get_space(SPACE)
+    with pytest.raises(BadInput) as caught:
+        store.set_space_gates(GatesUpdate(space=SPACE, by="olu", **update))
+    assert caught.value.message.startswith(message)
+    assert store.get_space(SPACE) == before
+
+
+def test_an_argocd_application_name_is_a_kubernetes_name():
+    with pytest.raises(ValueError, match=r"Argo CD Application name 'a/\.\./b' is not a valid"):
+        GatesUpdate(space=SPACE, actuator="argocd", argocd_app="a/../b", by="olu")
+
+
+def test_migration_11_keeps_existing_spaces_on_their_own_apply(store_url, monkeypatch):
+    engine = make_engine(store_url)
+    try:
+        monkeypatch.setattr(m, "MIGRATIONS", [x for x in MIGRATIONS if x[0] <= 10])
+        migrate(engine)
+        monkeypatch.undo()
+        assert current_version(engine) == 10
+        now = datetime(2024, 5, 1, tzinfo=UTC)
+        with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
+            spaces = sqlalchemy.Table("spaces", sqlalchemy.MetaData(), autoload_with=conn)
+            assert "actuator" not in spaces.c
+            conn.execute(
+                spaces.insert().values(
+                    name=SPACE, environment="dev", approval="none", drift="capture",
+                    drift_interval_seconds=300, labels={}, repo="r", overlay="o",
+                    ignore_paths=[], policy={}, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+
+    store = SqlStore(store_url)
+    try:
+        assert current_version(store.engine) == LATEST == 11
+        found = store.get_space(SPACE)
+        assert (found.actuator, found.argocd_app) == ("kubernetes", "")
+    finally:
+        store.close()
 
 
 def test_set_space_gates_of_an_unknown_space_writes_nothing(store):

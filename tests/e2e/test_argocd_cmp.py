@@ -116,6 +116,20 @@ def test_the_plugin_renders_live_revisions_that_the_cluster_accepts(
     assert dry.stdout.strip().endswith("(server dry run)"), dry.stdout
     assert f"serverlesseventappclaim.messagewall.demo/{DEV}" in dry.stdout
 
+    # The admin hands the space to Argo CD: a gate like the others, shown by space show.
+    handed = run_cli(
+        "space", "set", DEV, "--actuator", "argocd", "--argocd-app", "wall-dev", "--by", "ops",
+        env=stack.env,
+    )  # fmt: skip
+    assert handed.code == 0, handed.stderr
+    assert "argocd (Application wall-dev)" in handed.stdout
+    shown = run_cli("space", "show", DEV, "--json", env=stack.env)
+    assert shown.code == 0, shown.stderr
+    assert (shown.json["gates"]["actuator"], shown.json["gates"]["argocd_app"]) == (
+        "argocd",
+        "wall-dev",
+    )
+
 
 def test_the_plugin_without_a_space_or_with_an_unknown_one_prints_no_objects(
     fresh_stack: Stack, tmp_path: Path

@@ -22,6 +22,12 @@ def nowhere() -> dict[str, str]:
         (["--allow-kind", "Bad_Group/X"], "'Bad_Group' is not an API group"),
         (["--namespace", "team-a/../kube-system"], "--namespace: 'team-a/../kube-system'"),
         ([], "nothing to set"),
+        (["--actuator", "flux"], "invalid choice: 'flux'"),
+        (
+            ["--actuator", "argocd", "--argocd-app", "Bad_Name"],
+            "--argocd-app: Argo CD Application name 'Bad_Name' is not a valid Kubernetes name",
+        ),
+        (["--actuator", "argocd", "--argocd-app", ""], "--argocd-app: actuator argocd needs"),
     ],
 )
 def test_space_set_bad_input_exits_2(

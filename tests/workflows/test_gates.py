@@ -69,6 +69,8 @@ async def test_first_publish_seeds_the_gates(
         "namespaces": ["default"],
         "destination": "",
         "base": "",
+        "actuator": "kubernetes",
+        "argocd_app": "",
         "set_by": "",
         "set_at": None,
         "asserted": "",
