@@ -81,3 +81,4 @@ EXIT_CODES: dict[str, int] = {
 }
 # Subclasses defined next to their adapters, by name, as activities report them.
 EXIT_CODES["ForgeRejected"] = Rejected.exit_code
+EXIT_CODES["ArgoCDRefused"] = Rejected.exit_code
