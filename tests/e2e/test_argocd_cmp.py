@@ -116,6 +116,13 @@ def test_the_plugin_renders_live_revisions_that_the_cluster_accepts(
     assert dry.stdout.strip().endswith("(server dry run)"), dry.stdout
     assert f"serverlesseventappclaim.messagewall.demo/{DEV}" in dry.stdout
 
+    as_json = run_cli("render", "--space", DEV, "--live", "--json", env=stack.env)
+    assert as_json.code == 0, as_json.stderr
+    assert (as_json.json["objects"], as_json.json["units"]) == (objects, [DEV])
+    no_live = run_cli("render", "--space", DEV, "--json", env=stack.env)
+    assert no_live.code == 2
+    assert "--live: only --live is rendered" in no_live.json["error"]["message"]
+
     # The admin hands the space to Argo CD: a gate like the others, shown by space show.
     handed = run_cli(
         "space", "set", DEV, "--actuator", "argocd", "--argocd-app", "wall-dev", "--by", "ops",

@@ -175,6 +175,17 @@ async def test_a_space_with_actuator_argocd_applies_through_argo_cd(
     history = await env.client.get_workflow_handle(f"apply:{DEV}:{DEV}").fetch_history()
     assert TOKEN not in history.to_json()
 
+    # A delete drops the unit from the render and syncs with prune.
+    deleted = await settle(env, argo_worker, DEV, DEV, 1, action="delete")
+
+    assert (deleted.state, deleted.message) == ("deleted", f"pruned by Argo CD ({APP})")
+    assert seen[-1]["body"]["prune"] is True
+    unit = store.get_unit(DEV, DEV)
+    assert unit is not None
+    assert unit.state == "deleted"
+    rendered = AuthorityActivities(store).live_objects(LiveObjectsInput(space=DEV))
+    assert (rendered.objects, rendered.units) == ([], [])
+
 
 async def test_a_failed_argo_cd_operation_is_a_failed_apply_with_its_message(
     env: WorkflowEnvironment,
