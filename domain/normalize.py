@@ -27,6 +27,9 @@ SERVER_OWNED_METADATA = (
 # Written by a revert to make Crossplane reconcile a Claim whose spec did not change
 # (like Flux's ``reconcile.fluxcd.io/requestedAt``): a request, never intent.
 RECONCILE_ANNOTATION = "tributary.dev/reconcile-requested-at"
+# Written by Argo CD (annotation resource tracking) on what an Application applies —
+# a space with actuator argocd: bookkeeping of the delivery, never intent.
+ARGOCD_TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 
 
 def strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +46,7 @@ def strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
         annotations = meta.get("annotations")
         if isinstance(annotations, dict):
             annotations.pop(RECONCILE_ANNOTATION, None)
+            annotations.pop(ARGOCD_TRACKING_ANNOTATION, None)
         for key in ("labels", "annotations"):
             if meta.get(key) == {}:
                 del meta[key]

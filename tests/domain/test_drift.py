@@ -20,7 +20,7 @@ from domain.drift import (
     manager_of,
     rebase_pending,
 )
-from domain.normalize import RECONCILE_ANNOTATION, is_ignored
+from domain.normalize import ARGOCD_TRACKING_ANNOTATION, RECONCILE_ANNOTATION, is_ignored
 from domain.schema import SchemaSet, schemas_from_xrd
 from tests.support import FIXTURES
 
@@ -425,6 +425,19 @@ def test_a_reconcile_request_annotation_is_never_drift(schema):
     live["metadata"]["annotations"] = {RECONCILE_ANNOTATION: "2024-05-01T10:00:00Z"}
 
     assert kubernetes_drift(authority(), live, ignore=[], schema=schema) == []
+
+
+def test_argo_cds_tracking_annotation_is_never_drift(schema):
+    live = live_from(authority())
+    live["metadata"]["annotations"] = {
+        ARGOCD_TRACKING_ANNOTATION: "wall-dev:messagewall.demo/ServerlessEventAppClaim:default/x"
+    }
+
+    assert kubernetes_drift(authority(), live, ignore=[], schema=schema) == []
+    live["metadata"]["annotations"]["team"] = "a"
+    assert [f.path for f in kubernetes_drift(authority(), live, ignore=[], schema=schema)] == [
+        "metadata.annotations.team"
+    ]
 
 
 # ---- rebase_pending (issue 9, defect 2) ---------------------------------------------------

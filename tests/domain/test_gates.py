@@ -10,6 +10,7 @@ from domain.gates import (
     OWNER_LABEL,
     hold_for_gates,
     kind_allowed,
+    live_stream,
     object_problem,
     owner_problem,
     parse_kind_pattern,
@@ -125,6 +126,11 @@ def test_missing_namespace_is_default_once_the_scope_is_known() -> None:
     problem = object_problem(SPACE, [CLAIM], ["team-a"], claim(namespace=None), namespaced=True)
     assert problem is not None
     assert "namespace default" in problem
+
+
+def test_the_live_stream_is_what_the_apply_sends_in_unit_order() -> None:
+    stream = live_stream(SPACE, [("b", claim("b")), ("a", claim("a"))])
+    assert stream == [with_owner(SPACE, claim("a")), with_owner(SPACE, claim("b"))]
 
 
 def test_owner_label() -> None:
