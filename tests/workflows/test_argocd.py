@@ -265,3 +265,30 @@ async def test_actuator_confighub_is_refused_by_the_embedded_store_and_nothing_c
     assert store.get_space(DEV) == before
     shown = await gates(env, argo_worker, GatesUpdate(space=DEV, approval="none", by="olu"))
     assert (shown.gates.actuator, shown.gates.argocd_app) == ("kubernetes", "")
+
+
+async def test_a_kind_the_space_may_not_apply_is_denied_before_it_becomes_live(
+    env: WorkflowEnvironment,
+    argo_worker: Worker,
+    store: SqlStore,
+    argo: FakeArgoCD,
+    messagewall: AuthoringRepo,
+) -> None:
+    await publish(env, argo_worker, messagewall, spaces=[DEV])
+    await gates(
+        env,
+        argo_worker,
+        GatesUpdate(space=DEV, actuator="argocd", argocd_app=APP, kinds=["/ConfigMap"], by="admin"),
+    )
+    argo.add(FakeApp(APP))
+
+    outcome = await settle(env, argo_worker, DEV, DEV, 1)
+
+    assert (outcome.state, outcome.reason) == ("failed", "denied")
+    assert outcome.message.startswith(
+        f"{CLAIM_KIND}/{DEV}: kind messagewall.demo/{CLAIM_KIND} is not allowed in space {DEV}"
+    )
+    unit = store.get_unit(DEV, DEV)
+    assert unit is not None
+    assert unit.live_revision is None
+    assert argo.requests == []
