@@ -648,6 +648,7 @@ class EnsurePrInput(BaseModel):
 class EnsurePrResult(BaseModel):
     pr: PullRequest
     action: SyncAction
+    warnings: list[str] = Field(default_factory=list)  # e.g. a listing cut at its page cap
 
 
 class ClosePrsInput(BaseModel):
@@ -660,6 +661,7 @@ class ClosePrsInput(BaseModel):
 
 class ClosePrsResult(BaseModel):
     closed: list[int] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class SyncRequest(BaseModel):
