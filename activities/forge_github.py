@@ -264,13 +264,12 @@ class GitHubForge:
         repo = f"{owner}/{name}"
         data = self._labels.get(pr.number)
         if data is None:  # not seen by ensure_pr: ask
-            data = self._object(
+            data = self._array(
                 "GET",
                 f"/repos/{owner}/{name}/issues/{pr.number}/labels",
                 repo=repo,
                 op=f"reading the labels of pull request #{pr.number}",
                 json=None,
-                want=list,
             )
         present = {str(lbl.get("name")).casefold() for lbl in data if isinstance(lbl, dict)}
         missing: dict[str, str] = {}
@@ -279,13 +278,12 @@ class GitHubForge:
                 missing.setdefault(label.casefold(), label)
         if missing:
             # GitHub answers with every label the issue now has
-            self._labels[pr.number] = self._object(
+            self._labels[pr.number] = self._array(
                 "POST",
                 f"/repos/{owner}/{name}/issues/{pr.number}/labels",
                 repo=repo,
                 op=f"labelling pull request #{pr.number}",
                 json={"labels": list(missing.values())},
-                want=list,
             )
 
     def pr_state(self, repo_url: str, number: int) -> PrState:
@@ -301,14 +299,18 @@ class GitHubForge:
         )
         return _state(data, f"{owner}/{name}")
 
-    def close_pr(self, repo_url: str, number: int) -> None:
-        """Close pull request ``number`` without merging it."""
-        owner, name = parse_repo(repo_url, hosts=self._hosts)
+    def merged_state(self, pr: PullRequest, *, repo: str, base_commit: str) -> PrState:
+        """GitHub knows: ``base_commit`` (the local forge's evidence) is not needed."""
+        return self.pr_state(repo, pr.number)
+
+    def close_pr(self, pr: PullRequest, *, repo: str) -> None:
+        """Close the pull request without merging it."""
+        owner, name = parse_repo(repo, hosts=self._hosts)
         self._object(
             "PATCH",
-            f"/repos/{owner}/{name}/pulls/{number}",
+            f"/repos/{owner}/{name}/pulls/{pr.number}",
             repo=f"{owner}/{name}",
-            op=f"closing pull request #{number}",
+            op=f"closing pull request #{pr.number}",
             json={"state": "closed"},
         )
 
@@ -462,21 +464,21 @@ class GitHubForge:
 
     # ---- HTTP -----------------------------------------------------------------------
 
-    def _object(
-        self,
-        method: str,
-        path: str,
-        *,
-        repo: str,
-        op: str,
-        json: Any,
-        want: type[Any] = dict,
-    ) -> Any:
-        response = self._send(method, f"{self.api_url}{path}", repo=repo, op=op, json=json)
-        data = _body(response, repo, op)
-        if not isinstance(data, want):
+    def _object(self, method: str, path: str, *, repo: str, op: str, json: Any) -> dict[str, Any]:
+        data = self._answer(method, path, repo=repo, op=op, json=json)
+        if not isinstance(data, dict):
             raise _unreadable(repo, op)
         return data
+
+    def _array(self, method: str, path: str, *, repo: str, op: str, json: Any) -> list[Any]:
+        data = self._answer(method, path, repo=repo, op=op, json=json)
+        if not isinstance(data, list):
+            raise _unreadable(repo, op)
+        return data
+
+    def _answer(self, method: str, path: str, *, repo: str, op: str, json: Any) -> Any:
+        response = self._send(method, f"{self.api_url}{path}", repo=repo, op=op, json=json)
+        return _body(response, repo, op)
 
     def _send(
         self,

@@ -79,9 +79,7 @@ def rate_limited(fn: Callable[P, R]) -> Callable[P, R]:
             )
             if activity.in_activity():
                 activity.heartbeat(message)
-            raise ApplicationError(
-                message, type="GitHubRateLimited", next_retry_delay=delay
-            ) from e
+            raise ApplicationError(message, type="GitHubRateLimited", next_retry_delay=delay) from e
 
     return wrapper
 
@@ -187,10 +185,14 @@ class SyncActivities:
             # GitHub may report the head a moment late after a force-push; we know it.
             pr = pr.model_copy(update={"head_commit": spec.head_commit})
             before = previous.get(pr.number)
-            if action == "unchanged" and before is not None and before.state == "open":
-                # a new commit on the branch is an update, whatever the forge says
-                if before.head_commit != spec.head_commit:
-                    action = "updated"
+            # a new commit on the branch is an update, whatever the forge says
+            if (
+                action == "unchanged"
+                and before is not None
+                and before.state == "open"
+                and before.head_commit != spec.head_commit
+            ):
+                action = "updated"
             self.store.record_pr(pr, repo=spec.repo, body=spec.body)
             try:
                 forge.ensure_labels(spec, pr)

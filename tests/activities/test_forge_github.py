@@ -845,9 +845,11 @@ def test_a_head_invalid_right_after_the_push_is_asked_again(ghe: FakeGitHub) -> 
 def test_a_head_invalid_that_lasts_is_final(ghe: FakeGitHub) -> None:
     ghe.unknown_heads[BRANCH] = 1000
     clock = Clock()
-    with _on(ghe, clock, head_wait=timedelta(seconds=20)) as f:
-        with pytest.raises(ForgeRejected) as info:
-            f.ensure_pr(_ghe_spec(ghe))
+    with (
+        _on(ghe, clock, head_wait=timedelta(seconds=20)) as f,
+        pytest.raises(ForgeRejected) as info,
+    ):
+        f.ensure_pr(_ghe_spec(ghe))
     assert sum(clock.slept) == 20
     assert clock.slept == [1.0, 2.0, 4.0, 8.0, 5.0]
     assert "head: invalid" in str(info.value)
@@ -909,9 +911,7 @@ def test_a_body_too_long_for_github_is_cut_saying_so(ghe: FakeGitHub) -> None:
 
 
 @pytest.mark.parametrize("method", ["merge", "squash", "rebase"])
-def test_a_merged_pull_request_is_merged_whatever_the_method(
-    ghe: FakeGitHub, method: str
-) -> None:
+def test_a_merged_pull_request_is_merged_whatever_the_method(ghe: FakeGitHub, method: str) -> None:
     repo_url = f"{ghe.web_url}/{OWNER}/{NAME}.git"
     pull = ghe.add_pull(f"{OWNER}/{NAME}", title=TITLE, ref=BRANCH)
     with _on(ghe) as f:
@@ -927,9 +927,11 @@ def test_a_closed_pull_request_is_closed_and_close_pr_closes(ghe: FakeGitHub) ->
     second = ghe.add_pull(f"{OWNER}/{NAME}", title=TITLE, ref=BRANCH)
     with _on(ghe) as f:
         assert f.pr_state(repo_url, first["number"]) == "closed"
-        f.close_pr(repo_url, second["number"])
+        pr, _ = f.ensure_pr(_ghe_spec(ghe))
+        assert pr.number == second["number"]
+        f.close_pr(pr, repo=repo_url)
         assert f.pr_state(repo_url, second["number"]) == "closed"
-    assert ghe.requests("PATCH")[0].body == {"state": "closed"}
+    assert ghe.requests("PATCH")[-1].body == {"state": "closed"}
 
 
 # GitHub Enterprise and pagination

@@ -77,7 +77,7 @@ class FakeGitHub:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 """Quiet."""
 
             def _serve(self) -> None:
@@ -95,7 +95,7 @@ class FakeGitHub:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PATCH = _serve  # noqa: N815
+            do_GET = do_POST = do_PATCH = _serve
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -148,9 +148,7 @@ class FakeGitHub:
             pull = self._pull(repo, number)
             assert pull is not None
             now = _now()
-            pull.update(
-                state="closed", merged=True, merged_at=now, closed_at=now, updated_at=now
-            )
+            pull.update(state="closed", merged=True, merged_at=now, closed_at=now, updated_at=now)
             pull["merge_commit_sha"] = f"{method[:1]}{number:039d}"
 
     def close(self, repo: str, number: int) -> None:
@@ -244,9 +242,7 @@ class FakeGitHub:
                 return 200, pull["labels"], {}
         return 404, _error("Not Found", 404), {}
 
-    def _list(
-        self, repo: str, path: str, query: dict[str, str]
-    ) -> tuple[int, Any, dict[str, str]]:
+    def _list(self, repo: str, path: str, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         found = list(self.pulls.get(repo, []))
         state = query.get("state", "open")
         if state != "all":
@@ -300,9 +296,7 @@ class FakeGitHub:
                     ),
                     {},
                 )
-        pull = self._new_pull(
-            repo, title=body["title"], body=body.get("body"), ref=head, base=base
-        )
+        pull = self._new_pull(repo, title=body["title"], body=body.get("body"), ref=head, base=base)
         return 201, pull, {"location": pull["url"]}
 
     def _new_pull(
@@ -317,7 +311,7 @@ class FakeGitHub:
         state: str = "open",
         labels: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        owner, name = repo.split("/")
+        owner = repo.split("/")[0]
         pulls = self.pulls.setdefault(repo, [])
         number = max((p["number"] for p in pulls), default=1346) + 1
         now = _now()
@@ -343,7 +337,12 @@ class FakeGitHub:
             "merged": False,
             "merge_commit_sha": None,
             "head": {"label": f"{owner}:{ref}", "ref": ref, "sha": sha, "user": _user(owner)},
-            "base": {"label": f"{owner}:{base}", "ref": base, "sha": "9" * 40, "user": _user(owner)},
+            "base": {
+                "label": f"{owner}:{base}",
+                "ref": base,
+                "sha": "9" * 40,
+                "user": _user(owner),
+            },
             "draft": False,
         }
         known = self.repo_labels.setdefault(repo, [])
