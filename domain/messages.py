@@ -685,6 +685,8 @@ class SyncResult(BaseModel):
     rows: list[SyncRow] = Field(default_factory=list)
     fallback: list[str] = Field(default_factory=list)
     diff: str = ""
+    # what the forge said without failing (a listing stopped at its page cap, labels refused)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class SyncPRInput(BaseModel):

@@ -204,7 +204,7 @@ class SyncPRWorkflow:
         if dry_run:
             return result
         if pushed.action == "nothing-to-propose":
-            await workflow.execute_activity_method(
+            closed = await workflow.execute_activity_method(
                 SyncActivities.close_prs,
                 ClosePrsInput(
                     space=self.space,
@@ -218,10 +218,11 @@ class SyncPRWorkflow:
                 summary="Git renders the authority: close or mark merged",
             )
             # shared/CLI.md: nothing to propose is "unchanged" (and no PR)
+            result = result.model_copy(update={"warnings": closed.warnings})
             self._done(result, "unchanged: Git already renders the authority")
             return result
         # A PR merged since the last run is done: the new content gets a new PR.
-        await workflow.execute_activity_method(
+        marked = await workflow.execute_activity_method(
             SyncActivities.close_prs,
             ClosePrsInput(space=self.space, base_commit=pushed.base_commit, repo=pushed.repo),
             start_to_close_timeout=PUSH_TIMEOUT,
@@ -247,7 +248,13 @@ class SyncPRWorkflow:
             retry_policy=FORGE_RETRY,
             summary="open or update the pull request",
         )
-        result = result.model_copy(update={"action": ensured.action, "pr": ensured.pr})
+        result = result.model_copy(
+            update={
+                "action": ensured.action,
+                "pr": ensured.pr,
+                "warnings": [*marked.warnings, *ensured.warnings],
+            }
+        )
         self._done(result, f"PR #{ensured.pr.number} {ensured.action}: {ensured.pr.url}")
         return result
 
