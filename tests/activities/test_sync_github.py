@@ -5,6 +5,7 @@ on a real Temporal server (time-skipping): the next attempt waits until the rese
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,17 +18,31 @@ from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.render import find_kubectl
 from activities.sync import SyncActivities
 from authority.sql import SqlStore
-from domain.messages import ClosePrsInput, EnsurePrInput, EnsurePrResult
+from domain.messages import (
+    ClosePrsInput,
+    EnsurePrInput,
+    EnsurePrResult,
+    PublishRunInput,
+    PublishRunResult,
+    SourceRef,
+    SyncNowInput,
+    SyncPRInput,
+    SyncResult,
+)
+from domain.naming import sync_pr_id
 from domain.sync import PullRequest, PullRequestSpec, sync_branch
+from starter.gitref import resolve
 from tests.fakes.github import FakeGitHub, primary_limit, secondary_limit
-from tests.support import eventually
-from workflows.sync import FORGE_RETRY, FORGE_SCHEDULE_TO_CLOSE, FORGE_TIMEOUT
+from tests.support import authority_change, eventually, git, make_repo
+from workflows.publish import PublishRunWorkflow
+from workflows.sync import FORGE_RETRY, FORGE_SCHEDULE_TO_CLOSE, FORGE_TIMEOUT, SyncPRWorkflow
 
 pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
@@ -297,3 +312,74 @@ async def test_the_next_attempt_waits_as_github_asks(
     waited = started.event_time.ToDatetime() - scheduled.event_time.ToDatetime()
     assert waited >= timedelta(seconds=wait)
     assert waited < timedelta(seconds=wait + 120)  # not the 1 s of the generic backoff, nor more
+
+
+# ---- the whole arrow: SyncPRWorkflow with the github forge ------------------------------------
+
+
+async def test_sync_pr_workflow_with_the_github_forge_through_a_squash_merge(
+    env: WorkflowEnvironment,
+    worker: Worker,
+    ghe: FakeGitHub,
+    store: SqlStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The authoring repo lives on the Enterprise host: git reaches it (``insteadOf``
+    maps the URL onto the bare remote on disk), the API is the fake's. Opened,
+    updated by a new commit, then squash-merged: the next sync is ``unchanged`` and
+    the PR is recorded merged, as GitHub's ``merged_at`` says."""
+    suffix = f"-{uuid.uuid4().hex[:8]}"
+    repo = make_repo(tmp_path, "messagewall", space_suffix=suffix)
+    url = repo_url(ghe)
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", f"url.{repo.url}.insteadOf")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", url)
+    resolved, commit = resolve(url, "main")
+    assert resolved == url
+    published: PublishRunResult = await env.client.execute_workflow(
+        PublishRunWorkflow.run,
+        PublishRunInput(source=SourceRef(repo=url, commit=commit), ref="main"),
+        id=f"publish-run-test-{uuid.uuid4()}",
+        task_queue=worker.task_queue,
+    )
+    assert all(s.written for s in published.spaces)
+    assert store.get_space(f"messagewall-dev-east{suffix}").repo == url  # type: ignore[union-attr]
+    space = f"messagewall-dev-east{suffix}"
+    unit = "messagewall-dev-east"
+    handle = await env.client.start_workflow(
+        SyncPRWorkflow.run,
+        SyncPRInput(space=space),
+        id=sync_pr_id(space),
+        task_queue=worker.task_queue,
+    )
+    try:
+        authority_change(store, space, unit, "break-glass", spec__lambdaMemory=768)
+        opened: SyncResult = await handle.execute_update(SyncPRWorkflow.sync_now, SyncNowInput())
+        assert opened.action == "opened"
+        assert opened.pr is not None
+        assert opened.pr.url == f"{ghe.web_url}/{REPO}/pull/1347"
+        assert opened.warnings == []
+        pull = ghe.pulls[REPO][0]
+        assert pull["head"]["label"] == f"{OWNER}:{sync_branch(space)}"
+        assert [lbl["name"] for lbl in pull["labels"]] == ["sync", "confighub", "automated"]
+
+        authority_change(store, space, unit, "operator", spec__lambdaTimeout=20)
+        updated: SyncResult = await handle.execute_update(SyncPRWorkflow.sync_now, SyncNowInput())
+        assert (updated.action, updated.pr and updated.pr.number) == ("updated", 1347)
+
+        # squash-merged on GitHub: main gets one new commit, the branch's is not in it
+        git(repo.work, "fetch", "-q", "origin")
+        git(repo.work, "merge", "-q", "--squash", f"origin/{sync_branch(space)}")
+        git(repo.work, "commit", "-q", "-m", "Sync (#1347)")
+        git(repo.work, "push", "-q", "origin", "main")
+        ghe.merge(REPO, 1347, "squash")
+        done: SyncResult = await handle.execute_update(SyncPRWorkflow.sync_now, SyncNowInput())
+        assert (done.action, done.pr) == ("unchanged", None)
+        assert [(p.number, p.state) for p in store.list_prs(space)] == [(1347, "merged")]
+        assert len(ghe.requests("POST", r"/pulls$")) == 1
+        # merged, not closed: nothing asked GitHub to close it
+        assert all("state" not in c.body for c in ghe.requests("PATCH"))
+    finally:
+        with contextlib.suppress(RPCError):
+            await handle.terminate("test over")
