@@ -8,17 +8,21 @@ reaches an exception, a log line, a repr or a return value.
 Errors follow the domain's rule: what GitHub decided (bad credentials, no such
 repo, a validation failure, a permission refusal) raises a ``TributaryError``
 subclass, which the activity turns into a non-retryable failure; what passes
-(rate limits, 5xx, a dropped connection) raises ``GitHubUnavailable``, a plain
-exception that Temporal retries with backoff.
+(5xx, a dropped connection) raises ``GitHubUnavailable``, a plain exception that
+Temporal retries with backoff. A rate limit raises ``GitHubBusy``, whose ``delay()``
+the activity hands to Temporal as ``next_retry_delay`` (GitHub's ``retry-after``
+or ``x-ratelimit-reset``, at least a minute for a secondary limit without either).
+A 422 ``head: invalid`` right after a push is asked again for ``head_wait``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -35,6 +39,17 @@ USER_AGENT = "tributary"
 #: listing stops after this many pages of ``PER_PAGE`` pull requests
 MAX_PAGES = 10
 PER_PAGE = 100
+#: GitHub refuses a pull request body of 65,536 characters or more
+MAX_BODY = 65_536
+#: how long a freshly pushed head may be "invalid" to GitHub before that is final
+HEAD_WAIT = timedelta(seconds=60)
+#: a secondary rate limit without headers waits at least this long (GitHub's docs)
+SECONDARY_WAIT = timedelta(seconds=60)
+#: no rate limit wait is longer than this (a primary limit resets within the hour)
+MAX_WAIT = timedelta(hours=1)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+log = logging.getLogger(__name__)
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _PATH = re.compile(rf"^/?(?P<owner>{_NAME})/(?P<name>{_NAME})/?$")
@@ -47,9 +62,11 @@ _SCP = re.compile(rf"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>{_NAME}/{_NAME}(?:
 class ForgeRejected(Rejected):
     """GitHub refused the request for good: credentials, permissions, validation."""
 
-    def __init__(self, message: str, *, status: int) -> None:
+    def __init__(self, message: str, *, status: int, head_invalid: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        #: 422 ``{"field": "head", "code": "invalid"}``: GitHub does not know the branch
+        self.head_invalid = head_invalid
 
 
 class GitHubUnavailable(RuntimeError):
@@ -65,6 +82,24 @@ class GitHubBusy(GitHubUnavailable):
         super().__init__(message)
         self.retry_after = retry_after
         self.reset_at = reset_at
+
+    def delay(self, attempt: int = 1, *, now: datetime | None = None) -> timedelta:
+        """How long to wait before the next attempt, as GitHub's documentation asks.
+
+        ``retry-after`` when given; else until ``x-ratelimit-reset``; else (a secondary
+        limit without headers) at least a minute, doubling with each ``attempt``.
+        Never less than a second, never more than an hour.
+        """
+        clock = now or datetime.now(UTC)
+        if self.retry_after is not None and self.reset_at is None:
+            wait = timedelta(seconds=self.retry_after)
+        elif self.reset_at is not None:
+            until = self.reset_at - clock + timedelta(seconds=1)
+            asked = timedelta(seconds=self.retry_after or 0)
+            wait = max(until, asked)
+        else:
+            wait = SECONDARY_WAIT * (2 ** max(0, min(attempt - 1, 6)))
+        return min(max(wait, timedelta(seconds=1)), MAX_WAIT)
 
 
 # ---- repository URLs --------------------------------------------------------------------
@@ -105,19 +140,40 @@ def parse_repo(url: str, *, hosts: tuple[str, ...] = ("github.com",)) -> tuple[s
 
 def _not_github(url: str, hosts: tuple[str, ...]) -> BadInput:
     where = " or ".join(hosts)
+    hint = (
+        ""
+        if hosts == ("github.com",)
+        else f" (GITHUB_API_URL names a GitHub Enterprise server, which serves {where})"
+    )
     return BadInput(
-        f"{redact(url)!r} is not a GitHub repository URL on {where} "
+        f"{redact(url)!r} is not a GitHub repository URL on {where}{hint} "
         "(expected https://HOST/OWNER/REPO, git@HOST:OWNER/REPO.git or ssh://git@HOST/OWNER/REPO)",
         field="repo",
     )
 
 
 def _web_hosts(api_url: str) -> tuple[str, ...]:
-    """Hosts whose repo URLs this API serves: github.com, or the Enterprise host."""
+    """Hosts whose repo URLs this API serves: github.com, or the Enterprise host only.
+
+    GitHub Enterprise Server answers at ``https://HOST/api/v3`` for repositories on
+    ``HOST``; GHE.com at ``https://api.SUB.ghe.com`` for ``SUB.ghe.com``. A repository
+    on github.com is not reachable through an Enterprise API: it is refused up front.
+    """
     host = (urlsplit(api_url).hostname or "").lower()
     if host in ("api.github.com", "github.com", ""):
         return ("github.com",)
-    return tuple(dict.fromkeys(("github.com", host.removeprefix("api."), host)))
+    return tuple(dict.fromkeys((host.removeprefix("api."), host)))
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of ``url``, the default port made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
 
 
 # ---- the client -------------------------------------------------------------------------
@@ -133,6 +189,9 @@ class GitHubForge:
         *,
         client: httpx.Client | None = None,
         timeout: float = 30.0,
+        head_wait: timedelta = HEAD_WAIT,
+        sleep: Callable[[float], None] = time.sleep,
+        heartbeat: Callable[[str], None] | None = None,
     ) -> None:
         base = api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
         self.api_url = base.rstrip("/")
@@ -141,8 +200,14 @@ class GitHubForge:
             raise BadInput(
                 f"{redact(base)!r} is not an http(s) URL of a GitHub API", field="GITHUB_API_URL"
             )
-        self._origin = (origin.scheme, origin.netloc.lower())
+        self._origin = _origin(self.api_url)
         self._hosts = _web_hosts(self.api_url)
+        self._head_wait = head_wait
+        self._sleep = sleep
+        self._heartbeat = heartbeat or (lambda _: None)
+        #: what a caller should know but that did not fail the call (a page cap hit)
+        self.warnings: list[str] = []
+        self._labels: dict[int, list[Any]] = {}
         raw = token if token is not None else os.environ.get("GITHUB_TOKEN")
         self.__token = (raw or "").strip() or None
         self._owns_client = client is None
@@ -155,9 +220,14 @@ class GitHubForge:
     # ---- public ---------------------------------------------------------------------
 
     def ensure_pr(self, spec: PullRequestSpec) -> tuple[PullRequest, SyncAction]:
-        """Open the PR of ``spec.branch`` or bring its title, body and labels up to date."""
+        """Open the PR of ``spec.branch`` or bring its title and body up to date.
+
+        Labels are a separate step (``ensure_labels``): the caller records the PR
+        first, so a labelling failure never loses a PR that exists.
+        """
         owner, name = parse_repo(spec.repo, hosts=self._hosts)
         repo = f"{owner}/{name}"
+        spec = spec.model_copy(update={"body": cap_body(spec.body)})
         action: SyncAction = "unchanged"
         data = self._open_pull(owner, name, spec.branch, spec.base)
         if data is None:
@@ -184,8 +254,65 @@ class GitHubForge:
                 json={"title": spec.title, "body": spec.body},
             )
             pr, action = _to_pr(spec.space, data, repo), "updated"
-        self._ensure_labels(owner, name, pr.number, data, spec.labels)
+        self._labels[pr.number] = data.get("labels") or []
         return pr, action
+
+    def ensure_labels(self, spec: PullRequestSpec, pr: PullRequest) -> None:
+        """Add the labels of ``spec`` that the PR lacks (names compare case-insensitively,
+        as GitHub's do); nothing is sent when all are there."""
+        owner, name = parse_repo(spec.repo, hosts=self._hosts)
+        repo = f"{owner}/{name}"
+        data = self._labels.get(pr.number)
+        if data is None:  # not seen by ensure_pr: ask
+            data = self._array(
+                "GET",
+                f"/repos/{owner}/{name}/issues/{pr.number}/labels",
+                repo=repo,
+                op=f"reading the labels of pull request #{pr.number}",
+                json=None,
+            )
+        present = {str(lbl.get("name")).casefold() for lbl in data if isinstance(lbl, dict)}
+        missing: dict[str, str] = {}
+        for label in spec.labels:
+            if label.casefold() not in present:
+                missing.setdefault(label.casefold(), label)
+        if missing:
+            # GitHub answers with every label the issue now has
+            self._labels[pr.number] = self._array(
+                "POST",
+                f"/repos/{owner}/{name}/issues/{pr.number}/labels",
+                repo=repo,
+                op=f"labelling pull request #{pr.number}",
+                json={"labels": list(missing.values())},
+            )
+
+    def pr_state(self, repo_url: str, number: int) -> PrState:
+        """What GitHub says of pull request ``number``: merged (``merged_at`` is set,
+        whatever the merge method: merge commit, squash or rebase), closed or open."""
+        owner, name = parse_repo(repo_url, hosts=self._hosts)
+        data = self._object(
+            "GET",
+            f"/repos/{owner}/{name}/pulls/{number}",
+            repo=f"{owner}/{name}",
+            op=f"reading pull request #{number}",
+            json=None,
+        )
+        return _state(data, f"{owner}/{name}")
+
+    def merged_state(self, pr: PullRequest, *, repo: str, base_commit: str) -> PrState:
+        """GitHub knows: ``base_commit`` (the local forge's evidence) is not needed."""
+        return self.pr_state(repo, pr.number)
+
+    def close_pr(self, pr: PullRequest, *, repo: str) -> None:
+        """Close the pull request without merging it."""
+        owner, name = parse_repo(repo, hosts=self._hosts)
+        self._object(
+            "PATCH",
+            f"/repos/{owner}/{name}/pulls/{pr.number}",
+            repo=f"{owner}/{name}",
+            op=f"closing pull request #{pr.number}",
+            json={"state": "closed"},
+        )
 
     def find_pr(self, repo: str, branch: str, base: str, *, space: str = "") -> PullRequest | None:
         """The newest PR from ``branch`` into ``base``, open, closed or merged."""
@@ -233,26 +360,49 @@ class GitHubForge:
         return None
 
     def _create_pull(self, owner: str, name: str, spec: PullRequestSpec) -> dict[str, Any] | None:
-        """The created PR, or None when GitHub says one already exists for the head."""
+        """The created PR, or None when GitHub says one already exists for the head.
+
+        Right after a push GitHub may not know the branch yet and answers 422
+        ``{"field": "head", "code": "invalid"}``: that is asked again, with a growing
+        pause, for up to ``head_wait``; after that it is final.
+        """
         repo = f"{owner}/{name}"
-        try:
-            return self._object(
-                "POST",
-                f"/repos/{owner}/{name}/pulls",
-                repo=repo,
-                op=f"opening a pull request from {spec.branch} into {spec.base}",
-                json={
-                    "title": spec.title,
-                    "head": spec.branch,
-                    "base": spec.base,
-                    "body": spec.body,
-                    "maintainer_can_modify": False,
-                },
-            )
-        except ForgeRejected as e:
-            if e.status == 422 and "already exists" in e.message.lower():
-                return None
-            raise
+        waited = 0.0
+        pause = 1.0
+        while True:
+            try:
+                return self._object(
+                    "POST",
+                    f"/repos/{owner}/{name}/pulls",
+                    repo=repo,
+                    op=f"opening a pull request from {spec.branch} into {spec.base}",
+                    json={
+                        "title": spec.title,
+                        "head": spec.branch,
+                        "base": spec.base,
+                        "body": spec.body,
+                        "maintainer_can_modify": False,
+                    },
+                )
+            except ForgeRejected as e:
+                if e.status == 422 and "already exists" in e.message.lower():
+                    return None
+                budget = self._head_wait.total_seconds() - waited
+                if not e.head_invalid or budget <= 0:
+                    if e.head_invalid:
+                        raise ForgeRejected(
+                            f"{e.message} (GitHub still did not know the pushed branch "
+                            f"{spec.branch} after {round(waited)} s)",
+                            status=e.status,
+                        ) from None
+                    raise
+                step = min(pause, budget)
+                self._heartbeat(
+                    f"GitHub does not know {spec.branch} yet; asking again in {step:g} s"
+                )
+                self._sleep(step)
+                waited += step
+                pause = min(pause * 2, 10.0)
 
     def _pulls(
         self, owner: str, name: str, branch: str, base: str, *, state: str
@@ -286,47 +436,49 @@ class GitHubForge:
                 if head.get("label") and str(head["label"]).lower() != label:
                     continue  # a fork's branch of the same name
                 yield item
-            url, params = self._next_page(response), None
+            url, params = self._next_page(response, repo), None
+        if url is not None:
+            self._warn(
+                f"stopped listing pull requests from {branch} into {base} on {repo} after "
+                f"{MAX_PAGES} pages of {PER_PAGE}; older ones were not looked at"
+            )
 
-    def _next_page(self, response: httpx.Response) -> str | None:
-        """The ``rel="next"`` link, only when it points back at the API we trust."""
+    def _next_page(self, response: httpx.Response, repo: str) -> str | None:
+        """The ``rel="next"`` link, only when it points back at the API we trust
+        (``https://h/…`` and ``https://h:443/…`` are the same origin)."""
         nxt = response.links.get("next", {}).get("url")
         if not nxt:
             return None
-        parts = urlsplit(nxt)
-        if (parts.scheme, parts.netloc.lower()) != self._origin:
-            return None  # never send the token to another origin
+        if _origin(nxt) != self._origin:
+            # never send the token to another origin
+            self._warn(
+                f"GitHub's next page for {repo} is on another origin "
+                f"({_origin(nxt)[1]}); pagination stopped there"
+            )
+            return None
         return nxt
 
-    def _ensure_labels(
-        self,
-        owner: str,
-        name: str,
-        number: int,
-        data: Mapping[str, Any],
-        wanted: list[str],
-    ) -> None:
-        present = {
-            str(lbl.get("name")) for lbl in data.get("labels") or [] if isinstance(lbl, dict)
-        }
-        missing = [lbl for lbl in dict.fromkeys(wanted) if lbl not in present]
-        if missing:
-            self._send(
-                "POST",
-                f"{self.api_url}/repos/{owner}/{name}/issues/{number}/labels",
-                repo=f"{owner}/{name}",
-                op=f"labelling pull request #{number}",
-                json={"labels": missing},
-            )
+    def _warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self.warnings.append(message)
 
     # ---- HTTP -----------------------------------------------------------------------
 
     def _object(self, method: str, path: str, *, repo: str, op: str, json: Any) -> dict[str, Any]:
-        response = self._send(method, f"{self.api_url}{path}", repo=repo, op=op, json=json)
-        data = _body(response, repo, op)
+        data = self._answer(method, path, repo=repo, op=op, json=json)
         if not isinstance(data, dict):
             raise _unreadable(repo, op)
         return data
+
+    def _array(self, method: str, path: str, *, repo: str, op: str, json: Any) -> list[Any]:
+        data = self._answer(method, path, repo=repo, op=op, json=json)
+        if not isinstance(data, list):
+            raise _unreadable(repo, op)
+        return data
+
+    def _answer(self, method: str, path: str, *, repo: str, op: str, json: Any) -> Any:
+        response = self._send(method, f"{self.api_url}{path}", repo=repo, op=op, json=json)
+        return _body(response, repo, op)
 
     def _send(
         self,
@@ -392,7 +544,11 @@ class GitHubForge:
                 status=status,
             )
         if status == 422:
-            return ForgeRejected(f"GitHub refused {op} on {repo}: {message}", status=status)
+            return ForgeRejected(
+                f"GitHub refused {op} on {repo}: {message}",
+                status=status,
+                head_invalid=_head_invalid(response),
+            )
         return ForgeRejected(
             f"GitHub answered {status} while {op} on {repo}: {message}", status=status
         )
@@ -440,18 +596,44 @@ def _github_message(response: httpx.Response) -> str:
     return f"{message}: {'; '.join(details)}" if details else message
 
 
+def _head_invalid(response: httpx.Response) -> bool:
+    try:
+        data = response.json()
+    except ValueError:
+        return False
+    errors = data.get("errors") if isinstance(data, dict) else None
+    return any(
+        isinstance(err, dict) and err.get("field") == "head" and err.get("code") == "invalid"
+        for err in errors or []
+    )
+
+
+def cap_body(body: str, limit: int = MAX_BODY) -> str:
+    """``body`` cut below GitHub's limit, saying so (the sync PR body caps its own
+    table first; this is the last line of defence)."""
+    if len(body) < limit:
+        return body
+    note = "\n\n*(description cut: GitHub accepts fewer than 65,536 characters)*\n"
+    return body[: limit - 1 - len(note)] + note
+
+
 def _rate_limited(
     response: httpx.Response, message: str
 ) -> tuple[float | None, datetime | None] | None:
-    """``(retry_after, reset_at)`` when the answer is a rate limit, else None."""
+    """``(retry_after, reset_at)`` when the answer is a rate limit, else None.
+
+    GitHub sends ``x-ratelimit-reset`` on every answer; it is the time to wait for
+    only when ``x-ratelimit-remaining`` is 0 (the primary limit). A secondary limit
+    says so in its message and may carry ``retry-after``.
+    """
     status = response.status_code
     if status not in (403, 429):
         return None
     headers = response.headers
     retry_after = _float(headers.get("retry-after"))
-    reset = _float(headers.get("x-ratelimit-reset"))
-    reset_at = datetime.fromtimestamp(reset, UTC) if reset is not None else None
     exhausted = headers.get("x-ratelimit-remaining", "").strip() == "0"
+    reset = _float(headers.get("x-ratelimit-reset")) if exhausted else None
+    reset_at = datetime.fromtimestamp(reset, UTC) if reset is not None else None
     secondary = "rate limit" in message.lower()
     if status == 429 or exhausted or "retry-after" in headers or secondary:
         if retry_after is None and reset is not None:
@@ -466,7 +648,10 @@ def _when(retry_after: float | None, reset_at: datetime | None) -> str:
         return f"the limit resets at {reset_at.strftime('%Y-%m-%dT%H:%M:%SZ')}{wait}; will retry"
     if retry_after is not None:
         return f"GitHub asks to retry after {round(retry_after)} s; will retry"
-    return "no reset time given; will retry with backoff"
+    return (
+        "no reset time given: a secondary limit, retried after at least "
+        f"{round(SECONDARY_WAIT.total_seconds())} s"
+    )
 
 
 def _float(value: str | None) -> float | None:
@@ -480,16 +665,20 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _state(data: Mapping[str, Any], repo: str) -> PrState:
+    if data.get("merged_at"):
+        return "merged"
+    if data.get("state") == "closed":
+        return "closed"
+    if data.get("state") == "open":
+        return "open"
+    raise _unreadable(repo, "reading a pull request")
+
+
 def _to_pr(space: str, data: Mapping[str, Any], repo: str) -> PullRequest:
     try:
         head, base = data["head"], data["base"]
-        state: PrState
-        if data.get("merged_at"):
-            state = "merged"
-        elif data["state"] == "closed":
-            state = "closed"
-        else:
-            state = "open"
+        state = _state(data, repo)
         return PullRequest(
             space=space,
             number=int(data["number"]),

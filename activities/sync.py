@@ -9,25 +9,30 @@ remote moved raises, and the retry starts over on the new base.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import git
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities._errors import decided
 from activities.forge import forge_for
+from activities.forge_github import GitHubBusy
 from activities.writeback import OverlayEditor, value_at
 from authority.protocol import AuthorityStore
 from domain.diff import diff, json_equal
-from domain.errors import BadInput, NotFound
-from domain.markdown import cell, code, one_line
+from domain.errors import BadInput, NotFound, TributaryError
+from domain.markdown import cell, one_line
 from domain.messages import (
     ClosePrsInput,
     ClosePrsResult,
@@ -47,6 +52,36 @@ _AUTHOR = re.compile(r"^(?P<name>[^<>]+?) <(?P<email>[^<>]+)>$")
 
 class PushRejected(RuntimeError):
     """The remote branch moved under us; retrying starts over on the new base."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def rate_limited(fn: Callable[P, R]) -> Callable[P, R]:
+    """A GitHub rate limit becomes a retryable failure whose next attempt waits as
+    long as GitHub asks (``retry-after``, ``x-ratelimit-reset``, at least a minute
+    for a secondary limit without either), up to an hour. The wait is in the
+    failure's message (the pending activity's last failure in the Web UI and
+    ``temporal workflow describe``) and in the heartbeat details."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except GitHubBusy as e:
+            attempt = activity.info().attempt if activity.in_activity() else 1
+            delay = e.delay(attempt)
+            until = datetime.now(UTC) + delay
+            message = (
+                f"{e}; attempt {attempt + 1} in {round(delay.total_seconds())} s "
+                f"(at {until.strftime('%Y-%m-%dT%H:%M:%SZ')})"
+            )
+            if activity.in_activity():
+                activity.heartbeat(message)
+            raise ApplicationError(message, type="GitHubRateLimited", next_retry_delay=delay) from e
+
+    return wrapper
 
 
 class SyncActivities:
@@ -136,33 +171,66 @@ class SyncActivities:
 
     @activity.defn(name="sync.ensure_pr")
     @decided
+    @rate_limited
     def ensure_pr(self, inp: EnsurePrInput) -> EnsurePrResult:
-        forge = forge_for(self.store)
+        """Open or update the PR, record it, then label it (a retry after a failed
+        labelling finds the PR, records it again and labels what is missing)."""
+        spec = inp.spec
+        previous = {
+            pr.number: pr for pr in self.store.list_prs(spec.space) if pr.branch == spec.branch
+        }
+        forge = forge_for(self.store, self.work_root, heartbeat=activity.heartbeat)
         try:
-            pr, action = forge.ensure_pr(inp.spec)
+            pr, action = forge.ensure_pr(spec)
+            # GitHub may report the head a moment late after a force-push; we know it.
+            pr = pr.model_copy(update={"head_commit": spec.head_commit})
+            before = previous.get(pr.number)
+            # a new commit on the branch is an update, whatever the forge says
+            if (
+                action == "unchanged"
+                and before is not None
+                and before.state == "open"
+                and before.head_commit != spec.head_commit
+            ):
+                action = "updated"
+            self.store.record_pr(pr, repo=spec.repo, body=spec.body)
+            try:
+                forge.ensure_labels(spec, pr)
+            except TributaryError as e:
+                # refused for good (a token without issues access): the PR stands
+                forge.warnings.append(f"pull request #{pr.number} left without labels: {e}")
+            warnings = list(forge.warnings)
         finally:
             forge.close()
-        # GitHub may report the head a moment late after a force-push; we know it.
-        pr = pr.model_copy(update={"head_commit": inp.spec.head_commit})
-        self.store.record_pr(pr, repo=inp.spec.repo, body=inp.spec.body)
-        return EnsurePrResult(pr=pr, action=action)
+        return EnsurePrResult(pr=pr, action=action, warnings=warnings)
 
     @activity.defn(name="sync.close_prs")
     @decided
+    @rate_limited
     def close_prs(self, inp: ClosePrsInput) -> ClosePrsResult:
-        """Open sync PRs whose branch reached the default branch are merged; when Git
-        already renders the authority (``close_unmerged``) the others are closed too."""
+        """Open sync PRs that were merged (by a merge commit, a squash or a rebase) are
+        recorded merged, those closed on the forge closed; when Git already renders
+        the authority (``close_unmerged``) the others are closed too."""
         closed = []
-        for pr in self.store.list_prs(inp.space):
-            if pr.state != "open":
-                continue
-            merged = _is_ancestor(inp.repo, pr.head_commit, inp.base_commit, self.work_root)
-            if not merged and not inp.close_unmerged:
-                continue
-            state = "merged" if merged else "closed"
-            self.store.record_pr(pr.model_copy(update={"state": state}), repo=inp.repo, body=None)
-            closed.append(pr.number)
-        return ClosePrsResult(closed=closed)
+        forge = forge_for(self.store, self.work_root, heartbeat=activity.heartbeat)
+        try:
+            for pr in self.store.list_prs(inp.space):
+                if pr.state != "open":
+                    continue
+                state = forge.merged_state(pr, repo=inp.repo, base_commit=inp.base_commit)
+                if state == "open":
+                    if not inp.close_unmerged:
+                        continue
+                    forge.close_pr(pr, repo=inp.repo)
+                    state = "closed"
+                self.store.record_pr(
+                    pr.model_copy(update={"state": state}), repo=inp.repo, body=None
+                )
+                closed.append(pr.number)
+            warnings = list(forge.warnings)
+        finally:
+            forge.close()
+        return ClosePrsResult(closed=closed, warnings=warnings)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -270,22 +338,6 @@ def _push(repo: git.Repo, url: str, branch: str, expected: str | None) -> None:
         raise RuntimeError(f"push of {branch} to {redact(url)} failed: {stderr}") from None
 
 
-def _is_ancestor(url: str, commit: str, base_commit: str, work_root: Path) -> bool:
-    if not commit:
-        return False
-    work = Path(tempfile.mkdtemp(prefix="merged-", dir=work_root))
-    try:
-        repo = git.Repo.init(work, bare=True)
-        repo.git.fetch("--quiet", "--", url, "+refs/heads/*:refs/heads/*")
-        try:
-            repo.git.merge_base("--is-ancestor", commit, base_commit)
-        except git.GitCommandError:
-            return False
-        return True
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def _show(value: Any) -> str:
     return "—" if value is None else json.dumps(value)
 
@@ -312,11 +364,26 @@ def _message(title: str, rows: list[SyncRow], fallback: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the PR body stays below GitHub's 65,536 characters with room to spare
+BODY_BUDGET = 60_000
+#: a value longer than this (as JSON) is shortened in the PR table; the commit
+#: message of the branch and ``tributary sync-pr SPACE --dry-run`` show it whole
+VALUE_CHARS = 300
+
+
+def _value(value: Any) -> str:
+    text = "—" if value is None else json.dumps(value, ensure_ascii=False)
+    if len(text) > VALUE_CHARS:
+        text = text[:VALUE_CHARS] + "…"
+    return f"<code>{cell(text)}</code>"
+
+
 def _body(space: str, rows: list[SyncRow], fallback: list[str], edits: list[str]) -> str:
     # Values come from live objects and operators: cell() and code() keep their
     # Markdown and HTML as text, so no value can split the table or hide the body.
+    # The body is capped (BODY_BUDGET): rows that do not fit are counted, not shown.
     ui = os.environ.get("TRIBUTARY_UI_URL", "").rstrip("/")
-    out = [
+    head = [
         f"The authority's claims for **{cell(space)}** changed outside Git. This pull "
         "request edits the overlay so that rendering it gives those claims again; once "
         "merged, the next `tributary publish` is a no-op.",
@@ -324,27 +391,73 @@ def _body(space: str, rows: list[SyncRow], fallback: list[str], edits: list[str]
         "| unit | path | Git value | authority value | revision | source | incident |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        out.append(
-            f"| {cell(r.unit)} | <code>{cell(r.path)}</code> "
-            f"| {code(r.git)} | {code(r.authority)} "
-            f"| {r.revision} | {cell(r.source)} | {cell(r.incident)} |"
-        )
+    table = [
+        f"| {cell(r.unit)} | <code>{cell(r.path)}</code> "
+        f"| {_value(r.git)} | {_value(r.authority)} "
+        f"| {r.revision} | {cell(r.source)} | {cell(r.incident)} |"
+        for r in rows
+    ]
+    fallback_lines: list[str] = []
     if fallback:
-        out += [
+        fallback_lines = [
             "",
             "These units could not be expressed in the overlay; they are written to "
             f"<code>tributary-sync/{cell(space)}/</code> for you to fold in by hand: "
             + ", ".join(f"<code>{cell(u)}</code>" for u in fallback),
         ]
-    if edits:
-        out += ["", "<details><summary>Edits</summary>", ""]
-        out.extend(f"- {cell(e)}" for e in sorted(set(edits)))
-        out += ["", "</details>"]
+    ui_lines: list[str] = []
     if ui:
-        out += [
+        ui_lines = [
             "",
             f"[Workflows of {cell(space)} in the Temporal Web UI]"
             f"({ui}/namespaces/default/workflows?query=TributarySpace%3D%22{quote(space)}%22)",
         ]
+    details = [f"- {cell(e)}" for e in sorted(set(edits))]
+    see_all = (
+        "see them all in the commit message of this branch, with "
+        f"<code>{cell(f'tributary sync-pr {space} --dry-run --json')}</code>, or per unit "
+        f"with <code>{cell(f'tributary drift status {space}')}</code> and "
+        f"<code>{cell(f'tributary revisions {space} UNIT')}</code>"
+    )
+
+    def size(lines: list[str]) -> int:
+        return sum(len(line) + 1 for line in lines)
+
+    if size(fallback_lines) > BODY_BUDGET // 4:
+        fallback_lines = [
+            "",
+            f"{len(fallback)} units could not be expressed in the overlay; they are written "
+            f"to <code>tributary-sync/{cell(space)}/</code> for you to fold in by hand.",
+        ]
+    # the table first; the notes, the fallback units and the link keep their room
+    budget = BODY_BUDGET - size(head) - size(fallback_lines) - size(ui_lines) - 1_000
+    shown = _fit(table, budget)
+    out = head + table[:shown]
+    if shown < len(table):
+        out += [
+            "",
+            f"*{len(table) - shown} of {len(table)} rows were left out to keep this "
+            f"description within GitHub's size limit; {see_all}.*",
+        ]
+    out += fallback_lines
+    if details:
+        room = BODY_BUDGET - size(out) - size(ui_lines) - 200
+        fits = _fit(details, room)
+        if fits:
+            out += ["", "<details><summary>Edits</summary>", ""]
+            out += details[:fits]
+            if fits < len(details):
+                out.append(f"- *{len(details) - fits} more edits left out*")
+            out += ["", "</details>"]
+    out += ui_lines
     return "\n".join(out) + "\n"
+
+
+def _fit(lines: list[str], budget: int) -> int:
+    """How many of ``lines`` (from the first) fit in ``budget`` characters."""
+    used = 0
+    for index, line in enumerate(lines):
+        used += len(line) + 1
+        if used > budget:
+            return index
+    return len(lines)

@@ -651,6 +651,7 @@ class EnsurePrInput(BaseModel):
 class EnsurePrResult(BaseModel):
     pr: PullRequest
     action: SyncAction
+    warnings: list[str] = Field(default_factory=list)  # e.g. a listing cut at its page cap
 
 
 class ClosePrsInput(BaseModel):
@@ -663,6 +664,7 @@ class ClosePrsInput(BaseModel):
 
 class ClosePrsResult(BaseModel):
     closed: list[int] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class SyncRequest(BaseModel):
@@ -686,6 +688,8 @@ class SyncResult(BaseModel):
     rows: list[SyncRow] = Field(default_factory=list)
     fallback: list[str] = Field(default_factory=list)
     diff: str = ""
+    # what the forge said without failing (a listing stopped at its page cap, labels refused)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class SyncPRInput(BaseModel):

@@ -12,6 +12,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -34,6 +35,17 @@ with workflow.unsafe.imports_passed_through():
 IDLE = timedelta(minutes=10)
 RUNS_PER_HISTORY = 100
 PUSH_TIMEOUT = timedelta(minutes=10)
+# Forge calls (open, label, read or close a PR): one attempt is a few requests, plus
+# up to a minute of waiting for GitHub to see a just-pushed branch.
+FORGE_TIMEOUT = timedelta(minutes=5)
+# A rate-limited attempt asks for its next one after GitHub's reset (up to an hour,
+# ApplicationError.next_retry_delay); attempts are bounded by time, not by count.
+FORGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+)
+FORGE_SCHEDULE_TO_CLOSE = timedelta(hours=2)
 # However long a burst lasts, a PR update is at most this many debounce windows away.
 MAX_DEBOUNCE_WINDOWS = 10
 
@@ -192,7 +204,7 @@ class SyncPRWorkflow:
         if dry_run:
             return result
         if pushed.action == "nothing-to-propose":
-            await workflow.execute_activity_method(
+            closed = await workflow.execute_activity_method(
                 SyncActivities.close_prs,
                 ClosePrsInput(
                     space=self.space,
@@ -201,18 +213,21 @@ class SyncPRWorkflow:
                     close_unmerged=True,
                 ),
                 start_to_close_timeout=PUSH_TIMEOUT,
-                retry_policy=opt.RETRY,
+                schedule_to_close_timeout=FORGE_SCHEDULE_TO_CLOSE,
+                retry_policy=FORGE_RETRY,
                 summary="Git renders the authority: close or mark merged",
             )
             # shared/CLI.md: nothing to propose is "unchanged" (and no PR)
+            result = result.model_copy(update={"warnings": closed.warnings})
             self._done(result, "unchanged: Git already renders the authority")
             return result
         # A PR merged since the last run is done: the new content gets a new PR.
-        await workflow.execute_activity_method(
+        marked = await workflow.execute_activity_method(
             SyncActivities.close_prs,
             ClosePrsInput(space=self.space, base_commit=pushed.base_commit, repo=pushed.repo),
             start_to_close_timeout=PUSH_TIMEOUT,
-            retry_policy=opt.RETRY,
+            schedule_to_close_timeout=FORGE_SCHEDULE_TO_CLOSE,
+            retry_policy=FORGE_RETRY,
             summary="mark merged pull requests",
         )
         ensured = await workflow.execute_activity_method(
@@ -228,11 +243,18 @@ class SyncPRWorkflow:
                     head_commit=pushed.head_commit,
                 )
             ),
-            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
-            retry_policy=opt.RETRY,
+            start_to_close_timeout=FORGE_TIMEOUT,
+            schedule_to_close_timeout=FORGE_SCHEDULE_TO_CLOSE,
+            retry_policy=FORGE_RETRY,
             summary="open or update the pull request",
         )
-        result = result.model_copy(update={"action": ensured.action, "pr": ensured.pr})
+        result = result.model_copy(
+            update={
+                "action": ensured.action,
+                "pr": ensured.pr,
+                "warnings": [*marked.warnings, *ensured.warnings],
+            }
+        )
         self._done(result, f"PR #{ensured.pr.number} {ensured.action}: {ensured.pr.url}")
         return result
 

@@ -75,9 +75,12 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
             "head_commit": result.head_commit,
             "fields": [r.model_dump(mode="json") for r in result.rows],
             "fallback": result.fallback,
+            "warnings": result.warnings,
             **({"diff": result.diff} if args.dry_run else {}),
         }
     )
+    for warning in result.warnings:
+        out.progress(f"warning: {warning}")
     if result.pr:
         out.line(f"{args.space}: PR #{result.pr.number} {result.action} — {result.pr.url}")
     elif result.action == "unchanged":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,16 +18,23 @@ import pytest
 import respx
 from temporalio.exceptions import ApplicationError
 
+from activities import forge_github
 from activities._errors import decided
 from activities.forge_github import (
+    MAX_BODY,
     ForgeRejected,
     GitHubBusy,
     GitHubForge,
     GitHubUnavailable,
+    _origin,
+    _web_hosts,
+    cap_body,
     parse_repo,
 )
+from activities.sync import rate_limited
 from domain.errors import BadInput, NotFound, TributaryError
 from domain.sync import PR_LABELS, PullRequestSpec, sync_branch
+from tests.fakes.github import FakeGitHub, primary_limit, secondary_limit
 
 API = "https://api.github.com"
 TOKEN = "ghp_SECRETtoken123"
@@ -259,6 +266,8 @@ def test_opens_a_pull_request_when_none_is_open(
     )
 
     pr, action = forge.ensure_pr(_spec())
+    assert not labels.called  # the caller records the PR first, then labels it
+    forge.ensure_labels(_spec(), pr)
 
     assert action == "opened"
     assert pr.model_dump() == {
@@ -352,7 +361,8 @@ def test_adds_only_the_missing_labels(github: respx.MockRouter, forge: GitHubFor
         200, json=[_label(n) for n in ("sync", "needs-review", "confighub", "automated")]
     )
 
-    _, action = forge.ensure_pr(_spec())
+    pr, action = forge.ensure_pr(_spec())
+    forge.ensure_labels(_spec(), pr)
 
     assert action == "unchanged"
     assert labels.call_count == 1
@@ -362,7 +372,9 @@ def test_adds_only_the_missing_labels(github: respx.MockRouter, forge: GitHubFor
 def test_labels_come_from_the_spec(github: respx.MockRouter, forge: GitHubForge) -> None:
     github.get(PULLS).respond(200, json=[_pull(7, labels=("sync",))])
     labels = github.post(f"{API}/repos/{OWNER}/{NAME}/issues/7/labels").respond(200, json=[])
-    forge.ensure_pr(_spec(labels=["sync", "prod", "prod"]))
+    spec = _spec(labels=["sync", "prod", "prod", "Prod"])
+    pr, _ = forge.ensure_pr(spec)
+    forge.ensure_labels(spec, pr)
     assert _sent(labels) == {"labels": ["prod"]}
 
 
@@ -713,3 +725,279 @@ def test_the_token_never_appears_in_errors(
         err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
     assert TOKEN not in repr(forge)
     assert "token=set" in repr(forge)
+
+
+# ---- against the loopback contract fake (tests/fakes/github.py) ---------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitHub]:
+    server = FakeGitHub(token=TOKEN)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ghe() -> Iterator[FakeGitHub]:
+    """A GitHub Enterprise Server: the API under /api/v3, repositories on the same host."""
+    server = FakeGitHub(token=TOKEN, prefix="/api/v3")
+    yield server
+    server.stop()
+
+
+class Clock:
+    """``sleep`` and ``heartbeat`` for the forge, recorded instead of slept."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self.beats: list[str] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    def heartbeat(self, details: str) -> None:
+        self.beats.append(details)
+
+
+def _on(server: FakeGitHub, clock: Clock | None = None, **kwargs: Any) -> GitHubForge:
+    clock = clock or Clock()
+    return GitHubForge(
+        server.api_url, TOKEN, sleep=clock.sleep, heartbeat=clock.heartbeat, **kwargs
+    )
+
+
+def _ghe_spec(server: FakeGitHub, **changes: Any) -> PullRequestSpec:
+    return _spec(repo=f"{server.web_url}/{OWNER}/{NAME}.git", **changes)
+
+
+def _answer(server: FakeGitHub, method: str, path: str, canned: Any, times: int = 1) -> None:
+    status, body, headers = canned
+    server.fail(method, path, status, body, headers, times=times)
+
+
+# rate limits: how long the next attempt waits
+
+
+def test_a_primary_limit_waits_until_the_reset(ghe: FakeGitHub) -> None:
+    _answer(ghe, "GET", r"/pulls$", primary_limit(reset_in=1800))
+    with _on(ghe) as f, pytest.raises(GitHubBusy) as info:
+        f.ensure_pr(_ghe_spec(ghe))
+    delay = info.value.delay(1)
+    assert timedelta(seconds=1790) <= delay <= timedelta(seconds=1802)
+    assert "resets at" in str(info.value)
+
+
+def test_a_primary_limit_never_waits_more_than_an_hour() -> None:
+    busy = GitHubBusy("x", reset_at=datetime.now(UTC) + timedelta(hours=3))
+    assert busy.delay(1) == timedelta(hours=1)
+
+
+def test_a_secondary_limit_with_retry_after_waits_that_long(ghe: FakeGitHub) -> None:
+    _answer(ghe, "GET", r"/pulls$", secondary_limit(retry_after=90))
+    with _on(ghe) as f, pytest.raises(GitHubBusy) as info:
+        f.ensure_pr(_ghe_spec(ghe))
+    assert info.value.reset_at is None  # the primary limit is fine: its reset is no wait
+    assert info.value.delay(1) == timedelta(seconds=90)
+
+
+def test_a_secondary_limit_without_headers_waits_a_minute_then_longer(ghe: FakeGitHub) -> None:
+    _answer(ghe, "GET", r"/pulls$", secondary_limit())
+    with _on(ghe) as f, pytest.raises(GitHubBusy) as info:
+        f.ensure_pr(_ghe_spec(ghe))
+    busy = info.value
+    assert (busy.retry_after, busy.reset_at) == (None, None)
+    assert [busy.delay(n) for n in (1, 2, 3)] == [
+        timedelta(seconds=60),
+        timedelta(seconds=120),
+        timedelta(seconds=240),
+    ]
+    assert busy.delay(10) == timedelta(hours=1)
+    assert "at least 60 s" in str(busy)
+
+
+def test_the_rate_limit_reaches_temporal_as_the_next_retry_delay(ghe: FakeGitHub) -> None:
+    _answer(ghe, "GET", r"/pulls$", primary_limit(reset_in=3000))
+    with _on(ghe) as f, pytest.raises(ApplicationError) as info:
+        rate_limited(decided(f.ensure_pr))(_ghe_spec(ghe))
+    err = info.value
+    assert not err.non_retryable
+    assert err.type == "GitHubRateLimited"
+    assert err.next_retry_delay is not None
+    assert timedelta(seconds=2990) <= err.next_retry_delay <= timedelta(seconds=3002)
+    assert "attempt 2 in 29" in err.message or "attempt 2 in 30" in err.message
+
+
+# the head GitHub does not know yet
+
+
+def test_a_head_invalid_right_after_the_push_is_asked_again(ghe: FakeGitHub) -> None:
+    ghe.unknown_heads[BRANCH] = 3
+    clock = Clock()
+    with _on(ghe, clock) as f:
+        pr, action = f.ensure_pr(_ghe_spec(ghe))
+    assert (action, pr.number, pr.state) == ("opened", 1347, "open")
+    assert clock.slept == [1.0, 2.0, 4.0]
+    assert len(clock.beats) == 3
+    assert all(BRANCH in beat for beat in clock.beats)
+    assert len(ghe.requests("POST", r"/pulls$")) == 4
+
+
+def test_a_head_invalid_that_lasts_is_final(ghe: FakeGitHub) -> None:
+    ghe.unknown_heads[BRANCH] = 1000
+    clock = Clock()
+    with (
+        _on(ghe, clock, head_wait=timedelta(seconds=20)) as f,
+        pytest.raises(ForgeRejected) as info,
+    ):
+        f.ensure_pr(_ghe_spec(ghe))
+    assert sum(clock.slept) == 20
+    assert clock.slept == [1.0, 2.0, 4.0, 8.0, 5.0]
+    assert "head: invalid" in str(info.value)
+    assert "did not know the pushed branch" in str(info.value)
+    assert ghe.pulls.get(f"{OWNER}/{NAME}", []) == []
+
+
+def test_another_validation_failure_is_not_asked_again(ghe: FakeGitHub) -> None:
+    ghe.fail(
+        "POST",
+        r"/pulls$",
+        422,
+        {
+            "message": "Validation Failed",
+            "errors": [{"resource": "PullRequest", "field": "base", "code": "invalid"}],
+            "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request",
+        },
+    )
+    clock = Clock()
+    with _on(ghe, clock) as f, pytest.raises(ForgeRejected, match="base: invalid"):
+        f.ensure_pr(_ghe_spec(ghe))
+    assert clock.slept == []
+
+
+# labels, answers alike
+
+
+def test_labels_compare_case_insensitively_and_are_added_once(ghe: FakeGitHub) -> None:
+    repo = f"{OWNER}/{NAME}"
+    ghe.add_pull(repo, title=TITLE, body=BODY, ref=BRANCH, labels=("Sync",))
+    spec = _ghe_spec(ghe)
+    with _on(ghe) as f:
+        pr, action = f.ensure_pr(spec)
+        assert action == "unchanged"
+        f.ensure_labels(spec, pr)
+        f.ensure_labels(spec, pr)
+    posts = ghe.requests("POST", r"/labels$")
+    assert [c.body for c in posts] == [{"labels": ["confighub", "automated"]}]
+    names = [lbl["name"] for lbl in ghe.pulls[repo][0]["labels"]]
+    assert names == ["Sync", "confighub", "automated"]
+
+
+def test_ensure_pr_does_not_label(ghe: FakeGitHub) -> None:
+    with _on(ghe) as f:
+        f.ensure_pr(_ghe_spec(ghe))
+    assert ghe.requests(None, r"/labels$") == []
+
+
+def test_a_body_too_long_for_github_is_cut_saying_so(ghe: FakeGitHub) -> None:
+    with _on(ghe) as f:
+        f.ensure_pr(_ghe_spec(ghe, body="x" * 70_000))
+    sent = ghe.requests("POST", r"/pulls$")[0].body["body"]
+    assert len(sent) < MAX_BODY
+    assert sent.endswith("*(description cut: GitHub accepts fewer than 65,536 characters)*\n")
+    assert cap_body("short") == "short"
+
+
+# merged, whatever the merge method
+
+
+@pytest.mark.parametrize("method", ["merge", "squash", "rebase"])
+def test_a_merged_pull_request_is_merged_whatever_the_method(ghe: FakeGitHub, method: str) -> None:
+    repo_url = f"{ghe.web_url}/{OWNER}/{NAME}.git"
+    pull = ghe.add_pull(f"{OWNER}/{NAME}", title=TITLE, ref=BRANCH)
+    with _on(ghe) as f:
+        assert f.pr_state(repo_url, pull["number"]) == "open"
+        ghe.merge(f"{OWNER}/{NAME}", pull["number"], method)
+        assert f.pr_state(repo_url, pull["number"]) == "merged"
+
+
+def test_a_closed_pull_request_is_closed_and_close_pr_closes(ghe: FakeGitHub) -> None:
+    repo_url = f"{ghe.web_url}/{OWNER}/{NAME}.git"
+    first = ghe.add_pull(f"{OWNER}/{NAME}", title=TITLE, ref=BRANCH)
+    ghe.close(f"{OWNER}/{NAME}", first["number"])
+    second = ghe.add_pull(f"{OWNER}/{NAME}", title=TITLE, ref=BRANCH)
+    with _on(ghe) as f:
+        assert f.pr_state(repo_url, first["number"]) == "closed"
+        pr, _ = f.ensure_pr(_ghe_spec(ghe))
+        assert pr.number == second["number"]
+        f.close_pr(pr, repo=repo_url)
+        assert f.pr_state(repo_url, second["number"]) == "closed"
+    assert ghe.requests("PATCH")[-1].body == {"state": "closed"}
+
+
+# GitHub Enterprise and pagination
+
+
+def test_an_enterprise_api_serves_only_its_own_host(ghe: FakeGitHub) -> None:
+    with _on(ghe) as f:
+        assert f.find_pr(f"{ghe.web_url}/{OWNER}/{NAME}", BRANCH, "main") is None
+        with pytest.raises(BadInput) as info:
+            f.find_pr(REPO_URL, BRANCH, "main")
+    assert "GITHUB_API_URL" in str(info.value)
+    assert "127.0.0.1" in str(info.value)
+    assert ghe.requests() == [ghe.requests()[0]]  # nothing was sent for github.com
+    with pytest.raises(ApplicationError) as decided_info:
+        decided(GitHubForge("https://ghe.example.com/api/v3", TOKEN).find_pr)(
+            REPO_URL, BRANCH, "main"
+        )
+    assert decided_info.value.non_retryable
+    assert decided_info.value.type == "BadInput"
+    assert "ghe.example.com" in decided_info.value.message
+
+
+def test_enterprise_hosts() -> None:
+    assert _web_hosts("https://ghe.example.com/api/v3") == ("ghe.example.com",)
+    assert _web_hosts("https://api.octo.ghe.com") == ("octo.ghe.com", "api.octo.ghe.com")
+    assert _web_hosts("https://api.github.com") == ("github.com",)
+
+
+def test_pagination_follows_every_page_of_an_enterprise_api(ghe: FakeGitHub) -> None:
+    repo = f"{OWNER}/{NAME}"
+    ghe.page_size = 2
+    for _ in range(5):
+        ghe.add_pull(repo, title=TITLE, ref=BRANCH, state="closed")
+    with _on(ghe) as f:
+        prs = f.list_prs(f"{ghe.web_url}/{repo}", BRANCH, "main")
+        assert f.warnings == []
+    assert [p.number for p in prs] == [1351, 1350, 1349, 1348, 1347]
+    pages = ghe.requests("GET", r"/pulls$")
+    assert [c.query.get("page") for c in pages] == [None, "2", "3"]
+    assert all(c.path.startswith("/api/v3/") for c in pages)
+
+
+def test_pagination_says_when_it_stops_at_its_cap(
+    ghe: FakeGitHub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(forge_github, "MAX_PAGES", 2)
+    repo = f"{OWNER}/{NAME}"
+    ghe.page_size = 1
+    for _ in range(4):
+        ghe.add_pull(repo, title=TITLE, ref=BRANCH, state="closed")
+    with _on(ghe) as f:
+        prs = f.list_prs(f"{ghe.web_url}/{repo}", BRANCH, "main")
+        assert len(prs) == 2
+        assert len(f.warnings) == 1
+        assert "after 2 pages" in f.warnings[0]
+    assert "after 2 pages" in caplog.text
+
+
+def test_pagination_follows_links_with_an_explicit_default_port(
+    github: respx.MockRouter, forge: GitHubForge
+) -> None:
+    second = f"https://api.github.com:443/repos/{OWNER}/{NAME}/pulls?page=2"
+    github.get(PULLS, params={"page": "2"}).respond(200, json=[_pull(1300)])
+    github.get(PULLS).respond(200, json=[_pull(1347)], headers={"link": f'<{second}>; rel="next"'})
+    prs = forge.list_prs(REPO_URL, BRANCH, "main")
+    assert [p.number for p in prs] == [1347, 1300]
+    assert forge.warnings == []
+    assert _origin("https://api.github.com") == _origin("https://API.github.com:443/x")
+    assert _origin("http://api.github.com") != _origin("https://api.github.com")

@@ -447,9 +447,12 @@ async def test_close_prs_marks_a_branch_main_does_not_contain_closed(
     pushed = run(acts.push, SyncPushInput(space=SPACE))
     run(acts.ensure_pr, EnsurePrInput(spec=spec_for(pushed)))
 
-    # a developer makes the same change by hand on main: Git renders the authority,
-    # but the PR's commit never reached main
-    repo.edit(DEV_EAST, lambda text: set_patch_value(text, "/spec/lambdaMemory", "512"))
+    # a developer makes the same change by hand on main, in their own words: Git
+    # renders the authority, but neither the PR's commit nor its content reached main
+    repo.edit(
+        DEV_EAST,
+        lambda text: set_patch_value(text, "/spec/lambdaMemory", "512") + "# by hand\n",
+    )
     repo.commit("bump memory by hand")
 
     synced = run(acts.push, SyncPushInput(space=SPACE))
@@ -523,3 +526,88 @@ async def test_a_change_after_the_pr_was_merged_opens_a_new_pr(
     ensured = run(acts.ensure_pr, EnsurePrInput(spec=spec_for(second)))
     assert (ensured.action, ensured.pr.number) == ("opened", 2)
     assert [(p.number, p.state) for p in store.list_prs(SPACE)] == [(2, "open"), (1, "merged")]
+
+
+# ---- merged, whatever the merge method (local forge, real bare remote) -------------------------
+
+
+def merge_into_main(repo: AuthoringRepo, method: str) -> None:
+    """What a developer (or a forge's merge button) does with the sync branch."""
+    git(repo.work, "fetch", "-q", "origin")
+    if method == "merge":
+        git(repo.work, "merge", "-q", "--no-ff", "--no-edit", f"origin/{BRANCH}")
+    elif method == "squash":
+        git(repo.work, "merge", "-q", "--squash", f"origin/{BRANCH}")
+        git(repo.work, "commit", "-q", "-m", "Sync (#1)")
+    else:  # rebase: main moved on meanwhile, the branch's commit is replayed on top
+        repo.write("NOTES.md", "unrelated\n")
+        repo.commit("an unrelated change on main")
+        git(repo.work, "cherry-pick", f"origin/{BRANCH}")
+    git(repo.work, "push", "-q", "origin", "main")
+
+
+@pytest.mark.parametrize("method", ["merge", "squash", "rebase"])
+async def test_close_prs_marks_merged_whatever_the_merge_method(
+    repo: AuthoringRepo, store: SqlStore, acts: SyncActivities, method: str
+) -> None:
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
+    pushed = run(acts.push, SyncPushInput(space=SPACE))
+    run(acts.ensure_pr, EnsurePrInput(spec=spec_for(pushed)))
+    merge_into_main(repo, method)
+    ancestors = git(repo.remote, "rev-list", "main").split()
+    is_ancestor = pushed.head_commit in ancestors
+    assert is_ancestor == (method == "merge")  # squash and rebase leave no ancestry
+
+    synced = run(acts.push, SyncPushInput(space=SPACE))
+    assert synced.action == "nothing-to-propose"
+    done = run(
+        acts.close_prs,
+        ClosePrsInput(
+            space=SPACE, base_commit=synced.base_commit, repo=synced.repo, close_unmerged=True
+        ),
+    )
+    assert done.closed == [1]
+    assert [(p.number, p.state) for p in store.list_prs(SPACE)] == [(1, "merged")]
+
+
+@pytest.mark.parametrize("method", ["squash", "rebase"])
+async def test_a_change_after_a_squash_or_rebase_merge_opens_a_new_pr(
+    repo: AuthoringRepo, store: SqlStore, acts: SyncActivities, method: str
+) -> None:
+    """The branch is force-pushed with the next change before any in-sync run: the
+    merged PR's commit is no longer on any branch, and still it is found merged."""
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
+    first = run(acts.push, SyncPushInput(space=SPACE))
+    run(acts.ensure_pr, EnsurePrInput(spec=spec_for(first)))
+    merge_into_main(repo, method)
+
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaTimeout=20)
+    second = run(acts.push, SyncPushInput(space=SPACE))
+    assert second.action == "pushed"
+    assert [r.path for r in second.rows] == ["spec.lambdaTimeout"]
+    assert remote_head(repo) == second.head_commit
+    done = run(
+        acts.close_prs,
+        ClosePrsInput(space=SPACE, base_commit=second.base_commit, repo=second.repo),
+    )
+    assert done.closed == [1]
+    ensured = run(acts.ensure_pr, EnsurePrInput(spec=spec_for(second)))
+    assert (ensured.action, ensured.pr.number) == ("opened", 2)
+    assert [(p.number, p.state) for p in store.list_prs(SPACE)] == [(2, "open"), (1, "merged")]
+
+
+async def test_an_unmerged_pr_stays_open_while_there_is_more_to_propose(
+    repo: AuthoringRepo, store: SqlStore, acts: SyncActivities
+) -> None:
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaMemory=512)
+    first = run(acts.push, SyncPushInput(space=SPACE))
+    run(acts.ensure_pr, EnsurePrInput(spec=spec_for(first)))
+    authority_change(store, SPACE, UNIT, "operator", spec__lambdaTimeout=20)
+    second = run(acts.push, SyncPushInput(space=SPACE))
+    done = run(
+        acts.close_prs,
+        ClosePrsInput(space=SPACE, base_commit=second.base_commit, repo=second.repo),
+    )
+    assert done.closed == []
+    updated = run(acts.ensure_pr, EnsurePrInput(spec=spec_for(second)))
+    assert (updated.action, updated.pr.number) == ("updated", 1)
