@@ -165,6 +165,14 @@ class ConfigHubStore:
                 return space_id, dict(unit)
         return None
 
+    def _units_by_slug(self, space: str) -> dict[str, dict[str, Any]]:
+        """Every unit of ``space`` (bare Units) by slug: one call for a whole publish."""
+        space_id = self._space_id(space)
+        if space_id is None:
+            return {}
+        listed = self.api.list_units(space_id, f"listing units of {space}")
+        return {str(item["Unit"].get("Slug")): dict(item["Unit"]) for item in listed}
+
     def _revisions(
         self, space: str, slug: str, space_id: str, unit_id: str, number: int | None = None
     ) -> list[dict[str, Any]]:
@@ -200,6 +208,14 @@ class ConfigHubStore:
                 select(t.confighub_revisions).where(c.space == space, c.unit == slug)
             ).mappings()
             return {int(r["number"]): dict(r) for r in rows}
+
+    def _side_revisions_of_space(self, space: str) -> dict[str, dict[int, Any]]:
+        c = t.confighub_revisions.c
+        out: dict[str, dict[int, Any]] = {}
+        with self._read() as conn:
+            for r in conn.execute(select(t.confighub_revisions).where(c.space == space)).mappings():
+                out.setdefault(str(r["unit"]), {})[int(r["number"])] = dict(r)
+        return out
 
     # ---- conversions ---------------------------------------------------------------
 
@@ -303,18 +319,14 @@ class ConfigHubStore:
         wanted: dict[str, set[int]] = {}
         for slug, number in keys:
             wanted.setdefault(slug, set()).add(number)
-        units = {
-            str(item["Unit"].get("Slug")): item["Unit"]
-            for item in self.api.list_units(
-                self._space_id(space) or "", f"listing units of {space}"
-            )
-        }
+        units = self._units_by_slug(space)
+        sides = self._side_revisions_of_space(space)
         out: list[RevisionRecord] = []
         for slug, numbers in wanted.items():
             unit = units.get(slug)
             if unit is None:
                 continue
-            side = self._side_revisions(space, slug)
+            side = sides.get(slug, {})
             space_id, unit_id = str(unit["SpaceID"]), str(unit["UnitID"])
             if len(numbers) == 1:
                 revs = self._revisions(space, slug, space_id, unit_id, next(iter(numbers)))
@@ -365,11 +377,15 @@ class ConfigHubStore:
         specs = {s.name: s for s in spaces or []}
         # 1. Plan every change and check every version before writing anything.
         plans: list[tuple[UnitChange, dict[str, Any] | None, ChangeOutcome | None]] = []
+        known: dict[str, dict[str, dict[str, Any]]] = {}  # space -> slug -> unit
+        sides: dict[str, dict[str, Any]] = {}  # space -> slug -> state-store row
         for change in changes:
-            if change.space not in specs and self.state.get_space(change.space) is None:
-                raise NotFound(f"space {change.space!r} does not exist")
-            found = self._find_unit(change.space, change.slug)
-            unit = found[1] if found else None
+            if change.space not in known:
+                if change.space not in specs and self.state.get_space(change.space) is None:
+                    raise NotFound(f"space {change.space!r} does not exist")
+                known[change.space] = self._units_by_slug(change.space)
+                sides[change.space] = self._side_units(change.space)
+            unit = known[change.space].get(change.slug)
             plans.append((change, unit, self._decide(change, unit)))
         for state in states or []:
             if self._find_unit(state.space, state.slug) is None:
@@ -391,17 +407,28 @@ class ConfigHubStore:
         if specs:
             self.state.commit([], spaces=list(specs.values()))
         outcomes: list[ChangeOutcome] = []
+        written: list[tuple[UnitChange, int]] = []
         for change, unit, decided in plans:
             if decided is not None:
-                if unit is not None:
-                    self._reactivate(change.space, change.slug)
+                side = sides.get(change.space, {}).get(change.slug)
+                if unit is not None and side is not None and side["state"] != "active":
+                    self._set_state(change.space, change.slug, "active")
                 outcomes.append(decided)
             else:
-                outcomes.append(self._write_change(change, unit))
-        for state in states or []:
-            self._set_state(state.space, state.slug, state.state)
-        if git is not None:
-            with self._write() as conn:
+                outcome = self._write_change(change, unit)
+                written.append((change, outcome.revision))
+                outcomes.append(outcome)
+        # 3. What ConfigHub has no object for, in one transaction of the state store.
+        with self._write() as conn:
+            for change, number in written:
+                self._record_revision(change, number, change.tags, conn=conn)
+                values: dict[str, Any] = {"state": "active"}
+                if change.source in GIT_SOURCES:
+                    values["git_revision"] = number
+                _upsert_side_unit(conn, change.space, change.slug, values)
+            for state in states or []:
+                _set_state(conn, state.space, state.slug, state.state)
+            if git is not None:
                 _record_git(conn, git, t.confighub_git_bases)
         return outcomes
 
@@ -469,12 +496,6 @@ class ConfigHubStore:
                 notes={A_KEY: change.idempotency_key},
                 rollback_to=change.tags.get("rollback_to") if change.source == "rollback" else None,
             )
-        self._record_revision(change, number, change.tags)
-        with self._write() as conn:
-            values: dict[str, Any] = {"state": "active"}
-            if change.source in GIT_SOURCES:
-                values["git_revision"] = number
-            _upsert_side_unit(conn, change.space, change.slug, values)
         return ChangeOutcome(space=change.space, slug=change.slug, revision=number, created=True)
 
     def _put(
@@ -563,7 +584,14 @@ class ConfigHubStore:
         *,
         approvals: list[Any] | None = None,
         key: str | None = None,
+        conn: Connection | None = None,
     ) -> None:
+        if conn is None:
+            with self._write() as own:
+                self._record_revision(
+                    change, number, tags, approvals=approvals, key=key, conn=own
+                )
+            return
         values = {
             "source": change.source,
             "tags": tags,
@@ -574,26 +602,17 @@ class ConfigHubStore:
         }
         c = t.confighub_revisions.c
         where = (c.space == change.space, c.unit == change.slug, c.number == number)
-        with self._write() as conn:
-            if conn.execute(update(t.confighub_revisions).where(*where).values(**values)).rowcount:
-                return
-            conn.execute(
-                insert(t.confighub_revisions).values(
-                    space=change.space, unit=change.slug, number=number, **values
-                )
+        if conn.execute(update(t.confighub_revisions).where(*where).values(**values)).rowcount:
+            return
+        conn.execute(
+            insert(t.confighub_revisions).values(
+                space=change.space, unit=change.slug, number=number, **values
             )
-
-    def _reactivate(self, space: str, slug: str) -> None:
-        side = self._side_units(space).get(slug)
-        if side is not None and side["state"] != "active":
-            self._set_state(space, slug, "active")
+        )
 
     def _set_state(self, space: str, slug: str, state: str) -> None:
-        values: dict[str, Any] = {"state": state}
-        if state == "deleted":
-            values["live_revision"] = None
         with self._write() as conn:
-            _upsert_side_unit(conn, space, slug, values)
+            _set_state(conn, space, slug, state)
 
     def set_space_gates(self, change: GatesUpdate) -> tuple[SpaceRecord, list[str]]:
         return self.state.set_space_gates(change)
@@ -654,10 +673,12 @@ class ConfigHubStore:
             })
         unit = self.get_unit(space, slug)
         assert unit is not None
-        self._mirror(space, slug, found[1], unit)
+        if self._mirror(space, slug, found[1], unit):
+            unit = self.get_unit(space, slug)
+            assert unit is not None
         return unit
 
-    def _mirror(self, space: str, slug: str, raw: dict[str, Any], unit: UnitRecord) -> None:
+    def _mirror(self, space: str, slug: str, raw: dict[str, Any], unit: UnitRecord) -> bool:
         """Our live and applied revisions, mirrored to the unit's annotations (a merge
         patch: no revision, no version of ours)."""
         notes = raw.get("Annotations") or {}
@@ -666,13 +687,14 @@ class ConfigHubStore:
             A_APPLIED: str(unit.last_applied_revision or ""),
         }
         if all(notes.get(k, "") == v for k, v in wanted.items()):
-            return
+            return False
         self.api.patch_unit(
             str(raw["SpaceID"]),
             str(raw["UnitID"]),
             {"Annotations": wanted},
             f"recording the live revision of unit {space}/{slug}",
         )
+        return True
 
     def classify_revision(
         self, space: str, slug: str, number: int, *, source: Source, tags: dict[str, str]
@@ -930,6 +952,13 @@ class ConfigHubStore:
 
     def count_drift(self, sweep_id: str) -> dict[str, int]:
         return self.state.count_drift(sweep_id)
+
+
+def _set_state(conn: Connection, space: str, slug: str, state: str) -> None:
+    values: dict[str, Any] = {"state": state}
+    if state == "deleted":
+        values["live_revision"] = None  # nothing runs any more
+    _upsert_side_unit(conn, space, slug, values)
 
 
 def _at_least(column: Any, number: int) -> Any:

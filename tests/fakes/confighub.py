@@ -370,6 +370,8 @@ class FakeConfigHub:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as ConfigHub's server
+
             def log_message(self, *args: Any) -> None:
                 pass
 
