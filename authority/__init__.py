@@ -13,9 +13,7 @@ DEFAULT_URL = "sqlite:///.tributary/authority.db"
 
 def authority_url() -> str:
     """``TRIBUTARY_AUTHORITY``, else ``CONFIGHUB_URL``, else the embedded SQLite file."""
-    return (
-        os.environ.get("TRIBUTARY_AUTHORITY") or os.environ.get("CONFIGHUB_URL") or DEFAULT_URL
-    )
+    return os.environ.get("TRIBUTARY_AUTHORITY") or os.environ.get("CONFIGHUB_URL") or DEFAULT_URL
 
 
 def open_store(url: str | None = None) -> AuthorityStore:

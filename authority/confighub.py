@@ -306,7 +306,9 @@ class ConfigHubStore:
         space_id, unit = found
         side = self._side_revisions(space, slug)
         revs = self._revisions(space, slug, space_id, str(unit["UnitID"]))
-        out = [self._revision(space, slug, r, side.get(int(r.get("RevisionNum") or 0))) for r in revs]
+        out = [
+            self._revision(space, slug, r, side.get(int(r.get("RevisionNum") or 0))) for r in revs
+        ]
         return sorted(out, key=lambda r: r.number)
 
     def get_revision(self, space: str, slug: str, number: int) -> RevisionRecord | None:
@@ -341,9 +343,7 @@ class ConfigHubStore:
     def git_bases(self, space: str) -> dict[str, GitBase]:
         c = t.confighub_git_bases.c
         with self._read() as conn:
-            rows = conn.execute(
-                select(t.confighub_git_bases).where(c.space == space)
-            ).mappings()
+            rows = conn.execute(select(t.confighub_git_bases).where(c.space == space)).mappings()
             return {
                 r["unit"]: GitBase(slug=r["unit"], commit=r["commit"], data=r["data"]) for r in rows
             }
@@ -550,7 +550,9 @@ class ConfigHubStore:
             except ConfigHubConflict:
                 found = self._find_unit(space, slug)
                 if found is None:
-                    raise StaleVersion(f"unit {space}/{slug} was deleted during the write") from None
+                    raise StaleVersion(
+                        f"unit {space}/{slug} was deleted during the write"
+                    ) from None
                 unit = found[1]
                 continue
             number = int(written.get("HeadRevisionNum") or 0)
@@ -588,9 +590,7 @@ class ConfigHubStore:
     ) -> None:
         if conn is None:
             with self._write() as own:
-                self._record_revision(
-                    change, number, tags, approvals=approvals, key=key, conn=own
-                )
+                self._record_revision(change, number, tags, approvals=approvals, key=key, conn=own)
             return
         values = {
             "source": change.source,
@@ -667,10 +667,16 @@ class ConfigHubStore:
         if live:
             values["live_revision"] = _at_least(c.live_revision, number)
         with self._write() as conn:
-            _upsert_side_unit(conn, space, slug, values, fresh={
-                "last_applied_revision": number if applied else None,
-                "live_revision": number if live else None,
-            })
+            _upsert_side_unit(
+                conn,
+                space,
+                slug,
+                values,
+                fresh={
+                    "last_applied_revision": number if applied else None,
+                    "live_revision": number if live else None,
+                },
+            )
         unit = self.get_unit(space, slug)
         assert unit is not None
         if self._mirror(space, slug, found[1], unit):
@@ -724,7 +730,7 @@ class ConfigHubStore:
                     )
                 )
         # The capture facts go to the unit's annotations too, for mixed fleets.
-        facts = {PREFIX + "source": source}
+        facts: dict[str, str] = {PREFIX + "source": source}
         for name in ("tag", "incident", "capture_time"):
             if name in merged:
                 facts[PREFIX + name.replace("_", "-")] = merged[name]
@@ -817,9 +823,7 @@ class ConfigHubStore:
             side = self._side_revisions(change.space, change.slug).get(head)
             if side is not None:
                 old = self._revision(change.space, change.slug, revs[head], side)
-            plan = rebase_pending(
-                decode_data(revs[live].get("Data")), old.data, change.data
-            )
+            plan = rebase_pending(decode_data(revs[live].get("Data")), old.data, change.data)
             conflicts = plan.conflicts
             again = self._find_unit(change.space, change.slug)
             assert again is not None

@@ -22,12 +22,12 @@ from authority.confighub_api import ConfigHubApi
 from authority.sql import SqlStore
 from domain.drift import DriftField
 from domain.errors import NotFound, StaleVersion
+from tests.authority import test_store
 from tests.authority.test_store import (  # noqa: F401  (collected here, on every backend)
     SPACE,
     change,
     claim,
     drift_record,
-    seeded,
     space_spec,
     test_a_base_that_moved_since_planning_is_stale_and_nothing_is_written,
     test_a_capture_is_live_without_being_applied,
@@ -88,6 +88,7 @@ from tests.conftest import PG_URL, _pg_schema_url
 from tests.fakes.confighub import FakeConfigHub
 
 BACKENDS = ["sqlite", "postgresql", "confighub"]
+seeded = test_store.seeded  # the fixture, on this module's ``store``
 
 
 @pytest.fixture(params=BACKENDS)

@@ -116,9 +116,7 @@ class FakeConfigHub:
 
     # ---- the API --------------------------------------------------------------------
 
-    def handle(
-        self, method: str, path: str, query: dict[str, str], body: Any, ctype: str
-    ) -> Any:
+    def handle(self, method: str, path: str, query: dict[str, str], body: Any, ctype: str) -> Any:
         parts = [p for p in path.split("/") if p]
         with self.lock:
             if parts == ["space"]:
@@ -341,6 +339,7 @@ class FakeConfigHub:
             if op["polls"] >= self.apply_polls:
                 op["Status"] = self.apply_result
                 now = _now()
+                ok = self.apply_result == "Completed"
                 event = {
                     "UnitEventID": str(uuid.uuid4()),
                     "QueuedOperationID": op["QueuedOperationID"],
@@ -349,16 +348,18 @@ class FakeConfigHub:
                     "OrganizationID": self.org,
                     "RevisionNum": op["RevisionNum"],
                     "Action": "Apply",
-                    "Result": "ApplyCompleted" if self.apply_result == "Completed" else "ApplyFailed",
+                    "Result": "ApplyCompleted"
+                    if self.apply_result == "Completed"
+                    else "ApplyFailed",
                     "Status": self.apply_result,
-                    "Message": "applied" if self.apply_result == "Completed" else "apply failed",
+                    "Message": "applied" if ok else "apply failed",
                     "BridgeWorkerID": None,
                     "StartedAt": now,
                     "TerminatedAt": now,
                     "CreatedAt": now,
                 }
                 self.events.setdefault(unit["UnitID"], []).append(event)
-                if self.apply_result == "Completed":
+                if ok:
                     unit["PreviousLiveRevisionNum"] = unit["LiveRevisionNum"]
                     unit["LiveRevisionNum"] = op["RevisionNum"]
         events = self._where(self.events.get(unit["UnitID"], []), query)
