@@ -327,7 +327,9 @@ def test_break_glass_description_carries_the_incident():
     without = capture_description(fields, CaptureRequest(tag="break-glass"))
     other_tag = capture_description(fields, CaptureRequest(tag="hotfix", incident="INC-7"))
 
-    assert with_incident == "drift-capture: break-glass (INC-7): spec.lambdaMemory=512 (kubectl-edit)"
+    assert with_incident == (
+        "drift-capture: break-glass (INC-7): spec.lambdaMemory=512 (kubectl-edit)"
+    )
     assert without == "drift-capture: break-glass: spec.lambdaMemory=512 (kubectl-edit)"
     assert other_tag == "drift-capture: spec.lambdaMemory=512 (kubectl-edit)"
 
