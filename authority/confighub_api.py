@@ -207,6 +207,20 @@ class ConfigHubApi:
             self.call("POST", f"/space/{space_id}/unit/{unit_id}/apply", json={}, what=what)
         )
 
+    def bulk_apply(self, where: str, what: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """``POST /unit/apply?where=…``: the queued operations, and the per-unit errors of a
+        207 (some units failed) as messages."""
+        found = self.call("POST", "/unit/apply", params={"where": where}, json={}, what=what)
+        actions: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for item in found or []:
+            item = item or {}
+            if item.get("Error"):
+                errors.append(self._scrub(str(item["Error"].get("Message") or item["Error"])))
+            elif item.get("Action"):
+                actions.append(dict(item["Action"]))
+        return actions, errors
+
     def wait_for_operation(
         self,
         space_id: str,

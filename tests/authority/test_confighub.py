@@ -304,3 +304,16 @@ def test_an_apply_is_queued_then_completed_by_a_unit_event(store, hub, sleeps):
     assert event["Status"] == "Completed"
     assert sleeps == [0.2, 0.4]
     assert store.get_unit(SPACE, "u").live_revision == 1
+
+
+def test_a_bulk_apply_answers_207_with_per_unit_errors(store, hub):
+    store.commit([change(claim(), None, slug="a"), change(claim(), None, slug="b")])
+    a, b = hub.unit_by_slug(SPACE, "a"), hub.unit_by_slug(SPACE, "b")
+    hub.refuse_apply = {b["UnitID"]}
+
+    actions, errors = store.api.bulk_apply(f"SpaceID = '{a['SpaceID']}'", f"applying {SPACE}")
+
+    assert [op["UnitID"] for op in actions] == [a["UnitID"]]
+    assert errors == ["unit b has no target"]
+    assert a["LastAppliedRevisionNum"] == 1
+    assert not b["LastAppliedRevisionNum"]

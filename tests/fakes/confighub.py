@@ -47,6 +47,14 @@ def omitempty(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k in _ALWAYS or v not in (None, "", 0, {}, [])}
 
 
+class Partial(Exception):
+    """A bulk call where some items failed: 207 with the per-item answers."""
+
+    def __init__(self, answers: list[dict[str, Any]]) -> None:
+        super().__init__("partial")
+        self.answers = answers
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -88,6 +96,7 @@ class FakeConfigHub:
         self.apply_polls = 1
         self.apply_result = "Completed"
         self.fail_next: list[int] = []
+        self.refuse_apply: set[str] = set()
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -119,6 +128,8 @@ class FakeConfigHub:
     def handle(self, method: str, path: str, query: dict[str, str], body: Any, ctype: str) -> Any:
         parts = [p for p in path.split("/") if p]
         with self.lock:
+            if parts == ["unit", "apply"] and method == "POST":
+                return self._bulk_apply(query)
             if parts == ["space"]:
                 if method == "GET":
                     return [
@@ -331,6 +342,24 @@ class FakeConfigHub:
         unit["LastAppliedRevisionNum"] = unit["HeadRevisionNum"]
         return omitempty({k: v for k, v in op.items() if k != "polls"})
 
+    def _bulk_apply(self, query: dict[str, str]) -> Any:
+        """``POST /unit/apply?where=…``: one ``UnitActionResponse`` per matching unit;
+        207 when some failed (``refuse_apply`` holds the unit ids that fail)."""
+        if not query.get("where"):
+            raise ApiError(400, "where is required")
+        answers: list[dict[str, Any]] = []
+        for unit in self._where(self.units.values(), query):
+            if unit["UnitID"] in self.refuse_apply:
+                answers.append(
+                    {"Error": {"Status": 422, "Message": f"unit {unit['Slug']} has no target"}}
+                )
+            else:
+                op = self._apply(unit)
+                answers.append({"Action": op})
+        if any("Error" in a for a in answers):
+            raise Partial(answers)
+        return answers
+
     def _poll(self, unit: dict[str, Any], query: dict[str, str]) -> list[dict[str, Any]]:
         for op in self.operations.values():
             if op["UnitID"] != unit["UnitID"] or op["Status"] != "Queued":
@@ -393,6 +422,8 @@ class FakeConfigHub:
                     ctype = (self.headers.get("Content-Type") or "").split(";")[0]
                     out = fake.handle(self.command, split.path, query, body, ctype)
                     self._send(200, out)
+                except Partial as e:
+                    self._send(207, e.answers)
                 except ApiError as e:
                     self._send(e.status, {"Code": str(e.status), "Message": e.message})
                 except (ValueError, KeyError, TypeError) as e:
