@@ -1,0 +1,1 @@
+"""Loopback contract fakes of hosted APIs (built from their documented shapes)."""
