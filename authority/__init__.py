@@ -12,7 +12,8 @@ DEFAULT_URL = "sqlite:///.tributary/authority.db"
 
 
 def authority_url() -> str:
-    return os.environ.get("TRIBUTARY_AUTHORITY", DEFAULT_URL)
+    """``TRIBUTARY_AUTHORITY``, else ``CONFIGHUB_URL``, else the embedded SQLite file."""
+    return os.environ.get("TRIBUTARY_AUTHORITY") or os.environ.get("CONFIGHUB_URL") or DEFAULT_URL
 
 
 def open_store(url: str | None = None) -> AuthorityStore:
@@ -22,9 +23,14 @@ def open_store(url: str | None = None) -> AuthorityStore:
         from authority.sql import SqlStore
 
         return SqlStore(url)
+    if scheme in ("http", "https"):
+        # ConfigHub's REST API; what it has no object for stays in TRIBUTARY_STATE.
+        from authority.confighub import ConfigHubStore
+
+        return ConfigHubStore.open(url)
     raise BadInput(
         f"{redact_url(url)!r}: expected sqlite:///…, postgresql://… "
-        "(the ConfigHub client arrives with its own issue)",
+        "or a ConfigHub API URL https://…",
         field="TRIBUTARY_AUTHORITY",
     )
 

@@ -305,6 +305,50 @@ def _m011_space_actuator(conn: Connection) -> None:
         conn.execute(text(ddl))
 
 
+def _m012_confighub_state(conn: Connection) -> None:
+    """Issue 12: with ConfigHub as the authority, the state store beside the worker
+    keeps what ConfigHub has no object for: per unit its lifecycle state, the
+    revision Git last wrote, and the live/applied revisions of our own applies;
+    per revision its source, tags, author, policy result, approvals and
+    idempotency key; and Git's last render of each unit (the publish merge base).
+    """
+    md = MetaData()
+    Table(
+        "confighub_units",
+        md,
+        Column("space", String(253), primary_key=True),
+        Column("unit", String(253), primary_key=True),
+        Column("state", String(16), nullable=False),
+        Column("git_revision", Integer, nullable=True),
+        Column("live_revision", Integer, nullable=True),
+        Column("last_applied_revision", Integer, nullable=True),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "confighub_revisions",
+        md,
+        Column("space", String(253), primary_key=True),
+        Column("unit", String(253), primary_key=True),
+        Column("number", Integer, primary_key=True),
+        Column("source", String(32), nullable=False),
+        Column("tags", JSON, nullable=False),
+        Column("author", Text, nullable=False),
+        Column("policy", JSON, nullable=False),
+        Column("approvals", JSON, nullable=False),
+        Column("idempotency_key", String(512), nullable=False),
+    )
+    Table(
+        "confighub_git_bases",
+        md,
+        Column("space", String(253), primary_key=True),
+        Column("unit", String(253), primary_key=True),
+        Column("commit", String(64), nullable=False),
+        Column("data", JSON, nullable=False),
+        Column("recorded_at", DateTime(timezone=True), nullable=False),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _m001_initial),
     (2, _m002_drift_status),
@@ -316,6 +360,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (9, _m009_space_gates),
     (10, _m010_seed_space_gates),
     (11, _m011_space_actuator),
+    (12, _m012_confighub_state),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -871,12 +871,15 @@ def _apply_change(conn: Connection, change: UnitChange) -> ChangeOutcome:
     return ChangeOutcome(space=change.space, slug=change.slug, revision=number, created=True)
 
 
-def _record_git(conn: Connection, git: GitRecord) -> None:
-    """New merge bases (compare-and-set on the base commit planned on), and the commit."""
+def _record_git(conn: Connection, git: GitRecord, bases: Any = t.git_bases) -> None:
+    """New merge bases (compare-and-set on the base commit planned on), and the commit.
+
+    ``bases``: the table of merge bases (the ConfigHub backend keeps its own).
+    """
     now = _now()
     for base in git.bases:
-        key = (t.git_bases.c.space == git.space, t.git_bases.c.unit == base.slug)
-        query = select(t.git_bases.c.commit).where(*key)
+        key = (bases.c.space == git.space, bases.c.unit == base.slug)
+        query = select(bases.c.commit).where(*key)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
         stored = conn.execute(query).scalar_one_or_none()
@@ -889,9 +892,9 @@ def _record_git(conn: Connection, git: GitRecord) -> None:
             )
         values = {"commit": base.commit, "data": base.data, "recorded_at": now}
         if stored is None:
-            conn.execute(insert(t.git_bases).values(space=git.space, unit=base.slug, **values))
+            conn.execute(insert(bases).values(space=git.space, unit=base.slug, **values))
         else:
-            conn.execute(update(t.git_bases).where(*key).values(**values))
+            conn.execute(update(bases).where(*key).values(**values))
     published = (
         t.published_commits.c.space == git.space,
         t.published_commits.c.commit == git.commit,

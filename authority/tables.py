@@ -156,3 +156,41 @@ published_commits = Table(
     Column("published_at", DateTime(timezone=True), nullable=False),
     ForeignKeyConstraint(["space"], ["spaces.name"], name="fk_published_commits_space"),
 )
+
+# With ConfigHub as the authority (authority/confighub.py), what ConfigHub has no
+# object for stays here, beside the worker (migration 12).
+confighub_units = Table(
+    "confighub_units",
+    metadata,
+    Column("space", String(253), primary_key=True),
+    Column("unit", String(253), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("git_revision", Integer, nullable=True),
+    Column("live_revision", Integer, nullable=True),
+    Column("last_applied_revision", Integer, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+confighub_revisions = Table(
+    "confighub_revisions",
+    metadata,
+    Column("space", String(253), primary_key=True),
+    Column("unit", String(253), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("author", Text, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("approvals", JSON, nullable=False),
+    Column("idempotency_key", String(512), nullable=False),
+)
+
+confighub_git_bases = Table(
+    "confighub_git_bases",
+    metadata,
+    Column("space", String(253), primary_key=True),
+    Column("unit", String(253), primary_key=True),
+    Column("commit", String(64), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)

@@ -217,10 +217,11 @@ def capture_description(fields: list[DriftField], req: CaptureRequest | None) ->
         for f in fields
         if f.capturable
     )
+    # "drift-capture: …" is the seed's convention (ConfigHub fleets read the prefix).
     if req and req.tag == "break-glass":
         incident = f" ({req.incident})" if req.incident else ""
-        return f"Break-glass capture{incident}: {changed}"
-    return f"Drift capture: {changed}"
+        return f"drift-capture: break-glass{incident}: {changed}"
+    return f"drift-capture: {changed}"
 
 
 class DriftRecord(BaseModel):

@@ -114,6 +114,11 @@ class DevStack:
             or f"sqlite:///{self.data_dir / 'authority.db'}",
             "TRIBUTARY_CACHE": str(self.data_dir / "cache"),
         }
+        if env["TRIBUTARY_AUTHORITY"].lower().startswith(("http://", "https://")):
+            # ConfigHub: what it has no object for stays beside the worker (README)
+            env["TRIBUTARY_STATE"] = os.environ.get(
+                "TRIBUTARY_STATE", f"sqlite:///{self.data_dir / 'state.db'}"
+            )
         if self.cfg.ui:
             env["TRIBUTARY_UI_URL"] = f"http://{self.cfg.ip}:{self.cfg.ui_port}"
         if self.cfg.sandbox:

@@ -38,6 +38,18 @@ def open_existing(settings: Settings) -> AuthorityStore:
     from sqlalchemy.engine import make_url
 
     url = settings.authority
+    if url.lower().startswith(("http://", "https://")):
+        # ConfigHub: the CLI reads the worker's state store beside it (README)
+        from authority.confighub import state_url
+
+        state = state_url()
+        db = make_url(state).database if state.startswith("sqlite") else None
+        if db and db != ":memory:" and not Path(db).exists():
+            raise BadInput(
+                f"no state store at {db}; with ConfigHub as the authority, set "
+                "TRIBUTARY_STATE to the worker's (see README, ConfigHub as the authority)",
+                field="TRIBUTARY_STATE",
+            )
     if url.startswith("sqlite"):
         db = make_url(url).database
         if db and db != ":memory:" and not Path(db).exists():

@@ -397,7 +397,7 @@ def capture_input(data: dict[str, Any], **over: Any) -> CaptureInput:
         "expected_version": 1,
         "data": data,
         "source": "drift-capture",
-        "description": "Drift capture: spec.lambdaMemory=512 (kubectl-patch)",
+        "description": "drift-capture: spec.lambdaMemory=512 (kubectl-patch)",
         "tags": {
             "capture_time": "2024-05-01T10:00:00+00:00",
             "source": "kubernetes-live",
@@ -438,7 +438,7 @@ def test_capture_writes_head_and_live_but_not_last_applied(
     assert rev.data == data
     assert (rev.source, rev.author) == ("drift-capture", "tributary drift capture")
     assert rev.tags["source"] == "kubernetes-live"
-    assert rev.description == "Drift capture: spec.lambdaMemory=512 (kubectl-patch)"
+    assert rev.description == "drift-capture: spec.lambdaMemory=512 (kubectl-patch)"
     assert (rev.policy.violations, rev.policy.policy_digest) == ([], bundle.digest)
     [record] = store.list_drift(SPACE, UNIT)
     assert (record.state, record.revision, record.sweep_id) == ("captured", 2, "sweep-9")

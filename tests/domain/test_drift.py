@@ -317,7 +317,7 @@ def test_capture_description_names_fields_and_managers():
 
     text = capture_description(fields, None)
 
-    assert text == "Drift capture: spec.lambdaMemory=512 (kubectl-patch), spec.lambdaTimeout=30"
+    assert text == "drift-capture: spec.lambdaMemory=512 (kubectl-patch), spec.lambdaTimeout=30"
 
 
 def test_break_glass_description_carries_the_incident():
@@ -327,9 +327,11 @@ def test_break_glass_description_carries_the_incident():
     without = capture_description(fields, CaptureRequest(tag="break-glass"))
     other_tag = capture_description(fields, CaptureRequest(tag="hotfix", incident="INC-7"))
 
-    assert with_incident == "Break-glass capture (INC-7): spec.lambdaMemory=512 (kubectl-edit)"
-    assert without == "Break-glass capture: spec.lambdaMemory=512 (kubectl-edit)"
-    assert other_tag == "Drift capture: spec.lambdaMemory=512 (kubectl-edit)"
+    assert with_incident == (
+        "drift-capture: break-glass (INC-7): spec.lambdaMemory=512 (kubectl-edit)"
+    )
+    assert without == "drift-capture: break-glass: spec.lambdaMemory=512 (kubectl-edit)"
+    assert other_tag == "drift-capture: spec.lambdaMemory=512 (kubectl-edit)"
 
 
 def test_capture_source_is_break_glass_only_for_that_tag():

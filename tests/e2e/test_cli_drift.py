@@ -73,7 +73,7 @@ def test_live_edits_are_captured_with_who_and_where(fresh_stack: Stack, tmp_path
     assert captured["source"] == "drift-capture"
     assert captured["data"]["spec"]["lambdaMemory"] == 512  # type: ignore[index]
     assert captured["tags"]["source"] == "kubernetes-live"  # type: ignore[index]
-    assert captured["description"] == "Drift capture: spec.lambdaMemory=512 (kubectl-patch)"
+    assert captured["description"] == "drift-capture: spec.lambdaMemory=512 (kubectl-patch)"
     status = run_cli("drift", "status", DEV, "--json", env=stack.env).json["units"][0]
     assert set(status) >= {"space", "unit", "state", "last_check", "drift", "last_drift"}
     # The drift stays visible after its capture: what, who, when, which revision.

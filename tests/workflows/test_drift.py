@@ -699,7 +699,7 @@ async def test_a_report_space_records_drift_until_a_break_glass_capture(
     assert (r2.number, r2.source, r2.author) == (2, "break-glass", APPROVER)
     assert (r2.tags["tag"], r2.tags["incident"]) == ("break-glass", "INC-7")
     assert r2.tags["source"] == "kubernetes-live"
-    assert r2.description.startswith("Break-glass capture (INC-7): spec.storageGB=100")
+    assert r2.description.startswith("drift-capture: break-glass (INC-7): spec.storageGB=100")
     assert r2.data["spec"]["storageGB"] == 100
     unit = store.get_unit(STAGING, STAGING_DB)
     assert unit is not None
