@@ -5,20 +5,18 @@
 #   runtime stage: a virtualenv with that wheel and its dependencies, git for the
 #                  checkouts, a non-root user, and a HEALTHCHECK on the worker
 #
-# tests/deploy/test_image.py runs the same steps without Docker: it builds the wheel,
-# installs it into a fresh virtualenv, starts `tributary worker` from it against a
-# Temporal dev server (with the development sandbox unimportable) and publishes once.
+# tests/deploy/test_image.py runs the same steps without Docker: it builds the wheel
+# from the same files (.dockerignore applied), installs it into a fresh virtualenv,
+# starts `tributary worker` from it against a Temporal dev server (with the development
+# sandbox unimportable) and publishes once.
 
 ARG PYTHON_IMAGE=python:3.13.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md worker.py ./
-COPY activities ./activities
-COPY authority ./authority
-COPY domain ./domain
-COPY starter ./starter
-COPY workflows ./workflows
+# The repository less .dockerignore (tests, benchmarks, deploy files, the development
+# sandbox, local state); pyproject.toml decides what goes into the wheel.
+COPY . .
 RUN python -m pip wheel --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -13,6 +13,7 @@ installs them from the index instead, as the Dockerfile does.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -37,7 +39,7 @@ from tests.support import REPO_ROOT, make_repo
 pytestmark = pytest.mark.timeout(1200)
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-PACKAGES = {"activities", "authority", "domain", "starter", "workflows"}
+WORKER_PACKAGES = {"activities", "authority", "domain", "starter", "workflows"}
 
 # Loaded by the worker's interpreter through PYTHONPATH: any import of the development
 # harness fails (and is logged), so a worker that needs it cannot start or run.
@@ -96,20 +98,36 @@ def test_the_dockerfile_builds_a_wheel_and_runs_it_as_a_non_root_user() -> None:
 
 
 def copy_build_context(dest: Path) -> None:
-    """What the build stage's COPY lines bring into /src, from the repository."""
-    for instruction in stages()["build"]:
-        if not instruction.startswith("COPY "):
+    """The build stage's ``COPY . .``: the repository less ``.dockerignore``.
+
+    Docker reads each pattern relative to the context's root; ``**/`` matches at any
+    depth. That is all the .dockerignore here uses.
+    """
+    assert "COPY . ." in stages()["build"]
+    patterns = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    anywhere = [p.removeprefix("**/") for p in patterns if p.startswith("**/")]
+    at_root = [p for p in patterns if not p.startswith("**/")]
+    dest.mkdir(parents=True)
+    for entry in sorted(REPO_ROOT.iterdir()):
+        if any(fnmatch.fnmatch(entry.name, p) for p in at_root + anywhere):
             continue
-        *sources, target = instruction.split()[1:]
-        assert not any(s.startswith("--") for s in sources), instruction
-        for source in sources:
-            origin = REPO_ROOT / source
-            place = dest / source if target.endswith("/") else dest / target
-            if origin.is_dir():
-                shutil.copytree(origin, place, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                place.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(origin, place)
+        if entry.is_dir():
+            shutil.copytree(entry, dest / entry.name, ignore=shutil.ignore_patterns(*anywhere))
+        else:
+            shutil.copy2(entry, dest / entry.name)
+
+
+def wheel_contents() -> set[str]:
+    """What pyproject.toml puts into the wheel: its packages and modules."""
+    setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {p.rstrip("*") for p in setuptools["packages"]["find"]["include"]}
+    return {p for p in packages if (REPO_ROOT / p).is_dir()} | {
+        f"{m}.py" for m in setuptools["py-modules"]
+    }
 
 
 @dataclass
@@ -170,7 +188,9 @@ def test_the_wheel_holds_the_worker_s_packages_and_nothing_else(installed: Insta
     with zipfile.ZipFile(installed.wheel) as wheel:
         names = wheel.namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert top == {*PACKAGES, "worker.py"}
+    assert top == wheel_contents()
+    assert {*WORKER_PACKAGES, "worker.py"} <= top
+    assert not top & {"sandbox", "tests", "bench", "deploy"}
     assert not [n for n in names if n.startswith(("sandbox/", "tests/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(installed.wheel) as wheel:
