@@ -641,8 +641,9 @@ TRIBUTARY_HISTOGRAMS = {
     "tributary_apply_duration_seconds",
 }
 TRIBUTARY_GAUGES = {"tributary_units_awaiting_approval"}
-# The Temporal SDK's metrics as its Prometheus exporter names them (no _total suffix;
-# durations in milliseconds), as scraped from a worker of the pinned temporalio.
+# The Temporal SDK's metrics as its Prometheus exporter names them (the worker's
+# runtime adds no _total or unit suffix), as scraped from a worker of the pinned
+# temporalio.
 SDK_COUNTERS = {
     "temporal_workflow_completed",
     "temporal_workflow_failed",
