@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support import REPO_ROOT, make_repo
+from tests.support import REPO_ROOT, free_port, make_repo
 
 # TRIBUTARY_IMAGE_TEST_FULL_INSTALL=1 installs the wheel's dependencies from the index
 # as the Dockerfile does (about 8 minutes on this machine, even with pip's cache).
@@ -243,6 +243,8 @@ def worker_from_wheel(
         "TRIBUTARY_AUTHORITY": f"sqlite:///{tmp_path / 'authority.db'}",
         "TRIBUTARY_CACHE": str(tmp_path / "cache"),
         "TRIBUTARY_WATCH": "0",
+        # metrics on a port of its own (the default one may be another worker's)
+        "TRIBUTARY_METRICS_BIND": f"127.0.0.1:{free_port()}",
         "KUBECONFIG": str(home / "no-cluster"),
     }
     workdir = tmp_path / "workdir"
