@@ -25,6 +25,7 @@ from activities._errors import decided
 from activities.forge import forge_for
 from activities.writeback import OverlayEditor, value_at
 from authority.protocol import AuthorityStore
+from domain import metrics
 from domain.diff import diff, json_equal
 from domain.errors import BadInput, NotFound
 from domain.markdown import cell, code, one_line
@@ -162,6 +163,12 @@ class SyncActivities:
             state = "merged" if merged else "closed"
             self.store.record_pr(pr.model_copy(update={"state": state}), repo=inp.repo, body=None)
             closed.append(pr.number)
+            if merged:
+                metrics.count(
+                    activity.metric_meter(),
+                    metrics.SYNC_PRS,
+                    {"space": inp.space, "action": "merged"},
+                )
         return ClosePrsResult(closed=closed)
 
     # ---- helpers -------------------------------------------------------------------------

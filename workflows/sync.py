@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.sync import SyncActivities
+    from domain import metrics
     from domain.messages import (
         ClosePrsInput,
         EnsurePrInput,
@@ -233,6 +234,12 @@ class SyncPRWorkflow:
             summary="open or update the pull request",
         )
         result = result.model_copy(update={"action": ensured.action, "pr": ensured.pr})
+        if ensured.action in ("opened", "updated"):
+            metrics.count(
+                workflow.metric_meter(),
+                metrics.SYNC_PRS,
+                {"space": self.space, "action": ensured.action},
+            )
         self._done(result, f"PR #{ensured.pr.number} {ensured.action}: {ensured.pr.url}")
         return result
 
