@@ -176,7 +176,9 @@ async def run(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    runtime = telemetry.make_runtime(options.metrics_bind)
+    runtime = telemetry.make_runtime(
+        options.metrics_bind, forward_logs=options.log_format == "json"
+    )
     client = await connect(settings, runtime=runtime)
     store = open_store(settings.authority)
     cache = SourceCache(settings.cache_dir.resolve())
@@ -208,7 +210,7 @@ async def run(
     )
     running = asyncio.create_task(worker.run())
     helpers = [asyncio.create_task(heartbeat.beat(lambda: worker.is_running))]
-    if runtime is not None:
+    if options.metrics_bind and runtime is not None:
         helpers.append(asyncio.create_task(count_awaiting_approval(client, runtime.metric_meter)))
     log.info(
         "worker polling %s on %s (namespace %s)%s",
@@ -328,6 +330,8 @@ def main(args: argparse.Namespace | None = None) -> None:
         options = telemetry.WorkerOptions.from_args(args)
     except TributaryError as e:
         print(f"error: {e.message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"type": type(e).__name__, "message": e.message}}))
         raise SystemExit(e.exit_code) from None
     if options.check:
         raise SystemExit(check(options))

@@ -33,7 +33,14 @@ from temporalio import activity, workflow
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError
 
 from domain import metrics
@@ -178,24 +185,35 @@ def health_path(options: WorkerOptions, cache_dir: Path) -> Path:
 # ---- metrics -------------------------------------------------------------------------
 
 
-def make_runtime(bind: str | None) -> Runtime | None:
-    """A Temporal runtime whose Prometheus exporter serves on ``bind`` (None: the
-    default runtime, no metrics). Names come out as given: no ``_total`` or unit suffix
-    is appended, durations are seconds (``domain/metrics.py``)."""
-    if bind is None:
+def make_runtime(bind: str | None, *, forward_logs: bool = False) -> Runtime | None:
+    """A Temporal runtime whose Prometheus exporter serves on ``bind``; with
+    ``forward_logs`` the SDK core's own log lines go through Python's logging (and so
+    through the JSON formatter and the redaction) instead of straight to stderr.
+    None: the default runtime will do. Names come out as given: no ``_total`` or unit
+    suffix is appended, durations are seconds (``domain/metrics.py``)."""
+    if bind is None and not forward_logs:
         return None
-    try:
-        return Runtime(
-            telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(
-                    bind_address=bind,
-                    counters_total_suffix=False,
-                    unit_suffix=False,
-                    durations_as_seconds=True,
-                    histogram_bucket_overrides={k: list(v) for k, v in metrics.BUCKETS.items()},
-                )
-            )
+    prometheus = (
+        PrometheusConfig(
+            bind_address=bind,
+            counters_total_suffix=False,
+            unit_suffix=False,
+            durations_as_seconds=True,
+            histogram_bucket_overrides={k: list(v) for k, v in metrics.BUCKETS.items()},
         )
+        if bind
+        else None
+    )
+    logs = (
+        LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+            forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+        )
+        if forward_logs
+        else LoggingConfig.default
+    )
+    try:
+        return Runtime(telemetry=TelemetryConfig(logging=logs, metrics=prometheus))
     except ValueError as e:  # the exporter could not bind
         raise BadInput(
             f"cannot serve metrics on {bind} ({e}): choose another address with "
