@@ -2,19 +2,29 @@
 
 Run it as ``tributary worker`` or ``python worker.py``. Blocking adapters (git,
 kubectl, SQL, regopy) run as sync activities on a thread pool.
+
+SIGTERM or SIGINT stops polling; activities in flight get the graceful shutdown
+timeout to finish (then they are cancelled, and Temporal retries them on another
+worker), and the process exits 0. Metrics, JSON logs and the heartbeat that
+``tributary worker --check`` reads: ``starter/telemetry.py``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.worker import Worker
 
 from activities.argocd import ArgoCDActivities, ArgoCDClient
@@ -34,7 +44,11 @@ from activities.temporal import TemporalActivities
 from activities.watcher import ClaimWatcher
 from authority import open_store
 from authority.protocol import AuthorityStore
+from domain import metrics
+from domain.errors import TributaryError
+from domain.messages import ApplyStatus
 from domain.redact import redact, secret_values
+from starter import telemetry
 from starter.settings import Settings, connect
 from workflows.apply import ApplyWorkflow
 from workflows.change import (
@@ -61,6 +75,12 @@ WORKFLOWS: Sequence[type] = (
     SyncPRWorkflow,
 )
 ACTIVITY_THREADS = 16
+# After the graceful shutdown timeout the SDK cancels activities still running; a
+# blocking call that does not notice gets this much longer before the process leaves.
+SHUTDOWN_SLACK_SECONDS = 10.0
+# How often the worker counts the units waiting at an approval gate (a gauge).
+APPROVAL_GAUGE_SECONDS = 15.0
+log = logging.getLogger("tributary")
 
 
 def activities(
@@ -135,6 +155,7 @@ def build_worker(
     kube: KubeClient | None = None,
     watcher: ClaimWatcher | None = None,
     argocd: ArgoCDClient | None = None,
+    graceful_shutdown: timedelta = timedelta(seconds=telemetry.DEFAULT_GRACEFUL_SHUTDOWN_SECONDS),
 ) -> Worker:
     return Worker(
         client,
@@ -148,37 +169,131 @@ def build_worker(
         # A SIGKILLed worker's activities are retried within seconds; failures stay
         # small enough for the Web UI to show them (see the modules).
         interceptors=[DeadWorkerDetection(), CompactFailures()],
+        graceful_shutdown_timeout=graceful_shutdown,
     )
 
 
-async def run(settings: Settings | None = None) -> None:
+async def run(
+    settings: Settings | None = None, options: telemetry.WorkerOptions | None = None
+) -> None:
     settings = settings or Settings()
-    client = await connect(settings)
+    options = options or telemetry.WorkerOptions.from_args(None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s again: stopping at once", sig.name)
+            os._exit(1)
+        log.info(
+            "%s: no new tasks; activities in flight get %.0fs to finish",
+            sig.name,
+            options.graceful_shutdown_seconds,
+        )
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    runtime = telemetry.make_runtime(
+        options.metrics_bind, forward_logs=options.log_format == "json"
+    )
+    client = await connect(settings, runtime=runtime)
     store = open_store(settings.authority)
     cache = SourceCache(settings.cache_dir.resolve())
     kube = KubeClient(os.environ.get("KUBECONFIG"))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     watcher = None
     if os.environ.get("TRIBUTARY_WATCH", "1") != "0":
         watcher = ClaimWatcher(store, kube, client, settings.task_queue, loop)
         watcher.start()
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, settings.task_queue, store, cache, executor, kube, watcher)
-        logging.getLogger("tributary").info(
-            "worker polling %s on %s (namespace %s)",
-            settings.task_queue,
-            settings.temporal_address,
-            settings.namespace,
-        )
-        async with worker:
-            await stop.wait()
+    heartbeat = telemetry.Heartbeat(
+        telemetry.health_path(options, settings.cache_dir),
+        {
+            "pid": os.getpid(),
+            "identity": client.identity,
+            "task_queue": settings.task_queue,
+            "namespace": settings.namespace,
+            "metrics": telemetry.metrics_url(options.metrics_bind) if options.metrics_bind else "",
+        },
+    )
+    executor = ThreadPoolExecutor(max_workers=ACTIVITY_THREADS)
+    worker = build_worker(
+        client,
+        settings.task_queue,
+        store,
+        cache,
+        executor,
+        kube,
+        watcher,
+        graceful_shutdown=timedelta(seconds=options.graceful_shutdown_seconds),
+    )
+    running = asyncio.create_task(worker.run())
+    helpers = [asyncio.create_task(heartbeat.beat(lambda: worker.is_running))]
+    if options.metrics_bind and runtime is not None:
+        helpers.append(asyncio.create_task(count_awaiting_approval(client, runtime.metric_meter)))
+    log.info(
+        "worker polling %s on %s (namespace %s)%s",
+        settings.task_queue,
+        settings.temporal_address,
+        settings.namespace,
+        f"; metrics on {telemetry.metrics_url(options.metrics_bind)}"
+        if options.metrics_bind
+        else "",
+    )
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for helper in helpers:
+        helper.cancel()
+    heartbeat.remove()
+    drained = True
+    if not running.done():
+        try:
+            await asyncio.wait_for(
+                worker.shutdown(), options.graceful_shutdown_seconds + SHUTDOWN_SLACK_SECONDS
+            )
+        except TimeoutError:
+            drained = False
+            log.warning("activities still running after the graceful shutdown timeout: leaving")
+    stopped.cancel()
     if watcher:
         watcher.stop()
+    if not drained:
+        # Threads of activities that ignore cancellation would hold the interpreter;
+        # Temporal retries those activities on another worker.
+        executor.shutdown(wait=False, cancel_futures=True)
+        logging.shutdown()
+        os._exit(0)
+    executor.shutdown(wait=True)
     store.close()
     kube.close()
+    if running.done() and not stop.is_set():
+        running.result()  # the worker failed on its own: raise why
+        raise RuntimeError("the worker stopped polling")
+    log.info("worker stopped")
+
+
+async def count_awaiting_approval(client: Client, meter: MetricMeter) -> None:
+    """The ``tributary_units_awaiting_approval`` gauge: running apply workflows whose
+    current request waits at an approval gate, by space (from their ``status`` query)."""
+    seen: set[str] = set()
+    while True:
+        counts: dict[str, int] = dict.fromkeys(seen, 0)
+        try:
+            async for execution in client.list_workflows(
+                "WorkflowType = 'ApplyWorkflow' AND ExecutionStatus = 'Running'"
+            ):
+                status = await client.get_workflow_handle(execution.id).query(
+                    "status", result_type=ApplyStatus
+                )
+                counts.setdefault(status.space, 0)
+                if status.current and status.current.state == "awaiting-approval":
+                    counts[status.space] += 1
+        except Exception as e:  # a busy server, a workflow that just ended: next round
+            log.debug("counting units awaiting approval: %s", e)
+        else:
+            for space, value in counts.items():
+                metrics.set_gauge(meter, metrics.AWAITING_APPROVAL, {"space": space}, value)
+            seen |= set(counts)
+        await asyncio.sleep(APPROVAL_GAUGE_SECONDS)
 
 
 class RedactingFilter(logging.Filter):
@@ -205,24 +320,63 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging() -> None:
+def configure_logging(log_format: str = "text") -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    redacting = RedactingFilter(secret_values(os.environ))
-    for handler in logging.getLogger().handlers:
+    secrets = secret_values(os.environ)
+    redacting = RedactingFilter(secrets)
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
         handler.addFilter(redacting)
+    if log_format == "json":
+        telemetry.use_json_logs(handlers, secrets)
 
 
-def main() -> None:
-    configure_logging()
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="worker.py", description="the Tributary worker")
+    p.add_argument("--json", action="store_true", help="--check prints one JSON object")
+    telemetry.add_worker_arguments(p)
+    return p
+
+
+def main(args: argparse.Namespace | None = None) -> None:
+    """``python worker.py`` / ``tributary worker`` (``args`` from the CLI's parser)."""
+    if args is None:
+        args = parser().parse_args(sys.argv[1:] if __name__ == "__main__" else [])
     try:
-        asyncio.run(run())
+        options = telemetry.WorkerOptions.from_args(args)
+    except TributaryError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"type": type(e).__name__, "message": e.message}}))
+        raise SystemExit(e.exit_code) from None
+    if options.check:
+        raise SystemExit(check(options))
+    configure_logging(options.log_format)
+    try:
+        asyncio.run(run(options=options))
+    except TributaryError as e:  # a bad metrics address, Temporal configuration
+        logging.getLogger("tributary").error("the worker did not start: %s", e.message)
+        raise SystemExit(e.exit_code) from None
     except Exception:
         # Logged (and so redacted) rather than printed by the interpreter: a bad
         # TRIBUTARY_AUTHORITY or an unreachable database names its URL.
         logging.getLogger("tributary").exception("the worker stopped")
         raise SystemExit(1) from None
+
+
+def check(options: telemetry.WorkerOptions) -> int:
+    """``--check``: 0 when the worker here is up, polling, and Temporal reachable."""
+    try:
+        health = asyncio.run(telemetry.check(Settings(), options))
+    except TributaryError as e:
+        health = telemetry.Health(False, e.message, {})
+    message = redact(health.message, secret_values(os.environ))
+    if options.as_json:
+        print(json.dumps({"healthy": health.healthy, "message": message, "worker": health.worker}))
+    print(("ok: " if health.healthy else "unhealthy: ") + message, file=sys.stderr)
+    return 0 if health.healthy else 1
 
 
 if __name__ == "__main__":

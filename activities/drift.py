@@ -20,6 +20,7 @@ from domain.drift import (
     DriftReport,
     DriftStateName,
     captured_data,
+    changed_at,
     comparable,
     kubernetes_drift,
 )
@@ -177,6 +178,9 @@ class DriftActivities:
                 fields.append(f)
         if not fields:
             return base
+        managed = (obj.get("metadata") or {}).get("managedFields") or []
+        changed_paths = [f.path for f in fields if f.source == "kubernetes-live"]
+        base = base.model_copy(update={"changed_at": changed_at(changed_paths, managed)})
         return _drifted(base, fields, authority)
 
     @activity.defn(name="drift.capture")

@@ -30,6 +30,7 @@ from activities.forge import forge_for
 from activities.forge_github import GitHubBusy
 from activities.writeback import OverlayEditor, value_at
 from authority.protocol import AuthorityStore
+from domain import metrics
 from domain.diff import diff, json_equal
 from domain.errors import BadInput, NotFound, TributaryError
 from domain.markdown import cell, one_line
@@ -227,6 +228,12 @@ class SyncActivities:
                     pr.model_copy(update={"state": state}), repo=inp.repo, body=None
                 )
                 closed.append(pr.number)
+                if state == "merged":
+                    metrics.count(
+                        activity.metric_meter(),
+                        metrics.SYNC_PRS,
+                        {"space": inp.space, "action": "merged"},
+                    )
             warnings = list(forge.warnings)
         finally:
             forge.close()

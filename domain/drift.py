@@ -99,6 +99,25 @@ def manager_of(path: Path, managed_fields: list[dict[str, Any]]) -> str:
     return best[1] if best else ""
 
 
+def changed_at(paths: list[str], managed_fields: list[dict[str, Any]]) -> datetime | None:
+    """When the newest of the field managers owning ``paths`` last wrote (from
+    ``metadata.managedFields``): when a live change was made, where Kubernetes knows.
+    None when no owner records a time (an AWS-side change, a server without times)."""
+    newest: datetime | None = None
+    for entry in managed_fields:
+        stamp = str(entry.get("time") or "")
+        if not stamp or not any(_owns(entry.get("fieldsV1") or {}, parse_path(p)) for p in paths):
+            continue
+        try:
+            at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if at.tzinfo is None:
+            continue
+        newest = at if newest is None or at > newest else newest
+    return newest
+
+
 def _owns(fields: dict[str, Any], path: Path) -> bool:
     cur: Any = fields
     for seg in path:
@@ -201,6 +220,8 @@ class DriftStatus(BaseModel):
     last_revision: int | None = None  # the last revision this loop captured
     last_capture_at: datetime | None = None
     last_fingerprint: str = ""
+    last_detected: str = ""  # the fingerprint of the last drift counted as detected
+    last_detected_at: datetime | None = None  # when a check first saw it
     interval_seconds: int = 300
     checks: int = 0
     captures: int = 0

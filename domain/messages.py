@@ -477,6 +477,8 @@ class DriftCheckResult(BaseModel):
     interval_seconds: int = 300
     paused: bool = False  # kept in the authority, so a restarted loop stays paused
     head_revision: int | None = None
+    # when the drifted Claim fields were last written (managedFields), where known
+    changed_at: datetime | None = None
 
 
 class CaptureInput(BaseModel):

@@ -17,6 +17,7 @@ from typing import NoReturn
 from domain.errors import TributaryError
 from domain.markdown import control_char
 from domain.redact import redact, secret_values
+from starter import telemetry
 from starter.commands import (
     apply,
     change,
@@ -74,8 +75,11 @@ def build_parser() -> Parser:
     dev.add_parser(sub, common)
     demo.add_parser(sub, common)
     p = sub.add_parser(
-        "worker", parents=[common], help="run the worker alone (same as python worker.py)"
+        "worker",
+        parents=[common],
+        help="run the worker alone (same as python worker.py); --check: is it healthy",
     )
+    telemetry.add_worker_arguments(p)
     p.set_defaults(func=None)
     publish.add_parser(sub, common)
     read.add_parsers(sub, common)
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "worker":
         import worker
 
-        worker.main()
+        worker.main(args)
         return
     out = Output(as_json=getattr(args, "json", False))
     try:

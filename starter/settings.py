@@ -1,4 +1,10 @@
-"""Connection settings from the environment (shared/CLI.md) and the Temporal client."""
+"""Connection settings from the environment (shared/CLI.md) and the Temporal client.
+
+Temporal's own environment configuration applies (``temporalio.envconfig``): the
+``TEMPORAL_*`` variables (address, namespace, API key, TLS client certificate and
+key, ``TEMPORAL_PROFILE``) over the profile of the TOML file (``TEMPORAL_CONFIG_FILE``,
+else ``~/.config/temporalio/temporal.toml``), as the ``temporal`` CLI reads them.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +18,46 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverter, PayloadConverter
+from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
+from temporalio.runtime import Runtime
 
 from authority import authority_url
+from domain.errors import BadInput
 from domain.redact import redact, secret_values
 
 SEARCH_ATTRIBUTES = ("TributarySpace", "TributaryUnit", "TributaryDriftState")
 
 
+def temporal_profile() -> ClientConfigProfile:
+    """The Temporal environment configuration: TOML profile, ``TEMPORAL_*`` over it."""
+    try:
+        return ClientConfigProfile.load()
+    except Exception as e:  # the bridge's ConfigError: a bad file, an unknown profile
+        raise BadInput(f"Temporal environment configuration: {e}", field="TEMPORAL_PROFILE") from e
+
+
+def connect_config(settings: Settings, *, env_config: bool = True) -> ClientConnectConfig:
+    """What ``Client.connect`` takes from the environment configuration (API key, TLS,
+    gRPC metadata), with the address and namespace of ``settings``."""
+    config = ClientConnectConfig()
+    if env_config:
+        try:
+            config = temporal_profile().to_client_connect_config()
+        except OSError as e:  # a TLS certificate or key file that is not there
+            raise BadInput(
+                f"Temporal environment configuration: {e}", field="TEMPORAL_TLS_CLIENT_CERT_PATH"
+            ) from e
+    config["target_host"] = settings.temporal_address
+    config["namespace"] = settings.namespace
+    return config
+
+
 @dataclass(frozen=True)
 class Settings:
     temporal_address: str = field(
-        default_factory=lambda: os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
+        default_factory=lambda: temporal_profile().address or "localhost:7233"
     )
-    namespace: str = field(default_factory=lambda: os.environ.get("TEMPORAL_NAMESPACE", "default"))
+    namespace: str = field(default_factory=lambda: temporal_profile().namespace or "default")
     task_queue: str = field(
         default_factory=lambda: os.environ.get("TRIBUTARY_TASK_QUEUE", "tributary")
     )
@@ -89,11 +122,17 @@ DATA_CONVERTER = dataclasses.replace(
 )
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(
+    settings: Settings, *, runtime: Runtime | None = None, env_config: bool = True
+) -> Client:
     """A client with the pydantic data converter, as every client of ours must have
-    (and failures redacted on their way into history)."""
+    (and failures redacted on their way into history).
+
+    API key and TLS come from Temporal's environment configuration (``env_config``;
+    the dev stack's own server takes none); ``runtime`` carries the worker's metrics.
+    """
     return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.namespace,
+        **connect_config(settings, env_config=env_config),
         data_converter=DATA_CONVERTER,
+        runtime=runtime,
     )

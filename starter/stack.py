@@ -3,7 +3,9 @@ and the sandbox (Kubernetes API peer, Crossplane stand-in, moto).
 
 Children run in their own sessions so a Ctrl-C reaches only us and we stop them in
 order (worker first, then Temporal); each child also gets PR_SET_PDEATHSIG, so a
-``kill -9`` of this process leaves no orphans either.
+``kill -9`` of this process leaves no orphans either. A worker that dies is started
+again, after a backoff that grows while it keeps dying (the stack stays up); any other
+child that dies stops the stack.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ from starter.settings import SEARCH_ATTRIBUTES, Settings, connect
 
 _PR_SET_PDEATHSIG = 1
 STARTUP_SECONDS = 60.0
+# A dead worker is restarted after 1 s, then 2, 4, … up to 30 s while it keeps dying;
+# one that ran this long before dying starts the backoff over.
+RESTART_BACKOFF_SECONDS = (1.0, 30.0)
+WORKER_STABLE_SECONDS = 60.0
+# Connection settings of the user's own Temporal (API key, TLS, profiles) that must
+# not reach the dev stack's worker, which talks to the stack's own dev server.
+TEMPORAL_ENV_PREFIX = "TEMPORAL_"
 
 
 # Files of the stack hold credentials (dev.env and the worker's environment carry the
@@ -93,6 +102,9 @@ class StackConfig:
     # False: no worker; run your own (`tributary worker` with dev.env), e.g. in a
     # debugger, or a test that kills and restarts it.
     worker: bool = True
+    # The worker's Prometheus endpoint (HOST:PORT); None: no metrics.
+    metrics_bind: str | None = None
+    log_format: str = "text"
 
 
 class DevStack:
@@ -101,6 +113,8 @@ class DevStack:
         self.data_dir = cfg.data_dir.resolve()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sandbox: dict[str, str] = {}
+        self.worker_started = 0.0
+        self.worker_restarts = 0
 
     # ---- what other shells need ------------------------------------------------
 
@@ -113,6 +127,7 @@ class DevStack:
             "TRIBUTARY_AUTHORITY": self.cfg.authority
             or f"sqlite:///{self.data_dir / 'authority.db'}",
             "TRIBUTARY_CACHE": str(self.data_dir / "cache"),
+            "TRIBUTARY_METRICS_BIND": self.cfg.metrics_bind or "off",
         }
         if env["TRIBUTARY_AUTHORITY"].lower().startswith(("http://", "https://")):
             # ConfigHub: what it has no object for stays beside the worker (README)
@@ -168,6 +183,14 @@ class DevStack:
                     f"pick another with {flag}",
                     field=flag,
                 )
+        if self.cfg.worker and self.cfg.metrics_bind:
+            host, _, port_text = self.cfg.metrics_bind.rpartition(":")
+            if not port_free(host.strip("[]"), int(port_text)):
+                raise BadInput(
+                    f"the metrics address {self.cfg.metrics_bind} is in use (another "
+                    "`tributary dev` or worker?); pick another with --metrics-bind, or 'off'",
+                    field="--metrics-bind",
+                )
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.cfg.sandbox and not self.cfg.keep:
             self._clean_slate(progress)
@@ -183,16 +206,28 @@ class DevStack:
             client = await self._wait_for_temporal()
             if self.cfg.worker:
                 progress("starting the worker")
-                self._spawn(
-                    "worker",
-                    [sys.executable, "-m", "starter", "worker"],
-                    env=self.env,
-                )
+                self._spawn_worker()
                 await self._wait_for_worker(client)
             write_private(self.env_file, "".join(f"export {k}={v}\n" for k, v in self.env.items()))
         except BaseException:
             await self.stop()
             raise
+
+    def _spawn_worker(self) -> None:
+        """The worker, with the stack's settings and none of the user's own Temporal
+        connection settings (an API key or TLS certificate for another cluster)."""
+        self._spawn(
+            "worker",
+            [sys.executable, "-m", "starter", "worker"],
+            env={
+                **self.env,
+                "TRIBUTARY_LOG_FORMAT": self.cfg.log_format,
+                # no TOML profile either: ~/.config/temporalio/temporal.toml is the user's
+                "TEMPORAL_CONFIG_FILE": os.devnull,
+            },
+            drop_prefix=TEMPORAL_ENV_PREFIX,
+        )
+        self.worker_started = time.monotonic()
 
     def _clean_slate(self, progress: Callable[[str], None]) -> None:
         """The sandbox lives in memory; an authority that remembers what it applied to
@@ -276,16 +311,19 @@ class DevStack:
             cmd.append("--headless")
         return cmd
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str], drop_prefix: str = "") -> None:
         fd = os.open(self.data_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)
         log = os.fdopen(fd, "ab")
+        inherited = {
+            k: v for k, v in os.environ.items() if not (drop_prefix and k.startswith(drop_prefix))
+        }
         self.procs[name] = subprocess.Popen(
             cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **env},
+            env={**inherited, **env},
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
@@ -305,7 +343,7 @@ class DevStack:
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                return await connect(self.settings())
+                return await connect(self.settings(), env_config=False)
             except RuntimeError as e:
                 last = e
                 await asyncio.sleep(0.3)
@@ -327,13 +365,37 @@ class DevStack:
             await asyncio.sleep(0.3)
         raise RuntimeError(f"the worker did not start polling in {timeout:.0f}s")
 
-    async def wait(self, stop: asyncio.Event) -> str:
-        """Block until ``stop`` is set or a child dies; say which."""
+    async def wait(
+        self, stop: asyncio.Event, progress: Callable[[str], None] = lambda _: None
+    ) -> str:
+        """Block until ``stop`` is set or a child other than the worker dies; say which.
+
+        A worker that dies is started again after a backoff, said on ``progress`` and
+        in its log."""
+        backoff = RESTART_BACKOFF_SECONDS[0]
         while not stop.is_set():
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    log = self.data_dir / f"{name}.log"
+            for name, proc in list(self.procs.items()):
+                if proc.poll() is None:
+                    continue
+                log = self.data_dir / f"{name}.log"
+                if name != "worker":
                     return f"{name} exited with code {proc.returncode} (see {log})"
+                if time.monotonic() - self.worker_started >= WORKER_STABLE_SECONDS:
+                    backoff = RESTART_BACKOFF_SECONDS[0]
+                message = (
+                    f"the worker exited with code {proc.returncode} (see {log}); "
+                    f"restarting it in {backoff:.0f}s"
+                )
+                progress(message)
+                _append(log, f"tributary dev: {message}\n")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                if stop.is_set():
+                    break
+                self.worker_restarts += 1
+                self._spawn_worker()
+                progress(f"the worker was restarted (restart {self.worker_restarts})")
+                backoff = min(backoff * 2, RESTART_BACKOFF_SECONDS[1])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
         return "stopped"
@@ -351,6 +413,11 @@ class DevStack:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
         self.env_file.unlink(missing_ok=True)
+
+
+def _append(path: Path, text: str) -> None:
+    with contextlib.suppress(OSError), path.open("a") as fh:
+        fh.write(text)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

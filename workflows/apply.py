@@ -8,7 +8,7 @@ it. Every gate, approval and outcome is in the workflow's history.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.authority import AuthorityActivities
     from activities.kube import KubeActivities
     from activities.temporal import TemporalActivities
+    from domain import metrics
     from domain.apply import (
         ApplyHistory,
         ApplyOutcome,
@@ -70,6 +71,7 @@ class ApplyWorkflow:
         self.gate: GateKind = ""
         self.author = ""
         self.approval: ApproveInput | None = None
+        self.started: datetime | None = None  # the active request passed its gate
 
     # ---- handlers --------------------------------------------------------------------
 
@@ -168,6 +170,7 @@ class ApplyWorkflow:
                 )
 
     async def _handle(self, req: ApplyRequest) -> None:
+        self.started = workflow.now()
         self._set(req, "queued", "reading the revision")
         try:
             ctx = await workflow.execute_activity_method(
@@ -186,6 +189,7 @@ class ApplyWorkflow:
             return
         if not await self._pass_gate(req, ctx):
             return
+        self.started = workflow.now()  # the time spent waiting for approval is not the apply's
         actuator = ctx.gates.actuator if ctx.gates is not None else "kubernetes"
         try:
             if actuator == "confighub":
@@ -469,6 +473,14 @@ class ApplyWorkflow:
     ) -> None:
         self._set(req, state, message, reason)
         assert self.current is not None
+        if req is self.active and self.started is not None:
+            metrics.observe_duration(
+                workflow.metric_meter(),
+                metrics.APPLY_DURATION,
+                {"space": self.space, "state": state},
+                workflow.now() - self.started,
+            )
+            self.started = None
         self.outcomes = [*self.outcomes, self.current][-OUTCOMES_KEPT:]
         self.current = None
         self.gate = ""

@@ -20,6 +20,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 with workflow.unsafe.imports_passed_through():
     from activities.drift import DriftActivities
     from activities.temporal import TemporalActivities
+    from domain import metrics
     from domain.apply import ApplyRequest
     from domain.drift import (
         CaptureOutcome,
@@ -244,6 +245,7 @@ class DriftWorkflow:
                 return False
             self.status.last_check = workflow.now()
             self.status.checks += 1
+            self._count(metrics.DRIFT_CHECKS)
             self.status.interval_seconds = result.interval_seconds
             if result.state == "inactive":
                 self._set_state("paused", "the unit is orphaned or deleted: drift loop ends")
@@ -335,6 +337,10 @@ class DriftWorkflow:
             )
             return
         self.status.last_drift = DriftReport(fields=result.fields, checked_at=workflow.now())
+        if result.fingerprint != self.status.last_detected:
+            self.status.last_detected = result.fingerprint
+            self.status.last_detected_at = workflow.now()
+            self._count(metrics.DRIFTS_DETECTED)
         paths = ", ".join(f.path for f in result.fields)
         if requests or (result.mode == "capture" and not self.status.paused):
             if result.captured is None:
@@ -372,6 +378,7 @@ class DriftWorkflow:
             # (patched: loops started by an older worker replay without this activity)
             if workflow.patched("drift-revert-reconcile"):
                 await self._request_reconcile(result.live_revision or 0)
+            self._count(metrics.DRIFTS_REVERTED)
             self._set_state("reverting", f"re-applying revision {result.live_revision}: {paths}")
             await self._record(sweep_id)
             return
@@ -429,6 +436,22 @@ class DriftWorkflow:
         )
         self.status.last_revision = captured.revision
         self.status.last_capture_at = workflow.now()
+        self._count(metrics.DRIFTS_CAPTURED)
+        # Live change seen → capture written: from the change itself where Kubernetes
+        # recorded when (managedFields), else from the check that saw it.
+        seen = (
+            self.status.last_detected_at
+            if self.status.last_detected == result.fingerprint
+            else workflow.now()
+        )
+        if result.changed_at is not None and (seen is None or result.changed_at < seen):
+            seen = result.changed_at
+        metrics.observe_duration(
+            workflow.metric_meter(),
+            metrics.DETECTION_LATENCY,
+            {"space": self.status.space},
+            workflow.now() - (seen or workflow.now()),
+        )
         self.status.last_fingerprint = result.fingerprint
         self.status.captures += 1
         outcome = CaptureOutcome(
@@ -594,6 +617,9 @@ class DriftWorkflow:
             retry_policy=opt.RETRY,
             summary=f"record {self.status.state}",
         )
+
+    def _count(self, name: str) -> None:
+        metrics.count(workflow.metric_meter(), name, {"space": self.status.space})
 
     def _answer(self, requests: list[tuple[int, CaptureRequest]], outcome: CaptureOutcome) -> None:
         for seq, _ in requests:

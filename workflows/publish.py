@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.policy import PolicyActivities
     from activities.render import RenderActivities
     from activities.temporal import TemporalActivities
+    from domain import metrics
     from domain.apply import ApplyRequest
     from domain.authority import (
         PolicyResult,
@@ -440,6 +441,10 @@ class PublishWorkflow:
             seen=plan.seen,
         )
         workflow.set_current_details(_summary_table([result]))
+        if not inp.dry_run:
+            meter = workflow.metric_meter()
+            for u in result.units:
+                metrics.count(meter, metrics.PUBLISHES, {"space": inp.space, "action": u.action})
         return result
 
 

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.sync import SyncActivities
+    from domain import metrics
     from domain.messages import (
         ClosePrsInput,
         EnsurePrInput,
@@ -255,6 +256,12 @@ class SyncPRWorkflow:
                 "warnings": [*marked.warnings, *ensured.warnings],
             }
         )
+        if ensured.action in ("opened", "updated"):
+            metrics.count(
+                workflow.metric_meter(),
+                metrics.SYNC_PRS,
+                {"space": self.space, "action": ensured.action},
+            )
         self._done(result, f"PR #{ensured.pr.number} {ensured.action}: {ensured.pr.url}")
         return result
 

@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await stack.wait(stop)
+            await stack.wait(stop, out.progress)
     finally:
         if stack:
             out.progress("stopping the stack")

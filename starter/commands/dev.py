@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from starter import telemetry
 from starter.output import Output
 from starter.settings import Settings
 from starter.stack import DevStack, StackConfig
@@ -42,9 +43,23 @@ def add_stack_arguments(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="authority store (default: SQLite under --data-dir; e.g. postgresql://…)",
     )
+    p.add_argument(
+        "--metrics-bind",
+        default=None,
+        metavar="HOST:PORT",
+        help="the worker's Prometheus metrics (default "
+        f"{telemetry.DEFAULT_METRICS_BIND}, env TRIBUTARY_METRICS_BIND; empty or 'off' disables)",
+    )
+    p.add_argument(
+        "--log-format",
+        default=None,
+        choices=telemetry.LOG_FORMATS,
+        help="the worker's log lines: text (default) or json (env TRIBUTARY_LOG_FORMAT)",
+    )
 
 
 def stack_config(args: argparse.Namespace) -> StackConfig:
+    options = telemetry.WorkerOptions.from_args(args)
     return StackConfig(
         data_dir=args.data_dir,
         ip=args.ip,
@@ -57,6 +72,8 @@ def stack_config(args: argparse.Namespace) -> StackConfig:
         worker=not getattr(args, "no_worker", False),
         kube_port=args.kube_port,
         aws_port=args.aws_port,
+        metrics_bind=options.metrics_bind,
+        log_format=options.log_format,
     )
 
 
@@ -83,6 +100,9 @@ def announce(stack: DevStack, out: Output) -> None:
         out.line(f"  Web UI        {env['TRIBUTARY_UI_URL']}")
     out.line(f"  Authority     {_redact_db(env['TRIBUTARY_AUTHORITY'])}")
     out.line(f"  Task queue    {env['TRIBUTARY_TASK_QUEUE']}")
+    if stack.cfg.metrics_bind:
+        where = "the worker" if stack.cfg.worker else "your worker (--no-worker)"
+        out.line(f"  Metrics       {telemetry.metrics_url(stack.cfg.metrics_bind)} ({where})")
     if "KUBECONFIG" in env:
         out.line(
             f"  Kubernetes    {stack.sandbox.get('kube_url', '')} (KUBECONFIG={env['KUBECONFIG']})"
@@ -107,8 +127,17 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
     await stack.start(out.progress)
     try:
         announce(stack, out)
-        out.result({"state": "ready", "env": stack.env, "env_file": str(stack.env_file)})
-        reason = await stack.wait(stop)
+        out.result(
+            {
+                "state": "ready",
+                "env": stack.env,
+                "env_file": str(stack.env_file),
+                "metrics": telemetry.metrics_url(stack.cfg.metrics_bind)
+                if stack.cfg.metrics_bind
+                else "",
+            }
+        )
+        reason = await stack.wait(stop, out.progress)
     finally:
         out.progress("stopping")
         await stack.stop()

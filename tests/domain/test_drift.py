@@ -479,3 +479,27 @@ def test_a_field_the_pending_change_removed_stays_removed():
     assert plan.data is not None
     assert "lambdaMemory" not in plan.data["spec"]
     assert plan.data["spec"]["lambdaTimeout"] == 45
+
+
+def test_changed_at_is_the_newest_write_of_the_drifted_fields() -> None:
+    from datetime import UTC, datetime
+
+    from domain.drift import changed_at
+
+    managed = [
+        {
+            "manager": "tributary",
+            "time": "2026-01-01T10:00:00Z",
+            "fieldsV1": {"f:spec": {"f:lambdaMemory": {}, "f:region": {}}},
+        },
+        {
+            "manager": "kubectl-patch",
+            "time": "2026-01-01T10:05:00Z",
+            "fieldsV1": {"f:spec": {"f:lambdaMemory": {}}},
+        },
+        {"manager": "other", "time": "not a time", "fieldsV1": {"f:spec": {}}},
+    ]
+    assert changed_at(["spec.lambdaMemory"], managed) == datetime(2026, 1, 1, 10, 5, tzinfo=UTC)
+    assert changed_at(["spec.region"], managed) == datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    assert changed_at(["spec.gone"], managed) is None
+    assert changed_at(["spec.lambdaMemory"], []) is None

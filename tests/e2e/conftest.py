@@ -51,6 +51,8 @@ def start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
             str(free_port()),
             "--aws-port",
             str(free_port()),
+            "--metrics-bind",
+            f"127.0.0.1:{free_port()}",
             *extra,
         ],
         cwd=REPO_ROOT,
