@@ -26,6 +26,7 @@ from activities.keepalive import DeadWorkerDetection
 from activities.kube import KubeActivities
 from activities.kube_client import KubeClient
 from activities.policy import PolicyActivities
+from activities.reads import ReadActivities
 from activities.render import RenderActivities
 from activities.source import SourceCache
 from activities.sync import SyncActivities
@@ -39,6 +40,7 @@ from workflows.apply import ApplyWorkflow
 from workflows.change import BulkSetWorkflow, RollbackWorkflow, SpaceGatesWorkflow
 from workflows.drift import DriftWorkflow
 from workflows.publish import PublishRunWorkflow, PublishWorkflow
+from workflows.read import ReadWorkflow
 from workflows.sweep import SweepWorkflow
 from workflows.sync import SyncPRWorkflow
 
@@ -52,6 +54,7 @@ WORKFLOWS: Sequence[type] = (
     DriftWorkflow,
     SweepWorkflow,
     SyncPRWorkflow,
+    ReadWorkflow,
 )
 ACTIVITY_THREADS = 16
 
@@ -73,6 +76,7 @@ def activities(
     temporal = TemporalActivities(client, task_queue)
     drift = DriftActivities(store, kube, AwsObservers())
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
+    reads = ReadActivities(store)
     return [
         git.checkout,
         git.newer_commits,
@@ -108,6 +112,7 @@ def activities(
         sync.push,
         sync.ensure_pr,
         sync.close_prs,
+        reads.read,
     ]
 
 

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from temporalio.client import WorkflowUpdateFailedError
 
 from activities.temporal import sync_now
-from domain.errors import NotFound
 from domain.messages import SyncNowInput
 from domain.naming import sync_pr_id
+from domain.reads import ActiveUnitsPage, ActiveUnitsQuery, PullRequestsPage, PullRequestsQuery
 from starter import runner
-from starter.commands.read import open_existing
 from starter.output import Output
+from starter.reading import pages, read
 from starter.settings import Settings
 from workflows._errors import error_info
 
@@ -44,13 +44,9 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    store = open_existing(settings)
-    try:
-        if store.get_space(args.space) is None:
-            raise NotFound(f"space {args.space!r} does not exist")
-    finally:
-        store.close()
     client = await runner.client_for(settings)
+    # Only that the space exists (a sync loop for a typo is never started).
+    await read(client, settings, ActiveUnitsQuery(space=args.space, limit=1), ActiveUnitsPage)
     workflow_id = sync_pr_id(args.space)
     out.progress(f"sync {args.space}: {workflow_id}")
     link = settings.workflow_link(workflow_id)
@@ -102,11 +98,9 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
 
 
 async def prs(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    store = open_existing(settings)
-    try:
-        found = store.list_prs(args.space)
-    finally:
-        store.close()
+    client = await runner.client_for(settings)
+    query = PullRequestsQuery(space=args.space)
+    found = [p async for page in pages(client, settings, query, PullRequestsPage) for p in page.prs]
     out.result({"prs": [pr.model_dump(mode="json") for pr in found]})
     out.table(
         ["number", "space", "state", "branch", "head", "updated", "url"],
