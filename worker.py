@@ -34,8 +34,8 @@ from activities.temporal import TemporalActivities
 from activities.watcher import ClaimWatcher
 from authority import open_store
 from authority.protocol import AuthorityStore
+from client.settings import Settings, connect
 from domain.redact import redact, secret_values
-from starter.settings import Settings, connect
 from workflows.apply import ApplyWorkflow
 from workflows.change import BulkSetWorkflow, RollbackWorkflow, SpaceGatesWorkflow
 from workflows.drift import DriftWorkflow

@@ -14,13 +14,13 @@ import sys
 import traceback
 from typing import NoReturn
 
+from client.settings import Settings
 from domain.errors import TributaryError
 from domain.markdown import control_char
 from domain.redact import redact, secret_values
 from starter.commands import apply, change, demo, dev, drift, publish, read, space, sync
 from starter.output import Output
 from starter.runner import WorkflowFailed
-from starter.settings import Settings
 
 
 class Parser(argparse.ArgumentParser):

@@ -16,9 +16,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import TimeoutError as WorkflowTimeout
 from temporalio.service import RPCError
 
+from client.settings import Settings
 from domain.reads import AnyQuery, ReadInput, ReadResult
 from starter import runner
-from starter.settings import Settings
 
 A = TypeVar("A", bound=BaseModel)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.settings import Settings
 from domain.apply import (
     DEFAULT_READY_TIMEOUT,
     ApplyOutcome,
@@ -25,7 +26,6 @@ from starter import applying, runner
 from starter.commands.change import author
 from starter.output import Output
 from starter.reading import read
-from starter.settings import Settings
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers

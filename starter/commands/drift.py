@@ -19,6 +19,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.temporal import signal_drift, start_drift, update_with_start
+from client.settings import Settings
 from domain.drift import (
     CaptureOutcome,
     CaptureRequest,
@@ -34,7 +35,6 @@ from starter import runner
 from starter.commands.change import author
 from starter.output import Output
 from starter.reading import pages
-from starter.settings import Settings
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from client.settings import Settings
 from domain.reads import RevisionsPage, RevisionsQuery, ShowAnswer, ShowQuery, UnitsPage, UnitsQuery
 from starter import runner
 from starter.output import Output
 from starter.reading import pages, read
-from starter.settings import Settings
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 from temporalio.client import WorkflowUpdateFailedError
 
 from activities.temporal import sync_now
+from client.settings import Settings
 from domain.messages import SyncNowInput
 from domain.naming import sync_pr_id
 from domain.reads import ActiveUnitsPage, ActiveUnitsQuery, PullRequestsPage, PullRequestsQuery
 from starter import runner
 from starter.output import Output
 from starter.reading import pages, read
-from starter.settings import Settings
 from workflows._errors import error_info
 
 if TYPE_CHECKING:
