@@ -18,7 +18,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 
-from activities.temporal import signal_drift, start_drift, update_with_start
+from client.loops import signal_drift, start_drift, update_with_start
 from client.settings import Settings
 from domain.drift import (
     CaptureOutcome,

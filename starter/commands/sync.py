@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.temporal import sync_now
+from client.loops import sync_now
 from client.settings import Settings
 from domain.messages import SyncNowInput
 from domain.naming import sync_pr_id
@@ -53,7 +53,7 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
     if link:
         out.progress(f"  Web UI: {link}")
     # Starts the space's sync loop if it is not running; a loop that completes just
-    # then is started again (activities.temporal.update_with_start).
+    # then is started again (client.loops.update_with_start).
     try:
         result = await sync_now(
             client, settings.task_queue, args.space, SyncNowInput(dry_run=args.dry_run)
