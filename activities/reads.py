@@ -20,6 +20,9 @@ from domain.reads import (
     DriftStatusQuery,
     HeadAnswer,
     HeadQuery,
+    LivePage,
+    LiveQuery,
+    LiveUnit,
     PullRequestsPage,
     PullRequestsQuery,
     ReadInput,
@@ -69,6 +72,8 @@ class ReadActivities:
             return ReadResult(answer=self._active_units(q))
         if isinstance(q, DriftStatusQuery):
             return ReadResult(answer=self._drift_status(q))
+        if isinstance(q, LiveQuery):
+            return ReadResult(answer=self._live(q))
         return ReadResult(answer=self._prs(q))
 
     def _space_or_fail(self, space: str) -> None:
@@ -149,3 +154,25 @@ class ReadActivities:
         rest = [p for p in self.store.list_prs(q.space) if q.after is None or p.number < q.after]
         prs, more = take_page(rest, _size, q.limit)
         return PullRequestsPage(prs=prs, next=prs[-1].number if more else None)
+
+    def _live(self, q: LiveQuery) -> LivePage:
+        self._space_or_fail(q.space)
+        running = [
+            u
+            for u in self.store.list_units(q.space)
+            if u.state == "active" and u.live_revision is not None
+        ]
+        rest = running[_following([u.slug for u in running], q.after) :][: q.limit + 1]
+        revisions = {
+            r.unit: r
+            for r in self.store.get_revisions(
+                q.space, [(u.slug, u.live_revision or 0) for u in rest]
+            )
+        }
+        live = [
+            LiveUnit(unit=u.slug, revision=revisions[u.slug].number, data=revisions[u.slug].data)
+            for u in rest
+            if u.slug in revisions
+        ]
+        units, more = take_page(live, _size, q.limit)
+        return LivePage(units=units, next=units[-1].unit if more else None)

@@ -11,7 +11,7 @@ prints the pages as one list.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -138,6 +138,28 @@ class PullRequestsPage(BaseModel):
     next: int | None = None
 
 
+class LiveQuery(BaseModel):
+    """``tributary render --space SPACE --live``: what runs — each active unit's live
+    revision (units never applied have none and are left out), in slug order."""
+
+    kind: Literal["live"] = "live"
+    space: str
+    after: str | None = None
+    limit: int = Field(default=PAGE_ITEMS, ge=1, le=PAGE_ITEMS)
+
+
+class LiveUnit(BaseModel):
+    unit: str
+    revision: int
+    data: dict[str, Any]
+
+
+class LivePage(BaseModel):
+    kind: Literal["live"] = "live"
+    units: list[LiveUnit]
+    next: str | None = None
+
+
 AnyQuery = (
     UnitsQuery
     | RevisionsQuery
@@ -146,6 +168,7 @@ AnyQuery = (
     | ActiveUnitsQuery
     | DriftStatusQuery
     | PullRequestsQuery
+    | LiveQuery
 )
 Query = Annotated[AnyQuery, Field(discriminator="kind")]
 Answer = Annotated[
@@ -155,7 +178,8 @@ Answer = Annotated[
     | HeadAnswer
     | ActiveUnitsPage
     | DriftStatusPage
-    | PullRequestsPage,
+    | PullRequestsPage
+    | LivePage,
     Field(discriminator="kind"),
 ]
 

@@ -19,6 +19,8 @@ from domain.reads import (
     DriftStatusQuery,
     HeadAnswer,
     HeadQuery,
+    LivePage,
+    LiveQuery,
     ReadInput,
     RevisionsPage,
     RevisionsQuery,
@@ -72,6 +74,21 @@ def test_pages_add_up_to_the_whole_list(store: SqlStore) -> None:
 
     pages = every_page(reads, DriftStatusQuery(space=SPACE, limit=5))
     assert [u for p in pages if isinstance(p, DriftStatusPage) for u in p.units] == active
+
+
+def test_live_reads_what_runs_a_page_at_a_time(store: SqlStore) -> None:
+    """``render --live``: each active unit's live revision; never-applied units are left out."""
+    store.record_applied(SPACE, "u00", 2, live=True)  # an older revision runs than head (4)
+    for slug in ("u01", "u03", "u05"):  # u03 is orphaned
+        store.record_applied(SPACE, slug, 1, live=True)
+    reads = ReadActivities(store)
+    pages = every_page(reads, LiveQuery(space=SPACE, limit=1))
+    live = [(u.unit, u.revision) for p in pages if isinstance(p, LivePage) for u in p.units]
+    assert live == [("u00", 2), ("u01", 1), ("u05", 1)]
+    assert len(pages) == 3
+    first = pages[0]
+    assert isinstance(first, LivePage)
+    assert first.units[0].data == claim(256, name="u00")
 
 
 def test_errors_are_decided_and_name_what_is_missing(store: SqlStore) -> None:
