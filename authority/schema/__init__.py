@@ -1,7 +1,24 @@
 """The embedded store's schema, migrated by Alembic.
 
 Each migration is one revision file in ``versions/`` (``rNNNN_name.py``, revision id
-``"NNNN"``, ``down_revision`` the one before); adding a migration is adding one file.
+``"NNNN"``, ``down_revision`` the one before); adding a migration is adding one file:
+
+    # r0011_name.py — a docstring saying what the migration is for, then:
+    from __future__ import annotations
+
+    from alembic import op
+
+    revision = "0011"
+    down_revision: str | None = "0010"
+
+
+    def upgrade() -> None:
+        op.add_column("spaces", sa.Column(...))    # or: _m011_name(op.get_bind())
+
+(The first ten call their bodies in ``authority/migrations.py``, written before
+Alembic.) Update ``tables.py`` to the new shape: ``tests/authority/test_migrations.py``
+checks that every database — fresh or upgraded — matches it.
+
 A store that opens a database brings it up to ``head`` in one transaction — on
 PostgreSQL under an advisory lock, on SQLite under ``BEGIN IMMEDIATE`` — so workers
 that open a store at once migrate it once.
