@@ -31,6 +31,7 @@ it was, so an older worker that opens the database finds its versions applied.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ class SchemaError(RuntimeError):
     """The database's schema is not one this release can bring up to date."""
 
 
+@functools.cache
 def script() -> ScriptDirectory:
+    """The revisions, read once per process (every store opened migrates)."""
     return ScriptDirectory(str(HERE))
 
 
