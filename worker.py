@@ -6,7 +6,7 @@ kubectl, SQL, regopy) run as sync activities on a thread pool.
 SIGTERM or SIGINT stops polling; activities in flight get the graceful shutdown
 timeout to finish (then they are cancelled, and Temporal retries them on another
 worker), and the process exits 0. Metrics, JSON logs and the heartbeat that
-``tributary worker --check`` reads: ``starter/telemetry.py``.
+``tributary worker --check`` reads: ``client/telemetry.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from activities.keepalive import DeadWorkerDetection
 from activities.kube import KubeActivities
 from activities.kube_client import KubeClient
 from activities.policy import PolicyActivities
+from activities.reads import ReadActivities
 from activities.render import RenderActivities
 from activities.source import SourceCache
 from activities.sync import SyncActivities
@@ -44,12 +45,12 @@ from activities.temporal import TemporalActivities
 from activities.watcher import ClaimWatcher
 from authority import open_store
 from authority.protocol import AuthorityStore
+from client import telemetry
+from client.settings import Settings, connect
 from domain import metrics
 from domain.errors import TributaryError
 from domain.messages import ApplyStatus
 from domain.redact import redact, secret_values
-from starter import telemetry
-from starter.settings import Settings, connect
 from workflows.apply import ApplyWorkflow
 from workflows.change import (
     BulkSetWorkflow,
@@ -59,6 +60,7 @@ from workflows.change import (
 )
 from workflows.drift import DriftWorkflow
 from workflows.publish import PublishRunWorkflow, PublishWorkflow
+from workflows.read import ReadWorkflow
 from workflows.sweep import SweepWorkflow
 from workflows.sync import SyncPRWorkflow
 
@@ -73,6 +75,7 @@ WORKFLOWS: Sequence[type] = (
     DriftWorkflow,
     SweepWorkflow,
     SyncPRWorkflow,
+    ReadWorkflow,
 )
 ACTIVITY_THREADS = 16
 # After the graceful shutdown timeout the SDK cancels activities still running; a
@@ -105,6 +108,7 @@ def activities(
     drift = DriftActivities(store, kube, AwsObservers())
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
     argo = ArgoCDActivities(argocd or ArgoCDClient.from_env())
+    reads = ReadActivities(store)
     return [
         git.checkout,
         git.newer_commits,
@@ -143,6 +147,7 @@ def activities(
         sync.push,
         sync.ensure_pr,
         sync.close_prs,
+        reads.read,
     ]
 
 

@@ -19,8 +19,8 @@ from typing import Any
 from temporalio.client import Client
 
 from activities.kube_client import KubeClient, KubeUnavailable, Resource
-from activities.temporal import signal_drift
 from authority.protocol import AuthorityStore
+from client.loops import signal_drift
 from domain.normalize import strip_server_fields
 
 log = logging.getLogger("tributary.watcher")

@@ -1,15 +1,15 @@
-"""Versioned schema migrations for the embedded store.
+"""The bodies of the embedded store's first migrations (versions 1 … 10, without 8).
 
-Each migration is a function applied once, in order, inside one transaction with
-its version row; a store opening an older database brings it up to date. The
-migrations spell out their own DDL rather than reusing ``tables.py``, so editing
-the current tables never rewrites history.
+Alembic runs them: each revision file in ``authority/schema/versions/`` calls one of
+these functions with its connection (``authority.schema`` says how a migration is
+added, and how databases from before Alembic are taken over). They spell out their
+own DDL rather than reusing ``tables.py``, so editing the current tables never
+rewrites history.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -17,7 +17,6 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
-    Engine,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -26,12 +25,9 @@ from sqlalchemy import (
     Table,
     Text,
     insert,
-    inspect,
     select,
     text,
 )
-
-Migration = Callable[[Connection], None]
 
 
 def _m001_initial(conn: Connection) -> None:
@@ -347,55 +343,3 @@ def _m012_confighub_state(conn: Connection) -> None:
         Column("recorded_at", DateTime(timezone=True), nullable=False),
     )
     md.create_all(conn)
-
-
-MIGRATIONS: list[tuple[int, Migration]] = [
-    (1, _m001_initial),
-    (2, _m002_drift_status),
-    (3, _m003_sync_prs),
-    (4, _m004_sweep_state),
-    (5, _m005_git_bases),
-    (6, _m006_last_drift),
-    (7, _m007_drift_paused),
-    (9, _m009_space_gates),
-    (10, _m010_seed_space_gates),
-    (11, _m011_space_actuator),
-    (12, _m012_confighub_state),
-]
-LATEST = MIGRATIONS[-1][0]
-
-
-def _version_table() -> Table:
-    return Table(
-        "tributary_schema_version",
-        MetaData(),
-        Column("version", Integer, primary_key=True),
-        Column("applied_at", DateTime(timezone=True), nullable=False),
-    )
-
-
-def current_version(engine: Engine) -> int:
-    if not inspect(engine).has_table("tributary_schema_version"):
-        return 0
-    with engine.connect() as conn:
-        found = conn.execute(select(_version_table().c.version)).scalars().all()
-    return max(found, default=0)
-
-
-def migrate(engine: Engine) -> int:
-    """Apply pending migrations; safe when several processes open the store at once."""
-    version_table = _version_table()
-    with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            # Serialises concurrent workers; released at commit.
-            conn.execute(text("SELECT pg_advisory_xact_lock(7405231)"))
-        version_table.create(conn, checkfirst=True)
-        applied = set(conn.execute(select(version_table.c.version)).scalars())
-        for version, step in MIGRATIONS:
-            if version in applied:
-                continue
-            step(conn)
-            conn.execute(
-                insert(version_table).values(version=version, applied_at=datetime.now(UTC))
-            )
-    return LATEST

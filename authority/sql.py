@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from authority import tables as t
-from authority.migrations import migrate
+from authority.schema import migrate
 from domain.authority import (
     Approval,
     ChangeOutcome,

@@ -1,7 +1,9 @@
 """The embedded store's tables, as the newest migration leaves them.
 
-``migrations.py`` creates and alters these; a test checks that a fully migrated
-database matches this metadata, so the two cannot drift apart.
+The Alembic revisions (``schema/versions/``) create and alter these; a test checks
+that a fully migrated database — fresh, or upgraded from any released schema —
+matches this metadata, so the two cannot drift apart. (Alembic keeps its own
+``alembic_version``; databases from before it also keep ``tributary_schema_version``.)
 """
 
 from __future__ import annotations
@@ -22,13 +24,6 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
-
-schema_version = Table(
-    "tributary_schema_version",
-    metadata,
-    Column("version", Integer, primary_key=True),
-    Column("applied_at", DateTime(timezone=True), nullable=False),
-)
 
 spaces = Table(
     "spaces",

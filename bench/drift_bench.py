@@ -35,8 +35,8 @@ from common import (  # type: ignore[import-not-found]
 
 from activities.kube_client import KubeClient
 from authority.sql import SqlStore
+from client.settings import Settings, connect
 from domain.authority import SpaceSpec, UnitChange
-from starter.settings import Settings, connect
 from tests.support import FIXTURES, make_repo
 
 DEV = "messagewall-dev-east"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.temporal import signal_apply
+from client.loops import signal_apply
 from domain.apply import ApplyOutcome, ApplyRequest
 from domain.messages import ApplyStatus, RequestApplyInput
 from starter.runner import WAIT_AGAIN, WAIT_RETRIES

@@ -14,10 +14,11 @@ import sys
 import traceback
 from typing import NoReturn
 
+from client import telemetry
+from client.settings import Settings
 from domain.errors import TributaryError
 from domain.markdown import control_char
 from domain.redact import redact, secret_values
-from starter import telemetry
 from starter.commands import (
     apply,
     change,
@@ -32,7 +33,6 @@ from starter.commands import (
 )
 from starter.output import Output
 from starter.runner import WorkflowFailed
-from starter.settings import Settings
 
 
 class Parser(argparse.ArgumentParser):

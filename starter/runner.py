@@ -16,9 +16,9 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.settings import Settings, connect
 from domain.errors import EXIT_CODES, TributaryError
 from starter.output import Output
-from starter.settings import Settings, connect
 from workflows._errors import error_info
 
 R = TypeVar("R")

@@ -30,8 +30,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from client.settings import SEARCH_ATTRIBUTES, Settings, connect
 from domain.errors import BadInput
-from starter.settings import SEARCH_ATTRIBUTES, Settings, connect
 
 _PR_SET_PDEATHSIG = 1
 STARTUP_SECONDS = 60.0
@@ -42,6 +42,8 @@ WORKER_STABLE_SECONDS = 60.0
 # Connection settings of the user's own Temporal (API key, TLS, profiles) that must
 # not reach the dev stack's worker, which talks to the stack's own dev server.
 TEMPORAL_ENV_PREFIX = "TEMPORAL_"
+# The development harness, beside the packages in a source checkout (never in the wheel).
+SANDBOX = Path(__file__).resolve().parent.parent / "sandbox"
 
 
 # Files of the stack hold credentials (dev.env and the worker's environment carry the
@@ -83,6 +85,26 @@ def port_free(ip: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def sandbox_env() -> dict[str, str]:
+    """The environment that makes ``python -m sandbox`` importable.
+
+    The sandbox is a development harness: it ships with the source checkout, not in
+    the product's wheel (pyproject.toml). An editable install runs from the checkout,
+    so its root goes on the child's ``PYTHONPATH``; a wheel install has no sandbox
+    and `tributary dev` says so (``--no-sandbox`` still works there).
+    """
+    checkout = SANDBOX.parent
+    if not (SANDBOX / "__main__.py").is_file():
+        raise BadInput(
+            f"the sandbox is not installed ({SANDBOX} is missing): it comes with the source "
+            "checkout, not the wheel; run `tributary dev` from a clone (`make dev`), or "
+            "pass --no-sandbox to use $KUBECONFIG and your AWS credentials",
+            field="--no-sandbox",
+        )
+    paths = [str(checkout), *filter(None, [os.environ.get("PYTHONPATH", "")])]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
 @dataclass(frozen=True)
@@ -255,7 +277,7 @@ class DevStack:
             [
                 sys.executable,
                 "-m",
-                "starter.sandbox",
+                "sandbox",
                 "--host",
                 self.cfg.ip,
                 "--kube-port",
@@ -267,7 +289,7 @@ class DevStack:
                 "--ready-file",
                 str(ready),
             ],
-            env={},
+            env=sandbox_env(),
         )
         deadline = time.monotonic() + STARTUP_SECONDS
         while not ready.exists():

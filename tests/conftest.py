@@ -27,10 +27,10 @@ from temporalio.worker import Worker
 from activities.kube_client import KubeClient
 from activities.source import SourceCache
 from authority.sql import SqlStore
-from starter.sandbox.crossplane import CrossplaneStandIn
-from starter.sandbox.kubeapi import KubeApiPeerThread
-from starter.sandbox.moto_server import AwsClients, MotoServer
-from starter.settings import SEARCH_ATTRIBUTES
+from client.settings import SEARCH_ATTRIBUTES
+from sandbox.crossplane import CrossplaneStandIn
+from sandbox.kubeapi import KubeApiPeerThread
+from sandbox.moto_server import AwsClients, MotoServer
 from tests.support import AuthoringRepo, make_repo
 
 PG_URL = os.environ.get("TRIBUTARY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.settings import Settings
 from domain.apply import (
     DEFAULT_READY_TIMEOUT,
     ApplyOutcome,
@@ -17,14 +18,14 @@ from domain.apply import (
     ApproveInput,
     ApproveResult,
 )
-from domain.errors import BadInput, NotFound
+from domain.errors import BadInput
 from domain.identity import resolve_actor
 from domain.naming import apply_id
+from domain.reads import HeadAnswer, HeadQuery
 from starter import applying, runner
 from starter.commands.change import author
-from starter.commands.read import open_existing
 from starter.output import Output
-from starter.settings import Settings
+from starter.reading import read
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -95,18 +96,11 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=delete)
 
 
-def _head(settings: Settings, space: str, unit: str, revision: int | None) -> int:
-    store = open_existing(settings)
-    try:
-        found = store.get_unit(space, unit)
-        if found is None:
-            raise NotFound(f"unit {space}/{unit} does not exist")
-        number = revision or found.head_revision
-        if store.get_revision(space, unit, number) is None:
-            raise NotFound(f"unit {space}/{unit} has no revision {number}")
-        return number
-    finally:
-        store.close()
+async def _head(settings: Settings, space: str, unit: str, revision: int | None) -> int:
+    """``revision`` if the unit has it, else its head (read on the worker)."""
+    client = await runner.client_for(settings)
+    query = HeadQuery(space=space, unit=unit, revision=revision)
+    return (await read(client, settings, query, HeadAnswer)).revision
 
 
 def report(out: Output, space: str, unit: str, outcome: ApplyOutcome, workflow_id: str) -> None:
@@ -155,7 +149,7 @@ async def _request(
 
 
 async def apply(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    revision = _head(settings, args.space, args.unit, args.revision)
+    revision = await _head(settings, args.space, args.unit, args.revision)
     req = ApplyRequest(
         revision=revision,
         requested_by=author(None),
@@ -166,7 +160,7 @@ async def apply(args: argparse.Namespace, out: Output, settings: Settings) -> in
 
 
 async def delete(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    revision = _head(settings, args.space, args.unit, None)
+    revision = await _head(settings, args.space, args.unit, None)
     if args.dry_run:
         out.result(
             {"space": args.space, "unit": args.unit, "revision": revision, "state": "dry-run"}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from client.settings import Settings
 from domain.apply import ApplyRequest
 from domain.errors import BadInput
 from domain.identity import actor_from_env
@@ -16,7 +17,6 @@ from domain.naming import bulk_set_id, rollback_id, short_digest
 from domain.paths import identity_problem, parse_path
 from starter import applying, runner
 from starter.output import Output
-from starter.settings import Settings
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers

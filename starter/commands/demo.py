@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from client.settings import Settings
 from domain.yamledit import set_inline_patch_value
 from starter import runner
 from starter.commands import dev as dev_cmd
 from starter.output import Output
-from starter.settings import Settings
 from starter.stack import DevStack
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from starter import telemetry
+from client import telemetry
+from client.settings import Settings
 from starter.output import Output
-from starter.settings import Settings
 from starter.stack import DevStack, StackConfig
 
 if TYPE_CHECKING:

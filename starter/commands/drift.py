@@ -18,7 +18,8 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 
-from activities.temporal import signal_drift, start_drift, update_with_start
+from client.loops import signal_drift, start_drift, update_with_start
+from client.settings import Settings
 from domain.drift import (
     CaptureOutcome,
     CaptureRequest,
@@ -27,14 +28,13 @@ from domain.drift import (
     DriftRecord,
     DriftStatus,
 )
-from domain.errors import NotFound
 from domain.messages import SweepInput, SweepResult
 from domain.naming import drift_id, format_duration, parse_duration
+from domain.reads import ActiveUnitsPage, ActiveUnitsQuery, DriftStatusPage, DriftStatusQuery
 from starter import runner
 from starter.commands.change import author
-from starter.commands.read import open_existing
 from starter.output import Output
-from starter.settings import Settings
+from starter.reading import pages
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -89,19 +89,10 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=sweep_run)
 
 
-def _units(settings: Settings, space: str, unit: str | None) -> list[str]:
-    store = open_existing(settings)
-    try:
-        if store.get_space(space) is None:
-            raise NotFound(f"space {space!r} does not exist")
-        units = [u.slug for u in store.list_units(space) if u.state == "active"]
-    finally:
-        store.close()
-    if unit is not None:
-        if unit not in units:
-            raise NotFound(f"unit {space}/{unit} does not exist or is not active")
-        return [unit]
-    return units
+async def _units(client: Client, settings: Settings, space: str, unit: str | None) -> list[str]:
+    """The space's active units (or ``unit``, which must be one): read on the worker."""
+    query = ActiveUnitsQuery(space=space, unit=unit)
+    return [u async for page in pages(client, settings, query, ActiveUnitsPage) for u in page.units]
 
 
 def _field_json(f: DriftField) -> dict[str, Any]:
@@ -142,12 +133,13 @@ def _drift_json(record: DriftRecord | None, space: str, unit: str) -> dict[str, 
 
 
 async def status(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    units = _units(settings, args.space, args.unit)
-    store = open_existing(settings)
-    try:
-        records = {r.unit: r for r in store.list_drift(args.space, args.unit)}
-    finally:
-        store.close()
+    client = await runner.client_for(settings)
+    units: list[str] = []
+    records: dict[str, DriftRecord] = {}
+    query = DriftStatusQuery(space=args.space, unit=args.unit)
+    async for page in pages(client, settings, query, DriftStatusPage):
+        units.extend(page.units)
+        records.update((r.unit, r) for r in page.records)
     rows = [_drift_json(records.get(u), args.space, u) for u in units]
     out.result({"units": rows})
     table = []
@@ -197,8 +189,8 @@ async def _check_one(
 
 
 async def check(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    units = _units(settings, args.space, args.unit)
     client = await runner.client_for(settings)
+    units = await _units(client, settings, args.space, args.unit)
     gate = asyncio.Semaphore(16)
 
     async def one(unit: str) -> DriftStatus | None:
@@ -233,8 +225,8 @@ async def check(args: argparse.Namespace, out: Output, settings: Settings) -> in
 
 
 async def capture(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    _units(settings, args.space, args.unit)
     client = await runner.client_for(settings)
+    await _units(client, settings, args.space, args.unit)
     outcome = await update_with_start(
         client,
         lambda: start_drift(client, settings.task_queue, args.space, args.unit),
@@ -263,8 +255,8 @@ async def capture(args: argparse.Namespace, out: Output, settings: Settings) -> 
 
 
 async def _signal(args: argparse.Namespace, out: Output, settings: Settings, name: str) -> int:
-    _units(settings, args.space, args.unit)
     client = await runner.client_for(settings)
+    await _units(client, settings, args.space, args.unit)
     # One signal-with-start: no window between a start and a signal in which the
     # loop could complete (NOT_FOUND); a run that completes meanwhile is retried.
     await signal_drift(client, settings.task_queue, args.space, args.unit, "cli", signal=name)

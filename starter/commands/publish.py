@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
 
+from client.settings import Settings
 from domain.apply import ApplyOutcome
 from domain.messages import PublishRunInput, PublishRunResult, SourceRef
 from domain.naming import publish_options, publish_run_id
 from starter import applying, gitref, runner
 from starter.commands import apply as apply_cmd
 from starter.output import Output
-from starter.settings import Settings
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers

@@ -1,17 +1,18 @@
-"""Reading the authority: ``units``, ``revisions``, ``show``."""
+"""Reading the authority: ``units``, ``revisions``, ``show`` — through the worker
+(``starter.reading``): the CLI opens no database."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from authority import AuthorityStore, open_store
-from domain.errors import BadInput, NotFound
+from client.settings import Settings
+from domain.reads import RevisionsPage, RevisionsQuery, ShowAnswer, ShowQuery, UnitsPage, UnitsQuery
+from starter import runner
 from starter.output import Output
-from starter.settings import Settings
+from starter.reading import pages, read
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers
@@ -32,48 +33,10 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=show)
 
 
-def open_existing(settings: Settings) -> AuthorityStore:
-    """The store, refusing to create an empty SQLite file as a side effect of a read."""
-    # Imported here: commands that do not read the authority start faster without it.
-    from sqlalchemy.engine import make_url
-
-    url = settings.authority
-    if url.lower().startswith(("http://", "https://")):
-        # ConfigHub: the CLI reads the worker's state store beside it (README)
-        from authority.confighub import state_url
-
-        state = state_url()
-        db = make_url(state).database if state.startswith("sqlite") else None
-        if db and db != ":memory:" and not Path(db).exists():
-            raise BadInput(
-                f"no state store at {db}; with ConfigHub as the authority, set "
-                "TRIBUTARY_STATE to the worker's (see README, ConfigHub as the authority)",
-                field="TRIBUTARY_STATE",
-            )
-    if url.startswith("sqlite"):
-        db = make_url(url).database
-        if db and db != ":memory:" and not Path(db).exists():
-            raise BadInput(
-                f"no authority database at {db}; start `tributary dev` (and `source` the "
-                "export lines it prints) or set TRIBUTARY_AUTHORITY",
-                file=db,
-            )
-    return open_store(url)
-
-
-def _space_or_fail(store: AuthorityStore, space: str) -> None:
-    if store.get_space(space) is None:
-        known = ", ".join(s.name for s in store.list_spaces()) or "none yet"
-        raise NotFound(f"space {space!r} does not exist (known: {known})")
-
-
 async def units(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    store = open_existing(settings)
-    try:
-        _space_or_fail(store, args.space)
-        found = store.list_units(args.space)
-    finally:
-        store.close()
+    client = await runner.client_for(settings)
+    query = UnitsQuery(space=args.space)
+    found = [u async for page in pages(client, settings, query, UnitsPage) for u in page.units]
     out.result({"space": args.space, "units": [u.model_dump(mode="json") for u in found]})
     out.table(
         ["unit", "head", "live", "applied", "git", "version", "state", "last change"],
@@ -97,14 +60,11 @@ async def units(args: argparse.Namespace, out: Output, settings: Settings) -> in
 
 
 async def revisions(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    store = open_existing(settings)
-    try:
-        _space_or_fail(store, args.space)
-        if store.get_unit(args.space, args.unit) is None:
-            raise NotFound(f"unit {args.space}/{args.unit} does not exist")
-        found = store.list_revisions(args.space, args.unit)
-    finally:
-        store.close()
+    client = await runner.client_for(settings)
+    query = RevisionsQuery(space=args.space, unit=args.unit)
+    found = [
+        r async for page in pages(client, settings, query, RevisionsPage) for r in page.revisions
+    ]
     out.result(
         {
             "space": args.space,
@@ -134,18 +94,10 @@ async def revisions(args: argparse.Namespace, out: Output, settings: Settings) -
 
 
 async def show(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    store = open_existing(settings)
-    try:
-        _space_or_fail(store, args.space)
-        unit = store.get_unit(args.space, args.unit)
-        if unit is None:
-            raise NotFound(f"unit {args.space}/{args.unit} does not exist")
-        number = args.revision or unit.head_revision
-        rev = store.get_revision(args.space, args.unit, number)
-    finally:
-        store.close()
-    if rev is None:
-        raise NotFound(f"unit {args.space}/{args.unit} has no revision {number}")
+    client = await runner.client_for(settings)
+    query = ShowQuery(space=args.space, unit=args.unit, revision=args.revision)
+    shown = await read(client, settings, query, ShowAnswer)
+    unit, rev = shown.unit, shown.revision
     out.result({"unit": unit.model_dump(mode="json"), "revision": rev.model_dump(mode="json")})
     out.line(f"# {args.space}/{args.unit} revision {rev.number} ({rev.source}) — {rev.description}")
     if rev.policy.warnings:

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from client.settings import Settings
 from domain.errors import BadInput
 from domain.messages import LiveObjectsInput, LiveObjectsResult
 from domain.naming import kubernetes_name_problem
 from starter import runner
 from starter.output import Output
-from starter.settings import Settings
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers

@@ -10,6 +10,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING
 
+from client.settings import Settings
 from domain.authority import GatesUpdate
 from domain.errors import BadInput
 from domain.gates import approval_mode, parse_kind_pattern, parse_namespace_pattern
@@ -18,7 +19,6 @@ from domain.messages import SpaceGatesInput, SpaceGatesResult
 from domain.naming import branch_name_problem, kubernetes_name_problem, short_digest
 from starter import runner
 from starter.output import Output
-from starter.settings import Settings
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.temporal import sync_now
-from domain.errors import NotFound
+from client.loops import sync_now
+from client.settings import Settings
 from domain.messages import SyncNowInput
 from domain.naming import sync_pr_id
+from domain.reads import ActiveUnitsPage, ActiveUnitsQuery, PullRequestsPage, PullRequestsQuery
 from starter import runner
-from starter.commands.read import open_existing
 from starter.output import Output
-from starter.settings import Settings
+from starter.reading import pages, read
 from workflows._errors import error_info
 
 if TYPE_CHECKING:
@@ -44,20 +44,16 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    store = open_existing(settings)
-    try:
-        if store.get_space(args.space) is None:
-            raise NotFound(f"space {args.space!r} does not exist")
-    finally:
-        store.close()
     client = await runner.client_for(settings)
+    # Only that the space exists (a sync loop for a typo is never started).
+    await read(client, settings, ActiveUnitsQuery(space=args.space, limit=1), ActiveUnitsPage)
     workflow_id = sync_pr_id(args.space)
     out.progress(f"sync {args.space}: {workflow_id}")
     link = settings.workflow_link(workflow_id)
     if link:
         out.progress(f"  Web UI: {link}")
     # Starts the space's sync loop if it is not running; a loop that completes just
-    # then is started again (activities.temporal.update_with_start).
+    # then is started again (client.loops.update_with_start).
     try:
         result = await sync_now(
             client, settings.task_queue, args.space, SyncNowInput(dry_run=args.dry_run)
@@ -105,11 +101,9 @@ async def sync_pr(args: argparse.Namespace, out: Output, settings: Settings) -> 
 
 
 async def prs(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    store = open_existing(settings)
-    try:
-        found = store.list_prs(args.space)
-    finally:
-        store.close()
+    client = await runner.client_for(settings)
+    query = PullRequestsQuery(space=args.space)
+    found = [p async for page in pages(client, settings, query, PullRequestsPage) for p in page.prs]
     out.result({"prs": [pr.model_dump(mode="json") for pr in found]})
     out.table(
         ["number", "space", "state", "branch", "head", "updated", "url"],

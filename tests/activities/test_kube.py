@@ -22,7 +22,7 @@ from domain.messages import (
     KubeWaitInput,
     ObjectRef,
 )
-from starter.sandbox.kubeapi import KubeApiPeerThread
+from sandbox.kubeapi import KubeApiPeerThread
 
 GROUP, VERSION, KIND, PLURAL = "example.org", "v1", "Widget", "widgets"
 API_VERSION = f"{GROUP}/{VERSION}"

@@ -20,7 +20,7 @@ from activities.watcher import ClaimWatcher, fingerprint
 from authority.sql import SqlStore
 from domain.authority import SpaceSpec, UnitChange
 from domain.naming import drift_id
-from starter.sandbox.kubeapi import KubeApiPeerThread
+from sandbox.kubeapi import KubeApiPeerThread
 
 GROUP, VERSION, KIND, PLURAL = "platform.acme.io", "v1beta1", "DatabaseClaim", "databaseclaims"
 API_VERSION = f"{GROUP}/{VERSION}"

@@ -317,16 +317,3 @@ def test_a_bulk_apply_answers_207_with_per_unit_errors(store, hub):
     assert errors == ["unit b has no target"]
     assert a["LastAppliedRevisionNum"] == 1
     assert not b["LastAppliedRevisionNum"]
-
-
-def test_a_cli_read_without_the_workers_state_store_creates_nothing(hub, tmp_path, monkeypatch):
-    from starter.commands.read import open_existing
-    from starter.settings import Settings
-
-    missing = tmp_path / "nowhere" / "state.db"
-    monkeypatch.setenv("CONFIGHUB_TOKEN", TOKEN)
-    monkeypatch.setenv("TRIBUTARY_STATE", f"sqlite:///{missing}")
-    with pytest.raises(BadInput, match="TRIBUTARY_STATE"):
-        open_existing(Settings(authority=hub.url))
-    assert not missing.parent.exists()
-    assert hub.requests == []

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy
 from sqlalchemy import func, select
 
+from authority import schema
 from authority import tables as t
-from authority.migrations import LATEST, MIGRATIONS, current_version, migrate
 from authority.sql import SqlStore, make_engine
 from domain.authority import (
     ChangeOutcome,
@@ -25,6 +25,7 @@ from domain.authority import (
     UnitChange,
 )
 from domain.errors import BadInput, NotFound, StaleVersion
+from tests.authority import legacy
 
 SPACE = "messagewall-dev-east"
 
@@ -92,79 +93,7 @@ def _count(store: SqlStore, table) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-# ---- migrations ------------------------------------------------------------------------
-
-
-def test_empty_database_is_at_version_0(store_url):
-    engine = make_engine(store_url)
-    try:
-        assert current_version(engine) == 0
-    finally:
-        engine.dispose()
-
-
-def test_fresh_database_is_migrated_to_latest(store):
-    assert MIGRATIONS[-1][0] == LATEST
-    assert current_version(store.engine) == LATEST
-    with store.engine.connect() as conn:
-        versions = conn.execute(select(t.schema_version.c.version)).scalars().all()
-    assert sorted(versions) == [v for v, _ in MIGRATIONS]
-
-
-def test_migrating_twice_is_a_noop(store, store_url):
-    store.commit([change(claim(), None)], spaces=[space_spec()])
-    with store.engine.connect() as conn:
-        before = conn.execute(select(t.schema_version)).all()
-    assert migrate(store.engine) == LATEST
-    again = SqlStore(store_url)  # opening runs migrate() once more
-    try:
-        with store.engine.connect() as conn:
-            assert conn.execute(select(t.schema_version)).all() == before
-        assert again.get_unit(SPACE, "u").head_revision == 1
-        assert len(again.list_revisions(SPACE, "u")) == 1
-    finally:
-        again.close()
-
-
-def test_migrated_schema_matches_tables_metadata(store):
-    inspector = sqlalchemy.inspect(store.engine)
-    assert set(inspector.get_table_names()) == set(t.metadata.tables)
-    for name, table in t.metadata.tables.items():
-        reflected = {c["name"]: c for c in inspector.get_columns(name)}
-        assert list(reflected) == [c.name for c in table.columns], name
-        for col in table.columns:
-            got = reflected[col.name]
-            assert got["nullable"] == col.nullable, (name, col.name)
-            assert got["type"]._type_affinity is col.type._type_affinity, (name, col.name)
-            if isinstance(col.type, sqlalchemy.String) and col.type.length:
-                assert got["type"].length == col.type.length, (name, col.name)
-            if store.engine.dialect.name == "postgresql" and isinstance(
-                col.type, sqlalchemy.DateTime
-            ):
-                assert got["type"].timezone is True, (name, col.name)
-        pk = inspector.get_pk_constraint(name)["constrained_columns"]
-        assert pk == [c.name for c in table.primary_key.columns], name
-        fks = {
-            (
-                fk["name"],
-                tuple(fk["constrained_columns"]),
-                fk["referred_table"],
-                tuple(fk["referred_columns"]),
-            )
-            for fk in inspector.get_foreign_keys(name)
-        }
-        expected_fks = {
-            (
-                fk.name,
-                tuple(fk.column_keys),
-                fk.referred_table.name,
-                tuple(e.column.name for e in fk.elements),
-            )
-            for fk in table.foreign_key_constraints
-        }
-        assert fks == expected_fks, name
-        indexes = {(i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(name)}
-        assert indexes == {(i.name, tuple(c.name for c in i.columns)) for i in table.indexes}, name
+# ---- migrations: tests/authority/test_migrations.py -------------------------------------
 
 
 # ---- spaces ------------------------------------------------------------------------------
@@ -336,13 +265,11 @@ def test_an_argocd_application_name_is_a_kubernetes_name():
         GatesUpdate(space=SPACE, actuator="argocd", argocd_app="a/../b", by="olu")
 
 
-def test_migration_11_keeps_existing_spaces_on_their_own_apply(store_url, monkeypatch):
+def test_migration_11_keeps_existing_spaces_on_their_own_apply(store_url):
     engine = make_engine(store_url)
     try:
-        monkeypatch.setattr(m, "MIGRATIONS", [x for x in MIGRATIONS if x[0] <= 10])
-        migrate(engine)
-        monkeypatch.undo()
-        assert current_version(engine) == 10
+        legacy.build(engine, 10)
+        assert legacy.version(engine) == 10
         now = datetime(2024, 5, 1, tzinfo=UTC)
         with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
             spaces = sqlalchemy.Table("spaces", sqlalchemy.MetaData(), autoload_with=conn)
@@ -359,7 +286,7 @@ def test_migration_11_keeps_existing_spaces_on_their_own_apply(store_url, monkey
 
     store = SqlStore(store_url)
     try:
-        assert current_version(store.engine) == LATEST >= 11
+        assert schema.current_revision(store.engine) == schema.head()
         found = store.get_space(SPACE)
         assert (found.actuator, found.argocd_app) == ("kubernetes", "")
     finally:
@@ -377,7 +304,7 @@ def test_migration_10_seeds_gates_of_spaces_that_existed_before(store_url):
     engine = make_engine(store_url)
     try:
         with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
-            for version, step in MIGRATIONS:
+            for version, step in legacy.RELEASED:
                 if version < 9:
                     step(conn)
             now = datetime.now(UTC)
@@ -418,7 +345,7 @@ def test_migration_10_seeds_gates_of_spaces_that_existed_before(store_url):
                     "applied_at TIMESTAMP NOT NULL)"
                 )
             )
-            for version, _ in MIGRATIONS:
+            for version, _ in legacy.RELEASED:
                 if version < 9:
                     conn.execute(
                         sqlalchemy.text("INSERT INTO tributary_schema_version VALUES (:v, :now)"),
@@ -833,7 +760,6 @@ def test_concurrent_creators_of_one_unit_one_wins(seeded):
 
 from datetime import timezone  # noqa: E402
 
-from authority import migrations as m  # noqa: E402
 from domain.authority import UnitStateChange  # noqa: E402
 from domain.drift import DriftField, DriftRecord  # noqa: E402
 
@@ -863,22 +789,20 @@ def drift_record(unit: str = "u", **over) -> DriftRecord:
     return DriftRecord(**values)
 
 
-def test_migration_2_brings_a_version_1_database_up_to_date(store_url, monkeypatch):
+def test_migration_2_brings_a_version_1_database_up_to_date(store_url):
     engine = make_engine(store_url)
     try:
-        monkeypatch.setattr(m, "MIGRATIONS", MIGRATIONS[:1])
-        migrate(engine)
-        assert current_version(engine) == 1
+        legacy.build(engine, 1)
+        assert legacy.version(engine) == 1
         assert not sqlalchemy.inspect(engine).has_table("drift_status")
     finally:
         engine.dispose()
-    monkeypatch.undo()
     old = SqlStore(store_url)
     old.close()  # (opening it migrated it)
 
     store = SqlStore(store_url)
     try:
-        assert current_version(store.engine) == LATEST >= 2
+        assert schema.current_revision(store.engine) == schema.head()
         inspector = sqlalchemy.inspect(store.engine)
         columns = [c["name"] for c in inspector.get_columns("drift_status")]
         assert columns == [
@@ -907,12 +831,10 @@ def test_migration_2_brings_a_version_1_database_up_to_date(store_url, monkeypat
         store.close()
 
 
-def test_migration_2_keeps_what_version_1_held(store_url, monkeypatch):
+def test_migration_2_keeps_what_version_1_held(store_url):
     engine = make_engine(store_url)
     try:
-        monkeypatch.setattr(m, "MIGRATIONS", MIGRATIONS[:1])
-        migrate(engine)
-        monkeypatch.undo()
+        legacy.build(engine, 1)
         now = datetime(2024, 5, 1, tzinfo=UTC)
         with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
             md = sqlalchemy.MetaData()
@@ -948,7 +870,7 @@ def test_migration_2_keeps_what_version_1_held(store_url, monkeypatch):
 
     store = SqlStore(store_url)
     try:
-        assert current_version(store.engine) == LATEST
+        assert schema.current_revision(store.engine) == schema.head()
         unit = store.get_unit(SPACE, "u")
         assert (unit.head_revision, unit.live_revision) == (1, 1)
         assert store.get_revision(SPACE, "u", 1).data == claim()
@@ -1097,7 +1019,6 @@ def test_a_capture_is_live_without_being_applied(seeded):
 
 # ---- sync pull requests and space sync settings (migration 3) ------------------------------
 
-from authority import migrations as migrations_module  # noqa: E402
 from domain.authority import SyncSettings  # noqa: E402
 from domain.sync import PullRequest  # noqa: E402
 
@@ -1136,13 +1057,11 @@ def _pr_rows(store: SqlStore) -> list[tuple]:
         ]
 
 
-def test_migration_3_brings_a_version_2_database_up_to_date(store_url, monkeypatch):
+def test_migration_3_brings_a_version_2_database_up_to_date(store_url):
     engine = make_engine(store_url)
     try:
-        monkeypatch.setattr(migrations_module, "MIGRATIONS", MIGRATIONS[:2])
-        migrate(engine)
-        monkeypatch.undo()
-        assert current_version(engine) == 2
+        legacy.build(engine, 2)
+        assert legacy.version(engine) == 2
         inspector = sqlalchemy.inspect(engine)
         assert not inspector.has_table("pull_requests")
         assert "sync" not in [c["name"] for c in inspector.get_columns("spaces")]
@@ -1162,7 +1081,7 @@ def test_migration_3_brings_a_version_2_database_up_to_date(store_url, monkeypat
 
     store = SqlStore(store_url)
     try:
-        assert current_version(store.engine) == LATEST >= 3
+        assert schema.current_revision(store.engine) == schema.head()
         inspector = sqlalchemy.inspect(store.engine)
         assert [c["name"] for c in inspector.get_columns("pull_requests")] == [
             "number",
@@ -1400,13 +1319,11 @@ def test_a_retried_publish_finds_its_own_base_and_commit(seeded):
     assert _count(seeded, t.published_commits) == 1
 
 
-def test_migration_5_backfills_bases_from_gits_own_revisions(store_url, monkeypatch):
+def test_migration_5_backfills_bases_from_gits_own_revisions(store_url):
     engine = make_engine(store_url)
     try:
-        monkeypatch.setattr(m, "MIGRATIONS", MIGRATIONS[:4])
-        migrate(engine)
-        monkeypatch.undo()
-        assert current_version(engine) == 4
+        legacy.build(engine, 4)
+        assert legacy.version(engine) == 4
         assert not sqlalchemy.inspect(engine).has_table("git_bases")
         now = datetime(2024, 5, 1, tzinfo=UTC)
         with engine.connect().execution_options(tributary_write=True) as conn, conn.begin():
@@ -1451,7 +1368,7 @@ def test_migration_5_backfills_bases_from_gits_own_revisions(store_url, monkeypa
 
     store = SqlStore(store_url)
     try:
-        assert current_version(store.engine) == LATEST >= 5
+        assert schema.current_revision(store.engine) == schema.head()
         # A merge is never a base: u gets Git's render before the merge, v none.
         assert store.git_bases(SPACE) == {"u": GitBase(slug="u", commit="c1", data=claim())}
         assert store.is_published(SPACE, "c1")

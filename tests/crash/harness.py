@@ -37,10 +37,10 @@ from temporalio.client import Client
 
 from activities.kube_client import KubeClient
 from authority.sql import SqlStore
-from starter.sandbox.crossplane import CrossplaneStandIn
-from starter.sandbox.kubeapi import KubeApiPeerThread
-from starter.sandbox.moto_server import MotoServer
-from starter.settings import connect
+from client.settings import connect
+from sandbox.crossplane import CrossplaneStandIn
+from sandbox.kubeapi import KubeApiPeerThread
+from sandbox.moto_server import MotoServer
 from starter.stack import DevStack, StackConfig
 from tests.support import REPO_ROOT, free_port
 

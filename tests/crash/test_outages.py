@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from starter.sandbox.moto_server import AwsClients
+from sandbox.moto_server import AwsClients
 from tests.crash.common import cli, live_edit, remote_file, remote_refs
 from tests.crash.conftest import crash_repo
 from tests.crash.harness import CrashStack, eventually

@@ -127,7 +127,7 @@ def test_failures_enter_history_redacted(monkeypatch: pytest.MonkeyPatch) -> Non
     from temporalio.api.failure.v1 import Failure
     from temporalio.converter import DefaultPayloadConverter
 
-    from starter.settings import RedactingFailureConverter
+    from client.settings import RedactingFailureConverter
 
     monkeypatch.setenv("GITHUB_TOKEN", "canary-github-0001")
     converter = RedactingFailureConverter()

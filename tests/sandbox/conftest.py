@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from starter.sandbox.crossplane import CrossplaneStandIn
-from starter.sandbox.kubeapi import KubeApiPeerThread
-from starter.sandbox.moto_server import AwsClients, MotoServer
+from sandbox.crossplane import CrossplaneStandIn
+from sandbox.kubeapi import KubeApiPeerThread
+from sandbox.moto_server import AwsClients, MotoServer
 
 GROUP, VERSION, PLURAL = "example.org", "v1", "widgets"
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]

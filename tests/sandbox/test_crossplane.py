@@ -21,9 +21,9 @@ import yaml
 from botocore.exceptions import ClientError
 from kubernetes import client
 
-from starter.sandbox import compose_messagewall as mw
-from starter.sandbox import crossplane as crossplane_module
-from starter.sandbox.crossplane import (
+from sandbox import compose_messagewall as mw
+from sandbox import crossplane as crossplane_module
+from sandbox.crossplane import (
     XRD_GROUP,
     XRD_PLURAL,
     XRD_VERSION,
@@ -31,8 +31,8 @@ from starter.sandbox.crossplane import (
     claim_conditions,
     definition_crds,
 )
-from starter.sandbox.kubeapi import KubeApiPeerThread
-from starter.sandbox.moto_server import AwsClients
+from sandbox.kubeapi import KubeApiPeerThread
+from sandbox.moto_server import AwsClients
 from tests.sandbox.conftest import Kubectl, kubectl_binary
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -333,7 +333,7 @@ def test_aws_rejection_is_reported_and_not_retried(
     aws: AwsClients,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="starter.sandbox.crossplane")
+    caplog.set_level(logging.WARNING, logger="sandbox.crossplane")
     establish(custom, crossplane, MESSAGEWALL_XRD)
     long_prefix = "messagewall-" + "x" * 40  # bucket name: 69 characters, AWS allows 63
 
@@ -451,7 +451,7 @@ def test_unreachable_aws_is_retried_a_few_times(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(crossplane_module, "RETRY_DELAYS", (0.05, 0.05))
-    caplog.set_level(logging.WARNING, logger="starter.sandbox.crossplane")
+    caplog.set_level(logging.WARNING, logger="sandbox.crossplane")
 
     def messages() -> list[str]:
         return [r.getMessage() for r in caplog.records if "default/wall" in r.getMessage()]
@@ -488,7 +488,7 @@ def test_sandbox_process_serves_until_sigterm(tmp_path: Path) -> None:
     log_file = tmp_path / "sandbox.log"  # a file, not a pipe nobody reads while it runs
     with log_file.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "starter.sandbox", "--kube-port", "0", "--aws-port", "0",
+            [sys.executable, "-m", "sandbox", "--kube-port", "0", "--aws-port", "0",
              "--kubeconfig", str(kubeconfig), "--ready-file", str(ready_file)],
             stderr=log, cwd=Path(__file__).parents[2],
         )  # fmt: skip

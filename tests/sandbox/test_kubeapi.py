@@ -18,8 +18,8 @@ import pytest
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.exceptions import ApiException
 
-from starter.sandbox import kubeapi_ssa as ssa
-from starter.sandbox.kubeapi import KubeApiPeer, KubeApiPeerThread
+from sandbox import kubeapi_ssa as ssa
+from sandbox.kubeapi import KubeApiPeer, KubeApiPeerThread
 from tests.sandbox.conftest import GROUP, PLURAL, VERSION, Kubectl
 
 NS = "default"
@@ -860,7 +860,7 @@ def test_kubeconfig_is_usable_by_both_clients(
 
 def test_standalone_process(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    command = [sys.executable, "-m", "starter.sandbox.kubeapi", "--port", "0"]
+    command = [sys.executable, "-m", "sandbox.kubeapi", "--port", "0"]
     with subprocess.Popen(
         [*command, "--kubeconfig", str(kubeconfig)],
         stdout=subprocess.PIPE,

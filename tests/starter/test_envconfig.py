@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from client.settings import Settings, connect_config
 from domain.errors import BadInput
-from starter.settings import Settings, connect_config
 from tests.support import run_cli
 
 PROFILES = """

@@ -1,4 +1,4 @@
-"""starter/telemetry.py: options, JSON log lines (redacted), the heartbeat and its reading."""
+"""client/telemetry.py: options, JSON log lines (redacted), the heartbeat and its reading."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from client import telemetry
 from domain.errors import BadInput
 from domain.redact import secret_values
-from starter import telemetry
 from worker import RedactingFilter
 
 SECRET = "ghp_" + "Zq8" * 12

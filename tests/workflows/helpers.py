@@ -9,8 +9,8 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.temporal import signal_apply
 from authority.sql import SqlStore
+from client.loops import signal_apply
 from domain.apply import ApplyRequest
 from domain.messages import PublishRunInput, PublishRunResult, RequestApplyInput, SourceRef
 from starter.gitref import resolve

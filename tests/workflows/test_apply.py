@@ -16,8 +16,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.temporal import signal_apply
 from authority.sql import SqlStore
+from client.loops import signal_apply
 from domain.apply import ApplyOutcome, ApplyRequest, ApproveInput, ApproveResult
 from domain.authority import GatesUpdate, PolicyResult, UnitChange
 from domain.drift import DriftStatus

@@ -30,8 +30,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import workflows.drift
 from activities.drift import DriftActivities
 from activities.source import SourceCache
-from activities.temporal import signal_drift, start_drift
 from authority.sql import SqlStore
+from client.loops import signal_drift, start_drift
 from domain.apply import ApplyOutcome, ApproveInput
 from domain.authority import UnitChange, UnitStateChange
 from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus

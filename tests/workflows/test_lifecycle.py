@@ -36,14 +36,14 @@ import workflows.sync
 from activities.drift import DriftActivities
 from activities.kube_client import KubeClient
 from activities.source import SourceCache
-from activities.temporal import (
+from authority.sql import SqlStore
+from client.loops import (
     signal_drift,
     signal_sync,
     start_drift,
     sync_now,
     update_with_start,
 )
-from authority.sql import SqlStore
 from domain.authority import UnitStateChange
 from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftStatus
 from domain.messages import DriftCheckInput, DriftCheckResult, SyncNowInput, SyncPRInput, SyncResult

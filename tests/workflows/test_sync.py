@@ -24,8 +24,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.temporal import signal_sync
 from authority.sql import SqlStore
+from client.loops import signal_sync
 from domain.messages import SyncNowInput, SyncPRInput, SyncResult
 from domain.naming import sync_pr_id
 from tests.support import AuthoringRepo, authority_change, eventually, git, make_repo

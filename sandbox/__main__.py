@@ -1,6 +1,6 @@
 """The whole sandbox in one process: the Kubernetes API peer, moto, the Crossplane stand-in.
 
-    python -m starter.sandbox --kube-port 0 --aws-port 0 \\
+    python -m sandbox --kube-port 0 --aws-port 0 \\
         --kubeconfig /tmp/sandbox/kubeconfig --ready-file /tmp/sandbox/ready.json
 
 Once everything serves, the ready file appears (atomically: a reader never sees half of it)::
@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from starter.sandbox.crossplane import CrossplaneStandIn
-from starter.sandbox.kubeapi import KubeApiPeerThread
-from starter.sandbox.moto_server import MotoServer
+from sandbox.crossplane import CrossplaneStandIn
+from sandbox.kubeapi import KubeApiPeerThread
+from sandbox.moto_server import MotoServer
 
-log = logging.getLogger("starter.sandbox")
+log = logging.getLogger("sandbox")
 
 
 def write_ready_file(path: Path, content: dict[str, str]) -> None:
@@ -54,7 +54,7 @@ def _logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m starter.sandbox",
+        prog="python -m sandbox",
         description="Serve the Kubernetes API peer, moto and the Crossplane stand-in "
         "until SIGTERM/SIGINT.",
     )

@@ -43,9 +43,9 @@ from botocore.exceptions import ClientError
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from starter.sandbox import compose_messagewall
-from starter.sandbox._service import Service
-from starter.sandbox.moto_server import AwsClients
+from sandbox import compose_messagewall
+from sandbox._service import Service
+from sandbox.moto_server import AwsClients
 
 XRD_GROUP, XRD_VERSION, XRD_PLURAL = (
     "apiextensions.crossplane.io",

@@ -33,7 +33,7 @@ from kmock._internal.rendering import Response  # not re-exported by kmock
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from starter.sandbox.kubeapi_kinds import (
+from sandbox.kubeapi_kinds import (
     KindInfo,
     Route,
     api_group,
@@ -42,10 +42,10 @@ from starter.sandbox.kubeapi_kinds import (
     is_valid_name,
     parse_route,
 )
-from starter.sandbox.kubeapi_patch import PatchError, json_patch, merge_patch, strip_directives
-from starter.sandbox.kubeapi_select import FieldRequirement, Selector, SelectorError
-from starter.sandbox.kubeapi_status import ApiError, FaultRule, invalid, no_such_resource
-from starter.sandbox.kubeapi_store import NAMESPACES, ObjectStore, Watcher, as_version
+from sandbox.kubeapi_patch import PatchError, json_patch, merge_patch, strip_directives
+from sandbox.kubeapi_select import FieldRequirement, Selector, SelectorError
+from sandbox.kubeapi_status import ApiError, FaultRule, invalid, no_such_resource
+from sandbox.kubeapi_store import NAMESPACES, ObjectStore, Watcher, as_version
 
 # kmock 0.8's URL parser raises on a bare ".../namespaces" URL (the namespace list) before any
 # hook of ours runs; such requests are built by us, without kmock's Kubernetes fields.

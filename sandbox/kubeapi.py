@@ -23,7 +23,7 @@ How it is built:
 
 Run it standalone (until SIGINT/SIGTERM)::
 
-    python -m starter.sandbox.kubeapi --port 6443 --kubeconfig /tmp/kubeconfig
+    python -m sandbox.kubeapi --port 6443 --kubeconfig /tmp/kubeconfig
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ from typing import Any, Self, TypeVar
 import aiohttp.web
 from ruamel.yaml import YAML
 
-from starter.sandbox._service import Service
-from starter.sandbox.kubeapi_handler import KubeApiEmulator
-from starter.sandbox.kubeapi_kinds import KindInfo
-from starter.sandbox.kubeapi_status import FaultRule
-from starter.sandbox.kubeapi_store import ObjectStore
+from sandbox._service import Service
+from sandbox.kubeapi_handler import KubeApiEmulator
+from sandbox.kubeapi_kinds import KindInfo
+from sandbox.kubeapi_status import FaultRule
+from sandbox.kubeapi_store import ObjectStore
 
 T = TypeVar("T")
 
@@ -345,7 +345,7 @@ async def _serve(host: str, port: int, kubeconfig: Path | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m starter.sandbox.kubeapi",
+        prog="python -m sandbox.kubeapi",
         description="Serve a Kubernetes API peer until SIGINT/SIGTERM.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -12,7 +12,7 @@ import aiohttp.web
 # kmock does not re-export its Response (status + headers + payload); our handlers return it.
 from kmock._internal.rendering import Response
 
-from starter.sandbox.kubeapi_kinds import KindInfo
+from sandbox.kubeapi_kinds import KindInfo
 
 REASONS = {
     400: "BadRequest",

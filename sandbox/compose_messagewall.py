@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from starter.sandbox.moto_server import AwsClients
+from sandbox.moto_server import AwsClients
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient

@@ -43,10 +43,10 @@ from temporalio.runtime import (
 )
 from temporalio.service import RPCError
 
+from client.settings import Settings, connect
 from domain import metrics
 from domain.errors import BadInput
 from domain.redact import redact
-from starter.settings import Settings, connect
 
 DEFAULT_METRICS_BIND = "127.0.0.1:9464"
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 30.0

@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from starter.sandbox._service import Service
+from sandbox._service import Service
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from starter.sandbox import kubeapi_ssa as ssa
-from starter.sandbox.kubeapi_kinds import InvalidCrdError, KindInfo, crd_status, kinds_from_crd
-from starter.sandbox.kubeapi_select import Selector
-from starter.sandbox.kubeapi_status import (
+from sandbox import kubeapi_ssa as ssa
+from sandbox.kubeapi_kinds import InvalidCrdError, KindInfo, crd_status, kinds_from_crd
+from sandbox.kubeapi_select import Selector
+from sandbox.kubeapi_status import (
     ApiError,
     already_exists,
     invalid,
