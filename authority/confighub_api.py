@@ -234,8 +234,24 @@ class ConfigHubApi:
         """Poll the unit events of a queued operation (200 ms doubling to 6.4 s) until one
         is ``Completed``, ``Failed`` or ``Canceled``; None when ``deadline`` (monotonic)
         passes first."""
-        delay = BACKOFF_FIRST
         where = f"QueuedOperationID = {quote(operation_id)}"
+        return self.wait_for_event(
+            space_id, unit_id, where, what, deadline=deadline, heartbeat=heartbeat
+        )
+
+    def wait_for_event(
+        self,
+        space_id: str,
+        unit_id: str,
+        where: str,
+        what: str,
+        *,
+        deadline: float,
+        heartbeat: Callable[[], None] = lambda: None,
+    ) -> dict[str, Any] | None:
+        """Poll the unit events ``where`` selects (200 ms doubling to 6.4 s) until the
+        newest has ended (``Completed``, ``Failed``, ``Canceled``); None at ``deadline``."""
+        delay = BACKOFF_FIRST
         while True:
             heartbeat()
             events = self.call(
@@ -244,7 +260,7 @@ class ConfigHubApi:
                 params={"where": where},
                 what=what,
             )
-            for event in events or []:
+            for event in reversed(events or []):
                 if (event or {}).get("Status") in ("Completed", "Failed", "Canceled"):
                     return dict(event)
             if time.monotonic() + delay > deadline:
