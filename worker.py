@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from activities.argocd import ArgoCDActivities, ArgoCDClient
 from activities.authority import AuthorityActivities
+from activities.confighub import ConfigHubActivities
 from activities.aws import AwsObservers
 from activities.drift import DriftActivities
 from activities.failures import CompactFailures
@@ -33,6 +34,7 @@ from activities.sync import SyncActivities
 from activities.temporal import TemporalActivities
 from activities.watcher import ClaimWatcher
 from authority import open_store
+from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
 from domain.redact import redact, secret_values
 from starter.settings import Settings, connect
@@ -85,7 +87,11 @@ def activities(
     drift = DriftActivities(store, kube, AwsObservers())
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
     argo = ArgoCDActivities(argocd or ArgoCDClient.from_env())
+    # The confighub actuator's activities exist only when ConfigHub is the authority
+    # (ApplyWorkflow schedules them only then: ApplyContextResult.confighub).
+    hub = [] if not isinstance(store, ConfigHubStore) else _confighub(ConfigHubActivities(store))
     return [
+        *hub,
         git.checkout,
         git.newer_commits,
         render.load_project,
@@ -124,6 +130,10 @@ def activities(
         sync.ensure_pr,
         sync.close_prs,
     ]
+
+
+def _confighub(hub: ConfigHubActivities) -> list[Any]:
+    return [hub.apply, hub.wait]
 
 
 def build_worker(

@@ -95,6 +95,7 @@ class FakeConfigHub:
         self.events: dict[str, list[dict[str, Any]]] = {}  # unit id -> events
         self.apply_polls = 1
         self.apply_result = "Completed"
+        self.apply_message = ""  # the event's Message ("applied" / "apply failed" if empty)
         self.fail_next: list[int] = []
         self.refuse_apply: set[str] = set()
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
@@ -381,7 +382,7 @@ class FakeConfigHub:
                     if self.apply_result == "Completed"
                     else "ApplyFailed",
                     "Status": self.apply_result,
-                    "Message": "applied" if ok else "apply failed",
+                    "Message": self.apply_message or ("applied" if ok else "apply failed"),
                     "BridgeWorkerID": None,
                     "StartedAt": now,
                     "TerminatedAt": now,
