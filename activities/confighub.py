@@ -93,6 +93,7 @@ class ConfigHubActivities:
             space_id,
             str(unit["UnitID"]),
             f"applying revision {inp.revision} of unit {inp.space}/{inp.unit}",
+            retry=False,  # a failed answer may follow the queueing: the next attempt looks
         )
         operation = str(queued.get("QueuedOperationID") or "")
         if not operation:
