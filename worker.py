@@ -19,8 +19,8 @@ from temporalio.worker import Worker
 
 from activities.argocd import ArgoCDActivities, ArgoCDClient
 from activities.authority import AuthorityActivities
-from activities.confighub import ConfigHubActivities
 from activities.aws import AwsObservers
+from activities.confighub import ConfigHubActivities
 from activities.drift import DriftActivities
 from activities.failures import CompactFailures
 from activities.git import GitActivities

@@ -132,9 +132,7 @@ async def test_a_space_with_actuator_confighub_applies_through_confighub(
     (operation,) = hub.operations.values()
     assert operation["Status"] == "Completed"
     polls = [
-        query
-        for method, query, _, _ in hub.requests
-        if method == "GET" and "/unit_event" in query
+        query for method, query, _, _ in hub.requests if method == "GET" and "/unit_event" in query
     ]
     assert len(polls) == 3
     assert all(operation["QueuedOperationID"] in p for p in polls)
