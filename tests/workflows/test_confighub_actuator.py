@@ -86,9 +86,9 @@ async def gates(env: WorkflowEnvironment, worker: Worker, update: GatesUpdate) -
 
 
 async def settle(
-    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int
+    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int, **kw: Any
 ) -> ApplyOutcome:
-    workflow_id, request_id = await ask(env, worker, space, unit, revision)
+    workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
     handle = env.client.get_workflow_handle(workflow_id)
     for _ in range(900):
         status: ApplyStatus = await handle.query(ApplyWorkflow.status)
@@ -171,6 +171,26 @@ async def test_a_failed_unit_event_is_a_failed_apply_with_confighubs_message(
     assert unit is not None
     # Queued (LastAppliedRevisionNum moved), never live.
     assert (unit.live_revision, unit.last_applied_revision) == (None, 1)
+
+
+async def test_an_apply_confighub_does_not_finish_in_time_is_not_ready(
+    env: WorkflowEnvironment,
+    hub_worker: Worker,
+    hub_store: ConfigHubStore,
+    hub: FakeConfigHub,
+    messagewall: AuthoringRepo,
+) -> None:
+    await confighub_space(env, hub_worker, messagewall)
+    hub.apply_polls = 10**6  # the bridge worker never reports
+
+    outcome = await settle(env, hub_worker, DEV, DEV, 1, ready_timeout_seconds=1)
+
+    assert (outcome.state, outcome.reason) == ("failed", "not-ready")
+    assert outcome.message == "ConfigHub's apply of revision 1 did not end within 1s"
+    assert len(applies(hub)) == 1
+    unit = hub_store.get_unit(DEV, DEV)
+    assert unit is not None
+    assert unit.live_revision is None
 
 
 async def test_an_attempt_retried_after_the_queue_call_does_not_queue_twice(
