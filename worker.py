@@ -30,6 +30,7 @@ from temporalio.worker import Worker
 from activities.argocd import ArgoCDActivities, ArgoCDClient
 from activities.authority import AuthorityActivities
 from activities.aws import AwsObservers
+from activities.confighub import ConfigHubActivities
 from activities.drift import DriftActivities
 from activities.failures import CompactFailures
 from activities.git import GitActivities
@@ -44,6 +45,7 @@ from activities.sync import SyncActivities
 from activities.temporal import TemporalActivities
 from activities.watcher import ClaimWatcher
 from authority import open_store
+from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
 from client import telemetry
 from client.settings import Settings, connect
@@ -109,7 +111,11 @@ def activities(
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
     argo = ArgoCDActivities(argocd or ArgoCDClient.from_env())
     reads = ReadActivities(store)
+    # The confighub actuator's activities exist only when ConfigHub is the authority
+    # (ApplyWorkflow schedules them only then: ApplyContextResult.confighub).
+    hub = [] if not isinstance(store, ConfigHubStore) else _confighub(ConfigHubActivities(store))
     return [
+        *hub,
         git.checkout,
         git.newer_commits,
         render.load_project,
@@ -149,6 +155,10 @@ def activities(
         sync.close_prs,
         reads.read,
     ]
+
+
+def _confighub(hub: ConfigHubActivities) -> list[Any]:
+    return [hub.apply, hub.wait]
 
 
 def build_worker(

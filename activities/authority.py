@@ -7,6 +7,7 @@ import time
 from temporalio import activity
 
 from activities._errors import decided
+from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
 from domain.apply import is_precious
 from domain.authority import GIT_SOURCES, Approval, UnitStateChange
@@ -178,6 +179,7 @@ class AuthorityActivities:
             precious=is_precious(rev.data),
             head_revision=unit.head_revision,
             xrds=xrds,
+            confighub=isinstance(self.store, ConfigHubStore),
         )
 
     @activity.defn(name="authority.record_approval")

@@ -165,6 +165,20 @@ class ConfigHubStore:
                 return space_id, dict(unit)
         return None
 
+    def extended_unit(self, space: str, slug: str) -> tuple[str, dict[str, Any]] | None:
+        """(space id, the ``ExtendedUnit``: Unit, UnitStatus, LatestUnitEvent), or None:
+        what the ``confighub`` actuator reads around an apply."""
+        space_id = self._space_id(space)
+        if space_id is None:
+            return None
+        found = self.api.list_units(
+            space_id, f"reading unit {space}/{slug}", where=f"Slug = {quote(slug)}"
+        )
+        for item in found:
+            if item["Unit"].get("Slug") == slug:
+                return space_id, item
+        return None
+
     def _units_by_slug(self, space: str) -> dict[str, dict[str, Any]]:
         """Every unit of ``space`` (bare Units) by slug: one call for a whole publish."""
         space_id = self._space_id(space)
@@ -615,7 +629,8 @@ class ConfigHubStore:
             _set_state(conn, space, slug, state)
 
     def set_space_gates(self, change: GatesUpdate) -> tuple[SpaceRecord, list[str]]:
-        return self.state.set_space_gates(change)
+        # With ConfigHub as the authority, actuator confighub is this store's to hold.
+        return self.state.set_space_gates(change, confighub=True)
 
     def record_approval(
         self, space: str, slug: str, number: int, approval: Approval

@@ -201,10 +201,21 @@ class ConfigHubApi:
 
     # ---- applies through ConfigHub ------------------------------------------------
 
-    def apply(self, space_id: str, unit_id: str, what: str) -> dict[str, Any]:
-        """Queue an apply through the unit's target; returns the ``QueuedOperation``."""
+    def apply(
+        self, space_id: str, unit_id: str, what: str, *, retry: bool = True
+    ) -> dict[str, Any]:
+        """Queue an apply through the unit's target; returns the ``QueuedOperation``.
+
+        ``retry=False``: one request, no retry here — a 5xx may come after ConfigHub
+        queued the apply, so the caller looks at the unit before asking again."""
         return dict(
-            self.call("POST", f"/space/{space_id}/unit/{unit_id}/apply", json={}, what=what)
+            self.call(
+                "POST",
+                f"/space/{space_id}/unit/{unit_id}/apply",
+                json={},
+                what=what,
+                attempts=ATTEMPTS if retry else 1,
+            )
         )
 
     def bulk_apply(self, where: str, what: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -234,8 +245,24 @@ class ConfigHubApi:
         """Poll the unit events of a queued operation (200 ms doubling to 6.4 s) until one
         is ``Completed``, ``Failed`` or ``Canceled``; None when ``deadline`` (monotonic)
         passes first."""
-        delay = BACKOFF_FIRST
         where = f"QueuedOperationID = {quote(operation_id)}"
+        return self.wait_for_event(
+            space_id, unit_id, where, what, deadline=deadline, heartbeat=heartbeat
+        )
+
+    def wait_for_event(
+        self,
+        space_id: str,
+        unit_id: str,
+        where: str,
+        what: str,
+        *,
+        deadline: float,
+        heartbeat: Callable[[], None] = lambda: None,
+    ) -> dict[str, Any] | None:
+        """Poll the unit events ``where`` selects (200 ms doubling to 6.4 s) until the
+        newest has ended (``Completed``, ``Failed``, ``Canceled``); None at ``deadline``."""
+        delay = BACKOFF_FIRST
         while True:
             heartbeat()
             events = self.call(
@@ -244,7 +271,7 @@ class ConfigHubApi:
                 params={"where": where},
                 what=what,
             )
-            for event in events or []:
+            for event in reversed(events or []):
                 if (event or {}).get("Status") in ("Completed", "Failed", "Canceled"):
                     return dict(event)
             if time.monotonic() + delay > deadline:
@@ -263,6 +290,7 @@ class ConfigHubApi:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         content_type: str = "application/json",
+        attempts: int = ATTEMPTS,
     ) -> Any:
         headers = {
             "Authorization": f"Bearer {self.__token}",
@@ -274,7 +302,7 @@ class ConfigHubApi:
             content = jsonlib.dumps(json).encode()
             headers["Content-Type"] = content_type
         delay = BACKOFF_FIRST
-        for attempt in range(ATTEMPTS):
+        for attempt in range(attempts):
             wait = delay
             try:
                 response = self._client.request(
@@ -297,7 +325,7 @@ class ConfigHubApi:
                     wait = max(wait, _retry_after(response))
                 else:
                     raise self._failure(status, message, what)
-            if attempt + 1 == ATTEMPTS:
+            if attempt + 1 == attempts:
                 raise failure
             self._sleep(min(wait, BACKOFF_MAX))
             delay = min(delay * 2, BACKOFF_MAX)

@@ -256,11 +256,15 @@ class SqlStore:
             row = conn.execute(_revision_query(space, slug, number)).mappings().one()
         return _revision(row)
 
-    def set_space_gates(self, change: GatesUpdate) -> tuple[SpaceRecord, list[str]]:
+    def set_space_gates(
+        self, change: GatesUpdate, *, confighub: bool = False
+    ) -> tuple[SpaceRecord, list[str]]:
         """Change a space's gates (the admin command); returns it and what changed.
 
         Records who changed them and when, even when nothing changed: the call
-        itself is the admin's statement.
+        itself is the admin's statement. ``confighub``: this store is the state store
+        beside the ConfigHub authority (``ConfigHubStore``), which alone can hold the
+        ``confighub`` actuator; as the embedded authority it is refused.
         """
         with self._write() as conn:
             row = (
@@ -270,7 +274,7 @@ class SqlStore:
             )
             if row is None:
                 raise NotFound(f"space {change.space!r} does not exist in the authority")
-            if change.actuator == "confighub":
+            if change.actuator == "confighub" and not confighub:
                 raise BadInput(
                     "actuator confighub applies through ConfigHub, but this worker's authority "
                     "is the embedded store; run the worker with TRIBUTARY_AUTHORITY=https://… "

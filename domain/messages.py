@@ -332,6 +332,8 @@ class ApplyContextResult(BaseModel):
     precious: bool
     head_revision: int
     xrds: list[dict[str, Any]]  # XRDs of the space that define this claim's kind
+    # The worker's authority is ConfigHub: it can drive the confighub actuator.
+    confighub: bool = False
 
 
 class RecordApprovalInput(BaseModel):

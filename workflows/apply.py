@@ -16,6 +16,11 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.argocd import ArgoCDActivities, ArgoSyncInput, ArgoWaitInput
     from activities.authority import AuthorityActivities
+    from activities.confighub import (
+        ConfigHubActivities,
+        ConfigHubApplyInput,
+        ConfigHubWaitInput,
+    )
     from activities.kube import KubeActivities
     from activities.temporal import TemporalActivities
     from domain import metrics
@@ -193,15 +198,7 @@ class ApplyWorkflow:
         actuator = ctx.gates.actuator if ctx.gates is not None else "kubernetes"
         try:
             if actuator == "confighub":
-                # Only ConfigHub's authority client can hold this actuator (the embedded
-                # store refuses it); this worker's apply does not drive ConfigHub.
-                self._finish(
-                    req,
-                    "failed",
-                    f"space {self.space} applies through ConfigHub (actuator confighub), "
-                    "which this worker does not drive",
-                    reason="error",
-                )
+                await self._confighub(req, ctx)
             elif actuator == "argocd":
                 await self._argocd(req, ctx)
             elif req.action == "delete":
@@ -213,7 +210,7 @@ class ApplyWorkflow:
             # PolicyDenied: the space's gates refused the object (kind, namespace,
             # another space's object) — decided, like a policy denial.
             reason: FailureReason = "error"
-            if info.type == "Rejected":
+            if info.type in ("Rejected", "ConfigHubRejected"):
                 reason = "rejected"
             elif info.type == "PolicyDenied":
                 reason = "denied"
@@ -396,6 +393,83 @@ class ApplyWorkflow:
             return
         if req.action == "delete":
             self._finish(req, "deleted", f"pruned by Argo CD ({app})")
+            return
+        await workflow.execute_activity_method(
+            TemporalActivities.ensure_drift,
+            EnsureDriftInput(units=[UnitKey(space=self.space, unit=self.unit)], reason="apply"),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="keep the drift loop running",
+        )
+        self._finish(req, "ready", waited.message)
+
+    async def _confighub(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
+        """Actuator confighub (the seed's main path): ConfigHub applies the unit through
+        the space's target and worker; completion is its unit event, and the live
+        revision is ConfigHub's ``LiveRevisionNum`` (nothing recorded here)."""
+        assert ctx.gates is not None
+        if not ctx.confighub:
+            # Only ConfigHub's authority client can hold this actuator (the embedded
+            # store refuses it); this worker's apply does not drive ConfigHub.
+            self._finish(
+                req,
+                "failed",
+                f"space {self.space} applies through ConfigHub (actuator confighub), "
+                "which this worker does not drive",
+                reason="error",
+            )
+            return
+        if req.action == "delete":
+            self._finish(
+                req,
+                "failed",
+                f"space {self.space} applies through ConfigHub (actuator confighub): "
+                f"deleting unit {self.unit} from the cluster is ConfigHub's "
+                f"(cub unit destroy --space {self.space} {self.unit})",
+                reason="error",
+            )
+            return
+        # ConfigHub applies whatever the revision holds: the kind and namespace gates
+        # are checked here, before it is queued.
+        problem = object_problem(
+            self.space, ctx.gates.kinds, ctx.gates.namespaces, ctx.data, namespaced=None
+        )
+        if problem:
+            self._finish(req, "failed", problem, reason="denied")
+            return
+        self._set(req, "applying", f"ConfigHub: queueing the apply of revision {req.revision}")
+        queued = await workflow.execute_activity_method(
+            ConfigHubActivities.apply,
+            ConfigHubApplyInput(space=self.space, unit=self.unit, revision=req.revision),
+            start_to_close_timeout=timedelta(minutes=3),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=opt.RETRY,
+            summary=f"ConfigHub: apply revision {req.revision}",
+        )
+        self._set(
+            req,
+            "applied",
+            f"ConfigHub: apply queued (operation {queued.operation_id or 'found by revision'})",
+        )
+        waited = await workflow.execute_activity_method(
+            ConfigHubActivities.wait,
+            ConfigHubWaitInput(
+                space=self.space,
+                unit=self.unit,
+                revision=req.revision,
+                operation_id=queued.operation_id,
+                timeout_seconds=req.ready_timeout_seconds,
+            ),
+            start_to_close_timeout=timedelta(seconds=req.ready_timeout_seconds + 120),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=opt.RETRY,
+            summary="ConfigHub: wait for the apply's unit event",
+        )
+        if waited.state == "failed":
+            self._finish(req, "failed", waited.message, reason="rejected")
+            return
+        if waited.state != "ready":
+            self._finish(req, "failed", waited.message, reason="not-ready")
             return
         await workflow.execute_activity_method(
             TemporalActivities.ensure_drift,

@@ -22,6 +22,7 @@ from authority.confighub_api import (
     check_base_url,
 )
 from authority.sql import SqlStore
+from domain.authority import GatesUpdate
 from domain.errors import BadInput, NotFound
 from tests.authority.test_store import SPACE, change, claim, space_spec
 from tests.fakes.confighub import ApiError, FakeConfigHub
@@ -317,3 +318,24 @@ def test_a_bulk_apply_answers_207_with_per_unit_errors(store, hub):
     assert errors == ["unit b has no target"]
     assert a["LastAppliedRevisionNum"] == 1
     assert not b["LastAppliedRevisionNum"]
+
+
+# ---- the confighub actuator ----------------------------------------------------------------
+
+
+def test_actuator_confighub_is_accepted_with_confighub_as_the_authority(store, tmp_path):
+    found, changed = store.set_space_gates(
+        GatesUpdate(space=SPACE, actuator="confighub", by="platform-admin")
+    )
+    assert (changed, found.actuator) == (["actuator"], "confighub")
+    assert store.get_space(SPACE).actuator == "confighub"
+    # The same state store opened as the embedded authority refuses it, writing nothing.
+    embedded = SqlStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        found, _ = embedded.set_space_gates(GatesUpdate(space=SPACE, actuator="kubernetes", by="x"))
+        assert found.actuator == "kubernetes"
+        with pytest.raises(BadInput, match=r"^--actuator: actuator confighub applies through"):
+            embedded.set_space_gates(GatesUpdate(space=SPACE, actuator="confighub", by="x"))
+        assert embedded.get_space(SPACE).actuator == "kubernetes"
+    finally:
+        embedded.close()

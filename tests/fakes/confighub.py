@@ -95,8 +95,11 @@ class FakeConfigHub:
         self.events: dict[str, list[dict[str, Any]]] = {}  # unit id -> events
         self.apply_polls = 1
         self.apply_result = "Completed"
+        self.apply_message = ""  # the event's Message ("applied" / "apply failed" if empty)
         self.fail_next: list[int] = []
         self.refuse_apply: set[str] = set()
+        # Queue the next N applies, then answer 503 (the answer lost after the queueing).
+        self.lose_apply_answers = 0
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -165,7 +168,11 @@ class FakeConfigHub:
                     revs = self._where(self.revisions[unit["UnitID"]], query)
                     return [{"Revision": omitempty(r)} for r in revs]
                 if rest == ["apply"] and method == "POST":
-                    return self._apply(unit)
+                    queued = self._apply(unit)
+                    if self.lose_apply_answers:
+                        self.lose_apply_answers -= 1
+                        raise ApiError(503, "upstream request timeout")
+                    return queued
                 if rest == ["unit_event"] and method == "GET":
                     return self._poll(unit, query)
                 if rest == ["approve"] and method == "POST":
@@ -381,7 +388,7 @@ class FakeConfigHub:
                     if self.apply_result == "Completed"
                     else "ApplyFailed",
                     "Status": self.apply_result,
-                    "Message": "applied" if ok else "apply failed",
+                    "Message": self.apply_message or ("applied" if ok else "apply failed"),
                     "BridgeWorkerID": None,
                     "StartedAt": now,
                     "TerminatedAt": now,
