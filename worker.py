@@ -18,7 +18,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.authority import AuthorityActivities
-from activities.aws import AwsObservers
 from activities.drift import DriftActivities
 from activities.failures import CompactFailures
 from activities.git import GitActivities
@@ -71,7 +70,7 @@ def activities(
     auth = AuthorityActivities(store)
     cluster = KubeActivities(kube, on_applied=watcher.notice if watcher else None)
     temporal = TemporalActivities(client, task_queue)
-    drift = DriftActivities(store, kube, AwsObservers())
+    drift = DriftActivities(store, kube)
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
     return [
         git.checkout,

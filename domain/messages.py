@@ -97,6 +97,7 @@ class LoadBundleInput(BaseModel):
     source: SourceRef
     policies: list[str]
     schemas: list[str]
+    compositions: list[str] = Field(default_factory=list)
 
 
 class LoadBundleResult(BaseModel):
@@ -329,6 +330,8 @@ class ApplyContextResult(BaseModel):
     precious: bool
     head_revision: int
     xrds: list[dict[str, Any]]  # XRDs of the space that define this claim's kind
+    # the space's Compositions for that kind's composite (installed where the cluster lacks them)
+    compositions: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RecordApprovalInput(BaseModel):
@@ -373,6 +376,7 @@ class ObjectRef(BaseModel):
 class KubeApplyInput(BaseModel):
     data: dict[str, Any]
     xrds: list[dict[str, Any]] = Field(default_factory=list)
+    compositions: list[dict[str, Any]] = Field(default_factory=list)
     space: str = ""
     unit: str = ""
     # None (tests, tools): no kind/namespace check; the owner label is always kept

@@ -27,11 +27,17 @@ SERVER_OWNED_METADATA = (
 # Written by a revert to make Crossplane reconcile a Claim whose spec did not change
 # (like Flux's ``reconcile.fluxcd.io/requestedAt``): a request, never intent.
 RECONCILE_ANNOTATION = "tributary.dev/reconcile-requested-at"
+# Written on a Claim by Crossplane: the composite it made of it. Never authored.
+CROSSPLANE_OWNED_SPEC = ("resourceRef",)
 
 
 def strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(obj)
     out.pop("status", None)
+    spec = out.get("spec")
+    if isinstance(spec, dict):
+        for key in CROSSPLANE_OWNED_SPEC:
+            spec.pop(key, None)
     meta = out.get("metadata")
     if isinstance(meta, dict):
         for key in SERVER_OWNED_METADATA:
