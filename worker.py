@@ -29,7 +29,6 @@ from temporalio.worker import Worker
 
 from activities.argocd import ArgoCDActivities, ArgoCDClient
 from activities.authority import AuthorityActivities
-from activities.aws import AwsObservers
 from activities.confighub import ConfigHubActivities
 from activities.drift import DriftActivities
 from activities.failures import CompactFailures
@@ -107,7 +106,7 @@ def activities(
     auth = AuthorityActivities(store)
     cluster = KubeActivities(kube, on_applied=watcher.notice if watcher else None)
     temporal = TemporalActivities(client, task_queue)
-    drift = DriftActivities(store, kube, AwsObservers())
+    drift = DriftActivities(store, kube)
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
     argo = ArgoCDActivities(argocd or ArgoCDClient.from_env())
     reads = ReadActivities(store)

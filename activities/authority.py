@@ -163,6 +163,22 @@ class AuthorityActivities:
                 ((xrd.get("spec") or {}).get("names") or {}).get("kind"),
             )
         ]
+        composites = {
+            (str(spec.get("group")), str((spec.get("names") or {}).get("kind")))
+            for spec in ((x.get("spec") or {}) for x in xrds)
+        }
+        compositions = [
+            doc
+            for docs in space.policy.compositions.values()
+            for doc in docs
+            if (
+                str(
+                    ((doc.get("spec") or {}).get("compositeTypeRef") or {}).get("apiVersion")
+                ).split("/")[0],
+                str(((doc.get("spec") or {}).get("compositeTypeRef") or {}).get("kind")),
+            )
+            in composites
+        ]
         return ApplyContextResult(
             gates=ApplyGates(
                 kinds=space.kinds,
@@ -180,6 +196,7 @@ class AuthorityActivities:
             head_revision=unit.head_revision,
             xrds=xrds,
             confighub=isinstance(self.store, ConfigHubStore),
+            compositions=compositions,
         )
 
     @activity.defn(name="authority.record_approval")

@@ -1,156 +1,144 @@
-"""AWS observers: read what a Claim's composed resources actually are, as claim fields.
+"""The AWS side of drift, as Crossplane sees it: managed resources' ``status.atProvider``.
 
-Crossplane turns a Claim into AWS resources; an edit made in AWS directly (the
-console during an incident) never shows on the Claim. An observer per claim kind
-reads those resources through boto3 and maps their attributes back to the claim
-fields they came from, so drift can name ``spec.lambdaMemory`` rather than a
-Lambda setting. Kinds without an observer are compared on Kubernetes alone.
+Crossplane turns a Claim into a composite and managed resources; its providers report what
+AWS holds in each managed resource's ``status.atProvider``. An edit made in AWS directly (the
+console during an incident) shows there, never on the Claim. The observer follows the
+Claim's ``spec.resourceRef`` to the composite and its ``spec.resourceRefs`` to the managed
+resources, compares each ``atProvider`` with the ``spec.forProvider`` the space's Composition
+derives from the Claim (``domain/composition.py``), and maps a difference back to the Claim
+field the patch reads — ``spec.forProvider.memorySize`` ← ``spec.lambdaMemory`` — so drift
+can be captured into the Claim. A field no patch maps back is reported against the managed
+resource and never captured.
 
-boto3 takes credentials and ``AWS_ENDPOINT_URL`` from the worker's environment;
-nothing here ever logs or returns them.
+It works for any claim kind whose Composition the space names (``compositions:`` in
+tributary.yaml), and needs only read access to the composite and managed resources: no AWS
+credentials, no per-app code. A kind without a Composition is compared on the Claim alone.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError
-
-from domain.drift import DriftField
-
-_NOT_FOUND = {
-    "ResourceNotFoundException",
-    "NoSuchBucket",
-    "404",
-    "NotFound",
-}
-_CONFIG = Config(
-    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20
+from activities.kube_client import KubeClient
+from domain.composition import (
+    EXTERNAL_NAME_ANNOTATION,
+    Composition,
+    resource_drift,
+    select_composition,
 )
+from domain.drift import DriftField
+from domain.paths import format_path
 
 
-class AwsUnavailable(RuntimeError):
-    """AWS could not be reached; the check is retried."""
+def managed_path(kind: str, name: str, path: str = "") -> str:
+    """Where a managed resource's own drift is reported: ``managed["Function/name"].…``."""
+    return format_path(("managed", f"{kind}/{name}")) + (f".{path}" if path else "")
 
 
-class Observer(Protocol):
-    def observe(self, claim: dict[str, Any]) -> list[DriftField]:
-        """Drift between the claim (defaults applied) and its AWS resources."""
-        ...
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == kind:
+            return c
+    return {}
 
 
-def _code(e: ClientError) -> str:
-    return str(e.response.get("Error", {}).get("Code", ""))
+class ManagedResourceObserver:
+    """Drift between a Claim and its managed resources' ``atProvider``, through the API."""
 
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
 
-class MessageWallObserver:
-    """``ServerlessEventAppClaim`` (messagewall.demo): Lambdas, table, bucket, rule."""
+    def _get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        res = self.kube.resource(api_version, kind)
+        if res is None:
+            return None
+        return self.kube.get(res, name, None)
 
-    def __init__(self, client: Callable[[str, str], Any]) -> None:
-        self._client = client
-
-    def observe(self, claim: dict[str, Any]) -> list[DriftField]:
-        spec = claim.get("spec") or {}
-        prefix = spec.get("resourcePrefix", "messagewall")
-        region = spec.get("region", "us-east-1")
-        name = f"{prefix}-{spec.get('environment')}-{spec.get('awsAccountId')}"
-        out: list[DriftField] = []
-        lam = self._client("lambda", region)
-        functions = (f"{prefix}-api-handler", f"{prefix}-snapshot-writer")
-        configs = {
-            f: self._call(partial(lam.get_function_configuration, FunctionName=f))
-            for f in functions
-        }
-        for field, attribute in (("lambdaMemory", "MemorySize"), ("lambdaTimeout", "Timeout")):
-            wanted = spec.get(field)
-            moved = [
-                (f, c[attribute]) for f, c in configs.items() if c and c.get(attribute) != wanted
+    def observe(
+        self, live: dict[str, Any], claim: dict[str, Any], compositions: list[Composition]
+    ) -> list[DriftField]:
+        """``live``: the Claim as the cluster has it (its ``spec.resourceRef``); ``claim``: the
+        same, normalized with its XRD's defaults — what the patches derive from."""
+        ref = (live.get("spec") or {}).get("resourceRef") or {}
+        if not compositions or not ref.get("name"):
+            return []  # nothing composed it (yet), or nothing to map AWS back through
+        composite = self._get(str(ref.get("apiVersion")), str(ref.get("kind")), str(ref["name"]))
+        if composite is None:
+            return [
+                DriftField(
+                    path=managed_path(str(ref.get("kind")), str(ref["name"])),
+                    authority="present",
+                    live="missing",
+                    manager="crossplane",
+                    source="aws-live",
+                    capturable=False,
+                )
             ]
-            if moved:  # one claim field, one report, even if both Lambdas moved
-                function, actual = moved[0]
-                out.append(
-                    DriftField(
-                        path=f"spec.{field}",
-                        authority=wanted,
-                        live=actual,
-                        manager=f"aws (lambda {function})",
-                        source="aws-live",
-                    )
-                )
-        out.extend(
-            _missing(f"aws.lambda[{json.dumps(f)}]") for f, c in configs.items() if c is None
+        composition = select_composition(
+            compositions,
+            str(composite.get("apiVersion")),
+            str(composite.get("kind")),
+            name=str(((composite.get("spec") or {}).get("compositionRef") or {}).get("name") or ""),
         )
-        ddb = self._client("dynamodb", region)
-        if self._call(partial(ddb.describe_table, TableName=name)) is None:
-            out.append(_missing(f"aws.dynamodb[{json.dumps(name)}]"))
-        s3 = self._client("s3", region)
-        if self._call(partial(s3.head_bucket, Bucket=name)) is None:
-            out.append(_missing(f"aws.s3[{json.dumps(name)}]"))
-        events = self._client("events", region)
-        rule = self._call(partial(events.describe_rule, Name=f"{prefix}-message-posted"))
-        if rule is None:
-            out.append(_missing(f"aws.events[{json.dumps(prefix + '-message-posted')}]"))
-        else:
-            sources = json.loads(rule.get("EventPattern") or "{}").get("source") or []
-            live_source = sources[0] if sources else None
-            if live_source != spec.get("eventSource"):
-                out.append(
-                    DriftField(
-                        path="spec.eventSource",
-                        authority=spec.get("eventSource"),
-                        live=live_source,
-                        manager="aws (eventbridge)",
-                        source="aws-live",
+        if composition is None:
+            return []
+        # What the patches read: the Claim's spec and metadata, on the composite.
+        xr = {
+            **composite,
+            "metadata": {
+                **(composite.get("metadata") or {}),
+                "labels": (claim.get("metadata") or {}).get("labels") or {},
+                "annotations": (claim.get("metadata") or {}).get("annotations") or {},
+            },
+            "spec": {**(composite.get("spec") or {}), **(claim.get("spec") or {})},
+        }
+        out: list[DriftField] = []
+        seen: set[str] = set()
+        for mref in (composite.get("spec") or {}).get("resourceRefs") or []:
+            kind, name = str(mref.get("kind")), str(mref.get("name"))
+            mr = self._get(str(mref.get("apiVersion")), kind, name)
+            if mr is None:
+                out.append(self._missing(kind, name, "missing"))
+                continue
+            external = str(
+                ((mr.get("metadata") or {}).get("annotations") or {}).get(EXTERNAL_NAME_ANNOTATION)
+                or name
+            )
+            ready = _condition(mr, "Ready")
+            if ready.get("status") == "False" and ready.get("reason") == "Unavailable":
+                out.append(self._missing(kind, external, "missing in AWS"))
+                continue
+            for d in resource_drift(composition, xr, mr):
+                family = str(mr.get("apiVersion", "")).split(".")[0]  # lambda.aws.upbound.io
+                manager = f"aws ({family} {external})"
+                if d.claim_path:
+                    path = format_path(d.claim_path)
+                    if path in seen:
+                        continue  # one claim field, one report, even if several resources moved
+                    seen.add(path)
+                    out.append(
+                        DriftField(path=path, live=d.claim_live, manager=manager, source="aws-live")
                     )
-                )
+                else:
+                    out.append(
+                        DriftField(
+                            path=managed_path(kind, external, d.path),
+                            authority=d.wanted,
+                            live=d.observed,
+                            manager=manager,
+                            source="aws-live",
+                            capturable=False,
+                        )
+                    )
         return out
 
     @staticmethod
-    def _call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except ClientError as e:
-            if _code(e) in _NOT_FOUND:
-                return None
-            raise AwsUnavailable(f"AWS answered {_code(e)}") from e
-        except EndpointConnectionError as e:
-            raise AwsUnavailable("AWS endpoint unreachable") from e
-
-
-def _missing(path: str) -> DriftField:
-    return DriftField(
-        path=path,
-        authority="present",
-        live="missing",
-        manager="aws",
-        source="aws-live",
-        capturable=False,
-    )
-
-
-class AwsObservers:
-    """The observer for a claim kind, with boto3 clients cached per service and region."""
-
-    def __init__(self) -> None:
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._observers: dict[tuple[str, str], Observer] = {
-            ("messagewall.demo", "ServerlessEventAppClaim"): MessageWallObserver(self.client),
-        }
-
-    def client(self, service: str, region: str) -> Any:
-        key = (service, region)
-        if key not in self._clients:
-            self._clients[key] = boto3.session.Session().client(
-                service,  # type: ignore[call-overload]
-                region_name=region,
-                config=_CONFIG,
-            )
-        return self._clients[key]
-
-    def for_kind(self, api_version: str, kind: str) -> Observer | None:
-        return self._observers.get((api_version.split("/")[0], kind))
+    def _missing(kind: str, name: str, live: str) -> DriftField:
+        return DriftField(
+            path=managed_path(kind, name),
+            authority="present",
+            live=live,
+            manager="aws",
+            source="aws-live",
+            capturable=False,
+        )

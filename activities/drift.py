@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
 
 from activities._errors import decided
-from activities.aws import AwsObservers
+from activities.aws import ManagedResourceObserver
 from activities.kube_client import FIELD_MANAGER, KubeClient
 from activities.policy import check_objects
 from authority.protocol import AuthorityStore
 from domain.apply import gate_for, readiness, standing_approval
-from domain.authority import PolicyResult, RevisionRecord, UnitChange
+from domain.authority import PolicyBundle, PolicyResult, RevisionRecord, UnitChange
+from domain.composition import Composition, parse_composition
 from domain.drift import (
     DriftField,
     DriftRecord,
@@ -46,10 +48,16 @@ from domain.schema import SchemaSet, schemas_from_xrd
 
 
 class DriftActivities:
-    def __init__(self, store: AuthorityStore, kube: KubeClient, aws: AwsObservers) -> None:
+    def __init__(
+        self,
+        store: AuthorityStore,
+        kube: KubeClient,
+        managed: ManagedResourceObserver | None = None,
+    ) -> None:
         self.store = store
         self.kube = kube
-        self.aws = aws
+        self.managed = managed or ManagedResourceObserver(kube)
+        self._compositions: dict[str, list[Composition]] = {}  # by bundle digest
 
     @activity.defn(name="drift.check")
     @decided
@@ -155,9 +163,9 @@ class DriftActivities:
                 and not kubernetes_drift(head.data, obj, ignore=space.ignore, schema=schema)
             ):
                 return base.model_copy(update={"state": "applying"})
-        observer = self.aws.for_kind(str(obj.get("apiVersion")), str(obj.get("kind")))
+        compositions = self._compositions_of(space.policy)
         generation = int((obj.get("metadata") or {}).get("generation") or 1)
-        if observer is not None and readiness(obj, generation).state == "ready":
+        if compositions and readiness(obj, generation).state == "ready":
             # AWS is comparable only once Crossplane has reconciled the Claim's
             # current spec; before that it lags behind by design, which is not drift.
             # The observer sees the whole claim (defaults in, nothing ignored); what it
@@ -165,7 +173,7 @@ class DriftActivities:
             live_claim = comparable(obj, [], schema)
             wanted = comparable(authority, [], schema)
             claim_paths = {f.path for f in fields}
-            for f in observer.observe(live_claim):
+            for f in self.managed.observe(obj, live_claim, compositions):
                 if is_ignored(f.path, space.ignore):
                     continue
                 if f.capturable and f.path in claim_paths:
@@ -182,6 +190,17 @@ class DriftActivities:
         changed_paths = [f.path for f in fields if f.source == "kubernetes-live"]
         base = base.model_copy(update={"changed_at": changed_at(changed_paths, managed)})
         return _drifted(base, fields, authority)
+
+    def _compositions_of(self, bundle: PolicyBundle) -> list[Composition]:
+        """The space's Compositions, parsed once per bundle."""
+        key = bundle.digest or json.dumps(bundle.compositions, sort_keys=True)
+        if key not in self._compositions:
+            self._compositions[key] = [
+                parse_composition(doc, file=path)
+                for path, docs in bundle.compositions.items()
+                for doc in docs
+            ]
+        return self._compositions[key]
 
     @activity.defn(name="drift.capture")
     @decided

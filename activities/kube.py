@@ -25,6 +25,7 @@ from domain.messages import (
 
 XRD_API_VERSION = "apiextensions.crossplane.io/v1"
 XRD_KIND = "CompositeResourceDefinition"
+COMPOSITION_KIND = "Composition"
 ESTABLISH_SECONDS = 60
 WATCH_SLICE_SECONDS = 10
 
@@ -47,6 +48,7 @@ class KubeActivities:
             # Before discovery: a kind the space may not apply never gets its XRD installed.
             self._check_gates(inp, data, namespaced=None)
         res = self._served(str(data["apiVersion"]), str(data["kind"]), inp.xrds)
+        self._install_compositions(inp.compositions)
         if inp.gates is not None:
             self._check_gates(inp, data, namespaced=res.namespaced)
         if inp.space:
@@ -192,6 +194,19 @@ class KubeActivities:
                 return res
             time.sleep(0.5)
         raise RuntimeError(f"{kind} ({api_version}) not served {ESTABLISH_SECONDS}s after its XRD")
+
+    def _install_compositions(self, compositions: list[dict[str, Any]]) -> None:
+        """The space's Compositions for the claim's composite, where the cluster has none of
+        that name (one the platform team installed is never overwritten)."""
+        if not compositions:
+            return
+        res = self.kube.resource(XRD_API_VERSION, COMPOSITION_KIND)
+        if res is None:
+            return  # no Crossplane to compose with; the claim will say so
+        for doc in compositions:
+            name = str((doc.get("metadata") or {}).get("name") or "")
+            if name and self.kube.get(res, name, None) is None:
+                self.kube.apply(res, _installable(doc), force=False)
 
 
 def _installable(xrd: dict[str, Any]) -> dict[str, Any]:

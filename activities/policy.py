@@ -25,6 +25,7 @@ from activities._errors import decided
 from activities.source import SourceCache
 from domain.authority import PolicyBundle
 from domain.bounds import MAX_FILE_BYTES, check_text, check_yaml
+from domain.composition import COMPOSITION_KIND, parse_composition
 from domain.errors import BadInput
 from domain.messages import (
     CheckObjectsInput,
@@ -216,7 +217,12 @@ class PolicyActivities:
         tree = self.cache.tree(inp.source)
         return LoadBundleResult(
             bundle=load_bundle(
-                tree, inp.policies, inp.schemas, commit=inp.source.commit, sandbox=self.sandbox
+                tree,
+                inp.policies,
+                inp.schemas,
+                commit=inp.source.commit,
+                sandbox=self.sandbox,
+                compositions=inp.compositions,
             )
         )
 
@@ -233,6 +239,7 @@ def load_bundle(
     *,
     commit: str,
     sandbox: RegoSandbox | None = None,
+    compositions: list[str] | None = None,
 ) -> PolicyBundle:
     tree = tree.resolve()
     modules: dict[str, str] = {}
@@ -242,9 +249,28 @@ def load_bundle(
                 continue  # Rego unit tests are for `opa test`, not for gating
             rel = str(path.relative_to(tree))
             modules[rel] = check_text(_read(path, rel), file=rel)
-    xrds: dict[str, list[dict[str, Any]]] = {}
-    for folder in schemas:
-        for path in _files(tree, folder, (".yaml", ".yml", ".json"), kind="schemas"):
+    xrds = _documents(tree, schemas, "CompositeResourceDefinition", field="schemas")
+    found = _documents(tree, compositions or [], COMPOSITION_KIND, field="compositions")
+    for rel, docs in found.items():
+        for doc in docs:
+            parse_composition(doc, file=rel)  # unusable: bad input now, naming the file
+    bundle = PolicyBundle(commit=commit, modules=modules, xrds=xrds, compositions=found)
+    # Compile once here so a broken policy fails the publish as bad input, naming
+    # the file, before anything is planned.
+    _evaluate(sandbox or SANDBOX, bundle, space="", environment="", inputs=[])
+    _schema_set(bundle)
+    hashed: list[Any] = [modules, xrds, found] if found else [modules, xrds]
+    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
+    return bundle.model_copy(update={"digest": digest})
+
+
+def _documents(
+    tree: Path, folders: list[str], kind: str, *, field: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Every YAML/JSON document of ``kind`` in ``folders``, by file."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for folder in folders:
+        for path in _files(tree, folder, (".yaml", ".yml", ".json"), kind=field):
             rel = str(path.relative_to(tree))
             text = check_text(_read(path, rel), file=rel)
             check_yaml(text, file=rel)
@@ -254,16 +280,10 @@ def load_bundle(
                 mark = getattr(e, "problem_mark", None)
                 where = f"{rel}:{mark.line + 1}" if mark else rel
                 raise BadInput(f"malformed YAML: {getattr(e, 'problem', e)}", file=where) from e
-            found = [d for d in docs if d.get("kind") == "CompositeResourceDefinition"]
+            found = [d for d in docs if d.get("kind") == kind]
             if found:
-                xrds[rel] = found
-    bundle = PolicyBundle(commit=commit, modules=modules, xrds=xrds)
-    # Compile once here so a broken policy fails the publish as bad input, naming
-    # the file, before anything is planned.
-    _evaluate(sandbox or SANDBOX, bundle, space="", environment="", inputs=[])
-    _schema_set(bundle)
-    digest = hashlib.sha256(json.dumps([modules, xrds], sort_keys=True).encode()).hexdigest()[:16]
-    return bundle.model_copy(update={"digest": digest})
+                out[rel] = found
+    return out
 
 
 def _read(path: Path, rel: str) -> bytes:

@@ -62,7 +62,15 @@ class PolicyBundle(BaseModel):
     commit: str = ""
     modules: dict[str, str] = Field(default_factory=dict)  # path -> Rego source
     xrds: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)  # path -> XRDs
+    # path -> Compositions: how claims become managed resources (drift maps back through them)
+    compositions: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     digest: str = ""
+
+    def for_folders(self, folders: list[str]) -> PolicyBundle:
+        """This bundle with only the Compositions found under ``folders`` (a space's)."""
+        prefixes = tuple(f.rstrip("/") + "/" for f in folders)
+        kept = {p: d for p, d in self.compositions.items() if p.startswith(prefixes)}
+        return self.model_copy(update={"compositions": kept})
 
 
 class SyncSettings(BaseModel):

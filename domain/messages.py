@@ -98,6 +98,7 @@ class LoadBundleInput(BaseModel):
     source: SourceRef
     policies: list[str]
     schemas: list[str]
+    compositions: list[str] = Field(default_factory=list)
 
 
 class LoadBundleResult(BaseModel):
@@ -334,6 +335,8 @@ class ApplyContextResult(BaseModel):
     xrds: list[dict[str, Any]]  # XRDs of the space that define this claim's kind
     # The worker's authority is ConfigHub: it can drive the confighub actuator.
     confighub: bool = False
+    # the space's Compositions for that kind's composite (installed where the cluster lacks them)
+    compositions: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RecordApprovalInput(BaseModel):
@@ -378,6 +381,7 @@ class ObjectRef(BaseModel):
 class KubeApplyInput(BaseModel):
     data: dict[str, Any]
     xrds: list[dict[str, Any]] = Field(default_factory=list)
+    compositions: list[dict[str, Any]] = Field(default_factory=list)
     space: str = ""
     unit: str = ""
     # None (tests, tools): no kind/namespace check; the owner label is always kept

@@ -30,11 +30,17 @@ RECONCILE_ANNOTATION = "tributary.dev/reconcile-requested-at"
 # Written by Argo CD (annotation resource tracking) on what an Application applies —
 # a space with actuator argocd: bookkeeping of the delivery, never intent.
 ARGOCD_TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
+# Written on a Claim by Crossplane: the composite it made of it. Never authored.
+CROSSPLANE_OWNED_SPEC = ("resourceRef",)
 
 
 def strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(obj)
     out.pop("status", None)
+    spec = out.get("spec")
+    if isinstance(spec, dict):
+        for key in CROSSPLANE_OWNED_SPEC:
+            spec.pop(key, None)
     meta = out.get("metadata")
     if isinstance(meta, dict):
         for key in SERVER_OWNED_METADATA:

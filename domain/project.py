@@ -56,6 +56,15 @@ def _in_range(value: str, bounds: tuple[str, str]) -> str:
     return value
 
 
+def _folders(value: list[str]) -> list[str]:
+    """Folders inside the repository (the loader checks again, after resolving links)."""
+    for entry in value:
+        _no_control(entry)
+        if entry.startswith("/") or ".." in entry.split("/"):
+            raise ValueError(f"{entry!r} must be a path inside the repository")
+    return [entry.rstrip("/") for entry in value]
+
+
 def _no_control(value: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError("contains a control character")
@@ -73,6 +82,8 @@ class SpaceConfig(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     # kustomize may load remote bases (URLs) for this space; off: its commit only
     allow_remote: bool = False
+    # folders of Crossplane Compositions for this space's claims; None: the top-level list
+    compositions: list[str] | None = None
 
     @field_validator("overlay")
     @classmethod
@@ -81,6 +92,11 @@ class SpaceConfig(BaseModel):
         if value.startswith("/") or ".." in value.split("/"):
             raise ValueError("must be a path inside the repository")
         return value.rstrip("/")
+
+    @field_validator("compositions")
+    @classmethod
+    def _composition_folders(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _folders(value)
 
     @field_validator("drift_interval")
     @classmethod
@@ -153,6 +169,9 @@ class ProjectConfig(BaseModel):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     policies: list[str] = Field(default_factory=list)
     schemas: list[str] = Field(default_factory=list)
+    # folders of Crossplane Compositions: how claims become managed resources, which
+    # drift on the AWS side is mapped back through (a space may name its own)
+    compositions: list[str] = Field(default_factory=list)
     ignore: list[str] = Field(default_factory=list)
 
     @field_validator("spaces")
@@ -168,6 +187,23 @@ class ProjectConfig(BaseModel):
                 # the sync branch is tributary/sync/<space>: git refuses "x.lock"
                 raise ValueError(f"space name {name!r} cannot name a git branch")
         return value
+
+    @field_validator("compositions")
+    @classmethod
+    def _composition_folders(cls, value: list[str]) -> list[str]:
+        return _folders(value)
+
+    def compositions_of(self, space: str) -> list[str]:
+        """The Composition folders of ``space``: its own, else the top-level ones."""
+        own = self.spaces[space].compositions
+        return list(self.compositions if own is None else own)
+
+    def all_compositions(self) -> list[str]:
+        """Every Composition folder any space uses, each once."""
+        seen: dict[str, None] = {}
+        for name in self.spaces:
+            seen.update(dict.fromkeys(self.compositions_of(name)))
+        return list(seen)
 
     @field_validator("ignore")
     @classmethod

@@ -1,30 +1,39 @@
-"""A Crossplane stand-in for the sandbox: XRDs become claim CRDs, claims become AWS resources.
+"""A Crossplane stand-in for the sandbox: XRDs become claim CRDs, Compositions compose claims.
 
 It talks to Kubernetes only through the official client and a kubeconfig, and to AWS only
 through boto3 at the moto endpoint — as real Crossplane talks to a real cluster and AWS — so
-nothing here depends on how the API peer or moto are built.
+nothing here depends on how the API peer or moto are built, and nothing knows any app.
 
-What it does, like Crossplane:
+What it does, like Crossplane (v1, claims):
 
-* ``start()`` installs the ``CompositeResourceDefinition`` CRD (what installing Crossplane does).
+* ``start()`` installs the ``CompositeResourceDefinition`` and ``Composition`` CRDs (what
+  installing Crossplane does).
 * For each XRD it server-side applies the composite CRD (cluster-scoped) and the claim CRD
   (namespaced, ``spec.claimNames``) with the XRD's versions and schemas and a status
   subresource, then sets the XRD's ``Established``/``Offered`` conditions.
-* It watches the claims of every established kind (one thread per kind) and composes each new
-  ``metadata.generation`` through the composer registered for the claim's (group, kind):
-  ``COMPOSERS``; kinds without one get no AWS resources and just become Ready.
-* It writes the claim's status through the status subresource: the composer's fields,
-  conditions ``Synced``/``Ready`` and ``observedGeneration``.
-* A deleted claim is handed to its composer's ``delete``.
+* It watches Compositions, and the claims of every established kind (one thread per kind),
+  and composes each new ``metadata.generation`` from the claim's Composition (its
+  ``spec.compositionRef``, the XRD's ``defaultCompositionRef``, or the only one for the
+  composite type): the composite and its managed resources become objects in the API, with
+  ``spec.resourceRefs`` on the composite and ``spec.resourceRef`` on the claim
+  (``composer.py``, patch-and-transform in ``domain/composition.py``). The provider stand-in
+  (``provider_aws.py``) reconciles the managed resources into AWS and reports
+  ``status.atProvider``; kinds it does not know become Ready without AWS. A claim kind with
+  no Composition composes nothing and becomes Ready (a Composition arriving later composes it).
+* It writes the claim's status through the status subresource: the composite's status
+  (``ToCompositeFieldPath`` patches), conditions ``Synced``/``Ready`` and ``observedGeneration``.
+* A deleted claim takes its composite and managed resources with it, and their AWS resources
+  unless a managed resource's ``deletionPolicy`` is ``Orphan``.
 
 Where it deliberately differs: it is observe-only between claim changes. Real Crossplane
-re-converges every few minutes and would revert an edit made in AWS; this one reconciles only a
-claim change it has not reconciled yet — a new generation, or changed annotations (a
-``kubectl annotate``, a revert's reconcile request: Crossplane's controllers reconcile on every
-such watch event too) — so AWS-side edits stay visible as drift until something asks. A failure that
-AWS (or the claim's spec) caused is not retried until the next generation; a failure to reach
-AWS or the API is retried a few times with backoff. No finalizers: a deleted claim is gone at
-once and its AWS resources go after it.
+re-converges every few minutes and would revert an edit made in AWS; here the provider only
+reads AWS into ``status.atProvider`` every ``OBSERVE_SECONDS`` (so an AWS-side edit shows
+there, as drift), and writes to AWS only for a claim change it has not reconciled yet — a new
+generation, or changed annotations (a ``kubectl annotate``, a revert's reconcile request:
+Crossplane's controllers reconcile on every such watch event too). A failure that AWS (or the
+claim's spec) caused is not retried until the next generation; a failure to reach AWS or the
+API is retried a few times with backoff. No finalizers: a deleted claim is gone at once and
+what it composed goes after it.
 """
 
 from __future__ import annotations
@@ -37,21 +46,31 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from botocore.exceptions import ClientError
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from sandbox import compose_messagewall
+from domain.composition import (
+    COMPOSITION_KIND,
+    Composition,
+    CompositionError,
+    parse_composition,
+    select_composition,
+)
+from domain.schema import apply_defaults
 from sandbox._service import Service
+from sandbox.composer import Composer
 from sandbox.moto_server import AwsClients
+from sandbox.provider_aws import ProviderAws
 
 XRD_GROUP, XRD_VERSION, XRD_PLURAL = (
     "apiextensions.crossplane.io",
     "v1",
     "compositeresourcedefinitions",
 )
+COMPOSITION_PLURAL = "compositions"
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
 FIELD_MANAGER = "crossplane"
 APPLY = "application/apply-patch+yaml"
@@ -61,57 +80,13 @@ WATCH_SECONDS = 60  # a watch ends (server-side) and is renewed this often
 REQUEST_TIMEOUT = 10.0  # seconds, for every non-watch request
 BACKOFF_MIN, BACKOFF_MAX = 0.2, 5.0  # between failed watches
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)  # of a reconcile that could not reach AWS or the API
+OBSERVE_SECONDS = 1.0  # how often the provider stand-in reads AWS into status.atProvider
 
 log = logging.getLogger(__name__)
 
 # The kubernetes client leaves config loading and watch unannotated: typed handles on them.
 _new_client: Callable[..., client.ApiClient] = config.new_client_from_config
 _new_watch: Callable[[], Any] = watch.Watch
-
-
-# ---- composers ------------------------------------------------------------------------------
-
-
-class Composer(Protocol):
-    """Composition for one claim kind. Errors a retry of the same spec cannot fix (AWS's
-    ``ClientError``, ``ValueError`` for an unusable spec) end up on the ``Synced`` condition."""
-
-    def compose(self, claim: Mapping[str, Any]) -> dict[str, Any]:
-        """Create or update the composed resources; returns fields for the claim's status."""
-        ...
-
-    def failure_status(self, message: str) -> dict[str, Any]:
-        """Status fields besides the conditions when composing failed."""
-        ...
-
-    def delete(self, claim: Mapping[str, Any]) -> None:
-        """Delete the composed resources, best effort (the claim is already gone)."""
-        ...
-
-
-class NoAwsComposer:
-    """For claim kinds whose composition the sandbox does not model: Ready, nothing in AWS."""
-
-    def __init__(self, aws: AwsClients) -> None:
-        del aws  # nothing to do in AWS
-
-    def compose(self, claim: Mapping[str, Any]) -> dict[str, Any]:
-        return {}
-
-    def failure_status(self, message: str) -> dict[str, Any]:
-        return {}
-
-    def delete(self, claim: Mapping[str, Any]) -> None:
-        return None
-
-
-ComposerFactory = Callable[[AwsClients], Composer]
-
-COMPOSERS: dict[tuple[str, str], ComposerFactory] = {
-    (compose_messagewall.GROUP, compose_messagewall.CLAIM_KIND): (
-        compose_messagewall.MessageWallComposer
-    ),
-}
 
 
 # ---- what Crossplane writes (pure) ----------------------------------------------------------
@@ -135,16 +110,35 @@ def _crd(
 def xrd_crd() -> dict[str, Any]:
     """The CRD of ``CompositeResourceDefinition`` itself, as the Crossplane chart installs it
     (schema left open: we read XRDs, we do not validate them)."""
+    return _crossplane_crd(
+        {
+            "kind": "CompositeResourceDefinition",
+            "listKind": "CompositeResourceDefinitionList",
+            "plural": XRD_PLURAL,
+            "singular": "compositeresourcedefinition",
+            "shortNames": ["xrd", "xrds"],
+            "categories": ["crossplane"],
+        }
+    )
+
+
+def composition_crd() -> dict[str, Any]:
+    """The CRD of ``Composition``, as the Crossplane chart installs it (schema open)."""
+    return _crossplane_crd(
+        {
+            "kind": COMPOSITION_KIND,
+            "listKind": "CompositionList",
+            "plural": COMPOSITION_PLURAL,
+            "singular": "composition",
+            "shortNames": ["comp"],
+            "categories": ["crossplane"],
+        }
+    )
+
+
+def _crossplane_crd(names: dict[str, Any]) -> dict[str, Any]:
     open_object = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     schema = {"type": "object", "properties": {"spec": open_object, "status": open_object}}
-    names = {
-        "kind": "CompositeResourceDefinition",
-        "listKind": "CompositeResourceDefinitionList",
-        "plural": XRD_PLURAL,
-        "singular": "compositeresourcedefinition",
-        "shortNames": ["xrd", "xrds"],
-        "categories": ["crossplane"],
-    }
     version = {
         "name": XRD_VERSION,
         "served": True,
@@ -332,12 +326,12 @@ class CrossplaneStandIn(Service):
         kubeconfig: Path,
         aws_endpoint: str,
         *,
-        composers: Mapping[tuple[str, str], ComposerFactory] | None = None,
+        observe_seconds: float | None = None,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.aws = AwsClients(aws_endpoint)
-        self._factories = dict(COMPOSERS if composers is None else composers)
-        self._composers: dict[tuple[str, str], Composer] = {}
+        self.observe_seconds = OBSERVE_SECONDS if observe_seconds is None else observe_seconds
+        self.composer = Composer(self._custom, ProviderAws(self.aws), now_rfc3339)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watches: set[Any] = set()  # watch.Watch
@@ -353,6 +347,11 @@ class CrossplaneStandIn(Service):
         # the annotations of that reconcile: a change of them asks for another
         self._annotations: dict[ClaimRef, dict[str, Any]] = {}
         self._retries: dict[ClaimRef, tuple[int, int]] = {}  # generation, attempts so far
+        self._xrds: dict[tuple[str, str], dict[str, Any]] = {}  # (group, claim kind) → XRD
+        self._compositions: dict[str, Composition] = {}  # by name
+        # claims composed while their composite type had no Composition: one arriving asks
+        # for them again
+        self._bare: dict[ClaimRef, str] = {}  # → composite kind
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -363,12 +362,12 @@ class CrossplaneStandIn(Service):
         self._stopping.clear()
         self._queue.reopen()
         with self._api() as api:
-            crd = xrd_crd()
-            client.CustomObjectsApi(api).patch_cluster_custom_object(
-                CRD_GROUP, CRD_VERSION, CRD_PLURAL, crd["metadata"]["name"], crd,
-                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
-                _request_timeout=REQUEST_TIMEOUT,
-            )  # fmt: skip
+            for crd in (xrd_crd(), composition_crd()):
+                client.CustomObjectsApi(api).patch_cluster_custom_object(
+                    CRD_GROUP, CRD_VERSION, CRD_PLURAL, crd["metadata"]["name"], crd,
+                    field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )  # fmt: skip
         # Several reconcilers, as Crossplane runs several: one slow claim (AWS calls)
         # does not hold up the others.
         for i in range(RECONCILERS):
@@ -382,6 +381,17 @@ class CrossplaneStandIn(Service):
             self._on_xrds_listed,
             self._on_xrd,
         )
+        self._spawn(
+            "crossplane-compositions",
+            self._watch_loop,
+            XRD_GROUP,
+            XRD_VERSION,
+            COMPOSITION_PLURAL,
+            self._on_compositions_listed,
+            self._on_composition,
+        )
+        if self.observe_seconds > 0:
+            self._spawn("crossplane-provider-observe", self._observe_loop)
         log.info("Crossplane stand-in started (AWS at %s)", self.aws.endpoint)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -399,6 +409,23 @@ class CrossplaneStandIn(Service):
             self._kinds.clear()
             self._established.clear()
 
+    # ---- the provider's poll: AWS → status.atProvider -----------------------------------------
+
+    def _observe_loop(self) -> None:
+        try:
+            while not self._stopping.wait(self.observe_seconds):
+                try:
+                    self.composer.observe()
+                except Exception as error:  # the API is away: the next poll tries again
+                    log.debug("observing managed resources failed: %s", error)
+        finally:
+            self._close_custom()
+
+    def observe_now(self) -> int:
+        """One poll of the provider now (tests): every managed resource's ``atProvider`` read
+        from AWS; returns how many changed."""
+        return self.composer.observe()
+
     # ---- waiting (tests, tools) ---------------------------------------------------------------
 
     def wait_established(self, xrd_name: str, timeout: float = 10.0) -> None:
@@ -408,7 +435,7 @@ class CrossplaneStandIn(Service):
                 raise TimeoutError(f"XRD {xrd_name} not established within {timeout}s")
 
     def wait_reconciled(
-        self, plural: str, namespace: str, name: str, generation: int, timeout: float = 10.0
+        self, plural: str, namespace: str, name: str, generation: int, timeout: float = 30.0
     ) -> None:
         """Until the claim's ``generation`` (or a later one) was reconciled and its status
         written — successfully or not; TimeoutError otherwise."""
@@ -554,6 +581,10 @@ class CrossplaneStandIn(Service):
             field_manager=FIELD_MANAGER, _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT,
         )  # fmt: skip
         spec = xrd["spec"]
+        with self._cond:
+            self.composer.composite_plurals[spec["names"]["kind"]] = spec["names"]["plural"]
+            if spec.get("claimNames"):
+                self._xrds[spec["group"], spec["claimNames"]["kind"]] = xrd
         if spec.get("claimNames"):
             self._watch_claims(
                 ClaimKind(
@@ -584,6 +615,37 @@ class CrossplaneStandIn(Service):
                 "kind": spec["claimNames"]["kind"],
             }
         return {"conditions": conditions, "controllers": controllers}
+
+    # ---- Compositions -------------------------------------------------------------------------
+
+    def _on_compositions_listed(self, items: list[dict[str, Any]]) -> None:
+        with self._cond:
+            self._compositions.clear()
+        for item in items:
+            self._on_composition("ADDED", item)
+
+    def _on_composition(self, event_type: str, doc: dict[str, Any]) -> None:
+        name = str(doc["metadata"]["name"])
+        if event_type == "DELETED":
+            with self._cond:
+                self._compositions.pop(name, None)
+            return
+        try:
+            composition = parse_composition(doc)
+        except CompositionError as error:
+            log.warning("Composition %s cannot be used: %s", name, error)
+            with self._cond:
+                self._compositions.pop(name, None)
+            return
+        with self._cond:
+            self._compositions[name] = composition
+            waiting = [r for r, kind in self._bare.items() if kind == composition.composite_kind]
+            for ref in waiting:
+                # compose it again now that its composite type has a Composition
+                self._reconciled.pop(ref, None)
+        for ref in waiting:
+            self._queue.add(ref)
+        log.info("Composition %s ready for %s", name, composition.composite_kind)
 
     # ---- claims: events -----------------------------------------------------------------------
 
@@ -657,11 +719,58 @@ class CrossplaneStandIn(Service):
         finally:
             self._close_custom()
 
-    def _composer(self, group: str, kind: str) -> Composer:
-        if (group, kind) not in self._composers:
-            factory = self._factories.get((group, kind), NoAwsComposer)
-            self._composers[group, kind] = factory(self.aws)
-        return self._composers[group, kind]
+    def _composite_type(self, ref: ClaimRef, kind: str) -> tuple[dict[str, Any], str, str]:
+        """The claim kind's XRD, and its composite's apiVersion and kind."""
+        with self._cond:
+            xrd = self._xrds[ref.group, kind]
+        return xrd, f"{ref.group}/{storage_version(xrd)}", str(xrd["spec"]["names"]["kind"])
+
+    def _compose(self, ref: ClaimRef, claim: dict[str, Any]) -> dict[str, Any]:
+        """Compose the claim; returns its status fields."""
+        xrd, api_version, kind = self._composite_type(ref, claim["kind"])
+        version = claim["apiVersion"].rpartition("/")[2]
+        schema = next(
+            (
+                (v.get("schema") or {}).get("openAPIV3Schema") or {}
+                for v in xrd["spec"]["versions"]
+                if v["name"] == version
+            ),
+            {},
+        )
+        # The peer does not default on write, unlike a real apiserver with the XRD's schema.
+        defaulted = apply_defaults(schema, claim) if schema else claim
+        spec = defaulted.get("spec") or {}
+        with self._cond:
+            composition = select_composition(
+                list(self._compositions.values()),
+                api_version,
+                kind,
+                name=str((spec.get("compositionRef") or {}).get("name") or ""),
+                default=str((xrd["spec"].get("defaultCompositionRef") or {}).get("name") or ""),
+            )
+            if composition is None:
+                self._bare[ref] = kind
+            else:
+                self._bare.pop(ref, None)
+        if composition is None:
+            log.info("no Composition for %s yet: %s composes nothing", kind, ref)
+        with self.composer.claim_lock(ref.namespace, ref.name):
+            return self.composer.compose(defaulted, api_version, kind, composition)
+
+    def _reference(self, ref: ClaimRef, claim: dict[str, Any]) -> int:
+        """Write the composite's reference into the claim's ``spec.resourceRef``, as
+        Crossplane does; returns the claim's generation after it."""
+        _, api_version, kind = self._composite_type(ref, claim["kind"])
+        wanted = self.composer.resource_ref(claim, api_version, kind)
+        if (claim.get("spec") or {}).get("resourceRef") == wanted:
+            return _generation(claim)
+        version = claim["apiVersion"].rpartition("/")[2]
+        written = self._custom().patch_namespaced_custom_object(
+            ref.group, version, ref.namespace, ref.plural, ref.name,
+            {"spec": {"resourceRef": wanted}},
+            field_manager=FIELD_MANAGER, _content_type=MERGE, _request_timeout=REQUEST_TIMEOUT,
+        )  # fmt: skip
+        return _generation(cast("dict[str, Any]", written))
 
     def _process(self, ref: ClaimRef) -> None:
         with self._cond:
@@ -675,16 +784,20 @@ class CrossplaneStandIn(Service):
             retrying = self._retries.get(ref, (None, 0))[0] == generation
             if self._up_to_date(ref, claim) and not retrying:
                 return
-        composer = self._composer(ref.group, claim["kind"])
         error: str | None = None
         transient = False
+        fields: dict[str, Any] = {}
         try:
-            fields = composer.compose(claim)
-        except (ClientError, ValueError) as failure:  # AWS said no, or the spec is unusable
-            error, fields = str(failure), composer.failure_status(str(failure))
+            generation = self._reference(ref, claim)  # a new generation, the first time
+            fields = self._compose(ref, claim)
+        except (ClientError, ValueError, CompositionError) as failure:
+            error = str(failure)  # AWS said no, or the spec or composition is unusable
+        except ApiException as failure:
+            if failure.status == 404:
+                return  # deleted meanwhile: its DELETED event is on its way
+            error, transient = f"{failure.status} {failure.reason}", True
         except Exception as failure:  # AWS unreachable, ...: worth another try
-            error, fields = str(failure), composer.failure_status(str(failure))
-            transient = True
+            error, transient = str(failure), True
         status = {
             **fields,
             "conditions": claim_conditions(
@@ -756,7 +869,9 @@ class CrossplaneStandIn(Service):
 
     def _delete(self, ref: ClaimRef, claim: Mapping[str, Any]) -> None:
         try:
-            self._composer(ref.group, claim["kind"]).delete(claim)
+            _, api_version, kind = self._composite_type(ref, claim["kind"])
+            with self.composer.claim_lock(ref.namespace, ref.name):
+                self.composer.delete(claim, api_version, kind)
         except Exception as error:  # best effort: the claim is gone either way
             log.warning("deleting what %s composed failed: %s", ref, error)
         else:

@@ -158,3 +158,6 @@ class AwsClients:
 
     def events(self, region: str | None = None) -> EventBridgeClient:
         return cast("EventBridgeClient", self._client("events", region))
+
+    def sqs(self, region: str | None = None) -> Any:
+        return self._client("sqs", region)

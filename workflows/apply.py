@@ -271,7 +271,12 @@ class ApplyWorkflow:
         applied = await workflow.execute_activity_method(
             KubeActivities.apply,
             KubeApplyInput(
-                data=ctx.data, xrds=ctx.xrds, space=self.space, unit=self.unit, gates=ctx.gates
+                data=ctx.data,
+                xrds=ctx.xrds,
+                compositions=ctx.compositions,
+                space=self.space,
+                unit=self.unit,
+                gates=ctx.gates,
             ),
             start_to_close_timeout=timedelta(minutes=3),
             heartbeat_timeout=timedelta(seconds=30),

@@ -123,7 +123,10 @@ class PublishRunWorkflow:
             await workflow.execute_activity_method(
                 PolicyActivities.load_bundle,
                 LoadBundleInput(
-                    source=inp.source, policies=project.policies, schemas=project.schemas
+                    source=inp.source,
+                    policies=project.policies,
+                    schemas=project.schemas,
+                    compositions=project.all_compositions(),
                 ),
                 start_to_close_timeout=opt.POLICY_TIMEOUT,
                 retry_policy=opt.RETRY,
@@ -244,7 +247,7 @@ class PublishWorkflow:
             repo=inp.source.repo,
             overlay=space_cfg.overlay,
             ignore=inp.project.ignore,
-            policy=inp.bundle,
+            policy=inp.bundle.for_folders(inp.project.compositions_of(inp.space)),
             sync=SyncSettings(
                 debounce_seconds=inp.project.sync.debounce_seconds,
                 author=inp.project.sync.author,

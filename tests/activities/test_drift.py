@@ -12,7 +12,6 @@ from kubernetes import client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import AwsObservers
 from activities.drift import DriftActivities
 from activities.kube import KubeActivities
 from activities.kube_client import KubeClient
@@ -52,7 +51,13 @@ SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 @pytest.fixture(scope="module")
 def bundle() -> PolicyBundle:
-    return load_bundle(MW, ["platform/policies"], ["platform/crossplane/xrd"], commit="c0ffee")
+    return load_bundle(
+        MW,
+        ["platform/policies"],
+        ["platform/crossplane/xrd"],
+        commit="c0ffee",
+        compositions=["platform/crossplane/composition"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +122,13 @@ class Cluster:
     def __init__(self, sandbox: Sandbox, bundle: PolicyBundle) -> None:
         self.sandbox = sandbox
         self.xrds = [x for docs in bundle.xrds.values() for x in docs]
+        self.compositions = [c for docs in bundle.compositions.values() for c in docs]
         self.kube = KubeActivities(sandbox.kube)
 
     def apply(self, data: dict[str, Any], *, reconciled: bool = True) -> int:
         applied = ActivityEnvironment().run(
-            self.kube.apply, KubeApplyInput(data=data, xrds=self.xrds)
+            self.kube.apply,
+            KubeApplyInput(data=data, xrds=self.xrds, compositions=self.compositions),
         )
         if reconciled:
             self.sandbox.crossplane.wait_reconciled(
@@ -159,13 +166,13 @@ def cluster(
 
 @pytest.fixture
 def drift(store: SqlStore, sandbox: Sandbox) -> DriftActivities:
-    return DriftActivities(store, sandbox.kube, AwsObservers())
+    return DriftActivities(store, sandbox.kube)
 
 
 @pytest.fixture
 def offline(store: SqlStore, tmp_path: Path) -> DriftActivities:
     """For what needs the authority only: a cluster that is never reached."""
-    return DriftActivities(store, KubeClient(str(tmp_path / "no-kubeconfig")), AwsObservers())
+    return DriftActivities(store, KubeClient(str(tmp_path / "no-kubeconfig")))
 
 
 def check(drift: DriftActivities, sweep_id: str = "") -> DriftCheckResult:
@@ -228,6 +235,7 @@ def test_edits_made_in_aws_are_capturable_drift_of_claim_fields(
         Name="messagewall-east-message-posted",
         EventPattern='{"source": ["messagewall.other"], "detail-type": ["MessagePosted"]}',
     )
+    sandbox.crossplane.observe_now()  # the provider's poll: AWS into status.atProvider
 
     result = check(drift)
 
@@ -237,7 +245,7 @@ def test_edits_made_in_aws_are_capturable_drift_of_claim_fields(
             path="spec.eventSource",
             authority="messagewall.api-handler",
             live="messagewall.other",
-            manager="aws (eventbridge)",
+            manager="aws (cloudwatchevents messagewall-east-message-posted)",
             source="aws-live",
             capturable=True,
         ),
@@ -258,15 +266,16 @@ def test_a_missing_table_is_drift_no_claim_field_can_capture(
     cluster: Cluster, drift: DriftActivities, sandbox: Sandbox, store: SqlStore
 ):
     sandbox.aws.dynamodb().delete_table(TableName=TABLE)
+    sandbox.crossplane.observe_now()
 
     result = check(drift)
 
     assert result.state == "drifted"
     assert result.fields == [
         DriftField(
-            path=f'aws.dynamodb["{TABLE}"]',
+            path=f'managed["Table/{TABLE}"]',
             authority="present",
-            live="missing",
+            live="missing in AWS",
             manager="aws",
             source="aws-live",
             capturable=False,
@@ -275,6 +284,33 @@ def test_a_missing_table_is_drift_no_claim_field_can_capture(
     assert result.captured is None
     [record] = store.list_drift(SPACE, UNIT)
     assert record.state == "drifted"
+
+
+@SQLITE_ONLY
+def test_a_field_no_patch_maps_is_drift_of_the_managed_resource_never_captured(
+    cluster: Cluster, drift: DriftActivities, sandbox: Sandbox, store: SqlStore
+):
+    """The runtime is the Composition's (its base), not the claim's: changed in AWS it is
+    reported against the Lambda's managed resource and nothing is captured into the claim."""
+    sandbox.aws.lambda_().update_function_configuration(
+        FunctionName=API_HANDLER, Runtime="python3.13"
+    )
+    sandbox.crossplane.observe_now()
+
+    result = check(drift)
+
+    assert result.state == "drifted"
+    assert result.fields == [
+        DriftField(
+            path=f'managed["Function/{API_HANDLER}"].spec.forProvider.runtime',
+            authority="python3.12",
+            live="python3.13",
+            manager=f"aws (lambda {API_HANDLER})",
+            source="aws-live",
+            capturable=False,
+        )
+    ]
+    assert result.captured is None
 
 
 @SQLITE_ONLY
@@ -528,15 +564,17 @@ def test_an_ignored_field_is_not_compared_in_aws_with_its_default(
     seed(store, bundle, data, ignore=[*IGNORE, "spec.lambdaMemory"])
     Cluster(sandbox, bundle).apply(data)
     store.record_applied(SPACE, UNIT, 1, live=True)
-    drift = DriftActivities(store, sandbox.kube, AwsObservers())
+    drift = DriftActivities(store, sandbox.kube)
 
     assert check(drift).state == "in-sync"
 
     # …and a real AWS-side edit of an ignored field is no drift either.
     sandbox.aws.lambda_().update_function_configuration(FunctionName=API_HANDLER, MemorySize=512)
+    sandbox.crossplane.observe_now()
     assert check(drift).state == "in-sync"
     # A field that is not ignored still is.
     sandbox.aws.lambda_().update_function_configuration(FunctionName=API_HANDLER, Timeout=45)
+    sandbox.crossplane.observe_now()
     result = check(drift)
     assert [(f.path, f.live) for f in result.fields] == [("spec.lambdaTimeout", 45)]
 

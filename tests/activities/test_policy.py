@@ -122,6 +122,39 @@ def test_rego_test_files_are_left_out(tmp_path, mw_bundle):
     assert bundle.digest == mw_bundle.digest
 
 
+def test_compositions_are_loaded_and_keep_the_digest_of_a_bundle_without(tmp_path, mw_bundle):
+    with_compositions = load_bundle(
+        MW,
+        MW_POLICIES,
+        MW_SCHEMAS,
+        commit="c0ffee",
+        compositions=["platform/crossplane/composition"],
+    )
+    [(path, [doc])] = with_compositions.compositions.items()
+    assert path == "platform/crossplane/composition/serverlesseventapp-aws.yaml"
+    assert doc["metadata"]["name"] == "serverlesseventapp-aws"
+    assert with_compositions.digest != mw_bundle.digest
+    assert mw_bundle.compositions == {}
+    assert with_compositions.for_folders([]).compositions == {}
+    assert with_compositions.for_folders(["platform/crossplane/composition"]).compositions
+
+
+def test_an_unusable_composition_is_bad_input_naming_the_file(tmp_path):
+    tree = _copy(tmp_path, MW)
+    path = tree / "platform/crossplane/composition/serverlesseventapp-aws.yaml"
+    path.write_text(path.read_text().replace("patchSetName: lambda-sizing", "patchSetName: nope"))
+    with pytest.raises(BadInput) as error:
+        load_bundle(
+            tree,
+            MW_POLICIES,
+            MW_SCHEMAS,
+            commit="c",
+            compositions=["platform/crossplane/composition"],
+        )
+    assert "serverlesseventapp-aws.yaml" in str(error.value)
+    assert "no patchSet named 'nope'" in str(error.value)
+
+
 def test_non_xrd_yaml_in_schema_folders_is_ignored(tmp_path, mw_bundle):
     tree = _copy(tmp_path, MW)
     (tree / "platform/crossplane/xrd/notes.yaml").write_text("kind: Composition\nspec: {}\n")

@@ -36,6 +36,8 @@ def test_messagewall_fixture_parses():
     assert project.spaces["messagewall-dev-east"].approval == "none"
     assert project.policies == ["platform/policies"]
     assert project.schemas == ["platform/crossplane/xrd"]
+    assert project.compositions == ["platform/crossplane/composition"]
+    assert project.compositions_of("messagewall-prod-east") == ["platform/crossplane/composition"]
     assert project.ignore == [
         'metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"]'
     ]
@@ -58,6 +60,31 @@ def test_orders_fixture_parses():
     assert project.policies == ["policy/rego"]
     assert project.schemas == ["platform/xrds"]
     assert project.ignore == ['metadata.annotations["example.acme.io/last-seen"]']
+
+
+def test_a_space_may_name_its_own_compositions():
+    project = parse_project(
+        "spaces:\n"
+        "  a: {overlay: o, environment: dev}\n"
+        "  b: {overlay: o, environment: dev, compositions: [teams/b/compositions/]}\n"
+        "  c: {overlay: o, environment: dev, compositions: []}\n"
+        "compositions: [platform/compositions]\n"
+    )
+    assert project.compositions_of("a") == ["platform/compositions"]
+    assert project.compositions_of("b") == ["teams/b/compositions"]
+    assert project.compositions_of("c") == []
+    assert project.all_compositions() == ["platform/compositions", "teams/b/compositions"]
+
+
+@pytest.mark.parametrize("folder", ["/etc", "../outside", "a/../../b"])
+def test_composition_folders_stay_inside_the_repository(folder: str):
+    error = _bad(MINIMAL + f"compositions: [{folder!r}]\n")
+    assert error.field == "compositions"
+    assert "inside the repository" in error.message
+    error = _bad(
+        MINIMAL.replace("environment: dev", f"environment: dev\n    compositions: [{folder!r}]")
+    )
+    assert error.field == "spaces.x.compositions"
 
 
 def test_defaults_of_a_minimal_space():

@@ -24,6 +24,17 @@ def revisions(stack: Stack, space: str, unit: str) -> list[dict[str, object]]:
     return result
 
 
+def at_provider(stack: Stack, function: str) -> dict[str, object]:
+    """The ``status.atProvider`` of the Lambda Function managed resource for ``function``."""
+    got = kubectl(stack, "get", "functions.lambda.aws.upbound.io", "-o", "json")
+    for item in json.loads(got.stdout)["items"] if got.returncode == 0 else []:
+        annotations = item["metadata"].get("annotations") or {}
+        if annotations.get("crossplane.io/external-name") == function:
+            found: dict[str, object] = (item.get("status") or {}).get("atProvider") or {}
+            return found
+    return {}
+
+
 def wait_for(predicate: object, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -113,6 +124,8 @@ def test_live_edits_are_captured_with_who_and_where(fresh_stack: Stack, tmp_path
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     ).update_function_configuration(FunctionName="messagewall-east-api-handler", MemorySize=1024)
+    # Crossplane's provider reads AWS on its poll into the Function's status.atProvider.
+    wait_for(lambda: at_provider(stack, "messagewall-east-api-handler").get("memorySize") == 1024)
     checked = run_cli("drift", "check", DEV, DEV, "--json", env=stack.env, timeout=60)
     assert checked.code == 0
     [row] = checked.json["units"]

@@ -46,7 +46,6 @@ from hypothesis.stateful import (
 )
 
 from activities.authority import AuthorityActivities
-from activities.aws import AwsObservers
 from activities.drift import DriftActivities
 from activities.kube_client import KubeClient, Resource
 from activities.policy import check_objects
@@ -239,7 +238,7 @@ class LoopMachine(RuleBasedStateMachine):
         super().__init__()
         self.authority = AuthorityActivities(self.store)
         self.cluster = Cluster()
-        self.drift = DriftActivities(self.store, self.cluster, AwsObservers())
+        self.drift = DriftActivities(self.store, self.cluster)
         self.space = f"p{next(_space_ids)}-{uuid.uuid4().hex[:6]}"
         self.tree = Path(tempfile.mkdtemp(prefix="proptest-git-", dir=SCRATCH))
         self.commits: list[Commit] = []

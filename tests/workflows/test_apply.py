@@ -241,17 +241,20 @@ async def test_apply_without_approval_is_live_and_owned_by_tributary(
     assert claim is not None
     rev = store.get_revision(space, unit, 1)
     assert rev is not None
+    # What Tributary applied, plus the composite Crossplane made of it.
+    assert claim["spec"].pop("resourceRef")["kind"] == "ServerlessEventApp"
     assert claim["spec"] == rev.data["spec"]
     # ... plus the owner label that ties the object to its space (issue 10)
     assert claim["metadata"]["labels"] == {**rev.data["metadata"]["labels"], OWNER_LABEL: space}
-    assert claim["metadata"]["generation"] == 1
+    assert claim["metadata"]["generation"] == 2  # 2: Crossplane's spec.resourceRef
     managers = {(e["manager"], e["operation"]) for e in claim["metadata"]["managedFields"]}
     assert ("tributary", "Apply") in managers
+    assert ("crossplane", "Update") in managers
     [ours] = [e for e in claim["metadata"]["managedFields"] if e["manager"] == "tributary"]
     assert ours["fieldsV1"]["f:spec"]["f:lambdaMemory"] == {}
     conditions = conditions_of(claim)
     assert (conditions["Ready"]["status"], conditions["Synced"]["status"]) == ("True", "True")
-    assert conditions["Ready"]["observedGeneration"] == 1
+    assert conditions["Ready"]["observedGeneration"] == 2
     assert claim["status"]["bucketName"] == f"messagewall-east-dev-{ACCOUNT}"
 
     assert lambdas(sandbox) == {
@@ -532,7 +535,8 @@ async def test_claim_that_never_becomes_ready_fails_and_keeps_the_live_revision(
     assert claim is not None
     assert claim["spec"]["resourcePrefix"] == prefix
     synced = conditions_of(claim)["Synced"]
-    assert (synced["status"], synced["observedGeneration"]) == ("False", 2)
+    # generation 2 was Crossplane's spec.resourceRef, 3 the new prefix
+    assert (synced["status"], synced["observedGeneration"]) == ("False", 3)
     assert "InvalidBucketName" in synced["message"]
     # What revision 1 composed is untouched.
     assert lambdas(sandbox) == {
@@ -677,7 +681,8 @@ async def test_publish_with_apply_applies_every_changed_unit(
     assert applied(store, "messagewall-dev-east", "messagewall-dev-east") == (2, 2)
     claim = claim_in_cluster(sandbox, "messagewall-dev-east")
     assert claim is not None
-    assert (claim["metadata"]["generation"], claim["spec"]["lambdaMemory"]) == (2, 512)
+    # generation 2 was Crossplane's spec.resourceRef, 3 the new memory
+    assert (claim["metadata"]["generation"], claim["spec"]["lambdaMemory"]) == (3, 512)
     assert lambdas(sandbox, "us-east-1") == {
         "messagewall-east-api-handler": (512, 10),
         "messagewall-east-snapshot-writer": (512, 10),

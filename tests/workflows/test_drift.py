@@ -640,6 +640,7 @@ async def test_lambda_memory_changed_in_aws_is_captured_and_synced_back(
 ) -> None:
     await go_live(env, cluster_worker, store, messagewall, MW)
     sandbox.aws.lambda_().update_function_configuration(FunctionName=MW_API, MemorySize=256)
+    sandbox.crossplane.observe_now()  # the provider's poll: AWS into status.atProvider
 
     st = await check_now(env, MW, MW)
 
@@ -661,6 +662,58 @@ async def test_lambda_memory_changed_in_aws_is_captured_and_synced_back(
     again = await check_now(env, MW, MW)
     assert (again.state, again.captures) == ("in-sync", 1)
     assert numbers(store, MW, MW) == [1, 2]
+
+
+@SQLITE_ONLY
+async def test_another_apps_queue_edited_in_aws_is_captured_through_its_composition(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    orders: AuthoringRepo,
+) -> None:
+    """Not the message wall: the orders fixture's QueueClaim, composed by its own
+    Composition into an SQS queue. Nothing in Tributary knows this app; the drift comes
+    from the queue's managed resource and maps back through the Composition's patches."""
+    space, unit = "orders-production", "production-orders-queue"
+    units = await go_live(env, cluster_worker, store, orders, space)
+    assert unit in units
+    sqs = sandbox.aws.sqs()
+    url = sqs.get_queue_url(QueueName="orders-production-orders-queue.fifo")["QueueUrl"]
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])[
+        "Attributes"
+    ] == {"VisibilityTimeout": "60"}
+    # During an incident, in the AWS console: a longer visibility timeout, more receives
+    # (a tag the Composition writes through a convert transform), and a retention period
+    # that is the platform's (the Composition's base), not the claim's.
+    sqs.set_queue_attributes(
+        QueueUrl=url, Attributes={"VisibilityTimeout": "120", "MessageRetentionPeriod": "86400"}
+    )
+    sqs.tag_queue(QueueUrl=url, Tags={"max-receive-count": "9"})
+    sandbox.crossplane.observe_now()  # the provider's poll: AWS into status.atProvider
+
+    st = await check_now(env, space, unit)
+
+    assert st.state == "captured"
+    revision = store.list_revisions(space, unit)[-1]
+    assert (revision.number, revision.source) == (2, "drift-capture")
+    assert revision.tags["source"] == "aws-live"
+    assert revision.data["spec"]["visibilityTimeoutSeconds"] == 120
+    assert revision.data["spec"]["maxReceiveCount"] == 9  # an integer again, as the XRD says
+    assert "messageRetentionSeconds" not in str(revision.data)  # never captured into a claim
+    assert st.last_drift is not None
+    fields = {f.path: f for f in st.last_drift.fields}
+    assert (
+        fields["spec.visibilityTimeoutSeconds"].authority,
+        fields["spec.visibilityTimeoutSeconds"].live,
+    ) == (60, 120)
+    assert fields["spec.visibilityTimeoutSeconds"].manager == (
+        "aws (sqs orders-production-orders-queue)"
+    )
+    retention = fields[
+        'managed["Queue/orders-production-orders-queue"].spec.forProvider.messageRetentionSeconds'
+    ]
+    assert (retention.authority, retention.live, retention.capturable) == (345600, 86400, False)
 
 
 @SQLITE_ONLY
@@ -1225,6 +1278,7 @@ async def test_a_revert_of_an_aws_edit_counts_once_a_check_agrees(
     messagewall.commit("dev-east: revert drift")
     await go_live(env, cluster_worker, store, messagewall, MW)
     sandbox.aws.lambda_().update_function_configuration(FunctionName=MW_API, MemorySize=256)
+    sandbox.crossplane.observe_now()  # the provider's poll: AWS into status.atProvider
 
     st = await check_now(env, MW, MW)
 
