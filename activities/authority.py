@@ -10,6 +10,7 @@ from activities._errors import decided
 from authority.protocol import AuthorityStore
 from domain.apply import is_precious
 from domain.authority import GIT_SOURCES, Approval, UnitStateChange
+from domain.drift import capture_conflict
 from domain.errors import NotFound
 from domain.messages import (
     ApplyContextInput,
@@ -122,6 +123,9 @@ class AuthorityActivities:
                     head_revision=u.head_revision,
                     data=revisions[u.slug].data,
                     labels=u.labels,
+                    conflict=capture_conflict(
+                        name, u.slug, u.head_revision, revisions[u.slug].tags
+                    ),
                 )
                 for u in units
             )
@@ -171,6 +175,7 @@ class AuthorityActivities:
             precious=is_precious(rev.data),
             head_revision=unit.head_revision,
             xrds=xrds,
+            conflict=capture_conflict(inp.space, inp.unit, inp.revision, rev.tags),
         )
 
     @activity.defn(name="authority.record_approval")

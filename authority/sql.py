@@ -44,8 +44,17 @@ from domain.authority import (
     UnitStateChange,
 )
 from domain.diff import FieldConflict, json_equal
-from domain.drift import CaptureWrite, DriftRecord, LastDrift, rebase_pending
-from domain.errors import NotFound, StaleVersion
+from domain.drift import (
+    CONFLICT_TAGS,
+    CaptureWrite,
+    DriftRecord,
+    LastDrift,
+    capture_conflict,
+    conflict_tags,
+    rebase_base,
+    rebase_pending,
+)
+from domain.errors import CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
 from domain.sync import PullRequest
 
@@ -241,6 +250,9 @@ class SqlStore:
             row = conn.execute(query).mappings().first()
             if row is None:
                 raise NotFound(f"unit {space}/{slug} has no revision {number}")
+            conflict = capture_conflict(space, slug, number, row["tags"])
+            if conflict:
+                raise CaptureConflict(conflict)
             approvals = [Approval.model_validate(a) for a in row["approvals"]]
             if all(a.by != approval.by for a in approvals):
                 approvals.append(approval)
@@ -381,26 +393,34 @@ class SqlStore:
                     f"{change.expected_version} (live revision {expected_live})"
                 )
             head = unit["head_revision"]
-            rows = {
-                r["number"]: r
-                for r in conn.execute(
-                    select(t.revisions).where(
-                        t.revisions.c.space == change.space,
-                        t.revisions.c.unit == change.slug,
-                        t.revisions.c.number.in_([n for n in (head, live) if n is not None]),
-                    )
-                ).mappings()
-            }
+            rows = _revision_rows(conn, change.space, change.slug, [head, live])
+            # A head a capture could not re-base before was made against an older live
+            # revision: that one is its change's base.
+            base = live
+            if live is not None and head != live:
+                base = rebase_base(live, rows[head]["tags"])
+                if base not in rows:
+                    rows.update(_revision_rows(conn, change.space, change.slug, [base]))
+                    base = base if base in rows else live
             number = _max_revision(conn, change.space, change.slug) + 1
             now = _now()
             _insert_revision(conn, change, number, now, tags=change.tags)
             new_head, rebased = number, None
             conflicts: list[FieldConflict] = []
             if live is not None and head != live:
-                plan = rebase_pending(rows[live]["data"], rows[head]["data"], change.data)
+                plan = rebase_pending(rows[base]["data"], rows[head]["data"], change.data)
                 conflicts = plan.conflicts
                 if conflicts:
                     new_head = head
+                    # Marked, so neither an apply nor an approval puts the head's value
+                    # back over the captured one (domain/drift.py, capture_conflict).
+                    _set_tags(
+                        conn,
+                        change.space,
+                        change.slug,
+                        head,
+                        {**rows[head]["tags"], **conflict_tags(number, base, conflicts)},
+                    )
                 elif not json_equal(plan.data, change.data):
                     assert plan.data is not None
                     rebased = new_head = number + 1
@@ -420,7 +440,11 @@ class SqlStore:
                         rebased,
                         now,
                         tags={
-                            **{k: v for k, v in pending["tags"].items() if k != "idempotency"},
+                            **{
+                                k: v
+                                for k, v in pending["tags"].items()
+                                if k != "idempotency" and k not in CONFLICT_TAGS
+                            },
                             "rebased_from": str(head),
                             "rebased_source": str(pending["source"]),
                             "rebased_onto": str(number),
@@ -685,6 +709,34 @@ def _at_least(column: Any, number: int) -> Any:
     )
 
 
+def _revision_rows(
+    conn: Connection, space: str, slug: str, numbers: list[int | None]
+) -> dict[int, Any]:
+    wanted = [n for n in numbers if n is not None]
+    return {
+        r["number"]: r
+        for r in conn.execute(
+            select(t.revisions).where(
+                t.revisions.c.space == space,
+                t.revisions.c.unit == slug,
+                t.revisions.c.number.in_(wanted),
+            )
+        ).mappings()
+    }
+
+
+def _set_tags(conn: Connection, space: str, slug: str, number: int, tags: dict[str, str]) -> None:
+    conn.execute(
+        update(t.revisions)
+        .where(
+            t.revisions.c.space == space,
+            t.revisions.c.unit == slug,
+            t.revisions.c.number == number,
+        )
+        .values(tags=tags)
+    )
+
+
 def _revision_query(space: str, slug: str, number: int) -> Any:
     return select(t.revisions).where(
         t.revisions.c.space == space, t.revisions.c.unit == slug, t.revisions.c.number == number
@@ -779,7 +831,14 @@ def _apply_change(conn: Connection, change: UnitChange) -> ChangeOutcome:
             f"the change was planned on {change.expected_version}"
         )
     now = _now()
-    if unit is not None and head is not None and json_equal(head["data"], change.data):
+    if (
+        unit is not None
+        and head is not None
+        and json_equal(head["data"], change.data)
+        # A rollback to a head a capture conflicts with is the operator's decision to
+        # keep its values: a new revision, free of the conflict.
+        and not (change.source == "rollback" and capture_conflict("", "", 0, head["tags"]))
+    ):
         if unit["state"] != "active":
             # Back in Git's render with the same content: adopted again, no revision.
             _set_state(conn, change.space, change.slug, "active")

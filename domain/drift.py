@@ -146,6 +146,51 @@ def rebase_pending(
     return Rebase(data=merged)
 
 
+# Tags a capture puts on a pending head it could not re-base (the same field changed
+# on both sides). The head stays as it was, but applying or approving it would put
+# its value back over the captured one: both are refused until a new revision (a
+# ``set``, a ``rollback``, a publish) decides the field. A later capture re-bases the
+# head from ``conflict_base``, the live revision the head's change was made against.
+CONFLICT_FIELDS_TAG = "capture_conflict"
+CONFLICT_CAPTURE_TAG = "conflict_capture"
+CONFLICT_BASE_TAG = "conflict_base"
+CONFLICT_TAGS = (CONFLICT_FIELDS_TAG, CONFLICT_CAPTURE_TAG, CONFLICT_BASE_TAG)
+
+
+def conflict_tags(capture: int, base: int, conflicts: list[FieldConflict]) -> dict[str, str]:
+    """The tags that mark a pending head as in conflict with capture ``capture``."""
+    return {
+        CONFLICT_FIELDS_TAG: ", ".join(c.path for c in conflicts),
+        CONFLICT_CAPTURE_TAG: str(capture),
+        CONFLICT_BASE_TAG: str(base),
+    }
+
+
+def rebase_base(live: int, tags: dict[str, str]) -> int:
+    """The revision a pending head's change was made against (the re-base's base)."""
+    base = tags.get(CONFLICT_BASE_TAG, "")
+    return int(base) if base.isdigit() else live
+
+
+def capture_conflict(space: str, unit: str, revision: int, tags: dict[str, str]) -> str:
+    """Why revision ``revision`` may not be applied or approved ("" when it may).
+
+    A capture recorded a conflict between it and what runs: applying it would
+    silently overwrite the captured live change (DESIGN.md, "Capture").
+    """
+    fields = tags.get(CONFLICT_FIELDS_TAG, "")
+    if not fields:
+        return ""
+    capture = tags.get(CONFLICT_CAPTURE_TAG, "?")
+    return (
+        f"{space}/{unit} revision {revision} conflicts with drift capture r{capture} "
+        f"(what runs) in {fields}: applying it would overwrite the captured change. "
+        f"Decide the field with a new revision — `tributary rollback {space} {unit} "
+        f"--to {revision}` keeps revision {revision}'s values, `tributary set` or a new "
+        "publish sets them — then apply that"
+    )
+
+
 class CaptureWrite(BaseModel):
     """What a capture wrote: the captured revision (now live) and the unit's head."""
 

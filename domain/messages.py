@@ -156,6 +156,8 @@ class UnitHead(BaseModel):
     head_revision: int
     data: dict[str, Any]
     labels: dict[str, str]
+    # Why the head may not be applied: a drift capture conflicts with it ("" if none).
+    conflict: str = ""
 
 
 class SpaceGate(BaseModel):
@@ -329,6 +331,8 @@ class ApplyContextResult(BaseModel):
     precious: bool
     head_revision: int
     xrds: list[dict[str, Any]]  # XRDs of the space that define this claim's kind
+    # Why this revision may not be applied: a drift capture conflicts with it.
+    conflict: str = ""
 
 
 class RecordApprovalInput(BaseModel):

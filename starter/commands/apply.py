@@ -17,7 +17,7 @@ from domain.apply import (
     ApproveInput,
     ApproveResult,
 )
-from domain.errors import BadInput, NotFound
+from domain.errors import BadInput, CaptureConflict, NotFound
 from domain.identity import resolve_actor
 from domain.naming import apply_id
 from starter import applying, runner
@@ -201,6 +201,8 @@ async def approve(args: argparse.Namespace, out: Output, settings: Settings) -> 
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         message = getattr(cause, "message", None) or str(cause)
+        if getattr(cause, "type", None) == "CaptureConflict":
+            raise CaptureConflict(message) from e
         raise BadInput(message, obj=f"{args.space}/{args.unit}", field="--revision") from e
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:

@@ -20,9 +20,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
     WorkflowUpdateHandle,
     WorkflowUpdateStage,
 )
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -42,6 +44,8 @@ from domain.messages import (
     DriftCheckInput,
     DriftCheckResult,
     DriftInput,
+    RollbackInput,
+    RollbackResult,
 )
 from domain.naming import apply_id, drift_id
 from starter.applying import find
@@ -51,6 +55,7 @@ from tests.support import AuthoringRepo, eventually
 from tests.workflows.helpers import ask, publish
 from worker import WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
+from workflows.change import RollbackWorkflow
 from workflows.drift import DriftWorkflow
 
 T = TypeVar("T")
@@ -994,6 +999,116 @@ async def test_a_capture_conflicting_with_a_pending_change_keeps_the_head_and_sa
     [record] = store.list_drift(PROD, unit)
     assert record.last_drift is not None
     assert [c.path for c in record.last_drift.conflicts] == ["spec.lambdaMemory"]
+
+
+@SQLITE_ONLY
+async def test_a_head_a_capture_conflicts_with_is_neither_approved_nor_applied(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Prod waits for approval of 512 when a kubectl edit sets 1024 and is captured: a
+    conflict, head kept. Approving (or applying) the old head would put 512 back over
+    the captured 1024 unseen; both are refused, naming the field, until a new revision
+    (here a rollback to it, the operator's explicit choice) decides."""
+    [unit] = await go_live(env, cluster_worker, store, messagewall, PROD)
+    r1 = store.get_revision(PROD, unit, 1)
+    assert r1 is not None
+    pending = copy.deepcopy(r1.data)
+    pending["spec"]["lambdaMemory"] = 512
+    store.commit(
+        [
+            UnitChange(
+                space=PROD, slug=unit, expected_version=1, data=pending, description="512",
+                source="ci", author="dev@example.com",
+            )
+        ]
+    )  # fmt: skip
+    await ask(env, cluster_worker, PROD, unit, 2)
+    await eventually(
+        lambda: apply_status(env, PROD, unit),
+        lambda s: s.current is not None and s.current.state == "awaiting-approval",
+        what="revision 2 awaiting approval",
+    )
+    patch_claim(sandbox, store, PROD, unit, {"spec": {"lambdaMemory": 1024}})
+    st = await check_now(env, PROD, unit)
+    assert (st.state, st.last_revision) == ("captured", 3)
+    u = store.get_unit(PROD, unit)
+    assert u is not None
+    assert (u.head_revision, u.live_revision) == (2, 3)
+    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(PROD, unit))
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(ApplyWorkflow.approve, ApproveInput(revision=2, by=APPROVER))
+
+    cause = refused.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert (cause.type, cause.non_retryable) == ("CaptureConflict", True)
+    assert "revision 2 conflicts with drift capture r3" in cause.message
+    assert "spec.lambdaMemory" in cause.message
+    r2 = store.get_revision(PROD, unit, 2)
+    assert r2 is not None
+    assert r2.approvals == []
+    status = await apply_status(env, PROD, unit)
+    assert status.current is not None
+    assert (status.current.revision, status.current.state) == (2, "awaiting-approval")
+    assert (await claim_spec(sandbox, store, PROD, unit))["lambdaMemory"] == 1024
+
+    # A rollback to revision 2 is the operator's decision to keep 512: a new revision,
+    # free of the conflict, that goes through the gate like any other (its request
+    # supersedes the wait for revision 2).
+    rolled: RollbackResult = await env.client.execute_workflow(
+        RollbackWorkflow.run,
+        RollbackInput(space=PROD, unit=unit, to=2, author="oncall@example.com"),
+        id=f"rollback-test-{uuid.uuid4()}",
+        task_queue=cluster_worker.task_queue,
+    )
+    assert (rolled.action, rolled.revision) == ("rolled-back", 4)
+    outcome = await apply_and_wait(env, cluster_worker, PROD, unit, 4)
+    assert outcome.state == "ready"
+    assert outcome.approved_by == APPROVER
+    assert (await claim_spec(sandbox, store, PROD, unit))["lambdaMemory"] == 512
+
+
+@SQLITE_ONLY
+async def test_an_apply_of_a_head_a_capture_conflicts_with_is_refused(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """No gate in dev: a head published without --apply, then a live edit of the same
+    field captured (a conflict). Applying that head later would overwrite the captured
+    value; it fails as a conflict, naming the field, and nothing changes."""
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    r1 = store.get_revision(MW, MW, 1)
+    assert r1 is not None
+    pending = copy.deepcopy(r1.data)
+    pending["spec"]["lambdaMemory"] = 512
+    store.commit(
+        [
+            UnitChange(
+                space=MW, slug=MW, expected_version=1, data=pending, description="512",
+                source="ci",
+            )
+        ]
+    )  # fmt: skip
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaMemory": 1024}})
+    st = await check_now(env, MW, MW)
+    assert (st.state, st.last_revision) == ("captured", 3)
+
+    outcome = await apply_and_wait(env, cluster_worker, MW, MW, 2)
+
+    assert (outcome.state, outcome.reason) == ("failed", "conflict")
+    assert "revision 2 conflicts with drift capture r3" in outcome.message
+    assert "spec.lambdaMemory" in outcome.message
+    assert (await claim_spec(sandbox, store, MW, MW))["lambdaMemory"] == 1024
+    u = store.get_unit(MW, MW)
+    assert u is not None
+    assert (u.head_revision, u.live_revision) == (2, 3)
 
 
 @pytest.fixture
