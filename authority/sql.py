@@ -51,8 +51,8 @@ from domain.drift import (
     LastDrift,
     capture_conflict,
     conflict_tags,
-    rebase_base,
     rebase_pending,
+    still_conflicting,
 )
 from domain.errors import CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
@@ -394,32 +394,33 @@ class SqlStore:
                 )
             head = unit["head_revision"]
             rows = _revision_rows(conn, change.space, change.slug, [head, live])
-            # A head a capture could not re-base before was made against an older live
-            # revision: that one is its change's base.
-            base = live
-            if live is not None and head != live:
-                base = rebase_base(live, rows[head]["tags"])
-                if base not in rows:
-                    rows.update(_revision_rows(conn, change.space, change.slug, [base]))
-                    base = base if base in rows else live
             number = _max_revision(conn, change.space, change.slug) + 1
             now = _now()
             _insert_revision(conn, change, number, now, tags=change.tags)
             new_head, rebased = number, None
             conflicts: list[FieldConflict] = []
             if live is not None and head != live:
-                plan = rebase_pending(rows[base]["data"], rows[head]["data"], change.data)
+                plan = rebase_pending(rows[live]["data"], rows[head]["data"], change.data)
                 conflicts = plan.conflicts
                 if conflicts:
                     new_head = head
                     # Marked, so neither an apply nor an approval puts the head's value
-                    # back over the captured one (domain/drift.py, capture_conflict).
+                    # back over the captured one (domain/drift.py, capture_conflict);
+                    # fields an earlier capture marked stay marked.
+                    paths = [c.path for c in conflicts]
+                    paths += [
+                        p
+                        for p in still_conflicting(
+                            rows[head]["tags"], rows[head]["data"], change.data
+                        )
+                        if p not in paths
+                    ]
                     _set_tags(
                         conn,
                         change.space,
                         change.slug,
                         head,
-                        {**rows[head]["tags"], **conflict_tags(number, base, conflicts)},
+                        {**rows[head]["tags"], **conflict_tags(number, paths)},
                     )
                 elif not json_equal(plan.data, change.data):
                     assert plan.data is not None
@@ -445,6 +446,11 @@ class SqlStore:
                                 for k, v in pending["tags"].items()
                                 if k != "idempotency" and k not in CONFLICT_TAGS
                             },
+                            # A field an earlier capture marked, where the re-based head
+                            # still differs from what runs, is still in conflict.
+                            **conflict_tags(
+                                number, still_conflicting(pending["tags"], plan.data, change.data)
+                            ),
                             "rebased_from": str(head),
                             "rebased_source": str(pending["source"]),
                             "rebased_onto": str(number),

@@ -44,6 +44,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from temporalio.exceptions import ApplicationError
 
 from activities.authority import AuthorityActivities
 from activities.aws import AwsObservers
@@ -176,6 +177,9 @@ class UnitModel:
     live_revision: int | None = None
     captures: set[int] = field(default_factory=set)  # revisions that became live by capture
     conflicts: list[str] = field(default_factory=list)  # last conflict reported, for messages
+    # heads a capture could not re-base (a conflict): applying one would put its value
+    # back over the captured change, so it is never applied (invariant (a))
+    contested: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -374,7 +378,8 @@ class LoopMachine(RuleBasedStateMachine):
             GetRevisionInput(space=self.space, unit=slug, number=to)
         )
         self.units[slug].head = spec_of(target.data)
-        if target.data == head.data:
+        # A rollback to a head a capture conflicts with decides it: a new revision.
+        if target.data == head.data and not head.conflict:
             return
         change = UnitChange(
             space=self.space,
@@ -414,6 +419,23 @@ class LoopMachine(RuleBasedStateMachine):
         revision, _ = pipe.waiting
         ctx = self._apply_context(slug, revision)
         gate = gate_for(ctx.approval, "apply", precious=ctx.precious)
+        if revision in self.units[slug].contested:
+            assert ctx.conflict, f"{slug}: r{revision} is contested, the gate does not say so"
+        if ctx.conflict:
+            # ApplyWorkflow.approve refuses it; the store would too. The wait goes on.
+            with pytest.raises(ApplicationError) as refused:
+                self.authority.record_approval(
+                    RecordApprovalInput(
+                        space=self.space,
+                        unit=slug,
+                        revision=revision,
+                        by=APPROVER,
+                        at=datetime.now(UTC),
+                        gate=gate,
+                    )
+                )
+            assert refused.value.type == "CaptureConflict"
+            return
         self.authority.record_approval(
             RecordApprovalInput(
                 space=self.space,
@@ -734,6 +756,10 @@ class LoopMachine(RuleBasedStateMachine):
         ctx = self._apply_context(slug, revision)
         if ctx.violations:
             return
+        if revision in self.units[slug].contested:
+            assert ctx.conflict, f"{slug}: r{revision} is contested, the apply does not say so"
+        if ctx.conflict and not sync_only:
+            return  # ApplyWorkflow fails the request as a conflict
         gate = "" if sync_only else gate_for(ctx.approval, "apply", precious=ctx.precious)
         if gate and not standing_approval(gate, "apply", ctx.approvals, ctx.author):
             pipe.waiting = (revision, sync_only)
@@ -742,6 +768,10 @@ class LoopMachine(RuleBasedStateMachine):
 
     def _start_apply(self, slug: str, revision: int) -> None:
         """Server-side apply, then ``record_applied(live=False)``."""
+        assert revision not in self.units[slug].contested, (
+            f"{slug}: r{revision} would be applied over the capture it conflicts with "
+            f"(fields {self.units[slug].conflicts})"
+        )
         data = self._apply_context(slug, revision).data
         self.cluster.objects[slug] = {
             **data,
@@ -789,6 +819,8 @@ class LoopMachine(RuleBasedStateMachine):
         merged, conflicts = merge3(old_live, live_claim, m.head)
         if conflicts:
             m.conflicts = conflicts
+            assert out.head_revision not in (None, out.revision)
+            m.contested.add(out.head_revision)
         else:
             m.head = merged
         m.live, m.live_revision = live_claim, out.revision
