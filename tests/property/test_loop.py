@@ -1043,3 +1043,40 @@ def test_retried_capture_that_rebased_a_pending_head_writes_nothing(
     )
     assert m.units["u0"].head == {"size": 2, "tier": 3}
     assert m.units["u0"].live == {"size": 2, "tier": 3}
+
+
+def test_a_head_a_capture_conflicts_with_is_never_applied_over_it(
+    sqlite_store: SqlStore,
+) -> None:
+    """Prod waits for approval of size 2 when a live edit sets size 3 and is captured: a
+    conflict, head kept. The approval is refused (the store says CaptureConflict), an
+    apply of the head is refused, and size 3 runs until a rollback to the head — the
+    operator's decision — makes a new revision that passes the gate."""
+
+    def contested(m: LoopMachine) -> None:
+        assert m.units["u0"].contested == {2}
+        assert m.pipes["u0"].waiting == (2, False)
+        assert m.units["u0"].live == {"size": 3}
+
+    m = _run(
+        sqlite_store,
+        [
+            lambda m: m.first_publish(
+                approval="required", drift_mode="capture", specs={"u0": {"size": 1}}, start="live"
+            ),
+            lambda m: m.git_change_field(data=_Draws("u0"), value=2, fld="size"),
+            lambda m: m.ci_latest(apply=True),
+            lambda m: m.live_edit(data=_Draws("u0"), fld="size", value=3, watched=True),
+            contested,
+            lambda m: m.approve(data=_Draws("u0")),  # refused: still waiting
+            contested,
+            lambda m: m.apply_head(data=_Draws("u0")),  # refused: a conflict
+            lambda m: _expect_sources(m, "u0", ["ci", "drift-capture"]),
+            lambda m: m.rollback(data=_Draws("u0", 2), apply=True),
+            lambda m: _expect_sources(m, "u0", ["drift-capture", "rollback"]),
+            lambda m: m.approve(data=_Draws("u0")),
+            lambda m: m.ready(data=_Draws("u0")),
+        ],
+    )
+    assert m.units["u0"].head == {"size": 2}
+    assert m.units["u0"].live == {"size": 2}
