@@ -7,7 +7,7 @@ import copy
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -19,7 +19,6 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     WorkflowHandle,
-    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateHandle,
     WorkflowUpdateStage,
@@ -38,7 +37,6 @@ from domain.apply import ApplyOutcome, ApproveInput
 from domain.authority import UnitChange, UnitStateChange
 from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
 from domain.messages import (
-    ApplyStatus,
     CaptureInput,
     CaptureResult,
     DriftCheckInput,
@@ -52,7 +50,7 @@ from starter.applying import find
 from starter.commands.drift import _drift_json
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, eventually
-from tests.workflows.helpers import ask, publish
+from tests.workflows.helpers import apply_status, ask, publish, query_under_load
 from worker import WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
 from workflows.change import RollbackWorkflow
@@ -100,21 +98,6 @@ async def apply_and_wait(
             return outcome
         await asyncio.sleep(0.05)
     raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle")
-
-
-async def query_under_load(query: Callable[[], Awaitable[T]]) -> T:
-    """A query, asked again when the worker gave up on it as a potential deadlock.
-
-    A query of a run not in the worker's cache replays its whole history in the
-    sandbox, in one activation that the SDK allows 2 s; under heavy CPU load (stress
-    runs) that replay alone can take longer. A real deadlock fails every time."""
-    for attempt in range(5):
-        try:
-            return await query()
-        except WorkflowQueryFailedError as e:
-            if "Potential deadlock detected" not in str(e) or attempt == 4:
-                raise
-    raise AssertionError("unreachable")
 
 
 async def update_result(update: WorkflowUpdateHandle[T], *, limit: float) -> T:
@@ -845,12 +828,6 @@ async def test_the_loop_ends_when_its_unit_is_gone_from_the_authority(
 
 
 PROD = "messagewall-prod-east"
-
-
-async def apply_status(env: WorkflowEnvironment, space: str, unit: str) -> ApplyStatus:
-    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(space, unit))
-    status: ApplyStatus = await query_under_load(lambda: handle.query(ApplyWorkflow.status))
-    return status
 
 
 @SQLITE_ONLY
