@@ -23,8 +23,8 @@ claim change it has not reconciled yet — a new generation, or changed annotati
 ``kubectl annotate``, a revert's reconcile request: Crossplane's controllers reconcile on every
 such watch event too) — so AWS-side edits stay visible as drift until something asks. A failure that
 AWS (or the claim's spec) caused is not retried until the next generation; a failure to reach
-AWS or the API is retried a few times with backoff. No finalizers: a deleted claim is gone at
-once and its AWS resources go after it.
+AWS or the API is retried with backoff for about two minutes. No finalizers: a deleted claim is
+gone at once and its AWS resources go after it.
 """
 
 from __future__ import annotations
@@ -60,7 +60,10 @@ MERGE = "application/merge-patch+json"
 WATCH_SECONDS = 60  # a watch ends (server-side) and is renewed this often
 REQUEST_TIMEOUT = 10.0  # seconds, for every non-watch request
 BACKOFF_MIN, BACKOFF_MAX = 0.2, 5.0  # between failed watches
-RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)  # of a reconcile that could not reach AWS or the API
+# Of a reconcile that could not reach AWS or the API: about two minutes in all, so an
+# outage of a minute is waited through (real Crossplane retries with backoff up to
+# 60 s apart, without end; the apply's ready timeout bounds the wait either way).
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0)
 
 log = logging.getLogger(__name__)
 

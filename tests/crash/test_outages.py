@@ -288,11 +288,16 @@ async def test_an_aws_outage_during_an_apply_delays_it_and_loses_nothing(
                 limit=400,
             )
         )
-        # The apply waits on Crossplane, which cannot reach AWS; the unit's drift
-        # checks cannot read AWS either.
-        seen = await seen_during(
-            stack, OUTAGE, r"kube\.wait_ready .*heartbeat: waiting: ", spaces=(MW,)
-        )
+        # The apply reaches the cluster and waits on Crossplane, which cannot reach AWS
+        # (the publish before it takes a while on a loaded machine); from then on the
+        # outage lasts its 60 s, the unit's drift checks failing meanwhile.
+        waiting = r"kube\.wait_ready .*heartbeat: waiting: "
+
+        async def apply_waits() -> bool:
+            return any(re.search(waiting, f) for f in await pending_failures(stack))
+
+        await eventually(apply_waits, limit=300, what="the apply waiting on Crossplane")
+        seen = await seen_during(stack, OUTAGE, waiting, spaces=(MW,))
         print("AWS outage during an apply, seen in the Web UI:", *seen.activities, sep="\n  ")
         print("AWS outage during an apply, failing in drift status:", seen.failing)
     finally:
