@@ -907,7 +907,10 @@ def _bound(store: SqlStore) -> type[LoopMachine]:
 _TIMEOUT = pytest.mark.timeout(0 if PROFILE == "slow" else 300)
 
 
+# Marked slow too, so ``-m slow`` runs the slow profile on SQLite and PostgreSQL; the
+# marker deselects nothing by itself (CI runs this one with the ci profile).
 @_TIMEOUT
+@pytest.mark.slow
 def test_loop_sqlite() -> None:
     folder = Path(tempfile.mkdtemp(prefix="proptest-db-", dir=SCRATCH))
     store = SqlStore(f"sqlite:///{folder / 'authority.db'}")
