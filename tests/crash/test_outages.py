@@ -291,7 +291,7 @@ async def test_an_aws_outage_during_an_apply_delays_it_and_loses_nothing(
         # The apply reaches the cluster and waits on Crossplane, which cannot reach AWS
         # (the publish before it takes a while on a loaded machine); from then on the
         # outage lasts its 60 s, the unit's drift checks failing meanwhile.
-        waiting = r"kube\.wait_ready .*heartbeat: waiting: "
+        waiting = r'kube\.wait_ready .*heartbeat: "waiting: '  # details are JSON
 
         async def apply_waits() -> bool:
             return any(re.search(waiting, f) for f in await pending_failures(stack))
