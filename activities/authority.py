@@ -11,6 +11,7 @@ from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
 from domain.apply import is_precious
 from domain.authority import GIT_SOURCES, Approval, UnitStateChange
+from domain.drift import capture_conflict
 from domain.errors import NotFound
 from domain.gates import live_stream
 from domain.messages import (
@@ -126,6 +127,9 @@ class AuthorityActivities:
                     head_revision=u.head_revision,
                     data=revisions[u.slug].data,
                     labels=u.labels,
+                    conflict=capture_conflict(
+                        name, u.slug, u.head_revision, revisions[u.slug].tags
+                    ),
                 )
                 for u in units
             )
@@ -197,6 +201,7 @@ class AuthorityActivities:
             xrds=xrds,
             confighub=isinstance(self.store, ConfigHubStore),
             compositions=compositions,
+            conflict=capture_conflict(inp.space, inp.unit, inp.revision, rev.tags),
         )
 
     @activity.defn(name="authority.record_approval")

@@ -44,8 +44,17 @@ from domain.authority import (
     UnitStateChange,
 )
 from domain.diff import FieldConflict, json_equal
-from domain.drift import CaptureWrite, DriftRecord, LastDrift, rebase_pending
-from domain.errors import BadInput, NotFound, StaleVersion
+from domain.drift import (
+    CONFLICT_TAGS,
+    CaptureWrite,
+    DriftRecord,
+    LastDrift,
+    capture_conflict,
+    conflict_tags,
+    rebase_pending,
+    still_conflicting,
+)
+from domain.errors import BadInput, CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
 from domain.sync import PullRequest
 
@@ -241,6 +250,9 @@ class SqlStore:
             row = conn.execute(query).mappings().first()
             if row is None:
                 raise NotFound(f"unit {space}/{slug} has no revision {number}")
+            conflict = capture_conflict(space, slug, number, row["tags"])
+            if conflict:
+                raise CaptureConflict(conflict)
             approvals = [Approval.model_validate(a) for a in row["approvals"]]
             if all(a.by != approval.by for a in approvals):
                 approvals.append(approval)
@@ -401,16 +413,7 @@ class SqlStore:
                     f"{change.expected_version} (live revision {expected_live})"
                 )
             head = unit["head_revision"]
-            rows = {
-                r["number"]: r
-                for r in conn.execute(
-                    select(t.revisions).where(
-                        t.revisions.c.space == change.space,
-                        t.revisions.c.unit == change.slug,
-                        t.revisions.c.number.in_([n for n in (head, live) if n is not None]),
-                    )
-                ).mappings()
-            }
+            rows = _revision_rows(conn, change.space, change.slug, [head, live])
             number = _max_revision(conn, change.space, change.slug) + 1
             now = _now()
             _insert_revision(conn, change, number, now, tags=change.tags)
@@ -421,6 +424,24 @@ class SqlStore:
                 conflicts = plan.conflicts
                 if conflicts:
                     new_head = head
+                    # Marked, so neither an apply nor an approval puts the head's value
+                    # back over the captured one (domain/drift.py, capture_conflict);
+                    # fields an earlier capture marked stay marked.
+                    paths = [c.path for c in conflicts]
+                    paths += [
+                        p
+                        for p in still_conflicting(
+                            rows[head]["tags"], rows[head]["data"], change.data
+                        )
+                        if p not in paths
+                    ]
+                    _set_tags(
+                        conn,
+                        change.space,
+                        change.slug,
+                        head,
+                        {**rows[head]["tags"], **conflict_tags(number, paths)},
+                    )
                 elif not json_equal(plan.data, change.data):
                     assert plan.data is not None
                     rebased = new_head = number + 1
@@ -440,7 +461,16 @@ class SqlStore:
                         rebased,
                         now,
                         tags={
-                            **{k: v for k, v in pending["tags"].items() if k != "idempotency"},
+                            **{
+                                k: v
+                                for k, v in pending["tags"].items()
+                                if k != "idempotency" and k not in CONFLICT_TAGS
+                            },
+                            # A field an earlier capture marked, where the re-based head
+                            # still differs from what runs, is still in conflict.
+                            **conflict_tags(
+                                number, still_conflicting(pending["tags"], plan.data, change.data)
+                            ),
                             "rebased_from": str(head),
                             "rebased_source": str(pending["source"]),
                             "rebased_onto": str(number),
@@ -705,6 +735,34 @@ def _at_least(column: Any, number: int) -> Any:
     )
 
 
+def _revision_rows(
+    conn: Connection, space: str, slug: str, numbers: list[int | None]
+) -> dict[int, Any]:
+    wanted = [n for n in numbers if n is not None]
+    return {
+        r["number"]: r
+        for r in conn.execute(
+            select(t.revisions).where(
+                t.revisions.c.space == space,
+                t.revisions.c.unit == slug,
+                t.revisions.c.number.in_(wanted),
+            )
+        ).mappings()
+    }
+
+
+def _set_tags(conn: Connection, space: str, slug: str, number: int, tags: dict[str, str]) -> None:
+    conn.execute(
+        update(t.revisions)
+        .where(
+            t.revisions.c.space == space,
+            t.revisions.c.unit == slug,
+            t.revisions.c.number == number,
+        )
+        .values(tags=tags)
+    )
+
+
 def _revision_query(space: str, slug: str, number: int) -> Any:
     return select(t.revisions).where(
         t.revisions.c.space == space, t.revisions.c.unit == slug, t.revisions.c.number == number
@@ -801,7 +859,14 @@ def _apply_change(conn: Connection, change: UnitChange) -> ChangeOutcome:
             f"the change was planned on {change.expected_version}"
         )
     now = _now()
-    if unit is not None and head is not None and json_equal(head["data"], change.data):
+    if (
+        unit is not None
+        and head is not None
+        and json_equal(head["data"], change.data)
+        # A rollback to a head a capture conflicts with is the operator's decision to
+        # keep its values: a new revision, free of the conflict.
+        and not (change.source == "rollback" and capture_conflict("", "", 0, head["tags"]))
+    ):
         if unit["state"] != "active":
             # Back in Git's render with the same content: adopted again, no revision.
             _set_state(conn, change.space, change.slug, "active")

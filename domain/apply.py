@@ -29,7 +29,8 @@ PRECIOUS = "confighub.io/precious"
 DEFAULT_READY_TIMEOUT = 300
 
 
-FailureReason = Literal["", "denied", "rejected", "not-ready", "error"]
+# conflict: a drift capture conflicts with the revision (domain/drift.py, capture_conflict)
+FailureReason = Literal["", "denied", "rejected", "not-ready", "conflict", "error"]
 
 
 class ApplyRequest(BaseModel):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from domain.diff import FieldConflict, diff, json_equal, three_way_merge
+from domain.errors import BadInput
 from domain.markdown import OneLine
 from domain.normalize import drop_paths, normalize, parse_ignore
-from domain.paths import MISSING, Path, parse_path, set_path
+from domain.paths import MISSING, Path, get_path, parse_path, set_path
 from domain.schema import apply_defaults
 
 DriftMode = Literal["capture", "revert", "report"]
@@ -163,6 +165,74 @@ def rebase_pending(
     if merged is MISSING or json_equal(merged, captured):
         return Rebase(data=captured)  # the capture already holds the pending change
     return Rebase(data=merged)
+
+
+# Tags a capture puts on a pending head it could not re-base (the same field changed
+# on both sides). The head stays as it was, but applying or approving it would put
+# its value back over the captured one: both are refused until a new revision (a
+# ``set``, a ``rollback``, a publish) decides the field. A later capture that re-bases
+# the head carries the mark to the re-based revision for each field where it still
+# differs from what runs.
+CONFLICT_FIELDS_TAG = "capture_conflict"  # JSON list of paths
+CONFLICT_CAPTURE_TAG = "conflict_capture"
+CONFLICT_TAGS = (CONFLICT_FIELDS_TAG, CONFLICT_CAPTURE_TAG)
+
+
+def conflict_tags(capture: int, paths: list[str]) -> dict[str, str]:
+    """The tags that mark a pending head as in conflict with capture ``capture``."""
+    if not paths:
+        return {}
+    return {CONFLICT_FIELDS_TAG: json.dumps(paths), CONFLICT_CAPTURE_TAG: str(capture)}
+
+
+def conflict_paths(tags: dict[str, str]) -> list[str]:
+    """The fields a capture found in conflict with the revision these tags are of."""
+    text = tags.get(CONFLICT_FIELDS_TAG, "")
+    if not text:
+        return []
+    try:
+        paths = json.loads(text)
+    except ValueError:
+        return [text]
+    return [str(p) for p in paths] if isinstance(paths, list) else [str(paths)]
+
+
+def still_conflicting(
+    tags: dict[str, str], rebased: dict[str, Any], captured: dict[str, Any]
+) -> list[str]:
+    """The marked fields where a re-based head still differs from what runs."""
+    out = []
+    for text in conflict_paths(tags):
+        try:
+            path = parse_path(text)
+        except BadInput:
+            out.append(text)
+            continue
+        ours, theirs = get_path(rebased, path), get_path(captured, path)
+        if (ours is MISSING) != (theirs is MISSING) or (
+            ours is not MISSING and not json_equal(ours, theirs)
+        ):
+            out.append(text)
+    return out
+
+
+def capture_conflict(space: str, unit: str, revision: int, tags: dict[str, str]) -> str:
+    """Why revision ``revision`` may not be applied or approved ("" when it may).
+
+    A capture recorded a conflict between it and what runs: applying it would
+    silently overwrite the captured live change (DESIGN.md, "Capture").
+    """
+    paths = conflict_paths(tags)
+    if not paths:
+        return ""
+    capture = tags.get(CONFLICT_CAPTURE_TAG, "?")
+    return (
+        f"{space}/{unit} revision {revision} conflicts with drift capture r{capture} "
+        f"(what runs) in {', '.join(paths)}: applying it would overwrite the captured "
+        f"change. Decide the field with a new revision — `tributary rollback {space} "
+        f"{unit} --to {revision}` keeps revision {revision}'s values, `tributary set` or "
+        "a new publish sets them — then apply that"
+    )
 
 
 class CaptureWrite(BaseModel):

@@ -50,6 +50,13 @@ class GitAuthorityConflict(TributaryError):
     exit_code = 4
 
 
+class CaptureConflict(TributaryError):
+    """A revision a drift capture conflicts with: applying or approving it would put
+    its value back over the captured live change (DESIGN.md, "Capture")."""
+
+    exit_code = 4
+
+
 class StaleVersion(TributaryError):
     """A unit moved on between read and write.
 
@@ -74,6 +81,7 @@ EXIT_CODES: dict[str, int] = {
         BadInput,
         PolicyDenied,
         GitAuthorityConflict,
+        CaptureConflict,
         StaleVersion,
         NotFound,
         Rejected,

@@ -158,6 +158,8 @@ class UnitHead(BaseModel):
     head_revision: int
     data: dict[str, Any]
     labels: dict[str, str]
+    # Why the head may not be applied: a drift capture conflicts with it ("" if none).
+    conflict: str = ""
 
 
 class SpaceGate(BaseModel):
@@ -337,6 +339,8 @@ class ApplyContextResult(BaseModel):
     confighub: bool = False
     # the space's Compositions for that kind's composite (installed where the cluster lacks them)
     compositions: list[dict[str, Any]] = Field(default_factory=list)
+    # Why this revision may not be applied: a drift capture conflicts with it.
+    conflict: str = ""
 
 
 class RecordApprovalInput(BaseModel):

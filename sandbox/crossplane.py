@@ -32,8 +32,8 @@ there, as drift), and writes to AWS only for a claim change it has not reconcile
 generation, or changed annotations (a ``kubectl annotate``, a revert's reconcile request:
 Crossplane's controllers reconcile on every such watch event too). A failure that AWS (or the
 claim's spec) caused is not retried until the next generation; a failure to reach AWS or the
-API is retried a few times with backoff. No finalizers: a deleted claim is gone at once and
-what it composed goes after it.
+API is retried with backoff for about two minutes. No finalizers: a deleted claim is gone at
+once and what it composed goes after it.
 """
 
 from __future__ import annotations
@@ -79,7 +79,10 @@ MERGE = "application/merge-patch+json"
 WATCH_SECONDS = 60  # a watch ends (server-side) and is renewed this often
 REQUEST_TIMEOUT = 10.0  # seconds, for every non-watch request
 BACKOFF_MIN, BACKOFF_MAX = 0.2, 5.0  # between failed watches
-RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)  # of a reconcile that could not reach AWS or the API
+# Of a reconcile that could not reach AWS or the API: about two minutes in all, so an
+# outage of a minute is waited through (real Crossplane retries with backoff up to
+# 60 s apart, without end; the apply's ready timeout bounds the wait either way).
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0)
 OBSERVE_SECONDS = 1.0  # how often the provider stand-in reads AWS into status.atProvider
 
 log = logging.getLogger(__name__)

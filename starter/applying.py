@@ -15,7 +15,7 @@ from domain.messages import ApplyStatus, RequestApplyInput
 from starter.runner import WAIT_AGAIN, WAIT_RETRIES
 
 POLL_SECONDS = 0.3
-EXIT_BY_REASON = {"denied": 3, "rejected": 2}
+EXIT_BY_REASON = {"denied": 3, "rejected": 2, "conflict": 4}
 
 
 def new_request_id() -> str:

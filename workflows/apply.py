@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.argocd import ArgoCDActivities, ArgoSyncInput, ArgoWaitInput
@@ -107,20 +107,41 @@ class ApplyWorkflow:
         self.pending.append(req)
 
     @workflow.update
-    def approve(self, inp: ApproveInput) -> ApproveResult:
+    async def approve(self, inp: ApproveInput) -> ApproveResult:
+        # (patched: runs of an older worker replay approvals without this activity)
+        if workflow.patched("approve-refuses-capture-conflict"):
+            # A drift capture may have recorded a conflict with the waiting revision
+            # since it started waiting: approving it would put its value back over
+            # the captured change, so the approval is refused, naming the fields.
+            ctx = await workflow.execute_activity_method(
+                AuthorityActivities.apply_context,
+                ApplyContextInput(space=self.space, unit=self.unit, revision=inp.revision),
+                start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                retry_policy=opt.RETRY,
+                summary=f"check revision {inp.revision} before approving it",
+            )
+            if ctx.conflict:
+                raise ApplicationError(ctx.conflict, type="CaptureConflict", non_retryable=True)
+            # The read took a while: the wait may have ended meanwhile.
+            problem = self._approval_problem(inp)
+            if problem:
+                raise ApplicationError(problem, type="BadInput", non_retryable=True)
         self.approval = inp
         return ApproveResult(revision=inp.revision, by=inp.by, asserted=inp.asserted)
 
     @approve.validator
     def _check_approve(self, inp: ApproveInput) -> None:
+        problem = self._approval_problem(inp)
+        if problem:
+            raise ValueError(problem)
+
+    def _approval_problem(self, inp: ApproveInput) -> str | None:
         waiting = (
             self.current.revision
             if self.current and self.current.state == "awaiting-approval"
             else None
         )
-        problem = approval_problem(self.gate, waiting, inp, self.author)
-        if problem:
-            raise ValueError(problem)
+        return approval_problem(self.gate, waiting, inp, self.author)
 
     @workflow.query
     def status(self) -> ApplyStatus:
@@ -192,6 +213,9 @@ class ApplyWorkflow:
             message = "denied by policy: " + "; ".join(ctx.violations)
             self._finish(req, "failed", message, reason="denied")
             return
+        if ctx.conflict and req.action == "apply" and not req.sync_only:
+            self._finish(req, "failed", ctx.conflict, reason="conflict")
+            return
         if not await self._pass_gate(req, ctx):
             return
         self.started = workflow.now()  # the time spent waiting for approval is not the apply's
@@ -245,6 +269,21 @@ class ApplyWorkflow:
             )
             return False
         approval = self.approval
+        try:
+            await self._record_approval(req, approval)
+        except ActivityError as e:
+            # The store refuses to approve a revision a capture conflicts with (one that
+            # came in between the approval's check and this record).
+            info = error_info(e)
+            if info.type != "CaptureConflict":
+                raise
+            self._finish(req, "failed", info.message, reason="conflict")
+            return False
+        if self.current:
+            self.current.approved_by = approval.by
+        return True
+
+    async def _record_approval(self, req: ApplyRequest, approval: ApproveInput) -> None:
         await workflow.execute_activity_method(
             AuthorityActivities.record_approval,
             RecordApprovalInput(
@@ -262,9 +301,6 @@ class ApplyWorkflow:
             retry_policy=opt.RETRY,
             summary=f"record approval by {approval.by}",
         )
-        if self.current:
-            self.current.approved_by = approval.by
-        return True
 
     async def _apply(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
         self._set(req, "applying", "server-side apply")

@@ -223,7 +223,9 @@ class RollbackWorkflow:
                 retry_policy=opt.RETRY,
                 summary=f"read revision {inp.to}",
             )
-            if json_equal(target.data, head.data):
+            # A head a capture conflicts with is not "unchanged": rolling back to it is
+            # the operator's decision to keep its values, as a new revision.
+            if json_equal(target.data, head.data) and not head.conflict:
                 return RollbackResult(
                     space=inp.space,
                     unit=inp.unit,

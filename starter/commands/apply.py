@@ -18,7 +18,7 @@ from domain.apply import (
     ApproveInput,
     ApproveResult,
 )
-from domain.errors import BadInput
+from domain.errors import BadInput, CaptureConflict
 from domain.identity import resolve_actor
 from domain.naming import apply_id
 from domain.reads import HeadAnswer, HeadQuery
@@ -195,6 +195,8 @@ async def approve(args: argparse.Namespace, out: Output, settings: Settings) -> 
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         message = getattr(cause, "message", None) or str(cause)
+        if getattr(cause, "type", None) == "CaptureConflict":
+            raise CaptureConflict(message) from e
         raise BadInput(message, obj=f"{args.space}/{args.unit}", field="--revision") from e
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:

@@ -1375,3 +1375,83 @@ def test_migration_5_backfills_bases_from_gits_own_revisions(store_url):
         assert store.is_published(SPACE, "c2")
     finally:
         store.close()
+
+
+# ---- a capture that conflicts with a pending head (DESIGN.md "Capture") -------------------
+
+from domain.drift import capture_conflict  # noqa: E402
+from domain.errors import CaptureConflict  # noqa: E402
+
+
+def spec_claim(**spec) -> dict:
+    data = claim()
+    data["spec"] = {**data["spec"], **spec}
+    return data
+
+
+def pending_over_live(store: SqlStore, **pending) -> None:
+    """r1 live; r2 (Git's change) waits as head."""
+    store.commit([change(claim(), None)])
+    store.record_applied(SPACE, "u", 1, live=True)
+    store.commit([change(spec_claim(**pending), 1)])
+
+
+def capture_of(store: SqlStore, **live) -> UnitChange:
+    unit = store.get_unit(SPACE, "u")
+    return change(spec_claim(**live), unit.version, source="drift-capture")
+
+
+def test_a_conflicting_capture_marks_the_kept_head_and_its_approval_is_refused(seeded):
+    pending_over_live(seeded, lambdaMemory=512)
+
+    written = seeded.capture(capture_of(seeded, lambdaMemory=1024))
+
+    assert (written.revision, written.head_revision) == (3, 2)
+    r2 = seeded.get_revision(SPACE, "u", 2)
+    message = capture_conflict(SPACE, "u", 2, r2.tags)
+    assert "revision 2 conflicts with drift capture r3" in message
+    assert "spec.lambdaMemory" in message
+    approval = Approval(by="olga", at=datetime(2024, 5, 1, tzinfo=UTC))
+    with pytest.raises(CaptureConflict, match=r"spec\.lambdaMemory"):
+        seeded.record_approval(SPACE, "u", 2, approval)
+    assert seeded.get_revision(SPACE, "u", 2).approvals == []
+
+
+def test_a_later_capture_carries_the_mark_to_the_rebased_head_while_it_still_differs(seeded):
+    pending_over_live(seeded, lambdaMemory=512, lambdaTimeout=45)
+    seeded.capture(capture_of(seeded, lambdaMemory=1024))  # r3, conflict on memory
+
+    # Another edit, of another field: the head is re-based from r3, and would still put
+    # 512 back over the 1024 that runs.
+    written = seeded.capture(capture_of(seeded, lambdaMemory=1024, region="eu-west-1"))
+
+    assert (written.revision, written.rebased_revision) == (4, 5)
+    r5 = seeded.get_revision(SPACE, "u", 5)
+    assert r5.data["spec"]["lambdaMemory"] == 512
+    assert "conflicts with drift capture r4 (what runs) in spec.lambdaMemory" in (
+        capture_conflict(SPACE, "u", 5, r5.tags)
+    )
+
+    # What runs comes to agree with the head on memory: nothing is in conflict any more.
+    written = seeded.capture(capture_of(seeded, lambdaMemory=512, region="eu-west-1"))
+
+    assert (written.revision, written.rebased_revision) == (6, 7)
+    r7 = seeded.get_revision(SPACE, "u", 7)
+    assert r7.data["spec"] == {"lambdaMemory": 512, "lambdaTimeout": 45, "region": "eu-west-1"}
+    assert capture_conflict(SPACE, "u", 7, r7.tags) == ""
+
+
+def test_a_rollback_to_a_marked_head_is_a_new_revision_free_of_the_mark(seeded):
+    pending_over_live(seeded, lambdaMemory=512)
+    seeded.capture(capture_of(seeded, lambdaMemory=1024))
+    unit = seeded.get_unit(SPACE, "u")
+    same = change(spec_claim(lambdaMemory=512), unit.version, source="rollback")
+
+    [outcome] = seeded.commit([same])
+
+    assert (outcome.revision, outcome.created) == (4, True)
+    assert capture_conflict(SPACE, "u", 4, seeded.get_revision(SPACE, "u", 4).tags) == ""
+    # Any other writer with the same content as head still writes nothing.
+    unit = seeded.get_unit(SPACE, "u")
+    [again] = seeded.commit([change(spec_claim(lambdaMemory=512), unit.version, source="bulk")])
+    assert (again.revision, again.created) == (4, False)

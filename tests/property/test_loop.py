@@ -44,6 +44,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from temporalio.exceptions import ApplicationError
 
 from activities.authority import AuthorityActivities
 from activities.drift import DriftActivities
@@ -175,6 +176,9 @@ class UnitModel:
     live_revision: int | None = None
     captures: set[int] = field(default_factory=set)  # revisions that became live by capture
     conflicts: list[str] = field(default_factory=list)  # last conflict reported, for messages
+    # heads a capture could not re-base (a conflict): applying one would put its value
+    # back over the captured change, so it is never applied (invariant (a))
+    contested: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -373,7 +377,8 @@ class LoopMachine(RuleBasedStateMachine):
             GetRevisionInput(space=self.space, unit=slug, number=to)
         )
         self.units[slug].head = spec_of(target.data)
-        if target.data == head.data:
+        # A rollback to a head a capture conflicts with decides it: a new revision.
+        if target.data == head.data and not head.conflict:
             return
         change = UnitChange(
             space=self.space,
@@ -413,6 +418,23 @@ class LoopMachine(RuleBasedStateMachine):
         revision, _ = pipe.waiting
         ctx = self._apply_context(slug, revision)
         gate = gate_for(ctx.approval, "apply", precious=ctx.precious)
+        if revision in self.units[slug].contested:
+            assert ctx.conflict, f"{slug}: r{revision} is contested, the gate does not say so"
+        if ctx.conflict:
+            # ApplyWorkflow.approve refuses it; the store would too. The wait goes on.
+            with pytest.raises(ApplicationError) as refused:
+                self.authority.record_approval(
+                    RecordApprovalInput(
+                        space=self.space,
+                        unit=slug,
+                        revision=revision,
+                        by=APPROVER,
+                        at=datetime.now(UTC),
+                        gate=gate,
+                    )
+                )
+            assert refused.value.type == "CaptureConflict"
+            return
         self.authority.record_approval(
             RecordApprovalInput(
                 space=self.space,
@@ -733,6 +755,10 @@ class LoopMachine(RuleBasedStateMachine):
         ctx = self._apply_context(slug, revision)
         if ctx.violations:
             return
+        if revision in self.units[slug].contested:
+            assert ctx.conflict, f"{slug}: r{revision} is contested, the apply does not say so"
+        if ctx.conflict and not sync_only:
+            return  # ApplyWorkflow fails the request as a conflict
         gate = "" if sync_only else gate_for(ctx.approval, "apply", precious=ctx.precious)
         if gate and not standing_approval(gate, "apply", ctx.approvals, ctx.author):
             pipe.waiting = (revision, sync_only)
@@ -741,6 +767,10 @@ class LoopMachine(RuleBasedStateMachine):
 
     def _start_apply(self, slug: str, revision: int) -> None:
         """Server-side apply, then ``record_applied(live=False)``."""
+        assert revision not in self.units[slug].contested, (
+            f"{slug}: r{revision} would be applied over the capture it conflicts with "
+            f"(fields {self.units[slug].conflicts})"
+        )
         data = self._apply_context(slug, revision).data
         self.cluster.objects[slug] = {
             **data,
@@ -788,6 +818,8 @@ class LoopMachine(RuleBasedStateMachine):
         merged, conflicts = merge3(old_live, live_claim, m.head)
         if conflicts:
             m.conflicts = conflicts
+            assert out.head_revision not in (None, out.revision)
+            m.contested.add(out.head_revision)
         else:
             m.head = merged
         m.live, m.live_revision = live_claim, out.revision
@@ -874,7 +906,10 @@ def _bound(store: SqlStore) -> type[LoopMachine]:
 _TIMEOUT = pytest.mark.timeout(0 if PROFILE == "slow" else 300)
 
 
+# Marked slow too, so ``-m slow`` runs the slow profile on SQLite and PostgreSQL; the
+# marker deselects nothing by itself (CI runs this one with the ci profile).
 @_TIMEOUT
+@pytest.mark.slow
 def test_loop_sqlite() -> None:
     folder = Path(tempfile.mkdtemp(prefix="proptest-db-", dir=SCRATCH))
     store = SqlStore(f"sqlite:///{folder / 'authority.db'}")
@@ -1010,3 +1045,40 @@ def test_retried_capture_that_rebased_a_pending_head_writes_nothing(
     )
     assert m.units["u0"].head == {"size": 2, "tier": 3}
     assert m.units["u0"].live == {"size": 2, "tier": 3}
+
+
+def test_a_head_a_capture_conflicts_with_is_never_applied_over_it(
+    sqlite_store: SqlStore,
+) -> None:
+    """Prod waits for approval of size 2 when a live edit sets size 3 and is captured: a
+    conflict, head kept. The approval is refused (the store says CaptureConflict), an
+    apply of the head is refused, and size 3 runs until a rollback to the head — the
+    operator's decision — makes a new revision that passes the gate."""
+
+    def contested(m: LoopMachine) -> None:
+        assert m.units["u0"].contested == {2}
+        assert m.pipes["u0"].waiting == (2, False)
+        assert m.units["u0"].live == {"size": 3}
+
+    m = _run(
+        sqlite_store,
+        [
+            lambda m: m.first_publish(
+                approval="required", drift_mode="capture", specs={"u0": {"size": 1}}, start="live"
+            ),
+            lambda m: m.git_change_field(data=_Draws("u0"), value=2, fld="size"),
+            lambda m: m.ci_latest(apply=True),
+            lambda m: m.live_edit(data=_Draws("u0"), fld="size", value=3, watched=True),
+            contested,
+            lambda m: m.approve(data=_Draws("u0")),  # refused: still waiting
+            contested,
+            lambda m: m.apply_head(data=_Draws("u0")),  # refused: a conflict
+            lambda m: _expect_sources(m, "u0", ["ci", "drift-capture"]),
+            lambda m: m.rollback(data=_Draws("u0", 2), apply=True),
+            lambda m: _expect_sources(m, "u0", ["drift-capture", "rollback"]),
+            lambda m: m.approve(data=_Draws("u0")),
+            lambda m: m.ready(data=_Draws("u0")),
+        ],
+    )
+    assert m.units["u0"].head == {"size": 2}
+    assert m.units["u0"].live == {"size": 2}

@@ -71,3 +71,10 @@ async def test_following_an_apply_survives_query_timeouts() -> None:
     client: Any = FlakyApply(2)
     outcome = await applying.follow(client, "apply:s:u", "r1")
     assert (outcome.state, outcome.revision, client.calls) == ("ready", 2, 3)
+
+
+def test_an_apply_refused_as_a_capture_conflict_exits_4() -> None:
+    """CLI.md: 4 is a conflict; an apply of a head a capture conflicts with is one."""
+    outcome = ApplyOutcome(revision=2, state="failed", reason="conflict", message="x")
+    assert applying.exit_code(outcome) == 4
+    assert applying.exit_code(outcome.model_copy(update={"reason": "error"})) == 1

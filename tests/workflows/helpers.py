@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
 from client.loops import signal_apply
-from domain.apply import ApplyRequest
-from domain.messages import PublishRunInput, PublishRunResult, RequestApplyInput, SourceRef
+from domain.apply import ApplyOutcome, ApplyRequest
+from domain.messages import (
+    ApplyStatus,
+    PublishRunInput,
+    PublishRunResult,
+    RequestApplyInput,
+    SourceRef,
+)
+from domain.naming import apply_id
+from starter.applying import find
 from starter.gitref import resolve
 from tests.support import AuthoringRepo
 from workflows._errors import error_info
+from workflows.apply import ApplyWorkflow
 from workflows.publish import PublishRunWorkflow
+
+T = TypeVar("T")
 
 
 async def publish(
@@ -94,3 +107,69 @@ async def ask(
         ),
     )
     return workflow_id, request_id
+
+
+# ---- waiting on an ApplyWorkflow ------------------------------------------------------------
+
+
+async def query_under_load(query: Callable[[], Awaitable[T]]) -> T:
+    """A query, asked again when the worker gave up on it as a potential deadlock.
+
+    A query of a run not in the worker's cache replays its whole history in the
+    sandbox, in one activation that the SDK allows 2 s; under heavy CPU load (stress
+    runs) that replay alone can take longer. A real deadlock fails every time."""
+    for attempt in range(5):
+        try:
+            return await query()
+        except WorkflowQueryFailedError as e:
+            if "Potential deadlock detected" not in str(e) or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def apply_status(env: WorkflowEnvironment, space: str, unit: str) -> ApplyStatus:
+    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(space, unit))
+    status: ApplyStatus = await query_under_load(lambda: handle.query(ApplyWorkflow.status))
+    return status
+
+
+async def until(
+    env: WorkflowEnvironment,
+    workflow_id: str,
+    request_id: str,
+    states: set[str] | None = None,
+    *,
+    seconds: float = 30,
+    messages: list[str] | None = None,
+    revision: int | None = None,
+) -> ApplyOutcome:
+    """Poll an ApplyWorkflow's status until the request reaches one of ``states``
+    (``None``: until it settles: terminal, or waiting at a gate).
+
+    ``messages`` collects the current status messages of ``revision`` meanwhile."""
+    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, workflow_id)
+    status: ApplyStatus | None = None
+    for _ in range(int(seconds / 0.1)):
+        status = await query_under_load(lambda: handle.query(ApplyWorkflow.status))
+        outcome = find(status, request_id)
+        if outcome is not None and (outcome.settled if states is None else outcome.state in states):
+            return outcome
+        if messages is not None and status.current and status.current.revision == revision:
+            messages.append(status.current.message)
+        await asyncio.sleep(0.1)
+    wanted = "settled" if states is None else f"reached {sorted(states)}"
+    raise AssertionError(f"request {request_id} never {wanted}: {status}")
+
+
+async def settle(
+    env: WorkflowEnvironment,
+    worker: Worker,
+    space: str,
+    unit: str,
+    revision: int,
+    messages: list[str] | None = None,
+    **kw: Any,
+) -> ApplyOutcome:
+    """Request an apply (or delete, ``action="delete"``) and wait until it settles."""
+    workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
+    return await until(env, workflow_id, request_id, messages=messages, revision=revision)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from typing import Any
 
 import pytest
@@ -17,50 +16,18 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
-from client.loops import signal_apply
-from domain.apply import ApplyOutcome, ApplyRequest, ApproveInput, ApproveResult
+from domain.apply import ApproveInput, ApproveResult
 from domain.authority import GatesUpdate, PolicyResult, UnitChange
 from domain.drift import DriftStatus
 from domain.gates import OWNER_LABEL
-from domain.messages import ApplyStatus, RequestApplyInput
+from domain.messages import ApplyStatus
 from domain.naming import apply_id, drift_id
-from starter.applying import find, follow
+from starter.applying import follow
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, set_patch_value
-from tests.workflows.helpers import ask, publish
+from tests.workflows.helpers import ask, publish, settle, until
 from workflows.apply import ApplyWorkflow
 from workflows.drift import DriftWorkflow
-
-
-async def settle(
-    env: WorkflowEnvironment,
-    worker: Worker,
-    space: str,
-    unit: str,
-    revision: int,
-    messages: list[str] | None = None,
-    **kw: object,
-) -> ApplyOutcome:
-    request_id = str(uuid.uuid4())
-    workflow_id = await signal_apply(
-        env.client,
-        worker.task_queue,
-        RequestApplyInput(
-            space=space,
-            unit=unit,
-            request=ApplyRequest(revision=revision, request_ids=[request_id], **kw),  # type: ignore[arg-type]
-        ),
-    )
-    handle = env.client.get_workflow_handle(workflow_id)
-    for _ in range(300):
-        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
-        outcome = find(status, request_id)
-        if outcome is not None and outcome.settled:
-            return outcome
-        if messages is not None and status.current and status.current.revision == revision:
-            messages.append(status.current.message)
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle: {status}")
 
 
 async def test_apply_makes_the_claim_ready_and_the_lambda_match(
@@ -90,26 +57,6 @@ SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 AUTHOR = "Dana Developer <dana@example.com>"
 MW_GROUP, MW_PLURAL = "messagewall.demo", "serverlesseventappclaims"
 ACCOUNT = "123456789012"
-
-
-async def until(
-    env: WorkflowEnvironment,
-    workflow_id: str,
-    request_id: str,
-    states: set[str],
-    *,
-    seconds: float = 30,
-) -> ApplyOutcome:
-    """Poll the workflow's status until the request reaches one of ``states``."""
-    handle = env.client.get_workflow_handle(workflow_id)
-    status: ApplyStatus | None = None
-    for _ in range(int(seconds / 0.1)):
-        status = await handle.query(ApplyWorkflow.status)
-        outcome = find(status, request_id)
-        if outcome is not None and outcome.state in states:
-            return outcome
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"request {request_id} never reached {states}: {status}")
 
 
 async def approve(

@@ -7,7 +7,7 @@ import copy
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -19,10 +19,11 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     WorkflowHandle,
-    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
     WorkflowUpdateHandle,
     WorkflowUpdateStage,
 )
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -36,21 +37,23 @@ from domain.apply import ApplyOutcome, ApproveInput
 from domain.authority import UnitChange, UnitStateChange
 from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
 from domain.messages import (
-    ApplyStatus,
     CaptureInput,
     CaptureResult,
     DriftCheckInput,
     DriftCheckResult,
     DriftInput,
+    RollbackInput,
+    RollbackResult,
 )
 from domain.naming import apply_id, drift_id
 from starter.applying import find
 from starter.commands.drift import _drift_json
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, eventually
-from tests.workflows.helpers import ask, publish
+from tests.workflows.helpers import apply_status, ask, publish, query_under_load
 from worker import WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
+from workflows.change import RollbackWorkflow
 from workflows.drift import DriftWorkflow
 
 T = TypeVar("T")
@@ -95,21 +98,6 @@ async def apply_and_wait(
             return outcome
         await asyncio.sleep(0.05)
     raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle")
-
-
-async def query_under_load(query: Callable[[], Awaitable[T]]) -> T:
-    """A query, asked again when the worker gave up on it as a potential deadlock.
-
-    A query of a run not in the worker's cache replays its whole history in the
-    sandbox, in one activation that the SDK allows 2 s; under heavy CPU load (stress
-    runs) that replay alone can take longer. A real deadlock fails every time."""
-    for attempt in range(5):
-        try:
-            return await query()
-        except WorkflowQueryFailedError as e:
-            if "Potential deadlock detected" not in str(e) or attempt == 4:
-                raise
-    raise AssertionError("unreachable")
 
 
 async def update_result(update: WorkflowUpdateHandle[T], *, limit: float) -> T:
@@ -895,12 +883,6 @@ async def test_the_loop_ends_when_its_unit_is_gone_from_the_authority(
 PROD = "messagewall-prod-east"
 
 
-async def apply_status(env: WorkflowEnvironment, space: str, unit: str) -> ApplyStatus:
-    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(space, unit))
-    status: ApplyStatus = await query_under_load(lambda: handle.query(ApplyWorkflow.status))
-    return status
-
-
 @SQLITE_ONLY
 async def test_a_capture_over_a_change_awaiting_approval_keeps_it_waiting(
     env: WorkflowEnvironment,
@@ -1047,6 +1029,116 @@ async def test_a_capture_conflicting_with_a_pending_change_keeps_the_head_and_sa
     [record] = store.list_drift(PROD, unit)
     assert record.last_drift is not None
     assert [c.path for c in record.last_drift.conflicts] == ["spec.lambdaMemory"]
+
+
+@SQLITE_ONLY
+async def test_a_head_a_capture_conflicts_with_is_neither_approved_nor_applied(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """Prod waits for approval of 512 when a kubectl edit sets 1024 and is captured: a
+    conflict, head kept. Approving (or applying) the old head would put 512 back over
+    the captured 1024 unseen; both are refused, naming the field, until a new revision
+    (here a rollback to it, the operator's explicit choice) decides."""
+    [unit] = await go_live(env, cluster_worker, store, messagewall, PROD)
+    r1 = store.get_revision(PROD, unit, 1)
+    assert r1 is not None
+    pending = copy.deepcopy(r1.data)
+    pending["spec"]["lambdaMemory"] = 512
+    store.commit(
+        [
+            UnitChange(
+                space=PROD, slug=unit, expected_version=1, data=pending, description="512",
+                source="ci", author="dev@example.com",
+            )
+        ]
+    )  # fmt: skip
+    await ask(env, cluster_worker, PROD, unit, 2)
+    await eventually(
+        lambda: apply_status(env, PROD, unit),
+        lambda s: s.current is not None and s.current.state == "awaiting-approval",
+        what="revision 2 awaiting approval",
+    )
+    patch_claim(sandbox, store, PROD, unit, {"spec": {"lambdaMemory": 1024}})
+    st = await check_now(env, PROD, unit)
+    assert (st.state, st.last_revision) == ("captured", 3)
+    u = store.get_unit(PROD, unit)
+    assert u is not None
+    assert (u.head_revision, u.live_revision) == (2, 3)
+    handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(PROD, unit))
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(ApplyWorkflow.approve, ApproveInput(revision=2, by=APPROVER))
+
+    cause = refused.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert (cause.type, cause.non_retryable) == ("CaptureConflict", True)
+    assert "revision 2 conflicts with drift capture r3" in cause.message
+    assert "spec.lambdaMemory" in cause.message
+    r2 = store.get_revision(PROD, unit, 2)
+    assert r2 is not None
+    assert r2.approvals == []
+    status = await apply_status(env, PROD, unit)
+    assert status.current is not None
+    assert (status.current.revision, status.current.state) == (2, "awaiting-approval")
+    assert (await claim_spec(sandbox, store, PROD, unit))["lambdaMemory"] == 1024
+
+    # A rollback to revision 2 is the operator's decision to keep 512: a new revision,
+    # free of the conflict, that goes through the gate like any other (its request
+    # supersedes the wait for revision 2).
+    rolled: RollbackResult = await env.client.execute_workflow(
+        RollbackWorkflow.run,
+        RollbackInput(space=PROD, unit=unit, to=2, author="oncall@example.com"),
+        id=f"rollback-test-{uuid.uuid4()}",
+        task_queue=cluster_worker.task_queue,
+    )
+    assert (rolled.action, rolled.revision) == ("rolled-back", 4)
+    outcome = await apply_and_wait(env, cluster_worker, PROD, unit, 4)
+    assert outcome.state == "ready"
+    assert outcome.approved_by == APPROVER
+    assert (await claim_spec(sandbox, store, PROD, unit))["lambdaMemory"] == 512
+
+
+@SQLITE_ONLY
+async def test_an_apply_of_a_head_a_capture_conflicts_with_is_refused(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    messagewall: AuthoringRepo,
+) -> None:
+    """No gate in dev: a head published without --apply, then a live edit of the same
+    field captured (a conflict). Applying that head later would overwrite the captured
+    value; it fails as a conflict, naming the field, and nothing changes."""
+    await go_live(env, cluster_worker, store, messagewall, MW)
+    r1 = store.get_revision(MW, MW, 1)
+    assert r1 is not None
+    pending = copy.deepcopy(r1.data)
+    pending["spec"]["lambdaMemory"] = 512
+    store.commit(
+        [
+            UnitChange(
+                space=MW, slug=MW, expected_version=1, data=pending, description="512",
+                source="ci",
+            )
+        ]
+    )  # fmt: skip
+    patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaMemory": 1024}})
+    st = await check_now(env, MW, MW)
+    assert (st.state, st.last_revision) == ("captured", 3)
+
+    outcome = await apply_and_wait(env, cluster_worker, MW, MW, 2)
+
+    assert (outcome.state, outcome.reason) == ("failed", "conflict")
+    assert "revision 2 conflicts with drift capture r3" in outcome.message
+    assert "spec.lambdaMemory" in outcome.message
+    assert (await claim_spec(sandbox, store, MW, MW))["lambdaMemory"] == 1024
+    u = store.get_unit(MW, MW)
+    assert u is not None
+    assert (u.head_revision, u.live_revision) == (2, 3)
 
 
 @pytest.fixture

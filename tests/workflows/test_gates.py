@@ -3,28 +3,22 @@ would loosen them, `space set` changes them, and the apply enforces them on the 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from typing import Literal
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
-from domain.apply import ApplyOutcome
 from domain.authority import GatesUpdate, SpaceSpec, UnitChange
 from domain.gates import OWNER_LABEL
 from domain.messages import (
-    ApplyStatus,
     SpaceGatesInput,
     SpaceGatesResult,
 )
-from starter.applying import find
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, set_patch_value
-from tests.workflows.helpers import actions, ask, publish, snapshot
-from workflows.apply import ApplyWorkflow
+from tests.workflows.helpers import actions, publish, settle, snapshot
 from workflows.change import SpaceGatesWorkflow
 
 PROD = "messagewall-prod-east"
@@ -252,25 +246,6 @@ async def test_space_set_of_an_unknown_space_fails_and_writes_nothing(
 
 
 # ---- apply: the cluster side ---------------------------------------------------------------
-
-
-async def settle(
-    env: WorkflowEnvironment,
-    worker: Worker,
-    space: str,
-    unit: str,
-    revision: int,
-    action: Literal["apply", "delete"] = "apply",
-) -> ApplyOutcome:
-    workflow_id, request_id = await ask(env, worker, space, unit, revision, action=action)
-    handle = env.client.get_workflow_handle(workflow_id)
-    for _ in range(300):
-        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
-        outcome = find(status, request_id)
-        if outcome is not None and outcome.settled:
-            return outcome
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle")
 
 
 def live_claim(sandbox: Sandbox, name: str) -> dict:
