@@ -302,7 +302,10 @@ def test_demo_walks_the_loop_on_a_running_stack(stack: Stack, tmp_path: Path) ->
     assert {u["action"] for s in steps["republish"]["spaces"] for u in s["units"]} == {"unchanged"}
     capture = steps["revisions"]["revisions"][1]
     assert (capture["source"], capture["tags"]["incident"]) == ("break-glass", "INC-2026-1127")
-    assert steps["sync_pr"]["action"] == "opened"
+    # The capture's own (debounced) sync may open the PR before step 7 asks on a slow
+    # machine; then step 7 updates it or finds it as it should be.
+    assert steps["sync_pr"]["action"] in ("opened", "updated", "unchanged")
+    assert steps["sync_pr"]["pr"]["state"] == "open"
     assert {(f["path"], f["authority"]) for f in steps["sync_pr"]["fields"]} == {
         ("spec.lambdaMemory", 1024),
         ("spec.lambdaTimeout", 60),

@@ -61,7 +61,8 @@ def close_the_loop(
     synced = run_cli("sync-pr", space, "--json", env=stack.env, timeout=120)
     assert synced.code == 0, synced.stderr
     body = synced.json
-    assert body["action"] in ("opened", "updated")
+    # the capture's own debounced sync may have opened it already (a slow machine)
+    assert body["action"] in ("opened", "updated", "unchanged")
     assert body["branch"] == f"tributary/sync/{space}"
     assert body["pr"]["state"] == "open"
     assert body["fallback"] == []

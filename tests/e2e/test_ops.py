@@ -82,7 +82,9 @@ def test_metrics_move_with_the_loop_and_the_worker_is_supervised(tmp_path: Path)
         assert edited.returncode == 0, edited.stderr
         wait_for(lambda: len(revisions(stack, DEV, DEV)) == 2, seconds=90)
         synced = run_cli("sync-pr", DEV, "--json", env=stack.env, timeout=120)
-        assert synced.json["action"] == "opened", synced.stderr
+        # the capture's own debounced sync may have opened it first (a slow machine);
+        # either way one sync opened it, which the metric below counts
+        assert synced.json["action"] in ("opened", "updated", "unchanged"), synced.stderr
         git(repo.work, "fetch", "-q", "origin")
         git(repo.work, "merge", "-q", "--no-edit", f"origin/{synced.json['branch']}")
         git(repo.work, "push", "-q", "origin", "main")
