@@ -42,6 +42,13 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
     return {}
 
 
+class ProviderNotSynced(Exception):
+    """A managed resource its provider cannot sync now (``Synced=False``: AWS unreachable,
+    throttled, or refusing): its ``atProvider`` is not evidence of what AWS holds, so the
+    check fails (transient, retried; ``drift status`` reads ``failing``) instead of
+    comparing with a stale observation."""
+
+
 class ManagedResourceObserver:
     """Drift between a Claim and its managed resources' ``atProvider``, through the API."""
 
@@ -104,6 +111,12 @@ class ManagedResourceObserver:
                 ((mr.get("metadata") or {}).get("annotations") or {}).get(EXTERNAL_NAME_ANNOTATION)
                 or name
             )
+            synced = _condition(mr, "Synced")
+            if synced.get("status") == "False":
+                raise ProviderNotSynced(
+                    f"{kind} {external}: the provider cannot sync it "
+                    f"({synced.get('reason') or 'not synced'}: {synced.get('message') or '-'})"
+                )
             ready = _condition(mr, "Ready")
             if ready.get("status") == "False" and ready.get("reason") == "Unavailable":
                 out.append(self._missing(kind, external, "missing in AWS"))

@@ -329,6 +329,30 @@ class Composer:
         )  # fmt: skip
         return status
 
+    def _not_synced(self, body: dict[str, Any], error: str) -> dict[str, Any]:
+        """Mark a managed resource ``Synced=False`` (once), keeping what it last observed."""
+        before = body.get("status") or {}
+        conditions = [c for c in before.get("conditions") or [] if c.get("type") != "Synced"]
+        if any(
+            c.get("type") == "Synced" and c.get("status") == "False"
+            for c in before.get("conditions") or []
+        ):
+            return body
+        synced = {"type": "Synced", "status": "False", "reason": "ReconcileError",
+                  "message": error, "lastTransitionTime": self._now()}  # fmt: skip
+        status = {"atProvider": before.get("atProvider") or {}, "conditions": [synced, *conditions]}
+        group, version = _split(body["apiVersion"])
+        try:
+            self._custom().patch_cluster_custom_object_status(
+                group, version, plural(body["kind"]), body["metadata"]["name"],
+                {"status": status}, field_manager=FIELD_MANAGER, _content_type=MERGE,
+                _request_timeout=REQUEST_TIMEOUT,
+            )  # fmt: skip
+        except ApiException as e:
+            log.debug("status of %s: %s", body["metadata"]["name"], e.status)
+            return body
+        return {**body, "status": status}
+
     # ---- observe (between claim changes) ------------------------------------------------------
 
     def observe(self) -> int:
@@ -356,13 +380,18 @@ class Composer:
                     except Unresolved:
                         continue
                     except Exception as error:
+                        # AWS unreachable: as a real provider does, Synced=False with the
+                        # error, atProvider kept as last observed (not evidence any more).
                         log.debug("observing %s failed: %s", body["metadata"]["name"], error)
+                        fresh[-1] = self._not_synced(body, f"observe failed: {error}")
                         continue
                     before = body.get("status") or {}
-                    gone = any(
-                        c.get("reason") == "Unavailable" for c in before.get("conditions") or []
+                    conditions = before.get("conditions") or []
+                    gone = any(c.get("reason") == "Unavailable" for c in conditions)
+                    unsynced = any(
+                        c.get("type") == "Synced" and c.get("status") == "False" for c in conditions
                     )
-                    if (at or {}) != before.get("atProvider") or (at is None) != gone:
+                    if (at or {}) != before.get("atProvider") or (at is None) != gone or unsynced:
                         try:
                             status = self._status(body, at, None)
                         except ApiException as error:

@@ -310,8 +310,11 @@ async def test_an_aws_outage_during_an_apply_delays_it_and_loses_nothing(
         stack.moto_up()
     published = await publishing
     assert published.code == 0, published.stderr
+    # While its apply is in flight the unit's drift loop reads it as applying and leaves
+    # the provider's ReconcileError to the apply, whose wait shows it (the Web UI); with
+    # no apply in flight the outage reads failing in drift status (the test above).
     assert seen.activities, "the apply's wait on Crossplane never showed in the Web UI"
-    assert f"{MW}/{MW}" in seen.failing, "the AWS outage never showed in drift status"
+    assert any("ReconcileError" in a for a in seen.activities), seen.activities
     await recovered(stack, (MW,))
     store = stack.store()
     try:
