@@ -366,7 +366,13 @@ def main(args: argparse.Namespace | None = None) -> None:
             print(json.dumps({"error": {"type": type(e).__name__, "message": e.message}}))
         raise SystemExit(e.exit_code) from None
     if options.check:
-        raise SystemExit(check(options))
+        code = check(options)
+        # The answer is complete. After a failed connect the SDK core's runtime can abort
+        # while the interpreter tears it down (SIGABRT, seen on CI), which would turn a
+        # clear "unhealthy" (1) into -6 for the orchestrator: leave without teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     configure_logging(options.log_format)
     try:
         asyncio.run(run(options=options))

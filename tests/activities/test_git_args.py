@@ -10,7 +10,7 @@ from pathlib import Path
 import git
 import pytest
 
-from activities import sync
+from activities import forge, sync
 from tests.support import AuthoringRepo
 
 # git fails on the odd repository name, or GitPython refuses the option itself
@@ -47,8 +47,8 @@ def test_remote_branch_and_push(tmp_path: Path, messagewall: AuthoringRepo) -> N
     assert not pwned.exists()
 
 
-def test_is_ancestor(tmp_path: Path) -> None:
+def test_merged_check(tmp_path: Path) -> None:
     url, pwned = _hostile(tmp_path)
     with pytest.raises(REFUSED):
-        sync._is_ancestor(url, "a" * 40, "b" * 40, tmp_path)
+        forge._reached(url, "a" * 40, "b" * 40, tmp_path)
     assert not pwned.exists()
