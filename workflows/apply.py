@@ -359,13 +359,7 @@ class ApplyWorkflow:
             return
         await self._record(req, live=True)
         # Every successful apply leaves the unit's drift loop running.
-        await workflow.execute_activity_method(
-            TemporalActivities.ensure_drift,
-            EnsureDriftInput(units=[UnitKey(space=self.space, unit=self.unit)], reason="apply"),
-            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
-            retry_policy=opt.RETRY,
-            summary="keep the drift loop running",
-        )
+        await self._keep_drift_running()
         self._finish(req, "ready", waited.message or "Ready and Synced")
 
     async def _argocd(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
@@ -435,6 +429,11 @@ class ApplyWorkflow:
         if req.action == "delete":
             self._finish(req, "deleted", f"pruned by Argo CD ({app})")
             return
+        await self._keep_drift_running()
+        self._finish(req, "ready", waited.message)
+
+    async def _keep_drift_running(self) -> None:
+        """After an apply, the unit's drift loop must be running (every actuator)."""
         await workflow.execute_activity_method(
             TemporalActivities.ensure_drift,
             EnsureDriftInput(units=[UnitKey(space=self.space, unit=self.unit)], reason="apply"),
@@ -442,7 +441,6 @@ class ApplyWorkflow:
             retry_policy=opt.RETRY,
             summary="keep the drift loop running",
         )
-        self._finish(req, "ready", waited.message)
 
     async def _confighub(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
         """Actuator confighub (the seed's main path): ConfigHub applies the unit through
@@ -512,13 +510,7 @@ class ApplyWorkflow:
         if waited.state != "ready":
             self._finish(req, "failed", waited.message, reason="not-ready")
             return
-        await workflow.execute_activity_method(
-            TemporalActivities.ensure_drift,
-            EnsureDriftInput(units=[UnitKey(space=self.space, unit=self.unit)], reason="apply"),
-            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
-            retry_policy=opt.RETRY,
-            summary="keep the drift loop running",
-        )
+        await self._keep_drift_running()
         self._finish(req, "ready", waited.message)
 
     async def _delete(self, req: ApplyRequest, ctx: ApplyContextResult) -> None:
