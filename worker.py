@@ -27,26 +27,27 @@ from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.worker import Worker
 
-from activities.argocd import ArgoCDActivities, ArgoCDClient
+from activities.argocd import ArgoCDActivities
 from activities.authority import AuthorityActivities
 from activities.confighub import ConfigHubActivities
 from activities.drift import DriftActivities
-from activities.failures import CompactFailures
 from activities.git import GitActivities
-from activities.keepalive import DeadWorkerDetection
 from activities.kube import KubeActivities
-from activities.kube_client import KubeClient
 from activities.policy import PolicyActivities
 from activities.reads import ReadActivities
 from activities.render import RenderActivities
-from activities.source import SourceCache
 from activities.sync import SyncActivities
 from activities.temporal import TemporalActivities
-from activities.watcher import ClaimWatcher
+from adapters.argocd import ArgoCDClient
+from adapters.kube import KubeClient
+from adapters.source import SourceCache
+from adapters.watcher import ClaimWatcher
 from authority import open_store
 from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
 from client import telemetry
+from client.failures import CompactFailures
+from client.keepalive import DeadWorkerDetection
 from client.settings import Settings, connect
 from domain import metrics
 from domain.errors import TributaryError

@@ -9,9 +9,9 @@ from typing import Any
 from temporalio import activity
 
 from activities._errors import decided
-from activities.aws import ManagedResourceObserver
-from activities.kube_client import FIELD_MANAGER, KubeClient
 from activities.policy import check_objects
+from adapters.aws import ManagedResourceObserver
+from adapters.kube import FIELD_MANAGER, KubeClient
 from authority.protocol import AuthorityStore
 from domain.apply import gate_for, readiness, standing_approval
 from domain.authority import PolicyBundle, PolicyResult, RevisionRecord, UnitChange

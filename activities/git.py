@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities._errors import decided
-from activities.source import SourceCache
+from adapters.source import SourceCache
 from domain.messages import CheckoutInput, CheckoutResult, NewerCommitsInput, NewerCommitsResult
 
 

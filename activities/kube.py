@@ -9,7 +9,7 @@ from typing import Any
 from temporalio import activity
 
 from activities._errors import decided
-from activities.kube_client import KubeClient, Resource
+from adapters.kube import KubeClient, Resource
 from domain.apply import Readiness, readiness, waiting_message
 from domain.errors import PolicyDenied, Rejected
 from domain.gates import object_problem, owner_problem, with_owner

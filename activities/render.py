@@ -16,7 +16,7 @@ import yaml
 from temporalio import activity
 
 from activities._errors import decided
-from activities.source import SourceCache
+from adapters.source import SourceCache
 from domain.bounds import (
     MAX_FILE_BYTES,
     MAX_RENDER_BYTES,

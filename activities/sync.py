@@ -26,9 +26,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._errors import decided
-from activities.forge import forge_for
-from activities.forge_github import GitHubBusy
-from activities.writeback import OverlayEditor, value_at
+from adapters.forge import forge_for
+from adapters.forge_github import GitHubBusy
+from adapters.writeback import OverlayEditor, value_at
 from authority.protocol import AuthorityStore
 from domain import metrics
 from domain.diff import diff, json_equal

@@ -33,7 +33,7 @@ from common import (  # type: ignore[import-not-found]
     summary,
 )
 
-from activities.kube_client import KubeClient
+from adapters.kube import KubeClient
 from authority.sql import SqlStore
 from client.settings import Settings, connect
 from domain.authority import SpaceSpec, UnitChange

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from common import ROOT, cli, start, stop, summary  # type: ignore[import-not-found]
 
-from activities.kube_client import KubeClient
+from adapters.kube import KubeClient
 from tests.support import make_repo
 
 SPACE = "messagewall-dev-east"

@@ -1,3 +1,5 @@
-"""Temporal client code that the CLI, the worker, the watcher and the tests share: the
-connection settings (``client.settings``) and the requests that reach the long-running
-workflows (``client.loops``). Neither the CLI nor the worker owns it."""
+"""Temporal plumbing that is neither a workflow nor an activity, shared by the CLI, the
+worker, the watcher and the tests: the connection settings (``client.settings``), the
+requests that reach the long-running workflows (``client.loops``), the worker's
+telemetry (``client.telemetry``) and its interceptors (``client.keepalive``,
+``client.failures``). Neither the CLI nor the worker owns it."""

@@ -24,8 +24,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.kube_client import KubeClient
-from activities.source import SourceCache
+from adapters.kube import KubeClient
+from adapters.source import SourceCache
 from authority.sql import SqlStore
 from client.settings import SEARCH_ATTRIBUTES
 from sandbox.crossplane import CrossplaneStandIn

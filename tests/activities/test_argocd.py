@@ -9,13 +9,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.argocd import (
-    ArgoCDActivities,
-    ArgoCDClient,
-    ArgoCDUnavailable,
-    ArgoSyncInput,
-    ArgoWaitInput,
-)
+from activities.argocd import ArgoCDActivities, ArgoSyncInput, ArgoWaitInput
+from adapters.argocd import ArgoCDClient, ArgoCDUnavailable
 from domain.errors import BadInput
 from tests.fakes.argocd import FakeApp, FakeArgoCD
 

@@ -14,10 +14,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.drift import DriftActivities
 from activities.kube import KubeActivities
-from activities.kube_client import KubeClient
 from activities.policy import load_bundle
 from activities.render import find_kubectl, render_overlay
-from activities.watcher import fingerprint
+from adapters.kube import KubeClient
+from adapters.watcher import fingerprint
 from authority.sql import SqlStore
 from domain.authority import (
     Approval,

@@ -10,7 +10,8 @@ from pathlib import Path
 import git
 import pytest
 
-from activities import forge, sync
+from activities import sync
+from adapters import forge
 from tests.support import AuthoringRepo
 
 # git fails on the odd repository name, or GitPython refuses the option itself

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.kube import KubeActivities
-from activities.kube_client import KubeClient, KubeUnavailable, Resource
+from adapters.kube import KubeClient, KubeUnavailable, Resource
 from domain.errors import Rejected
 from domain.messages import (
     KubeApplyInput,

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.policy import PolicyActivities, RegoSandbox, check_objects, load_bundle
+from activities.policy import PolicyActivities, check_objects, load_bundle
 from activities.render import find_kubectl, render_overlay
+from adapters.rego import RegoSandbox
 from domain.errors import BadInput
 from domain.messages import CheckObjectsInput, LoadBundleInput, SourceRef
 from tests.support import FIXTURES

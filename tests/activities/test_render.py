@@ -563,7 +563,7 @@ def test_a_nul_in_the_overlay_path_is_bad_input(tmp_path, tree):
 )
 def test_the_kube_client_builds_no_path_from_a_bad_name(name, namespace):
     """At apply too: a revision written by a capture or `set` never reshapes an API URL."""
-    from activities.kube_client import Resource
+    from adapters.kube import Resource
     from domain.errors import Rejected
 
     res = Resource("messagewall.demo", "v1alpha1", "X", "xs", namespaced=True)

@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 import activities.sync as sync_module
 from activities.render import find_kubectl
 from activities.sync import PushRejected, SyncActivities
-from activities.writeback import OverlayEditor
+from adapters.writeback import OverlayEditor
 from authority import tables as t
 from authority.sql import SqlStore
 from domain.messages import (

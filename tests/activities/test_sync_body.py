@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from activities.forge_github import MAX_BODY
 from activities.sync import _body
+from adapters.forge_github import MAX_BODY
 from domain.messages import SyncRow
 
 SPACE = "messagewall-prod-east"

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy
 import yaml
 
-from activities.kube_client import KubeClient
+from adapters.kube import KubeClient
 from authority import tables as t
 from tests.support import REPO_ROOT, AuthoringRepo, git, make_repo
 

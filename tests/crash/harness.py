@@ -35,7 +35,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from activities.kube_client import KubeClient
+from adapters.kube import KubeClient
 from authority.sql import SqlStore
 from client.settings import connect
 from sandbox.crossplane import CrossplaneStandIn

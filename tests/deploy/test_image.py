@@ -39,7 +39,15 @@ from tests.support import REPO_ROOT, free_port, make_repo
 pytestmark = pytest.mark.timeout(1200)
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-WORKER_PACKAGES = {"activities", "authority", "domain", "starter", "workflows"}
+WORKER_PACKAGES = {
+    "activities",
+    "adapters",
+    "authority",
+    "client",
+    "domain",
+    "starter",
+    "workflows",
+}
 
 # Loaded by the worker's interpreter through PYTHONPATH: any import of the development
 # harness fails (and is logged), so a worker that needs it cannot start or run.
@@ -202,7 +210,7 @@ def test_the_installed_packages_come_from_the_virtualenv(installed: Installed) -
         [
             installed.bin("python"),
             "-c",
-            "import json, worker, workflows, activities.policy as p; "
+            "import json, worker, workflows, adapters.rego as p; "
             "print(json.dumps([worker.__file__, workflows.__file__, str(p._CHILD)]))",
         ],
         cwd=installed.venv,

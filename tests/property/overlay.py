@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from activities.writeback import OverlayEditor
+from adapters.writeback import OverlayEditor
 from domain.errors import BadInput
 
 API_VERSION = "test.tributary.dev/v1"
@@ -37,7 +37,7 @@ def claim(slug: str, spec: dict[str, Any]) -> dict[str, Any]:
         "kind": KIND,
         "metadata": {"name": slug, "namespace": "default"},
         # ``spec`` may become empty: kustomize renders ``spec: {}`` after a remove of its
-        # last field, which the write-back must reproduce (activities/writeback.py).
+        # last field, which the write-back must reproduce (adapters/writeback.py).
         "spec": dict(spec),
     }
 

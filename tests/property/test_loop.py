@@ -48,8 +48,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.authority import AuthorityActivities
 from activities.drift import DriftActivities
-from activities.kube_client import KubeClient, Resource
 from activities.policy import check_objects
+from adapters.kube import KubeClient, Resource
 from authority import tables
 from authority.sql import SqlStore
 from domain.apply import gate_for, standing_approval

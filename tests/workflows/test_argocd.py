@@ -16,10 +16,10 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.argocd import ArgoCDClient
 from activities.authority import AuthorityActivities
 from activities.kube import XRD_API_VERSION, XRD_KIND, _installable
-from activities.source import SourceCache
+from adapters.argocd import ArgoCDClient
+from adapters.source import SourceCache
 from authority.sql import SqlStore
 from domain.apply import ApplyOutcome
 from domain.authority import GatesUpdate

@@ -16,7 +16,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.source import SourceCache
+from adapters.source import SourceCache
 from authority.confighub import ConfigHubStore
 from authority.confighub_api import ConfigHubApi
 from authority.sql import SqlStore

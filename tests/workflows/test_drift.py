@@ -30,7 +30,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import workflows.drift
 from activities.drift import DriftActivities
-from activities.source import SourceCache
+from adapters.source import SourceCache
 from authority.sql import SqlStore
 from client.loops import signal_drift, start_drift
 from domain.apply import ApplyOutcome, ApproveInput

@@ -34,8 +34,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import workflows.apply
 import workflows.sync
 from activities.drift import DriftActivities
-from activities.kube_client import KubeClient
-from activities.source import SourceCache
+from adapters.kube import KubeClient
+from adapters.source import SourceCache
 from authority.sql import SqlStore
 from client.loops import (
     signal_drift,

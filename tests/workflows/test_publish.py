@@ -18,9 +18,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.authority import AuthorityActivities
-from activities.kube_client import KubeClient
-from activities.source import SourceCache
 from activities.temporal import TemporalActivities
+from adapters.kube import KubeClient
+from adapters.source import SourceCache
 from authority.sql import SqlStore
 from domain.authority import UnitChange
 from domain.messages import (

@@ -114,7 +114,7 @@ def forge_for(
     if kind == "local":
         return LocalForge(store, work_root)
     if kind == "github":
-        from activities.forge_github import GitHubForge
+        from adapters.forge_github import GitHubForge
 
         return GitHubForge(
             os.environ.get("GITHUB_API_URL", "https://api.github.com"), heartbeat=heartbeat

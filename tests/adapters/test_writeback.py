@@ -1,4 +1,4 @@
-"""activities/writeback.py: the authority written back into an overlay, judged by kustomize.
+"""adapters/writeback.py: the authority written back into an overlay, judged by kustomize.
 
 Each case copies a fixture app to a temporary tree (no git needed), makes the
 authority's heads differ from the overlay's render, writes back and asserts the
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from activities.render import find_kubectl
-from activities.writeback import OverlayEditor, WriteBack
+from adapters.writeback import OverlayEditor, WriteBack
 from domain.paths import MISSING, parse_path, set_path
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

@@ -14,8 +14,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities import keepalive
-from activities.keepalive import DEAD_WORKER, DeadWorkerDetection
+from client import keepalive
+from client.keepalive import DEAD_WORKER, DeadWorkerDetection
 
 BEATS: list[tuple[object, ...]] = []
 

@@ -1,4 +1,4 @@
-"""The child process that evaluates a commit's Rego for ``activities/policy.py``.
+"""The child process that evaluates a commit's Rego for ``adapters/rego.py``.
 
 A repository's policies are hostile input: rego-cpp's ``opa.runtime()`` returns the
 process environment (the worker's tokens and database URL), and a rule like

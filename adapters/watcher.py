@@ -4,6 +4,9 @@ One thread per claim kind that units of the authority have. It lists, then watch
 all namespaces; when an object's content (spec, labels, annotations — not status)
 changes, it signals ``drift:{space}:{unit}`` to check now. The drift loop decides
 whether that is drift: our own applies show up here too, and are recognised there.
+
+The worker starts it beside its pollers (``worker.py``); it is an adapter, not an
+activity: Kubernetes events in, Temporal signals out (``client/loops.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from activities.kube_client import KubeClient, KubeUnavailable, Resource
+from adapters.kube import KubeClient, KubeUnavailable, Resource
 from authority.protocol import AuthorityStore
 from client.loops import signal_drift
 from domain.normalize import strip_server_fields

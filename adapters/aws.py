@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.kube_client import KubeClient
+from adapters.kube import KubeClient
 from domain.composition import (
     EXTERNAL_NAME_ANNOTATION,
     Composition,

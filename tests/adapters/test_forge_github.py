@@ -1,4 +1,4 @@
-"""activities/forge_github.py against GitHub's documented REST request/response shapes.
+"""adapters/forge_github.py against GitHub's documented REST request/response shapes.
 
 Bodies follow the REST reference for "List pull requests", "Create a pull request",
 "Update a pull request" and "Add labels to an issue" (API version 2022-11-28);
@@ -18,9 +18,10 @@ import pytest
 import respx
 from temporalio.exceptions import ApplicationError
 
-from activities import forge_github
 from activities._errors import decided
-from activities.forge_github import (
+from activities.sync import rate_limited
+from adapters import forge_github
+from adapters.forge_github import (
     MAX_BODY,
     ForgeRejected,
     GitHubBusy,
@@ -31,7 +32,6 @@ from activities.forge_github import (
     cap_body,
     parse_repo,
 )
-from activities.sync import rate_limited
 from domain.errors import BadInput, NotFound, TributaryError
 from domain.sync import PR_LABELS, PullRequestSpec, sync_branch
 from tests.fakes.github import FakeGitHub, primary_limit, secondary_limit

@@ -9,8 +9,8 @@ import yaml
 from temporalio.api.failure.v1 import Failure
 from temporalio.converter import DataConverter
 
-from activities.failures import CompactFailures, compact
-from activities.kube_client import KubeClient, KubeUnavailable
+from adapters.kube import KubeClient, KubeUnavailable
+from client.failures import CompactFailures, compact
 
 LIMIT = 4 * 1024  # Temporal's default limit for an activity failure
 

@@ -1,4 +1,4 @@
-"""activities/watcher.py: a Claim edit reaches its unit's drift loop in about a second."""
+"""adapters/watcher.py: a Claim edit reaches its unit's drift loop in about a second."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.kube_client import KubeClient, Resource
-from activities.watcher import ClaimWatcher, fingerprint
+from adapters.kube import KubeClient, Resource
+from adapters.watcher import ClaimWatcher, fingerprint
 from authority.sql import SqlStore
 from domain.authority import SpaceSpec, UnitChange
 from domain.naming import drift_id

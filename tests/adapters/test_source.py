@@ -1,4 +1,4 @@
-"""activities/source.py: the worker's cache of authoring repos, and URL hygiene."""
+"""adapters/source.py: the worker's cache of authoring repos, and URL hygiene."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.source import SourceCache
+from adapters.source import SourceCache
 from domain.errors import BadInput
 from domain.messages import CheckoutResult, SourceRef
 from domain.repos import has_credentials, normalize_repo, redact, repo_problem
