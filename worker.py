@@ -45,7 +45,7 @@ from adapters.watcher import ClaimWatcher
 from authority import open_store
 from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
-from client import telemetry
+from client import contract, telemetry
 from client.failures import CompactFailures
 from client.keepalive import DeadWorkerDetection
 from client.settings import Settings, connect
@@ -294,10 +294,10 @@ async def count_awaiting_approval(client: Client, meter: MetricMeter) -> None:
         counts: dict[str, int] = dict.fromkeys(seen, 0)
         try:
             async for execution in client.list_workflows(
-                "WorkflowType = 'ApplyWorkflow' AND ExecutionStatus = 'Running'"
+                f"WorkflowType = '{contract.APPLY_WORKFLOW}' AND ExecutionStatus = 'Running'"
             ):
                 status = await client.get_workflow_handle(execution.id).query(
-                    "status", result_type=ApplyStatus
+                    contract.APPLY_STATUS_QUERY, result_type=ApplyStatus
                 )
                 counts.setdefault(status.space, 0)
                 if status.current and status.current.state == "awaiting-approval":

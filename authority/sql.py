@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from authority import tables as t
 from authority.schema import migrate
 from domain.authority import (
+    GIT_SOURCES,
     Approval,
     ChangeOutcome,
     GatesUpdate,
@@ -874,7 +875,7 @@ def _apply_change(conn: Connection, change: UnitChange) -> ChangeOutcome:
             space=change.space, slug=change.slug, revision=unit["head_revision"], created=False
         )
     number = 1 if unit is None else _max_revision(conn, change.space, change.slug) + 1
-    is_git = change.source in ("ci", "ci-forced", "ci-merged")
+    is_git = change.source in GIT_SOURCES
     labels = change.labels if change.labels is not None else (unit["labels"] if unit else {})
     if unit is None:
         conn.execute(

@@ -35,6 +35,7 @@ from common import (  # type: ignore[import-not-found]
 
 from adapters.kube import KubeClient
 from authority.sql import SqlStore
+from client.contract import DRIFT_STATUS_QUERY, DRIFT_WORKFLOW
 from client.settings import Settings, connect
 from domain.authority import SpaceSpec, UnitChange
 from tests.support import FIXTURES, make_repo
@@ -159,12 +160,12 @@ async def events_per_run(env: dict[str, str], sample: int = 5) -> dict[str, floa
     settings = Settings(temporal_address=env["TEMPORAL_ADDRESS"])
     client = await connect(settings)
     counts = []
-    async for wf in client.list_workflows('WorkflowType="DriftWorkflow"', limit=sample):
+    async for wf in client.list_workflows(f'WorkflowType="{DRIFT_WORKFLOW}"', limit=sample):
         handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
         n = 0
         async for _ in handle.fetch_history_events():
             n += 1
-        status = await client.get_workflow_handle(wf.id).query("get_status")
+        status = await client.get_workflow_handle(wf.id).query(DRIFT_STATUS_QUERY)
         counts.append((n, status["checks"] if isinstance(status, dict) else status.checks))
     return {
         "events_in_current_run_max": max(n for n, _ in counts),

@@ -12,19 +12,24 @@ error for that reason.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.contract import (
+    APPLY_REQUEST_SIGNAL,
+    APPLY_WORKFLOW,
+    DRIFT_CHECK_SIGNAL,
+    DRIFT_WORKFLOW,
+    SYNC_NOW_UPDATE,
+    SYNC_PR_WORKFLOW,
+    SYNC_REQUEST_SIGNAL,
+    search_attributes,
+)
 from domain.drift import CheckRequest
 from domain.messages import (
     ApplyInput,
@@ -36,9 +41,6 @@ from domain.messages import (
     SyncResult,
 )
 from domain.naming import apply_id, drift_id, sync_pr_id
-
-SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
-UNIT_KEY = SearchAttributeKey.for_keyword("TributaryUnit")
 
 T = TypeVar("T")
 
@@ -104,28 +106,52 @@ async def update_with_start(
     return await retry_completed(once)
 
 
-async def signal_apply(client: Client, task_queue: str, inp: RequestApplyInput) -> str:
-    """Signal-with-start ``apply:{space}:{unit}`` with one request."""
-    workflow_id = apply_id(inp.space, inp.unit)
+async def _signal_with_start(
+    client: Client,
+    task_queue: str,
+    workflow: str,
+    workflow_id: str,
+    arg: Any,
+    *,
+    signal: str | None,
+    signal_args: Sequence[Any] = (),
+    space: str,
+    unit: str | None = None,
+    summary: str,
+) -> str:
+    """Make sure ``workflow_id`` runs and, unless ``signal`` is None, signal it: one
+    request, so there is no window between a start and a signal in which the loop
+    could complete."""
     await retry_completed(
         lambda: client.start_workflow(
-            "ApplyWorkflow",
-            ApplyInput(space=inp.space, unit=inp.unit),
+            workflow,
+            arg,
             id=workflow_id,
             task_queue=task_queue,
-            start_signal="request",
-            start_signal_args=[inp.request],
+            start_signal=signal,
+            start_signal_args=list(signal_args),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(SPACE_KEY, inp.space),
-                    SearchAttributePair(UNIT_KEY, inp.unit),
-                ]
-            ),
-            static_summary=f"apply {inp.space}/{inp.unit}",
+            search_attributes=search_attributes(space, unit),
+            static_summary=summary,
         )
     )
     return workflow_id
+
+
+async def signal_apply(client: Client, task_queue: str, inp: RequestApplyInput) -> str:
+    """Signal-with-start ``apply:{space}:{unit}`` with one request."""
+    return await _signal_with_start(
+        client,
+        task_queue,
+        APPLY_WORKFLOW,
+        apply_id(inp.space, inp.unit),
+        ApplyInput(space=inp.space, unit=inp.unit),
+        signal=APPLY_REQUEST_SIGNAL,
+        signal_args=[inp.request],
+        space=inp.space,
+        unit=inp.unit,
+        summary=f"apply {inp.space}/{inp.unit}",
+    )
 
 
 async def signal_drift(
@@ -133,95 +159,54 @@ async def signal_drift(
     task_queue: str,
     space: str,
     unit: str,
-    reason: str,
+    reason: str = "",
     sweep_id: str = "",
     *,
-    signal: str = "check",
+    signal: str | None = DRIFT_CHECK_SIGNAL,
 ) -> str:
     """Signal-with-start ``drift:{space}:{unit}``: make sure it runs, and check now
-    (or, with ``signal="pause"``/``"resume"``, pause or resume it)."""
-    workflow_id = drift_id(space, unit)
-    args: list[Any] = [CheckRequest(reason=reason, sweep_id=sweep_id)] if signal == "check" else []
-    await retry_completed(
-        lambda: client.start_workflow(
-            "DriftWorkflow",
-            DriftInput(space=space, unit=unit),
-            id=workflow_id,
-            task_queue=task_queue,
-            start_signal=signal,
-            start_signal_args=args,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(SPACE_KEY, space), SearchAttributePair(UNIT_KEY, unit)]
-            ),
-            static_summary=f"drift {space}/{unit}",
-        )
+    (``reason``: who asks). With ``signal=DRIFT_PAUSE_SIGNAL``/``DRIFT_RESUME_SIGNAL``
+    pause or resume it instead; with ``signal=None`` only make sure it runs."""
+    args = [CheckRequest(reason=reason, sweep_id=sweep_id)] if signal == DRIFT_CHECK_SIGNAL else []
+    return await _signal_with_start(
+        client,
+        task_queue,
+        DRIFT_WORKFLOW,
+        drift_id(space, unit),
+        DriftInput(space=space, unit=unit),
+        signal=signal,
+        signal_args=args,
+        space=space,
+        unit=unit,
+        summary=f"drift {space}/{unit}",
     )
-    return workflow_id
 
 
-async def start_drift(client: Client, task_queue: str, space: str, unit: str) -> str:
-    """Make sure ``drift:{space}:{unit}`` runs, without asking it to check."""
-    workflow_id = drift_id(space, unit)
-    await retry_completed(
-        lambda: client.start_workflow(
-            "DriftWorkflow",
-            DriftInput(space=space, unit=unit),
-            id=workflow_id,
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(SPACE_KEY, space), SearchAttributePair(UNIT_KEY, unit)]
-            ),
-            static_summary=f"drift {space}/{unit}",
-        )
+async def signal_sync(
+    client: Client, task_queue: str, space: str, reason: str | None = None
+) -> str:
+    """Signal-with-start ``sync-pr:{space}``: the authority changed outside Git
+    (``reason``); with ``reason=None`` only make sure it runs."""
+    return await _signal_with_start(
+        client,
+        task_queue,
+        SYNC_PR_WORKFLOW,
+        sync_pr_id(space),
+        SyncPRInput(space=space),
+        signal=None if reason is None else SYNC_REQUEST_SIGNAL,
+        signal_args=[] if reason is None else [SyncRequest(reason=reason)],
+        space=space,
+        summary=f"sync PR {space}",
     )
-    return workflow_id
-
-
-async def start_sync(client: Client, task_queue: str, space: str) -> str:
-    """Make sure ``sync-pr:{space}`` runs, without asking it for anything."""
-    workflow_id = sync_pr_id(space)
-    await retry_completed(
-        lambda: client.start_workflow(
-            "SyncPRWorkflow",
-            SyncPRInput(space=space),
-            id=workflow_id,
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(SPACE_KEY, space)]),
-            static_summary=f"sync PR {space}",
-        )
-    )
-    return workflow_id
-
-
-async def signal_sync(client: Client, task_queue: str, space: str, reason: str) -> str:
-    """Signal-with-start ``sync-pr:{space}``: the authority changed outside Git."""
-    workflow_id = sync_pr_id(space)
-    await retry_completed(
-        lambda: client.start_workflow(
-            "SyncPRWorkflow",
-            SyncPRInput(space=space),
-            id=workflow_id,
-            task_queue=task_queue,
-            start_signal="request",
-            start_signal_args=[SyncRequest(reason=reason)],
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(SPACE_KEY, space)]),
-            static_summary=f"sync PR {space}",
-        )
-    )
-    return workflow_id
 
 
 async def sync_now(client: Client, task_queue: str, space: str, inp: SyncNowInput) -> SyncResult:
     """Run ``sync-pr:{space}`` now (starting it if needed) and answer with its result."""
     return await update_with_start(
         client,
-        lambda: start_sync(client, task_queue, space),
+        lambda: signal_sync(client, task_queue, space),
         sync_pr_id(space),
-        "sync_now",
+        SYNC_NOW_UPDATE,
         inp,
         SyncResult,
     )

@@ -25,8 +25,6 @@ from authority import authority_url
 from domain.errors import BadInput
 from domain.redact import redact, secret_values
 
-SEARCH_ATTRIBUTES = ("TributarySpace", "TributaryUnit", "TributaryDriftState")
-
 
 def temporal_profile() -> ClientConfigProfile:
     """The Temporal environment configuration: TOML profile, ``TEMPORAL_*`` over it."""

@@ -2,13 +2,24 @@
 
 Every error here is decided, so none is worth retrying as is: activities translate
 them into non-retryable ``ApplicationError``s whose ``type`` is the class name, and
-the CLI maps that type back to an exit code. Transient failures are plain
-exceptions, which Temporal retries with backoff. Messages name the file,
-object and field so a CI log alone tells the author what to fix; they never carry
-secrets.
+the CLI maps that type back to an exit code (``client.contract.EXIT_CODES``).
+Transient failures are plain exceptions, which Temporal retries with backoff.
+Messages name the file, object and field so a CI log alone tells the author what to
+fix; they never carry secrets.
 """
 
 from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class ErrorInfo(BaseModel):
+    """A failure as a workflow reports it: the decided error's class name (or the
+    exception's) and its message. Read out of activity failures by
+    ``client.contract.error_info``."""
+
+    type: str
+    message: str
 
 
 class TributaryError(Exception):
@@ -72,21 +83,3 @@ class Rejected(TributaryError):
     """The cluster refused an object (a 4xx such as 422): its message says why."""
 
     exit_code = 2
-
-
-EXIT_CODES: dict[str, int] = {
-    cls.__name__: cls.exit_code
-    for cls in (
-        TributaryError,
-        BadInput,
-        PolicyDenied,
-        GitAuthorityConflict,
-        CaptureConflict,
-        StaleVersion,
-        NotFound,
-        Rejected,
-    )
-}
-# Subclasses defined next to their adapters, by name, as activities report them.
-EXIT_CODES["ForgeRejected"] = Rejected.exit_code
-EXIT_CODES["ArgoCDRefused"] = Rejected.exit_code

@@ -26,6 +26,7 @@ from domain.authority import (
 )
 from domain.diff import FieldConflict
 from domain.drift import DriftField, DriftRecord, DriftStatus
+from domain.errors import ErrorInfo
 from domain.markdown import OneLine
 from domain.project import ApprovalMode, ProjectConfig
 from domain.publish import GitRecord, PublishAction, RenderedUnit, UnitSnapshot
@@ -39,11 +40,6 @@ class SourceRef(BaseModel):
 
     repo: str
     commit: str
-
-
-class ErrorInfo(BaseModel):
-    type: str
-    message: str
 
 
 # ---- git activities ------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from client import contract
 from client.loops import signal_apply
 from domain.apply import ApplyOutcome, ApplyRequest
 from domain.messages import ApplyStatus, RequestApplyInput
@@ -55,7 +56,9 @@ async def follow(
     polls = failures = 0
     while True:
         try:
-            status: ApplyStatus = await handle.query("status", result_type=ApplyStatus)
+            status: ApplyStatus = await handle.query(
+                contract.APPLY_STATUS_QUERY, result_type=ApplyStatus
+            )
         except RPCError as e:
             # A query needs a worker: while the worker restarts it times out, and the
             # apply goes on. Ask again rather than fail the CI step.

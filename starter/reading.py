@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import TimeoutError as WorkflowTimeout
 from temporalio.service import RPCError
 
+from client import contract
 from client.settings import Settings
 from domain.reads import AnyQuery, ReadInput, ReadResult
 from starter import runner
@@ -40,13 +41,13 @@ async def read(client: Client, settings: Settings, query: AnyQuery, answer: type
     wid = workflow_id(query)
     try:
         handle = await client.start_workflow(
-            "ReadWorkflow",
+            contract.READ_WORKFLOW,
             ReadInput(query=query),
             id=wid,
             result_type=ReadResult,
             task_queue=settings.task_queue,
             execution_timeout=READ_TIMEOUT,
-            search_attributes=runner.search_attributes(
+            search_attributes=contract.search_attributes(
                 getattr(query, "space", None), getattr(query, "unit", None)
             ),
             static_summary=f"{query.kind} (CLI read)",

@@ -8,23 +8,18 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import (
-    SearchAttributeKey,
-    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.contract import EXIT_CODES, error_info
 from client.settings import Settings, connect
-from domain.errors import EXIT_CODES, TributaryError
+from domain.errors import TributaryError
 from starter.output import Output
-from workflows._errors import error_info
 
 R = TypeVar("R")
-
-SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
-UNIT_KEY = SearchAttributeKey.for_keyword("TributaryUnit")
 
 EXIT_WAITING = 5
 
@@ -52,15 +47,6 @@ async def client_for(settings: Settings) -> Client:
             f"cannot reach Temporal at {settings.temporal_address} ({e}); "
             "start the embedded stack with `tributary dev` or set TEMPORAL_ADDRESS"
         ) from e
-
-
-def search_attributes(space: str | None = None, unit: str | None = None) -> TypedSearchAttributes:
-    pairs: list[SearchAttributePair[Any]] = []
-    if space:
-        pairs.append(SearchAttributePair(SPACE_KEY, space))
-    if unit:
-        pairs.append(SearchAttributePair(UNIT_KEY, unit))
-    return TypedSearchAttributes(pairs)
 
 
 async def start(

@@ -30,7 +30,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from client.settings import SEARCH_ATTRIBUTES, Settings, connect
+from client.contract import SEARCH_ATTRIBUTES
+from client.settings import Settings, connect
 from domain.errors import BadInput
 
 _PR_SET_PDEATHSIG = 1

@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 from adapters.kube import KubeClient
 from adapters.source import SourceCache
 from authority.sql import SqlStore
-from client.settings import SEARCH_ATTRIBUTES
+from client.contract import SEARCH_ATTRIBUTES
 from sandbox.crossplane import CrossplaneStandIn
 from sandbox.kubeapi import KubeApiPeerThread
 from sandbox.moto_server import AwsClients, MotoServer

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.kube import KubeActivities
     from activities.temporal import TemporalActivities
+    from client.contract import error_info
     from domain import metrics
     from domain.apply import (
         ApplyHistory,
@@ -55,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         UnitKey,
     )
     from workflows import _options as opt
-    from workflows._errors import error_info
 
 # An idle workflow lingers this long for follow-up requests before completing.
 IDLE = timedelta(minutes=2)

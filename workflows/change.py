@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.authority import AuthorityActivities
     from activities.policy import PolicyActivities
     from activities.temporal import TemporalActivities
+    from client.contract import decided_type
     from domain.authority import PolicyResult, UnitChange
     from domain.diff import diff, json_equal
     from domain.errors import BadInput
@@ -40,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.paths import identity_problem, parse_path, set_path
     from domain.publish import RenderedUnit
     from workflows import _options as opt
-    from workflows._errors import decided_type
 
 
 def _bad_input(e: BadInput) -> ApplicationError:

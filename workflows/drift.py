@@ -13,13 +13,14 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.drift import DriftActivities
     from activities.temporal import TemporalActivities
+    from client.contract import DRIFT_STATE, error_info
     from domain import metrics
     from domain.apply import ApplyRequest
     from domain.drift import (
@@ -47,9 +48,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.redact import redact
     from workflows import _options as opt
-    from workflows._errors import error_info
 
-DRIFT_STATE = SearchAttributeKey.for_keyword("TributaryDriftState")
 # A check costs about 7 events (a local activity: one workflow task); 200 checks keep
 # every run near 1,400 events.
 CHECKS_PER_RUN = 200

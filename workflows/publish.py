@@ -13,12 +13,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import (
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -32,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.policy import PolicyActivities
     from activities.render import RenderActivities
     from activities.temporal import TemporalActivities
+    from client.contract import decided_type, error_info, search_attributes
     from domain import metrics
     from domain.apply import ApplyRequest
     from domain.authority import (
@@ -70,9 +66,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.naming import publish_id, publish_options
     from domain.publish import WRITE_ACTIONS, SpacePlan, git_record, plan_space, to_apply
     from workflows import _options as opt
-    from workflows._errors import decided_type, error_info
 
-SPACE_KEY = SearchAttributeKey.for_keyword("TributarySpace")
 # Attaching to another run's publish of one space: it renders, checks and writes.
 ATTACH_TIMEOUT = timedelta(hours=1)
 ATTACH_HEARTBEAT = timedelta(seconds=30)
@@ -162,9 +156,7 @@ class PublishRunWorkflow:
                     # finds the commit published (nothing written). Children have no
                     # conflict policy: a running one is attached to below.
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                    search_attributes=TypedSearchAttributes(
-                        [SearchAttributePair(SPACE_KEY, space)]
-                    ),
+                    search_attributes=search_attributes(space),
                     static_summary=f"publish {space} @ {inp.source.commit[:12]}"
                     + (" (dry run)" if inp.dry_run else ""),
                 )

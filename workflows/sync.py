@@ -17,11 +17,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.sync import SyncActivities
+    from client.contract import error_info
     from domain import metrics
+    from domain.errors import ErrorInfo
     from domain.messages import (
         ClosePrsInput,
         EnsurePrInput,
-        ErrorInfo,
         SyncNowInput,
         SyncPRInput,
         SyncPushInput,
@@ -31,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.sync import PullRequestSpec
     from workflows import _options as opt
-    from workflows._errors import error_info
 
 IDLE = timedelta(minutes=10)
 RUNS_PER_HISTORY = 100

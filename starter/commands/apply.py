@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client import contract
 from client.settings import Settings
 from domain.apply import (
     DEFAULT_READY_TIMEOUT,
@@ -183,7 +184,7 @@ async def approve(args: argparse.Namespace, out: Output, settings: Settings) -> 
     handle = client.get_workflow_handle(workflow_id)
     try:
         result = await handle.execute_update(
-            "approve",
+            contract.APPROVE_UPDATE,
             ApproveInput(
                 revision=args.revision,
                 by=actor.name,

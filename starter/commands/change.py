@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from client import contract
 from client.settings import Settings
 from domain.apply import ApplyRequest
 from domain.errors import BadInput
@@ -105,7 +106,7 @@ async def set_(args: argparse.Namespace, out: Output, settings: Settings) -> int
         client,
         settings,
         out,
-        "BulkSetWorkflow",
+        contract.BULK_SET_WORKFLOW,
         inp,
         result_type=BulkSetResult,
         workflow_id=workflow_id,
@@ -148,12 +149,12 @@ async def rollback(args: argparse.Namespace, out: Output, settings: Settings) ->
         client,
         settings,
         out,
-        "RollbackWorkflow",
+        contract.ROLLBACK_WORKFLOW,
         inp,
         result_type=RollbackResult,
         workflow_id=workflow_id,
         summary=f"rollback {args.space}/{args.unit} to revision {args.to}",
-        attributes=runner.search_attributes(args.space, args.unit),
+        attributes=contract.search_attributes(args.space, args.unit),
     )
     if args.no_wait:
         out.result({"workflow_id": workflow_id, "state": "running"})

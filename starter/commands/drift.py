@@ -18,7 +18,8 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 
-from client.loops import signal_drift, start_drift, update_with_start
+from client import contract
+from client.loops import signal_drift, update_with_start
 from client.settings import Settings
 from domain.drift import (
     CaptureOutcome,
@@ -180,9 +181,9 @@ async def _check_one(
     # between the start and the update.
     return await update_with_start(
         client,
-        lambda: start_drift(client, settings.task_queue, space, unit),
+        lambda: signal_drift(client, settings.task_queue, space, unit, signal=None),
         drift_id(space, unit),
-        "check_now",
+        contract.CHECK_NOW_UPDATE,
         CheckRequest(reason="cli"),
         DriftStatus,
     )
@@ -229,9 +230,9 @@ async def capture(args: argparse.Namespace, out: Output, settings: Settings) -> 
     await _units(client, settings, args.space, args.unit)
     outcome = await update_with_start(
         client,
-        lambda: start_drift(client, settings.task_queue, args.space, args.unit),
+        lambda: signal_drift(client, settings.task_queue, args.space, args.unit, signal=None),
         drift_id(args.space, args.unit),
-        "capture_now",
+        contract.CAPTURE_NOW_UPDATE,
         CaptureRequest(tag=args.tag, incident=args.incident, by=author(args.by)),
         CaptureOutcome,
     )
@@ -264,26 +265,27 @@ async def _signal(args: argparse.Namespace, out: Output, settings: Settings, nam
         {
             "space": args.space,
             "unit": args.unit,
-            "state": "paused" if name == "pause" else "resumed",
+            "state": "paused" if name == contract.DRIFT_PAUSE_SIGNAL else "resumed",
         }
     )
-    out.line(f"{args.space}/{args.unit}: drift checks {'paused' if name == 'pause' else 'resumed'}")
+    done = "paused" if name == contract.DRIFT_PAUSE_SIGNAL else "resumed"
+    out.line(f"{args.space}/{args.unit}: drift checks {done}")
     return 0
 
 
 async def pause(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    return await _signal(args, out, settings, "pause")
+    return await _signal(args, out, settings, contract.DRIFT_PAUSE_SIGNAL)
 
 
 async def resume(args: argparse.Namespace, out: Output, settings: Settings) -> int:
-    return await _signal(args, out, settings, "resume")
+    return await _signal(args, out, settings, contract.DRIFT_RESUME_SIGNAL)
 
 
 async def schedule(args: argparse.Namespace, out: Output, settings: Settings) -> int:
     every = parse_duration(args.every, field="--every")
     client = await runner.client_for(settings)
     action = ScheduleActionStartWorkflow(
-        "SweepWorkflow",
+        contract.SWEEP_WORKFLOW,
         SweepInput(),
         id="sweep-scheduled",
         task_queue=settings.task_queue,
@@ -309,7 +311,7 @@ async def schedule(args: argparse.Namespace, out: Output, settings: Settings) ->
 async def sweep_run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
     client = await runner.client_for(settings)
     handle = await client.start_workflow(
-        "SweepWorkflow",
+        contract.SWEEP_WORKFLOW,
         SweepInput(),
         id="sweep",
         result_type=SweepResult,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
 
+from client import contract
 from client.settings import Settings
 from domain.apply import ApplyOutcome
 from domain.messages import PublishRunInput, PublishRunResult, SourceRef
@@ -84,7 +85,7 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
         client,
         settings,
         out,
-        "PublishRunWorkflow",
+        contract.PUBLISH_RUN_WORKFLOW,
         inp,
         result_type=PublishRunResult,
         workflow_id=workflow_id,
@@ -99,7 +100,7 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
 
     async def tick() -> None:
         try:
-            done: list[str] = await handle.query("progress", result_type=list[str])
+            done: list[str] = await handle.query(contract.PROGRESS_QUERY, result_type=list[str])
         except Exception:
             return
         for space in done:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from client import contract
 from client.settings import Settings
 from domain.errors import BadInput
 from domain.messages import LiveObjectsInput, LiveObjectsResult
@@ -64,12 +65,12 @@ async def render(args: argparse.Namespace, out: Output, settings: Settings) -> i
         client,
         settings,
         out,
-        "RenderLiveWorkflow",
+        contract.RENDER_LIVE_WORKFLOW,
         LiveObjectsInput(space=args.space),
         result_type=LiveObjectsResult,
         workflow_id=f"render-live:{args.space}:{uuid.uuid4().hex[:12]}",
         summary=f"render the live revisions of {args.space}",
-        attributes=runner.search_attributes(args.space),
+        attributes=contract.search_attributes(args.space),
     )
     result: LiveObjectsResult = await runner.wait(handle)
     if result.not_live:

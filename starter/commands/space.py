@@ -10,6 +10,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING
 
+from client import contract
 from client.settings import Settings
 from domain.authority import GatesUpdate
 from domain.errors import BadInput
@@ -162,12 +163,12 @@ async def _run(settings: Settings, out: Output, inp: SpaceGatesInput) -> SpaceGa
         client,
         settings,
         out,
-        "SpaceGatesWorkflow",
+        contract.SPACE_GATES_WORKFLOW,
         inp,
         result_type=SpaceGatesResult,
         workflow_id=workflow_id,
         summary=f"{'set' if inp.update else 'show'} the gates of {inp.space}",
-        attributes=runner.search_attributes(inp.space),
+        attributes=contract.search_attributes(inp.space),
     )
     result: SpaceGatesResult = await runner.wait(handle)
     return result

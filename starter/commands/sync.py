@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from temporalio.client import WorkflowUpdateFailedError
 
+from client.contract import error_info
 from client.loops import sync_now
 from client.settings import Settings
 from domain.messages import SyncNowInput
@@ -15,7 +16,6 @@ from domain.reads import ActiveUnitsPage, ActiveUnitsQuery, PullRequestsPage, Pu
 from starter import runner
 from starter.output import Output
 from starter.reading import pages, read
-from workflows._errors import error_info
 
 if TYPE_CHECKING:
     from starter.commands import Subparsers

@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
+from client.contract import error_info
 from client.loops import signal_apply
 from domain.apply import ApplyOutcome, ApplyRequest
 from domain.messages import (
@@ -25,7 +26,6 @@ from domain.naming import apply_id
 from starter.applying import find
 from starter.gitref import resolve
 from tests.support import AuthoringRepo
-from workflows._errors import error_info
 from workflows.apply import ApplyWorkflow
 from workflows.publish import PublishRunWorkflow
 

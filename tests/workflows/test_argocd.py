@@ -21,6 +21,7 @@ from activities.kube import XRD_API_VERSION, XRD_KIND, _installable
 from adapters.argocd import ArgoCDClient
 from adapters.source import SourceCache
 from authority.sql import SqlStore
+from client.contract import error_info
 from domain.apply import ApplyOutcome
 from domain.authority import GatesUpdate
 from domain.gates import OWNER_LABEL
@@ -30,7 +31,6 @@ from tests.conftest import Sandbox
 from tests.fakes.argocd import FakeApp, FakeArgoCD
 from tests.support import AuthoringRepo
 from tests.workflows.helpers import ask, publish
-from workflows._errors import error_info
 from workflows.apply import ApplyWorkflow
 from workflows.change import SpaceGatesWorkflow
 

@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
+from client.contract import error_info
 from domain.messages import (
     Assignment,
     BulkSetInput,
@@ -20,7 +21,6 @@ from domain.messages import (
 )
 from tests.support import AuthoringRepo, set_patch_value
 from tests.workflows.helpers import publish, snapshot
-from workflows._errors import error_info
 from workflows.change import BulkSetWorkflow, RollbackWorkflow
 
 PROD = ["messagewall-prod-east", "messagewall-prod-west"]

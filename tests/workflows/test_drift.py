@@ -32,7 +32,7 @@ import workflows.drift
 from activities.drift import DriftActivities
 from adapters.source import SourceCache
 from authority.sql import SqlStore
-from client.loops import signal_drift, start_drift
+from client.loops import signal_drift
 from domain.apply import ApplyOutcome, ApproveInput
 from domain.authority import UnitChange, UnitStateChange
 from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
@@ -284,7 +284,7 @@ async def test_days_of_ticks_without_drift_write_no_revision(
     for other in set(units) - {STAGING_DB}:  # one loop ticking keeps the test short
         await terminate_when_idle(env, STAGING, other)
     # Already running since the apply; starting it again joins that run.
-    await start_drift(env.client, cluster_worker.task_queue, STAGING, STAGING_DB)
+    await signal_drift(env.client, cluster_worker.task_queue, STAGING, STAGING_DB, signal=None)
     handle = drift_handle(env, STAGING, STAGING_DB)
     first_run = (await handle.describe()).run_id
     before = await status_of(env, STAGING, STAGING_DB)
@@ -850,7 +850,7 @@ async def test_the_loop_ends_when_its_unit_is_no_longer_active(
     state: str,
 ) -> None:
     await publish(env, worker, messagewall, spaces=[MW])
-    await start_drift(env.client, worker.task_queue, MW, MW)
+    await signal_drift(env.client, worker.task_queue, MW, MW, signal=None)
     store.commit([], states=[UnitStateChange(space=MW, slug=MW, state=state)])  # type: ignore[arg-type]
     handle = drift_handle(env, MW, MW)
     await handle.signal(DriftWorkflow.check, CheckRequest(reason="test"))

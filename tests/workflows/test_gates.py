@@ -236,7 +236,7 @@ async def test_space_set_of_an_unknown_space_fails_and_writes_nothing(
 ) -> None:
     from temporalio.client import WorkflowFailureError
 
-    from workflows._errors import error_info
+    from client.contract import error_info
 
     with pytest.raises(WorkflowFailureError) as caught:
         await gates(env, worker, "nope", GatesUpdate(space="nope", approval="none", by="olu"))

@@ -40,7 +40,6 @@ from authority.sql import SqlStore
 from client.loops import (
     signal_drift,
     signal_sync,
-    start_drift,
     sync_now,
     update_with_start,
 )
@@ -463,7 +462,7 @@ async def test_drift_requests_that_meet_the_loop_as_it_ends_are_each_answered(
     async def capture() -> CaptureOutcome:
         return await update_with_start(
             env.client,
-            lambda: start_drift(env.client, tq, space, unit),
+            lambda: signal_drift(env.client, tq, space, unit, signal=None),
             workflow_id,
             "capture_now",
             CaptureRequest(tag="break-glass", incident="INC-1"),
