@@ -50,8 +50,8 @@ from client.failures import CompactFailures
 from client.keepalive import DeadWorkerDetection
 from client.settings import Settings, connect
 from domain import metrics
+from domain.apply import ApplyStatus
 from domain.errors import TributaryError
-from domain.messages import ApplyStatus
 from domain.redact import redact, secret_values
 from workflows.apply import ApplyWorkflow
 from workflows.change import (

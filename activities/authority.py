@@ -9,40 +9,46 @@ from temporalio import activity
 from activities._errors import decided
 from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
-from domain.apply import is_precious
-from domain.authority import GIT_SOURCES, Approval, UnitStateChange
-from domain.drift import capture_conflict
-from domain.errors import NotFound
-from domain.gates import live_stream
-from domain.messages import (
+from domain.apply import (
     ApplyContextInput,
     ApplyContextResult,
     ApplyGates,
-    CommitInput,
-    CommitResult,
-    CountDriftInput,
-    CountDriftResult,
-    FindUnitsInput,
-    FindUnitsResult,
-    GetRevisionInput,
-    GetRevisionResult,
-    ListUnitsPageInput,
-    ListUnitsPageResult,
-    LiveObjectsInput,
-    LiveObjectsResult,
     RecordAppliedInput,
     RecordAppliedResult,
     RecordApprovalInput,
     RecordApprovalResult,
-    SnapshotUnitsInput,
-    SnapshotUnitsResult,
+    is_precious,
+)
+from domain.authority import GIT_SOURCES, Approval, UnitStateChange
+from domain.change import (
+    FindUnitsInput,
+    FindUnitsResult,
+    GetRevisionInput,
+    GetRevisionResult,
+    LiveObjectsInput,
+    LiveObjectsResult,
     SpaceGate,
     SpaceGatesInput,
     SpaceGatesResult,
     UnitHead,
-    UnitKey,
 )
-from domain.publish import UnitSnapshot
+from domain.drift import (
+    CountDriftInput,
+    CountDriftResult,
+    ListUnitsPageInput,
+    ListUnitsPageResult,
+    UnitKey,
+    capture_conflict,
+)
+from domain.errors import NotFound
+from domain.gates import live_stream
+from domain.publish import (
+    CommitInput,
+    CommitResult,
+    SnapshotUnitsInput,
+    SnapshotUnitsResult,
+    UnitSnapshot,
+)
 
 
 class AuthorityActivities:

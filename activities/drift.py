@@ -17,8 +17,19 @@ from domain.apply import gate_for, readiness, standing_approval
 from domain.authority import PolicyBundle, PolicyResult, RevisionRecord, UnitChange
 from domain.composition import Composition, parse_composition
 from domain.drift import (
+    CaptureInput,
+    CaptureReconcileInput,
+    CaptureReconcileResult,
+    CaptureResult,
+    ClassifyCaptureInput,
+    ClassifyCaptureResult,
+    DriftCheckInput,
+    DriftCheckResult,
     DriftField,
+    DriftPauseInput,
     DriftRecord,
+    DriftRecordInput,
+    DriftRecordResult,
     DriftReport,
     DriftStateName,
     captured_data,
@@ -27,22 +38,9 @@ from domain.drift import (
     kubernetes_drift,
 )
 from domain.errors import BadInput, NotFound
-from domain.messages import (
-    CaptureInput,
-    CaptureReconcileInput,
-    CaptureReconcileResult,
-    CaptureResult,
-    CheckObjectsInput,
-    ClassifyCaptureInput,
-    ClassifyCaptureResult,
-    DriftCheckInput,
-    DriftCheckResult,
-    DriftPauseInput,
-    DriftRecordInput,
-    DriftRecordResult,
-)
 from domain.normalize import RECONCILE_ANNOTATION, is_ignored
 from domain.paths import MISSING, get_path, parse_path
+from domain.policy import CheckObjectsInput
 from domain.project import ApprovalMode
 from domain.schema import SchemaSet, schemas_from_xrd
 

@@ -6,7 +6,7 @@ from temporalio import activity
 
 from activities._errors import decided
 from adapters.source import SourceCache
-from domain.messages import CheckoutInput, CheckoutResult, NewerCommitsInput, NewerCommitsResult
+from domain.repos import CheckoutInput, CheckoutResult, NewerCommitsInput, NewerCommitsResult
 
 
 class GitActivities:

@@ -13,7 +13,7 @@ from adapters.kube import KubeClient, Resource
 from domain.apply import Readiness, readiness, waiting_message
 from domain.errors import PolicyDenied, Rejected
 from domain.gates import object_problem, owner_problem, with_owner
-from domain.messages import (
+from domain.kube import (
     KubeApplyInput,
     KubeApplyResult,
     KubeDeleteInput,

@@ -22,12 +22,7 @@ from domain.authority import PolicyBundle
 from domain.bounds import MAX_FILE_BYTES, check_text, check_yaml
 from domain.composition import COMPOSITION_KIND, parse_composition
 from domain.errors import BadInput
-from domain.messages import (
-    CheckObjectsInput,
-    CheckObjectsResult,
-    LoadBundleInput,
-    LoadBundleResult,
-)
+from domain.policy import CheckObjectsInput, CheckObjectsResult, LoadBundleInput, LoadBundleResult
 from domain.publish import RenderedUnit
 from domain.schema import SchemaSet, apply_defaults, schemas_from_xrd, validate
 

@@ -26,14 +26,9 @@ from domain.bounds import (
     check_yaml,
 )
 from domain.errors import BadInput
-from domain.messages import (
-    LoadProjectInput,
-    LoadProjectResult,
-    RenderSpaceInput,
-    RenderSpaceResult,
-)
 from domain.naming import kubernetes_name_problem, kubernetes_namespace_problem
 from domain.project import CONFIG_FILE, parse_project
+from domain.publish import LoadProjectInput, LoadProjectResult, RenderSpaceInput, RenderSpaceResult
 
 #: wall time of one ``kubectl kustomize``
 RENDER_TIMEOUT_SECONDS = 60.0

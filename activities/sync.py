@@ -34,7 +34,8 @@ from domain import metrics
 from domain.diff import diff, json_equal
 from domain.errors import BadInput, NotFound, TributaryError
 from domain.markdown import cell, one_line
-from domain.messages import (
+from domain.repos import redact
+from domain.sync import (
     ClosePrsInput,
     ClosePrsResult,
     EnsurePrInput,
@@ -44,9 +45,8 @@ from domain.messages import (
     SyncRow,
     SyncSettingsInput,
     SyncSettingsResult,
+    sync_branch,
 )
-from domain.repos import redact
-from domain.sync import sync_branch
 
 _AUTHOR = re.compile(r"^(?P<name>[^<>]+?) <(?P<email>[^<>]+)>$")
 

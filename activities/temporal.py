@@ -14,19 +14,15 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from client.loops import signal_apply, signal_drift, signal_sync
-from domain.messages import (
-    AwaitPublishInput,
-    EnsureDriftInput,
-    EnsureDriftResult,
-    PublishResult,
+from domain.apply import (
     RequestAppliesInput,
     RequestAppliesResult,
     RequestApplyInput,
     RequestApplyResult,
-    RequestSyncInput,
-    RequestSyncResult,
-    UnitKey,
 )
+from domain.drift import EnsureDriftInput, EnsureDriftResult, UnitKey
+from domain.publish import AwaitPublishInput, PublishResult
+from domain.sync import RequestSyncInput, RequestSyncResult
 
 
 class TemporalActivities:

@@ -22,8 +22,7 @@ from pathlib import Path
 import git
 
 from domain.errors import BadInput
-from domain.messages import CheckoutResult, SourceRef
-from domain.repos import normalize_repo, redact
+from domain.repos import CheckoutResult, SourceRef, normalize_repo, redact
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _HEX = re.compile(r"[0-9a-f]{4,64}")

@@ -30,17 +30,10 @@ from client.contract import (
     SYNC_REQUEST_SIGNAL,
     search_attributes,
 )
-from domain.drift import CheckRequest
-from domain.messages import (
-    ApplyInput,
-    DriftInput,
-    RequestApplyInput,
-    SyncNowInput,
-    SyncPRInput,
-    SyncRequest,
-    SyncResult,
-)
+from domain.apply import ApplyInput, RequestApplyInput
+from domain.drift import CheckRequest, DriftInput
 from domain.naming import apply_id, drift_id, sync_pr_id
+from domain.sync import SyncNowInput, SyncPRInput, SyncRequest, SyncResult
 
 T = TypeVar("T")
 

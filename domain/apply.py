@@ -1,4 +1,5 @@
-"""Arrow 2, apply: gates, approvals and readiness as pure functions."""
+"""Arrow 2, apply: gates, approvals and readiness as pure functions, and the messages of
+the apply workflow and its authority activities (the cluster side: ``domain/kube.py``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from domain.authority import Approval
+from domain.authority import Actuator, Approval, UnitState
 from domain.identity import same_identity
+from domain.markdown import OneLine
 from domain.project import ApprovalMode
 
 ApplyAction = Literal["apply", "delete"]
@@ -216,3 +218,107 @@ class ApplyHistory(BaseModel):
 
     outcomes: list[ApplyOutcome] = Field(default_factory=list)
     pending: list[ApplyRequest] = Field(default_factory=list)
+
+
+# ---- the apply workflow's and its authority activities' messages -------------------------
+
+
+class ApplyContextInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+
+
+class ApplyGates(BaseModel):
+    """What a space may apply: checked by the apply activity against the live cluster."""
+
+    kinds: list[str] = Field(default_factory=list)
+    namespaces: list[str] = Field(default_factory=list)
+    destination: str = ""
+    actuator: Actuator = "kubernetes"  # who applies (domain/authority.py)
+    argocd_app: str = ""
+
+
+class ApplyContextResult(BaseModel):
+    gates: ApplyGates | None = None
+    data: dict[str, Any]
+    violations: list[str]
+    approval: ApprovalMode
+    author: str
+    approvals: list[Approval]
+    precious: bool
+    head_revision: int
+    xrds: list[dict[str, Any]]  # XRDs of the space that define this claim's kind
+    # The worker's authority is ConfigHub: it can drive the confighub actuator.
+    confighub: bool = False
+    # the space's Compositions for that kind's composite (installed where the cluster lacks them)
+    compositions: list[dict[str, Any]] = Field(default_factory=list)
+    # Why this revision may not be applied: a drift capture conflicts with it.
+    conflict: str = ""
+
+
+class RecordApprovalInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+    by: OneLine
+    asserted: str = ""
+    comment: str = ""
+    at: datetime
+    action: Literal["apply", "delete"] = "apply"
+    gate: Literal["", "acknowledge", "required"] = ""
+
+
+class RecordApprovalResult(BaseModel):
+    approved_by: list[str]
+
+
+class RecordAppliedInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+    live: bool
+    state: UnitState | None = None  # a new unit state, e.g. "deleted"
+
+
+class RecordAppliedResult(BaseModel):
+    live_revision: int | None
+    last_applied_revision: int | None
+
+
+class ApplyInput(BaseModel):
+    space: str
+    unit: str
+    history: ApplyHistory = Field(default_factory=ApplyHistory)
+
+
+class ApplyStatus(BaseModel):
+    space: str
+    unit: str
+    current: ApplyOutcome | None = None
+    outcomes: list[ApplyOutcome] = Field(default_factory=list)
+    pending: list[ApplyRequest] = Field(default_factory=list)
+
+
+class ApplyResult(BaseModel):
+    space: str
+    unit: str
+    outcomes: list[ApplyOutcome]
+
+
+class RequestApplyInput(BaseModel):
+    space: str
+    unit: str
+    request: ApplyRequest
+
+
+class RequestApplyResult(BaseModel):
+    workflow_id: str
+
+
+class RequestAppliesInput(BaseModel):
+    requests: list[RequestApplyInput]
+
+
+class RequestAppliesResult(BaseModel):
+    workflow_ids: list[str]

@@ -1,4 +1,8 @@
-"""Arrow 3, drift: what differs between the authority and what runs, and who changed it."""
+"""Arrow 3, drift: what differs between the authority and what runs, and who changed it.
+
+Also the messages of the drift loop (``workflows/drift.py``), the sweep
+(``workflows/sweep.py``) and their activities, at the end.
+"""
 
 from __future__ import annotations
 
@@ -333,3 +337,148 @@ class DriftRecord(BaseModel):
     # Read back from the authority: pause survives restarts of the loop.
     paused: bool = False
     last_drift: LastDrift | None = None
+
+
+# ---- the drift loop's, the sweep's and their activities' messages ------------------------
+
+
+class DriftCheckInput(BaseModel):
+    space: str
+    unit: str
+    sweep_id: str = ""  # recorded with the result, so a sweep can count its checks
+    force: bool = False  # check even when the unit is paused (an operator's capture)
+
+
+class DriftCheckResult(BaseModel):
+    # in-sync / drifted; applying: an apply is in flight; not-applied: nothing runs yet;
+    # inactive: the unit is orphaned, deleted or gone; paused: the authority says so
+    state: Literal["in-sync", "drifted", "applying", "not-applied", "inactive", "paused"]
+    fields: list[DriftField] = Field(default_factory=list)
+    live_revision: int | None = None
+    expected_version: int = 0
+    captured: dict[str, Any] | None = None  # the authority revision with the drift taken in
+    fingerprint: str = ""
+    mode: str = "capture"
+    interval_seconds: int = 300
+    paused: bool = False  # kept in the authority, so a restarted loop stays paused
+    head_revision: int | None = None
+    # when the drifted Claim fields were last written (managedFields), where known
+    changed_at: datetime | None = None
+
+
+class CaptureInput(BaseModel):
+    space: str
+    unit: str
+    expected_version: int
+    data: dict[str, Any]
+    source: Literal["drift-capture", "break-glass"]
+    description: str
+    tags: dict[str, str]
+    author: str
+    idempotency_key: str
+    fields: list[DriftField] = Field(default_factory=list)
+    sweep_id: str = ""
+    # The live revision the capture was planned on: a publish or `set` since then
+    # (a new head, a new version) is re-based onto the capture, not a stale write.
+    live_revision: int | None = None
+
+
+class CaptureResult(BaseModel):
+    revision: int
+    created: bool
+    head_revision: int | None = None  # == revision unless a pending head was kept
+    rebased_revision: int | None = None  # the pending change re-based onto the capture
+    conflicts: list[FieldConflict] = Field(default_factory=list)
+    pending_revision: int | None = None  # the head that was ahead of live, if one was
+
+
+class CaptureReconcileInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+    token: str  # a new value each request: the annotation must change to be an event
+
+
+class CaptureReconcileResult(BaseModel):
+    requested: bool
+
+
+class DriftInput(BaseModel):
+    space: str
+    unit: str
+    status: DriftStatus | None = None  # carried across continue-as-new
+    check_first: bool = False
+    sweep_id: str = ""
+
+
+class UnitKey(BaseModel):
+    space: str
+    unit: str
+
+
+class EnsureDriftInput(BaseModel):
+    units: list[UnitKey]
+    reason: str = ""
+    sweep_id: str = ""
+
+
+class EnsureDriftResult(BaseModel):
+    workflow_ids: list[str]
+
+
+class DriftRecordInput(BaseModel):
+    record: DriftRecord
+
+
+class DriftPauseInput(BaseModel):
+    space: str
+    unit: str
+    paused: bool
+
+
+class DriftRecordResult(BaseModel):
+    recorded: bool = True
+
+
+class ListUnitsPageInput(BaseModel):
+    after: UnitKey | None = None
+    limit: int = 500
+
+
+class ListUnitsPageResult(BaseModel):
+    units: list[UnitKey]
+
+
+class CountDriftInput(BaseModel):
+    sweep_id: str
+    expected: int
+    timeout_seconds: int = 600
+
+
+class CountDriftResult(BaseModel):
+    counts: dict[str, int]
+    complete: bool
+
+
+class SweepInput(BaseModel):
+    batch_size: int = 500
+    wait_seconds: int = 600  # for the checks to report back
+
+
+class SweepResult(BaseModel):
+    sweep_id: str
+    units: int
+    counts: dict[str, int]
+    complete: bool
+
+
+class ClassifyCaptureInput(BaseModel):
+    space: str
+    unit: str
+    revision: int
+    source: Literal["drift-capture", "break-glass"]
+    tags: dict[str, str]
+
+
+class ClassifyCaptureResult(BaseModel):
+    revision: int

@@ -10,6 +10,9 @@ was written (``published``, ``merged``, ``forced``, and also ``unchanged`` and
 ``authority-ahead``, where the authority already agreed). A commit already
 published to a space, or an ancestor of one (``seen``), never writes, unless
 ``--force``.
+
+Also the messages of the publish workflows (``workflows/publish.py``) and of the
+render and authority activities they call, at the end.
 """
 
 from __future__ import annotations
@@ -18,9 +21,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from domain.authority import Source
+from domain.authority import (
+    ChangeOutcome,
+    PolicyBundle,
+    Source,
+    SpaceGates,
+    SpaceSpec,
+    UnitChange,
+    UnitStateChange,
+)
 from domain.diff import diff, json_equal, three_way_merge
+from domain.errors import ErrorInfo
 from domain.paths import MISSING
+from domain.project import ProjectConfig
+from domain.repos import CheckoutResult, SourceRef
 
 PublishAction = Literal[
     "published",  # Git's render is the new head
@@ -308,3 +322,116 @@ def to_apply(plan: SpacePlan, current: dict[str, UnitSnapshot], commit: str) -> 
         if (u.writes and u.revision) or unapplied:
             out.append(u.unit)
     return out
+
+
+# ---- the publish workflows' and their activities' messages ------------------------------
+
+
+class LoadProjectInput(BaseModel):
+    source: SourceRef
+
+
+class LoadProjectResult(BaseModel):
+    project: ProjectConfig
+
+
+class RenderSpaceInput(BaseModel):
+    source: SourceRef
+    space: str
+    overlay: str
+    allow_remote: bool = False  # tributary.yaml's spaces.<name>.allow_remote
+
+
+class RenderSpaceResult(BaseModel):
+    objects: list[dict[str, Any]]
+
+
+class SnapshotUnitsInput(BaseModel):
+    space: str
+    slugs: list[str]
+    commit: str = ""  # the commit being published: was it published already?
+
+
+class SnapshotUnitsResult(BaseModel):
+    units: dict[str, UnitSnapshot]
+    gates: SpaceGates | None = None  # None: the space does not exist yet
+    # every unit of the space and its state, to find the ones Git no longer renders
+    states: dict[str, str] = Field(default_factory=dict)
+    seen: bool = False  # ``commit`` was already published to the space
+
+
+class CommitInput(BaseModel):
+    changes: list[UnitChange]
+    spaces: list[SpaceSpec] = Field(default_factory=list)
+    states: list[UnitStateChange] = Field(default_factory=list)
+    git: GitRecord | None = None  # a publish: Git's new merge bases and the commit
+
+
+class CommitResult(BaseModel):
+    outcomes: list[ChangeOutcome]
+
+
+class PublishRunInput(BaseModel):
+    source: SourceRef
+    ref: str
+    spaces: list[str] = Field(default_factory=list)  # empty: every space in tributary.yaml
+    message: str = ""
+    force: bool = False
+    dry_run: bool = False
+    apply: bool = False  # request an apply of every unit the publish changed
+
+
+class PublishInput(BaseModel):
+    source: SourceRef
+    ref: str
+    space: str
+    project: ProjectConfig
+    bundle: PolicyBundle
+    commit_info: CheckoutResult
+    message: str = ""
+    force: bool = False
+    dry_run: bool = False
+    apply: bool = False
+
+
+class UnitOutcome(BaseModel):
+    unit: str
+    action: PublishAction
+    revision: int | None = None
+    violations: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    conflict_fields: list[str] = Field(default_factory=list)
+    changed_fields: list[str] = Field(default_factory=list)
+    reason: str = ""  # held: the gate that held it (domain/gates.py)
+    apply_workflow_id: str = ""  # with --apply: where to follow the apply
+    apply_request_id: str = ""
+
+
+class PublishResult(BaseModel):
+    space: str
+    workflow_id: str = ""
+    units: list[UnitOutcome] = Field(default_factory=list)
+    blocked: Literal["", "denied", "conflict", "gates"] = ""
+    written: bool = False
+    error: ErrorInfo | None = None
+    # gates: why the space was held (a loosening commit), and what it asked to
+    # tighten that only `tributary space set` applies
+    gate_reasons: list[str] = Field(default_factory=list)
+    gate_notes: list[str] = Field(default_factory=list)
+    # the commit was already published to this space, or is an ancestor of one that
+    # was: nothing written
+    seen: bool = False
+
+
+class AwaitPublishInput(BaseModel):
+    """Attach to a ``PublishWorkflow`` another run of the same commit started."""
+
+    workflow_id: str
+
+
+class PublishRunResult(BaseModel):
+    commit: str
+    ref: str
+    subject: str = ""
+    dry_run: bool = False
+    spaces: list[PublishResult]

@@ -1,10 +1,13 @@
-"""Repository URLs: normalized for the worker, and never carrying credentials onward."""
+"""Repository URLs: normalized for the worker, and never carrying credentials onward;
+the commit of a repo (``SourceRef``) and the git activities' messages."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel
 
 from domain.errors import BadInput
 from domain.redact import redact_url, url_has_credentials
@@ -71,3 +74,33 @@ def normalize_repo(repo: str) -> str:
     if "://" in repo or _SCP.match(repo):
         return repo
     return Path(repo).expanduser().resolve().as_uri()
+
+
+# ---- the git activities' messages ----------------------------------------------------
+
+
+class SourceRef(BaseModel):
+    """A commit of an authoring repo. ``repo`` never carries credentials."""
+
+    repo: str
+    commit: str
+
+
+class CheckoutInput(BaseModel):
+    source: SourceRef
+
+
+class CheckoutResult(BaseModel):
+    commit: str
+    subject: str
+    author: str
+    committed_at: str
+
+
+class NewerCommitsInput(BaseModel):
+    source: SourceRef
+    commits: list[str]  # commits Git last published to the space's units
+
+
+class NewerCommitsResult(BaseModel):
+    newer: list[str]  # those that descend from ``source.commit`` (and differ from it)

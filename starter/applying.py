@@ -11,8 +11,7 @@ from temporalio.service import RPCError
 
 from client import contract
 from client.loops import signal_apply
-from domain.apply import ApplyOutcome, ApplyRequest
-from domain.messages import ApplyStatus, RequestApplyInput
+from domain.apply import ApplyOutcome, ApplyRequest, ApplyStatus, RequestApplyInput
 from starter.runner import WAIT_AGAIN, WAIT_RETRIES
 
 POLL_SECONDS = 0.3

@@ -26,35 +26,29 @@ with workflow.unsafe.imports_passed_through():
     from client.contract import error_info
     from domain import metrics
     from domain.apply import (
+        ApplyContextInput,
+        ApplyContextResult,
         ApplyHistory,
+        ApplyInput,
         ApplyOutcome,
         ApplyRequest,
+        ApplyResult,
         ApplyState,
+        ApplyStatus,
         ApproveInput,
         ApproveResult,
         FailureReason,
         GateKind,
+        RecordAppliedInput,
+        RecordApprovalInput,
         approval_problem,
         gate_for,
         standing_approval,
         waiting_message,
     )
+    from domain.drift import EnsureDriftInput, UnitKey
     from domain.gates import object_problem
-    from domain.messages import (
-        ApplyContextInput,
-        ApplyContextResult,
-        ApplyInput,
-        ApplyResult,
-        ApplyStatus,
-        EnsureDriftInput,
-        KubeApplyInput,
-        KubeDeleteInput,
-        KubeWaitInput,
-        ObjectRef,
-        RecordAppliedInput,
-        RecordApprovalInput,
-        UnitKey,
-    )
+    from domain.kube import KubeApplyInput, KubeDeleteInput, KubeWaitInput, ObjectRef
     from workflows import _options as opt
 
 # An idle workflow lingers this long for follow-up requests before completing.

@@ -19,27 +19,26 @@ with workflow.unsafe.imports_passed_through():
     from activities.temporal import TemporalActivities
     from client.contract import decided_type
     from domain.authority import PolicyResult, UnitChange
-    from domain.diff import diff, json_equal
-    from domain.errors import BadInput
-    from domain.messages import (
+    from domain.change import (
         BulkSetInput,
         BulkSetResult,
         ChangedUnit,
-        CheckObjectsInput,
-        CommitInput,
         FindUnitsInput,
         FindUnitsResult,
         GetRevisionInput,
         LiveObjectsInput,
         LiveObjectsResult,
-        RequestSyncInput,
         RollbackInput,
         RollbackResult,
         SpaceGatesInput,
         SpaceGatesResult,
     )
+    from domain.diff import diff, json_equal
+    from domain.errors import BadInput
     from domain.paths import identity_problem, parse_path, set_path
-    from domain.publish import RenderedUnit
+    from domain.policy import CheckObjectsInput
+    from domain.publish import CommitInput, RenderedUnit
+    from domain.sync import RequestSyncInput
     from workflows import _options as opt
 
 

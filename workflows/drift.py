@@ -22,31 +22,28 @@ with workflow.unsafe.imports_passed_through():
     from activities.temporal import TemporalActivities
     from client.contract import DRIFT_STATE, error_info
     from domain import metrics
-    from domain.apply import ApplyRequest
+    from domain.apply import ApplyRequest, RequestApplyInput
     from domain.drift import (
+        CaptureInput,
         CaptureOutcome,
+        CaptureReconcileInput,
         CaptureRequest,
         CheckRequest,
+        ClassifyCaptureInput,
+        DriftCheckInput,
+        DriftCheckResult,
+        DriftInput,
+        DriftPauseInput,
         DriftRecord,
+        DriftRecordInput,
         DriftReport,
         DriftStateName,
         DriftStatus,
         capture_description,
         capture_source,
     )
-    from domain.messages import (
-        CaptureInput,
-        CaptureReconcileInput,
-        ClassifyCaptureInput,
-        DriftCheckInput,
-        DriftCheckResult,
-        DriftInput,
-        DriftPauseInput,
-        DriftRecordInput,
-        RequestApplyInput,
-        RequestSyncInput,
-    )
     from domain.redact import redact
+    from domain.sync import RequestSyncInput
     from workflows import _options as opt
 
 # A check costs about 7 events (a local activity: one workflow task); 200 checks keep

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.temporal import TemporalActivities
     from client.contract import decided_type, error_info, search_attributes
     from domain import metrics
-    from domain.apply import ApplyRequest
+    from domain.apply import ApplyRequest, RequestAppliesInput, RequestApplyInput
     from domain.authority import (
         PolicyResult,
         SpaceSpec,
@@ -44,27 +44,27 @@ with workflow.unsafe.imports_passed_through():
         seed_kinds,
         seed_namespaces,
     )
-    from domain.messages import (
+    from domain.naming import publish_id, publish_options
+    from domain.policy import CheckObjectsInput, LoadBundleInput
+    from domain.publish import (
+        WRITE_ACTIONS,
         AwaitPublishInput,
-        CheckObjectsInput,
-        CheckoutInput,
         CommitInput,
-        LoadBundleInput,
         LoadProjectInput,
-        NewerCommitsInput,
         PublishInput,
         PublishResult,
         PublishRunInput,
         PublishRunResult,
         RenderSpaceInput,
-        RequestAppliesInput,
-        RequestApplyInput,
         SnapshotUnitsInput,
         SnapshotUnitsResult,
+        SpacePlan,
         UnitOutcome,
+        git_record,
+        plan_space,
+        to_apply,
     )
-    from domain.naming import publish_id, publish_options
-    from domain.publish import WRITE_ACTIONS, SpacePlan, git_record, plan_space, to_apply
+    from domain.repos import CheckoutInput, NewerCommitsInput
     from workflows import _options as opt
 
 # Attaching to another run's publish of one space: it renders, checks and writes.

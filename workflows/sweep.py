@@ -16,7 +16,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.authority import AuthorityActivities
     from activities.temporal import TemporalActivities
-    from domain.messages import (
+    from domain.drift import (
         CountDriftInput,
         EnsureDriftInput,
         ListUnitsPageInput,

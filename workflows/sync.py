@@ -20,9 +20,10 @@ with workflow.unsafe.imports_passed_through():
     from client.contract import error_info
     from domain import metrics
     from domain.errors import ErrorInfo
-    from domain.messages import (
+    from domain.sync import (
         ClosePrsInput,
         EnsurePrInput,
+        PullRequestSpec,
         SyncNowInput,
         SyncPRInput,
         SyncPushInput,
@@ -30,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
         SyncResult,
         SyncSettingsInput,
     )
-    from domain.sync import PullRequestSpec
     from workflows import _options as opt
 
 IDLE = timedelta(minutes=10)

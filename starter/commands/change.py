@@ -11,9 +11,9 @@ import yaml
 from client import contract
 from client.settings import Settings
 from domain.apply import ApplyRequest
+from domain.change import Assignment, BulkSetInput, BulkSetResult, RollbackInput, RollbackResult
 from domain.errors import BadInput
 from domain.identity import actor_from_env
-from domain.messages import Assignment, BulkSetInput, BulkSetResult, RollbackInput, RollbackResult
 from domain.naming import bulk_set_id, rollback_id, short_digest
 from domain.paths import identity_problem, parse_path
 from starter import applying, runner

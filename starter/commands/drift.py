@@ -28,8 +28,9 @@ from domain.drift import (
     DriftField,
     DriftRecord,
     DriftStatus,
+    SweepInput,
+    SweepResult,
 )
-from domain.messages import SweepInput, SweepResult
 from domain.naming import drift_id, format_duration, parse_duration
 from domain.reads import ActiveUnitsPage, ActiveUnitsQuery, DriftStatusPage, DriftStatusQuery
 from starter import runner

@@ -11,8 +11,9 @@ from temporalio.client import Client
 from client import contract
 from client.settings import Settings
 from domain.apply import ApplyOutcome
-from domain.messages import PublishRunInput, PublishRunResult, SourceRef
 from domain.naming import publish_options, publish_run_id
+from domain.publish import PublishRunInput, PublishRunResult
+from domain.repos import SourceRef
 from starter import applying, gitref, runner
 from starter.commands import apply as apply_cmd
 from starter.output import Output

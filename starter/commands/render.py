@@ -20,8 +20,8 @@ import yaml
 
 from client import contract
 from client.settings import Settings
+from domain.change import LiveObjectsInput, LiveObjectsResult
 from domain.errors import BadInput
-from domain.messages import LiveObjectsInput, LiveObjectsResult
 from domain.naming import kubernetes_name_problem
 from starter import runner
 from starter.output import Output

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from client import contract
 from client.settings import Settings
 from domain.authority import GatesUpdate
+from domain.change import SpaceGatesInput, SpaceGatesResult
 from domain.errors import BadInput
 from domain.gates import approval_mode, parse_kind_pattern, parse_namespace_pattern
 from domain.identity import resolve_actor
-from domain.messages import SpaceGatesInput, SpaceGatesResult
 from domain.naming import branch_name_problem, kubernetes_name_problem, short_digest
 from starter import runner
 from starter.output import Output

@@ -10,9 +10,9 @@ from temporalio.client import WorkflowUpdateFailedError
 from client.contract import error_info
 from client.loops import sync_now
 from client.settings import Settings
-from domain.messages import SyncNowInput
 from domain.naming import sync_pr_id
 from domain.reads import ActiveUnitsPage, ActiveUnitsQuery, PullRequestsPage, PullRequestsQuery
+from domain.sync import SyncNowInput
 from starter import runner
 from starter.output import Output
 from starter.reading import pages, read

@@ -27,15 +27,15 @@ from domain.authority import (
     UnitChange,
     UnitStateChange,
 )
-from domain.drift import DriftField
-from domain.messages import (
+from domain.drift import (
     CaptureInput,
     ClassifyCaptureInput,
     DriftCheckInput,
     DriftCheckResult,
+    DriftField,
     DriftPauseInput,
-    KubeApplyInput,
 )
+from domain.kube import KubeApplyInput
 from domain.normalize import RECONCILE_ANNOTATION
 from tests.conftest import Sandbox
 from tests.support import FIXTURES

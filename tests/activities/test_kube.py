@@ -16,12 +16,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.kube import KubeActivities
 from adapters.kube import KubeClient, KubeUnavailable, Resource
 from domain.errors import Rejected
-from domain.messages import (
-    KubeApplyInput,
-    KubeDeleteInput,
-    KubeWaitInput,
-    ObjectRef,
-)
+from domain.kube import KubeApplyInput, KubeDeleteInput, KubeWaitInput, ObjectRef
 from sandbox.kubeapi import KubeApiPeerThread
 
 GROUP, VERSION, KIND, PLURAL = "example.org", "v1", "Widget", "widgets"

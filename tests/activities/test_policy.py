@@ -14,7 +14,8 @@ from activities.policy import PolicyActivities, check_objects, load_bundle
 from activities.render import find_kubectl, render_overlay
 from adapters.rego import RegoSandbox
 from domain.errors import BadInput
-from domain.messages import CheckObjectsInput, LoadBundleInput, SourceRef
+from domain.policy import CheckObjectsInput, LoadBundleInput
+from domain.repos import SourceRef
 from tests.support import FIXTURES
 
 MW = FIXTURES / "messagewall"

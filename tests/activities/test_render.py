@@ -12,7 +12,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.render import RenderActivities, check_overlay, find_kubectl, render_overlay
 from domain.errors import BadInput
-from domain.messages import LoadProjectInput, RenderSpaceInput, SourceRef
+from domain.publish import LoadProjectInput, RenderSpaceInput
+from domain.repos import SourceRef
 from tests.support import FIXTURES
 
 MW_OVERLAYS = {

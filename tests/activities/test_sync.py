@@ -25,15 +25,15 @@ from activities.sync import PushRejected, SyncActivities
 from adapters.writeback import OverlayEditor
 from authority import tables as t
 from authority.sql import SqlStore
-from domain.messages import (
+from domain.sync import (
     ClosePrsInput,
     EnsurePrInput,
+    PullRequestSpec,
     SyncPushInput,
     SyncPushResult,
     SyncRow,
     SyncSettingsInput,
 )
-from domain.sync import PullRequestSpec
 from tests.support import AuthoringRepo, authority_change, git, make_repo, set_patch_value
 from tests.workflows.helpers import publish
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from activities.sync import _body
 from adapters.forge_github import MAX_BODY
-from domain.messages import SyncRow
+from domain.sync import SyncRow
 
 SPACE = "messagewall-prod-east"
 

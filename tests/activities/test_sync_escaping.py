@@ -13,7 +13,7 @@ import pytest
 
 from activities.sync import SyncActivities
 from authority.sql import SqlStore
-from domain.messages import SyncPushInput
+from domain.sync import SyncPushInput
 from tests.activities.test_sync import SPACE, UNIT, acts, message, repo, run  # noqa: F401
 from tests.support import AuthoringRepo, authority_change
 

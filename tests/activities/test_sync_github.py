@@ -25,19 +25,20 @@ from temporalio.worker import Worker
 from activities.render import find_kubectl
 from activities.sync import SyncActivities
 from authority.sql import SqlStore
-from domain.messages import (
+from domain.naming import sync_pr_id
+from domain.publish import PublishRunInput, PublishRunResult
+from domain.repos import SourceRef
+from domain.sync import (
     ClosePrsInput,
     EnsurePrInput,
     EnsurePrResult,
-    PublishRunInput,
-    PublishRunResult,
-    SourceRef,
+    PullRequest,
+    PullRequestSpec,
     SyncNowInput,
     SyncPRInput,
     SyncResult,
+    sync_branch,
 )
-from domain.naming import sync_pr_id
-from domain.sync import PullRequest, PullRequestSpec, sync_branch
 from starter.gitref import resolve
 from tests.fakes.github import FakeGitHub, primary_limit, secondary_limit
 from tests.support import authority_change, eventually, git, make_repo

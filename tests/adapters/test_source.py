@@ -10,8 +10,14 @@ import pytest
 
 from adapters.source import SourceCache
 from domain.errors import BadInput
-from domain.messages import CheckoutResult, SourceRef
-from domain.repos import has_credentials, normalize_repo, redact, repo_problem
+from domain.repos import (
+    CheckoutResult,
+    SourceRef,
+    has_credentials,
+    normalize_repo,
+    redact,
+    repo_problem,
+)
 from starter import gitref
 from tests.support import git
 
@@ -375,7 +381,7 @@ def test_the_activity_reports_a_link_out_as_non_retryable(cache, messagewall):
     from temporalio.testing import ActivityEnvironment
 
     from activities.git import GitActivities
-    from domain.messages import CheckoutInput
+    from domain.repos import CheckoutInput
 
     (messagewall.work / "passwd").symlink_to("/etc/passwd")
     git(messagewall.work, "add", "-A")

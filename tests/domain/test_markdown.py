@@ -8,10 +8,12 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from activities.sync import _body, _message
+from domain.apply import RecordApprovalInput
+from domain.change import BulkSetInput, RollbackInput
 from domain.drift import CaptureRequest
 from domain.markdown import OneLine, cell, code, control_char, one_line
-from domain.messages import BulkSetInput, RecordApprovalInput, RollbackInput, SyncRow
 from domain.project import parse_project
+from domain.sync import SyncRow
 
 HOSTILE = "` | **Approved** <!--"
 

@@ -52,7 +52,13 @@ from activities.policy import check_objects
 from adapters.kube import KubeClient, Resource
 from authority import tables
 from authority.sql import SqlStore
-from domain.apply import gate_for, standing_approval
+from domain.apply import (
+    ApplyContextInput,
+    RecordAppliedInput,
+    RecordApprovalInput,
+    gate_for,
+    standing_approval,
+)
 from domain.authority import (
     PolicyBundle,
     PolicyResult,
@@ -60,26 +66,29 @@ from domain.authority import (
     UnitChange,
     UnitStateChange,
 )
+from domain.change import FindUnitsInput, GetRevisionInput
 from domain.diff import diff
-from domain.drift import capture_description, capture_source
-from domain.gates import hold_for_gates, kind_key, review_gates, seed_namespaces
-from domain.messages import (
-    ApplyContextInput,
+from domain.drift import (
     CaptureInput,
     CaptureResult,
-    CheckObjectsInput,
-    CommitInput,
     DriftCheckInput,
-    FindUnitsInput,
-    GetRevisionInput,
-    RecordAppliedInput,
-    RecordApprovalInput,
-    SnapshotUnitsInput,
-    SnapshotUnitsResult,
+    capture_description,
+    capture_source,
 )
+from domain.gates import hold_for_gates, kind_key, review_gates, seed_namespaces
 from domain.naming import publish_id
 from domain.paths import MISSING, set_path
-from domain.publish import WRITE_ACTIONS, SpacePlan, git_record, plan_space, to_apply
+from domain.policy import CheckObjectsInput
+from domain.publish import (
+    WRITE_ACTIONS,
+    CommitInput,
+    SnapshotUnitsInput,
+    SnapshotUnitsResult,
+    SpacePlan,
+    git_record,
+    plan_space,
+    to_apply,
+)
 from tests.property import overlay
 
 # ---- profiles ----------------------------------------------------------------------

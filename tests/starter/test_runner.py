@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.apply import ApplyOutcome
-from domain.messages import ApplyStatus
+from domain.apply import ApplyOutcome, ApplyStatus
 from starter import applying, runner
 
 

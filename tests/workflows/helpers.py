@@ -14,15 +14,10 @@ from temporalio.worker import Worker
 from authority.sql import SqlStore
 from client.contract import error_info
 from client.loops import signal_apply
-from domain.apply import ApplyOutcome, ApplyRequest
-from domain.messages import (
-    ApplyStatus,
-    PublishRunInput,
-    PublishRunResult,
-    RequestApplyInput,
-    SourceRef,
-)
+from domain.apply import ApplyOutcome, ApplyRequest, ApplyStatus, RequestApplyInput
 from domain.naming import apply_id
+from domain.publish import PublishRunInput, PublishRunResult
+from domain.repos import SourceRef
 from starter.applying import find
 from starter.gitref import resolve
 from tests.support import AuthoringRepo

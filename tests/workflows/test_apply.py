@@ -16,11 +16,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
-from domain.apply import ApproveInput, ApproveResult
+from domain.apply import ApplyStatus, ApproveInput, ApproveResult
 from domain.authority import GatesUpdate, PolicyResult, UnitChange
 from domain.drift import DriftStatus
 from domain.gates import OWNER_LABEL
-from domain.messages import ApplyStatus
 from domain.naming import apply_id, drift_id
 from starter.applying import follow
 from tests.conftest import Sandbox

@@ -22,10 +22,10 @@ from adapters.argocd import ArgoCDClient
 from adapters.source import SourceCache
 from authority.sql import SqlStore
 from client.contract import error_info
-from domain.apply import ApplyOutcome
+from domain.apply import ApplyOutcome, ApplyStatus
 from domain.authority import GatesUpdate
+from domain.change import LiveObjectsInput, SpaceGatesInput, SpaceGatesResult
 from domain.gates import OWNER_LABEL
-from domain.messages import ApplyStatus, LiveObjectsInput, SpaceGatesInput, SpaceGatesResult
 from starter.applying import find
 from tests.conftest import Sandbox
 from tests.fakes.argocd import FakeApp, FakeArgoCD

@@ -12,13 +12,7 @@ from temporalio.worker import Worker
 
 from authority.sql import SqlStore
 from client.contract import error_info
-from domain.messages import (
-    Assignment,
-    BulkSetInput,
-    BulkSetResult,
-    RollbackInput,
-    RollbackResult,
-)
+from domain.change import Assignment, BulkSetInput, BulkSetResult, RollbackInput, RollbackResult
 from tests.support import AuthoringRepo, set_patch_value
 from tests.workflows.helpers import publish, snapshot
 from workflows.change import BulkSetWorkflow, RollbackWorkflow

@@ -20,9 +20,9 @@ from adapters.source import SourceCache
 from authority.confighub import ConfigHubStore
 from authority.confighub_api import ConfigHubApi
 from authority.sql import SqlStore
-from domain.apply import ApplyOutcome
+from domain.apply import ApplyOutcome, ApplyStatus
 from domain.authority import GatesUpdate
-from domain.messages import ApplyStatus, SpaceGatesInput, SpaceGatesResult
+from domain.change import SpaceGatesInput, SpaceGatesResult
 from starter.applying import find
 from tests.conftest import Sandbox
 from tests.fakes.confighub import FakeConfigHub

@@ -35,15 +35,18 @@ from authority.sql import SqlStore
 from client.loops import signal_drift
 from domain.apply import ApplyOutcome, ApproveInput
 from domain.authority import UnitChange, UnitStateChange
-from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftRecord, DriftStatus
-from domain.messages import (
+from domain.change import RollbackInput, RollbackResult
+from domain.drift import (
     CaptureInput,
+    CaptureOutcome,
+    CaptureRequest,
     CaptureResult,
+    CheckRequest,
     DriftCheckInput,
     DriftCheckResult,
     DriftInput,
-    RollbackInput,
-    RollbackResult,
+    DriftRecord,
+    DriftStatus,
 )
 from domain.naming import apply_id, drift_id
 from starter.applying import find

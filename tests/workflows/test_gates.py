@@ -11,11 +11,8 @@ from temporalio.worker import Worker
 
 from authority.sql import SqlStore
 from domain.authority import GatesUpdate, SpaceSpec, UnitChange
+from domain.change import SpaceGatesInput, SpaceGatesResult
 from domain.gates import OWNER_LABEL
-from domain.messages import (
-    SpaceGatesInput,
-    SpaceGatesResult,
-)
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, set_patch_value
 from tests.workflows.helpers import actions, publish, settle, snapshot

@@ -44,9 +44,16 @@ from client.loops import (
     update_with_start,
 )
 from domain.authority import UnitStateChange
-from domain.drift import CaptureOutcome, CaptureRequest, CheckRequest, DriftStatus
-from domain.messages import DriftCheckInput, DriftCheckResult, SyncNowInput, SyncPRInput, SyncResult
+from domain.drift import (
+    CaptureOutcome,
+    CaptureRequest,
+    CheckRequest,
+    DriftCheckInput,
+    DriftCheckResult,
+    DriftStatus,
+)
 from domain.naming import apply_id, drift_id, sync_pr_id
+from domain.sync import SyncNowInput, SyncPRInput, SyncResult
 from tests.support import AuthoringRepo, authority_change, eventually, git, make_repo
 from tests.workflows.helpers import ask, publish
 from tests.workflows.test_drift import check_starts, go_live, small_runs_worker

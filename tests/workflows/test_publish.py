@@ -23,16 +23,16 @@ from adapters.kube import KubeClient
 from adapters.source import SourceCache
 from authority.sql import SqlStore
 from domain.authority import UnitChange
-from domain.messages import (
+from domain.naming import publish_options
+from domain.paths import parse_path, set_path
+from domain.publish import (
     AwaitPublishInput,
     PublishResult,
     PublishRunInput,
     SnapshotUnitsInput,
     SnapshotUnitsResult,
-    SourceRef,
 )
-from domain.naming import publish_options
-from domain.paths import parse_path, set_path
+from domain.repos import SourceRef
 from starter.applying import follow
 from starter.gitref import resolve
 from tests.conftest import Sandbox

@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
-from domain.messages import SweepInput, SweepResult
+from domain.drift import SweepInput, SweepResult
 from domain.naming import drift_id
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo

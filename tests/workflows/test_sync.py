@@ -26,8 +26,8 @@ from temporalio.worker import Worker
 
 from authority.sql import SqlStore
 from client.loops import signal_sync
-from domain.messages import SyncNowInput, SyncPRInput, SyncResult
 from domain.naming import sync_pr_id
+from domain.sync import SyncNowInput, SyncPRInput, SyncResult
 from tests.support import AuthoringRepo, authority_change, eventually, git, make_repo
 from tests.workflows.helpers import publish
 from workflows.sync import SyncPRWorkflow
