@@ -33,7 +33,9 @@ WATCH_SECONDS = 60
 ObjectKey = tuple[str, str, str, str]  # apiVersion group, kind, namespace, name
 
 
-def fingerprint(obj: dict[str, Any]) -> str:
+def content_hash(obj: dict[str, Any]) -> str:
+    """What the watch compares: the object without server-owned fields, hashed. Not
+    the drift fingerprint (``DriftReport.fingerprint``, what drifted to which value)."""
     content = strip_server_fields(obj)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
@@ -121,7 +123,7 @@ class ClaimWatcher:
         )
         with self._lock:
             self.units[key] = (space, unit)
-            self._applied[key] = fingerprint(obj)
+            self._applied[key] = content_hash(obj)
         self._ensure_thread((res.api_version, res.kind))
 
     def _ensure_thread(self, kind: tuple[str, str]) -> None:
@@ -178,17 +180,17 @@ class ClaimWatcher:
             str(meta.get("namespace") or "default"),
             str(meta.get("name")),
         )
-        print_ = fingerprint(obj)
+        digest = content_hash(obj)
         before = seen.get(key)
         if before is None:
             with self._lock:
                 before = self._applied.get(key)
-        seen[key] = print_
+        seen[key] = digest
         # A list compares with what the last watch saw, or with what was applied: an
         # edit made before the first list, or between two watches (timeout, 410, an
         # outage), shows only there. With neither, nothing to compare with (the loop
         # checks when it starts).
-        if before == print_ or (initial and before is None):
+        if before == digest or (initial and before is None):
             return
         with self._lock:
             unit = self.units.get(key)

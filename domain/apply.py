@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.authority import Actuator, Approval, UnitState
 from domain.identity import same_identity
@@ -36,13 +36,18 @@ FailureReason = Literal["", "denied", "rejected", "not-ready", "conflict", "erro
 
 
 class ApplyRequest(BaseModel):
+    # ``ungated`` goes by its first name, ``sync_only``, on the wire (signals, histories).
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
     revision: int
     action: ApplyAction = "apply"
     requested_by: str = ""
     ready_timeout_seconds: int = DEFAULT_READY_TIMEOUT
     # A captured revision already runs; applying it only makes the cluster's Claim
     # say so. It changes nothing that runs, so no approval gate applies.
-    sync_only: bool = False
+    ungated: bool = Field(default=False, alias="sync_only")
     # Who is waiting for this request's outcome; repeats of a queued request add
     # their ids here instead of queueing twice.
     request_ids: list[str] = Field(default_factory=list)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 PrState = Literal["open", "merged", "closed"]
 SyncAction = Literal["opened", "updated", "unchanged"]
@@ -139,10 +139,15 @@ class SyncResult(BaseModel):
 
 
 class SyncPRInput(BaseModel):
+    # ``syncs`` goes by its first name, ``runs``, on the wire (continue-as-new inputs).
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
     space: str
-    # carried across continue-as-new: runs so far, and the requests that arrived
+    # carried across continue-as-new: syncs so far, and the requests that arrived
     # during the last run and are not yet synced (with their reasons)
-    runs: int = 0
+    syncs: int = Field(default=0, alias="runs")
     requests: int = 0
     reasons: list[str] = Field(default_factory=list)
 

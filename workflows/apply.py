@@ -207,7 +207,7 @@ class ApplyWorkflow:
             message = "denied by policy: " + "; ".join(ctx.violations)
             self._finish(req, "failed", message, reason="denied")
             return
-        if ctx.conflict and req.action == "apply" and not req.sync_only:
+        if ctx.conflict and req.action == "apply" and not req.ungated:
             self._finish(req, "failed", ctx.conflict, reason="conflict")
             return
         if not await self._pass_gate(req, ctx):
@@ -235,9 +235,7 @@ class ApplyWorkflow:
             self._finish(req, "failed", info.message, reason=reason)
 
     async def _pass_gate(self, req: ApplyRequest, ctx: ApplyContextResult) -> bool:
-        self.gate = (
-            "" if req.sync_only else gate_for(ctx.approval, req.action, precious=ctx.precious)
-        )
+        self.gate = "" if req.ungated else gate_for(ctx.approval, req.action, precious=ctx.precious)
         self.author = ctx.author
         if not self.gate:
             return True

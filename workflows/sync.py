@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import _options as opt
 
 IDLE = timedelta(minutes=10)
-RUNS_PER_HISTORY = 100
+SYNCS_PER_HISTORY = 100
 PUSH_TIMEOUT = timedelta(minutes=10)
 # Forge calls (open, label, read or close a PR): one attempt is a few requests, plus
 # up to a minute of waiting for GitHub to see a just-pushed branch.
@@ -101,7 +101,7 @@ class SyncPRWorkflow:
             summary="read the space's sync settings",
         )
         debounce = timedelta(seconds=settings.debounce_seconds)
-        runs = inp.runs
+        syncs = inp.syncs
         hand_over = False
         while True:
             with contextlib.suppress(TimeoutError):
@@ -136,10 +136,10 @@ class SyncPRWorkflow:
                     self.answers.setdefault(seq, info)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 raise
-            runs += 1
+            syncs += 1
             hand_over = (
                 hand_over
-                or runs % RUNS_PER_HISTORY == 0
+                or syncs % SYNCS_PER_HISTORY == 0
                 or workflow.info().is_continue_as_new_suggested()
             )
             if hand_over:
@@ -154,7 +154,7 @@ class SyncPRWorkflow:
                     workflow.continue_as_new(
                         SyncPRInput(
                             space=inp.space,
-                            runs=runs,
+                            syncs=syncs,
                             requests=self.requests,
                             reasons=self.reasons,
                         )

@@ -17,7 +17,7 @@ from activities.kube import KubeActivities
 from activities.policy import load_bundle
 from activities.render import find_kubectl, render_overlay
 from adapters.kube import KubeClient
-from adapters.watcher import fingerprint
+from adapters.watcher import content_hash
 from authority.sql import SqlStore
 from domain.authority import (
     Approval,
@@ -747,4 +747,4 @@ def test_a_reconcile_request_is_no_content_change_for_the_watch(rendered: dict[s
     annotated = copy.deepcopy(rendered)
     annotated["metadata"].setdefault("annotations", {})[RECONCILE_ANNOTATION] = "t1"
 
-    assert fingerprint(annotated) == fingerprint(rendered)
+    assert content_hash(annotated) == content_hash(rendered)

@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.kube import KubeClient, Resource
-from adapters.watcher import ClaimWatcher, fingerprint
+from adapters.watcher import ClaimWatcher, content_hash
 from authority.sql import SqlStore
 from domain.authority import SpaceSpec, UnitChange
 from domain.naming import drift_id
@@ -310,7 +310,7 @@ async def test_an_edit_right_after_an_apply_signals_even_before_the_first_list(
     res = resource(kube)
     applied = kube.apply(res, claim(unit))
     watcher.units[("platform.acme.io", KIND, NAMESPACE, unit)] = (space, unit)
-    watcher._applied[("platform.acme.io", KIND, NAMESPACE, unit)] = fingerprint(applied)
+    watcher._applied[("platform.acme.io", KIND, NAMESPACE, unit)] = content_hash(applied)
     items, _ = await asyncio.to_thread(kube.list_kind, res)
     [unchanged] = [o for o in items if o["metadata"]["name"] == unit]
     await asyncio.to_thread(watcher._observe, res, unchanged, {}, initial=True)

@@ -59,7 +59,7 @@ from tests.workflows.helpers import ask, publish
 from tests.workflows.test_drift import check_starts, go_live, small_runs_worker
 from worker import ACTIVITY_THREADS, WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
-from workflows.sync import RUNS_PER_HISTORY, SyncPRWorkflow
+from workflows.sync import SYNCS_PER_HISTORY, SyncPRWorkflow
 
 # fixtures of the drift tests, used here too
 __all__ = ["check_starts", "small_runs_worker"]
@@ -86,7 +86,7 @@ async def short_runs(
     """
     monkeypatch.setattr(workflows.apply, "REQUESTS_PER_RUN", 3)
     monkeypatch.setattr(workflows.apply, "OUTCOMES_KEPT", 10_000)  # every outcome, to count
-    monkeypatch.setattr(workflows.sync, "RUNS_PER_HISTORY", 2)
+    monkeypatch.setattr(workflows.sync, "SYNCS_PER_HISTORY", 2)
     task_queue = f"tq-{uuid.uuid4()}"
     w = Worker(
         env.client,
@@ -262,7 +262,7 @@ async def last_sync_in_flight(
     ``sync_now`` and held inside its push until the block ends."""
     handle = await env.client.start_workflow(
         SyncPRWorkflow.run,
-        SyncPRInput(space=SPACE, runs=RUNS_PER_HISTORY - 1),
+        SyncPRInput(space=SPACE, syncs=SYNCS_PER_HISTORY - 1),
         id=sync_pr_id(SPACE),
         task_queue=worker.task_queue,
     )
@@ -304,8 +304,8 @@ async def test_sync_request_during_the_last_sync_of_a_run_goes_along_to_the_next
         lambda: run_inputs(env, sync_pr_id(SPACE)), lambda runs: len(runs) == 2, what="hand-over"
     )
     assert [(i.runs, i.requests, i.reasons) for i in inputs] == [
-        (RUNS_PER_HISTORY - 1, 0, []),
-        (RUNS_PER_HISTORY, 1, ["capture"]),
+        (SYNCS_PER_HISTORY - 1, 0, []),
+        (SYNCS_PER_HISTORY, 1, ["capture"]),
     ]
     # the next run syncs the request after its debounce
     current = env.client.get_workflow_handle(sync_pr_id(SPACE))
@@ -348,8 +348,8 @@ async def test_sync_now_during_the_last_sync_of_a_run_is_answered(
         lambda: run_inputs(env, sync_pr_id(SPACE)), lambda runs: len(runs) == 2, what="hand-over"
     )
     assert [(i.runs, i.requests) for i in inputs] == [
-        (RUNS_PER_HISTORY - 1, 0),
-        (RUNS_PER_HISTORY + 1, 0),
+        (SYNCS_PER_HISTORY - 1, 0),
+        (SYNCS_PER_HISTORY + 1, 0),
     ]
 
 
