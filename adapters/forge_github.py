@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -313,29 +313,6 @@ class GitHubForge:
             op=f"closing pull request #{pr.number}",
             json={"state": "closed"},
         )
-
-    def find_pr(self, repo: str, branch: str, base: str, *, space: str = "") -> PullRequest | None:
-        """The newest PR from ``branch`` into ``base``, open, closed or merged."""
-        owner, name = parse_repo(repo, hosts=self._hosts)
-        for data in self._pulls(owner, name, branch, base, state="all"):
-            return _to_pr(space, data, f"{owner}/{name}")
-        return None
-
-    def list_prs(
-        self,
-        repo: str,
-        branch: str,
-        base: str,
-        *,
-        state: Literal["open", "closed", "all"] = "all",
-        space: str = "",
-    ) -> list[PullRequest]:
-        """Every PR from ``branch`` into ``base`` in ``state``, newest first."""
-        owner, name = parse_repo(repo, hosts=self._hosts)
-        return [
-            _to_pr(space, data, f"{owner}/{name}")
-            for data in self._pulls(owner, name, branch, base, state=state)
-        ]
 
     def close(self) -> None:
         if self._owns_client:

@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -316,11 +315,6 @@ class Heartbeat:
             current = json.loads(self.path.read_text())
             if current.get("pid") == os.getpid():  # not another worker's file
                 self.path.unlink()
-
-
-def worker_identity() -> str:
-    """The SDK's default identity of a client (and so of its worker's pollers)."""
-    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)

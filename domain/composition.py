@@ -32,7 +32,6 @@ from domain.errors import BadInput
 from domain.paths import MISSING
 
 COMPOSITION_KIND = "Composition"
-COMPOSITION_API_GROUP = "apiextensions.crossplane.io"
 RESOURCE_NAME_ANNOTATION = "crossplane.io/composition-resource-name"
 EXTERNAL_NAME_ANNOTATION = "crossplane.io/external-name"
 FROM_PATCHES = ("FromCompositeFieldPath", "CombineFromComposite")
@@ -492,9 +491,6 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
-
-
-same_value = _same
 
 
 # ---- the composition ------------------------------------------------------------------------

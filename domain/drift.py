@@ -19,7 +19,6 @@ from domain.normalize import drop_paths, normalize, parse_ignore
 from domain.paths import MISSING, Path, get_path, parse_path, set_path
 from domain.schema import apply_defaults
 
-DriftMode = Literal["capture", "revert", "report"]
 # reverting: a revert was asked for and no check has agreed yet; reverted: one has.
 DriftStateName = Literal[
     "unknown",
@@ -47,10 +46,6 @@ class DriftField(BaseModel):
 class DriftReport(BaseModel):
     fields: list[DriftField] = Field(default_factory=list)
     checked_at: datetime | None = None
-
-    @property
-    def drifted(self) -> bool:
-        return bool(self.fields)
 
     def fingerprint(self) -> str:
         """Identifies a drift, so the same drift is never captured twice."""
@@ -293,6 +288,9 @@ class DriftStatus(BaseModel):
     last_drift: DriftReport | None = None
     last_revision: int | None = None  # the last revision this loop captured
     last_capture_at: datetime | None = None
+    # Read by nothing; still written by workflows/drift.py (being reworked, issue 14
+    # item 2): remove the field with that write. Old payloads that carry it decode
+    # either way (pydantic ignores unknown keys).
     last_fingerprint: str = ""
     last_detected: str = ""  # the fingerprint of the last drift counted as detected
     last_detected_at: datetime | None = None  # when a check first saw it

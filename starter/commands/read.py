@@ -105,7 +105,3 @@ async def show(args: argparse.Namespace, out: Output, settings: Settings) -> int
             out.line(f"# warning: {w}")
     out.line(yaml.safe_dump(rev.data, sort_keys=False).rstrip())
     return 0
-
-
-def _short_tags(tags: dict[str, str]) -> dict[str, str]:
-    return {k: (v[:12] if k == "commit" else v) for k, v in tags.items() if k != "workflow_id"}

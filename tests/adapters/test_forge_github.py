@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -28,12 +28,13 @@ from adapters.forge_github import (
     GitHubForge,
     GitHubUnavailable,
     _origin,
+    _to_pr,
     _web_hosts,
     cap_body,
     parse_repo,
 )
 from domain.errors import BadInput, NotFound, TributaryError
-from domain.sync import PR_LABELS, PullRequestSpec, sync_branch
+from domain.sync import PR_LABELS, PullRequest, PullRequestSpec, sync_branch
 from tests.fakes.github import FakeGitHub, primary_limit, secondary_limit
 
 API = "https://api.github.com"
@@ -43,6 +44,37 @@ REPO_URL = f"https://github.com/{OWNER}/{NAME}.git"
 SPACE = "messagewall-prod-east"
 BRANCH = sync_branch(SPACE)
 PULLS = f"{API}/repos/{OWNER}/{NAME}/pulls"
+
+
+# What these tests read back from GitHub; the sync needs only ensure_pr, pr_state and
+# close_pr, so listing lives here, on the forge's own paging.
+def list_prs(
+    forge: GitHubForge,
+    repo: str,
+    branch: str,
+    base: str,
+    *,
+    state: Literal["open", "closed", "all"] = "all",
+    space: str = "",
+) -> list[PullRequest]:
+    """Every PR from ``branch`` into ``base`` in ``state``, newest first."""
+    owner, name = parse_repo(repo, hosts=forge._hosts)
+    return [
+        _to_pr(space, data, f"{owner}/{name}")
+        for data in forge._pulls(owner, name, branch, base, state=state)
+    ]
+
+
+def find_pr(
+    forge: GitHubForge, repo: str, branch: str, base: str, *, space: str = ""
+) -> PullRequest | None:
+    """The newest PR from ``branch`` into ``base``, open, closed or merged."""
+    owner, name = parse_repo(repo, hosts=forge._hosts)
+    for data in forge._pulls(owner, name, branch, base, state="all"):
+        return _to_pr(space, data, f"{owner}/{name}")
+    return None
+
+
 SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
 TITLE = "Sync messagewall-prod-east from ConfigHub (2 units)"
 BODY = "| unit | path | Git | authority |\n|---|---|---|---|\n| table | spec.ttl | 30 | 60 |\n"
@@ -248,7 +280,7 @@ def test_enterprise_hosts_follow_the_api_url() -> None:
             router.get("https://ghe.example.com/api/v3/repos/platform/infra/pulls").respond(
                 200, json=[]
             )
-            assert f.find_pr("git@ghe.example.com:platform/infra.git", BRANCH, "main") is None
+            assert find_pr(f, "git@ghe.example.com:platform/infra.git", BRANCH, "main") is None
     finally:
         f.close()
 
@@ -433,7 +465,7 @@ def test_pagination_follows_the_link_header(github: respx.MockRouter, forge: Git
         ),
     ]
 
-    prs = forge.list_prs(REPO_URL, BRANCH, "main", space=SPACE)
+    prs = list_prs(forge, REPO_URL, BRANCH, "main", space=SPACE)
 
     assert [(p.number, p.state) for p in prs] == [(30, "open"), (20, "closed"), (10, "merged")]
     assert route.call_count == 2
@@ -453,7 +485,7 @@ def test_a_next_link_to_another_origin_is_not_followed(
         headers={"Link": '<https://evil.example.com/steal?page=2>; rel="next"'},
     )
     elsewhere = github.get(url__startswith="https://evil.example.com")
-    assert [p.number for p in forge.list_prs(REPO_URL, BRANCH, "main")] == [30]
+    assert [p.number for p in list_prs(forge, REPO_URL, BRANCH, "main")] == [30]
     assert not elsewhere.called
 
 
@@ -466,7 +498,7 @@ def test_find_pr_detects_merged_via_merged_at(github: respx.MockRouter, forge: G
         ],
     )
 
-    pr = forge.find_pr(REPO_URL, BRANCH, "main", space=SPACE)
+    pr = find_pr(forge, REPO_URL, BRANCH, "main", space=SPACE)
 
     assert pr is not None
     assert (pr.number, pr.state, pr.space) == (12, "merged", SPACE)
@@ -477,7 +509,7 @@ def test_find_pr_detects_merged_via_merged_at(github: respx.MockRouter, forge: G
 
 def test_find_pr_tells_closed_from_merged(github: respx.MockRouter, forge: GitHubForge) -> None:
     github.get(PULLS).respond(200, json=[_pull(11, state="closed")])
-    pr = forge.find_pr(REPO_URL, BRANCH, "main")
+    pr = find_pr(forge, REPO_URL, BRANCH, "main")
     assert pr is not None
     assert pr.state == "closed"
 
@@ -489,7 +521,7 @@ def test_find_pr_skips_other_heads_and_returns_none(
         200,
         json=[_pull(5, ref="feature/x"), _pull(6, head_owner="a-fork")],
     )
-    assert forge.find_pr(REPO_URL, BRANCH, "main") is None
+    assert find_pr(forge, REPO_URL, BRANCH, "main") is None
 
 
 # ---- decided errors -----------------------------------------------------------------------
@@ -510,7 +542,7 @@ def test_401_is_a_credentials_error(github: respx.MockRouter, forge: GitHubForge
 def test_404_is_not_found(github: respx.MockRouter, forge: GitHubForge) -> None:
     github.get(PULLS).respond(404, json=_error("Not Found", 404))
     with pytest.raises(NotFound) as info:
-        forge.find_pr(REPO_URL, BRANCH, "main")
+        find_pr(forge, REPO_URL, BRANCH, "main")
     assert str(info.value).startswith(
         f"{OWNER}/{NAME} not found on GitHub, or the token cannot see it"
     )
@@ -576,7 +608,7 @@ def test_the_token_defaults_to_the_environment(
     monkeypatch.setenv("GITHUB_API_URL", "https://api.github.com/")
     route = github.get(PULLS).respond(200, json=[])
     with GitHubForge() as f:
-        assert f.find_pr(REPO_URL, BRANCH, "main") is None
+        assert find_pr(f, REPO_URL, BRANCH, "main") is None
     assert route.calls.last.request.headers["Authorization"] == "Bearer ghp_fromTheEnvironment"
 
 
@@ -678,7 +710,7 @@ def test_transport_errors_are_retryable(github: respx.MockRouter, forge: GitHubF
 def test_an_unreadable_answer_is_retryable(github: respx.MockRouter, forge: GitHubForge) -> None:
     github.get(PULLS).respond(200, text="<html>captive portal</html>")
     with pytest.raises(GitHubUnavailable, match="unreadable"):
-        forge.find_pr(REPO_URL, BRANCH, "main")
+        find_pr(forge, REPO_URL, BRANCH, "main")
 
 
 # ---- the token stays secret -----------------------------------------------------------------
@@ -939,15 +971,15 @@ def test_a_closed_pull_request_is_closed_and_close_pr_closes(ghe: FakeGitHub) ->
 
 def test_an_enterprise_api_serves_only_its_own_host(ghe: FakeGitHub) -> None:
     with _on(ghe) as f:
-        assert f.find_pr(f"{ghe.web_url}/{OWNER}/{NAME}", BRANCH, "main") is None
+        assert find_pr(f, f"{ghe.web_url}/{OWNER}/{NAME}", BRANCH, "main") is None
         with pytest.raises(BadInput) as info:
-            f.find_pr(REPO_URL, BRANCH, "main")
+            find_pr(f, REPO_URL, BRANCH, "main")
     assert "GITHUB_API_URL" in str(info.value)
     assert "127.0.0.1" in str(info.value)
     assert ghe.requests() == [ghe.requests()[0]]  # nothing was sent for github.com
     with pytest.raises(ApplicationError) as decided_info:
-        decided(GitHubForge("https://ghe.example.com/api/v3", TOKEN).find_pr)(
-            REPO_URL, BRANCH, "main"
+        decided(find_pr)(
+            GitHubForge("https://ghe.example.com/api/v3", TOKEN), REPO_URL, BRANCH, "main"
         )
     assert decided_info.value.non_retryable
     assert decided_info.value.type == "BadInput"
@@ -966,7 +998,7 @@ def test_pagination_follows_every_page_of_an_enterprise_api(ghe: FakeGitHub) -> 
     for _ in range(5):
         ghe.add_pull(repo, title=TITLE, ref=BRANCH, state="closed")
     with _on(ghe) as f:
-        prs = f.list_prs(f"{ghe.web_url}/{repo}", BRANCH, "main")
+        prs = list_prs(f, f"{ghe.web_url}/{repo}", BRANCH, "main")
         assert f.warnings == []
     assert [p.number for p in prs] == [1351, 1350, 1349, 1348, 1347]
     pages = ghe.requests("GET", r"/pulls$")
@@ -983,7 +1015,7 @@ def test_pagination_says_when_it_stops_at_its_cap(
     for _ in range(4):
         ghe.add_pull(repo, title=TITLE, ref=BRANCH, state="closed")
     with _on(ghe) as f:
-        prs = f.list_prs(f"{ghe.web_url}/{repo}", BRANCH, "main")
+        prs = list_prs(f, f"{ghe.web_url}/{repo}", BRANCH, "main")
         assert len(prs) == 2
         assert len(f.warnings) == 1
         assert "after 2 pages" in f.warnings[0]
@@ -996,7 +1028,7 @@ def test_pagination_follows_links_with_an_explicit_default_port(
     second = f"https://api.github.com:443/repos/{OWNER}/{NAME}/pulls?page=2"
     github.get(PULLS, params={"page": "2"}).respond(200, json=[_pull(1300)])
     github.get(PULLS).respond(200, json=[_pull(1347)], headers={"link": f'<{second}>; rel="next"'})
-    prs = forge.list_prs(REPO_URL, BRANCH, "main")
+    prs = list_prs(forge, REPO_URL, BRANCH, "main")
     assert [p.number for p in prs] == [1347, 1300]
     assert forge.warnings == []
     assert _origin("https://api.github.com") == _origin("https://API.github.com:443/x")
