@@ -303,7 +303,7 @@ async def test_sync_request_during_the_last_sync_of_a_run_goes_along_to_the_next
     inputs = await eventually(
         lambda: run_inputs(env, sync_pr_id(SPACE)), lambda runs: len(runs) == 2, what="hand-over"
     )
-    assert [(i.runs, i.requests, i.reasons) for i in inputs] == [
+    assert [(i.syncs, i.requests, i.reasons) for i in inputs] == [
         (SYNCS_PER_HISTORY - 1, 0, []),
         (SYNCS_PER_HISTORY, 1, ["capture"]),
     ]
@@ -347,7 +347,7 @@ async def test_sync_now_during_the_last_sync_of_a_run_is_answered(
     inputs = await eventually(
         lambda: run_inputs(env, sync_pr_id(SPACE)), lambda runs: len(runs) == 2, what="hand-over"
     )
-    assert [(i.runs, i.requests) for i in inputs] == [
+    assert [(i.syncs, i.requests) for i in inputs] == [
         (SYNCS_PER_HISTORY - 1, 0),
         (SYNCS_PER_HISTORY + 1, 0),
     ]
