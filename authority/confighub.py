@@ -124,8 +124,17 @@ class ConfigHubStore:
         self._space_ids: dict[str, str] = {}
 
     @classmethod
-    def open(cls, url: str, state: str | None = None) -> ConfigHubStore:
-        return cls(ConfigHubApi(url), SqlStore(state or state_url()))
+    def open(
+        cls, url: str, state: str | None = None, *, field: str = "TRIBUTARY_AUTHORITY"
+    ) -> ConfigHubStore:
+        """``field``: the variable ``url`` came from (``CONFIGHUB_URL`` or
+        ``TRIBUTARY_AUTHORITY``), for errors."""
+        api = ConfigHubApi(url, field=field)
+        try:
+            return cls(api, SqlStore(state or state_url(), field="TRIBUTARY_STATE"))
+        except BaseException:
+            api.close()
+            raise
 
     def __repr__(self) -> str:
         return f"ConfigHubStore({self.api!r})"

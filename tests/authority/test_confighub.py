@@ -81,6 +81,14 @@ def test_plain_http_elsewhere_is_refused(url):
         check_base_url(url)
 
 
+@pytest.mark.parametrize(
+    "url", ["https://hub.confighub.com:api/", "https://[hub", "https://a b/api"]
+)
+def test_a_url_that_is_no_address_is_refused_naming_its_variable(url):
+    with pytest.raises(BadInput, match="CONFIGHUB_URL"):
+        check_base_url(url, "CONFIGHUB_URL")
+
+
 def test_a_token_in_the_url_is_refused_and_not_repeated():
     with pytest.raises(BadInput) as e:
         check_base_url(f"https://me:{TOKEN}@hub.confighub.com/api")
@@ -108,6 +116,16 @@ def test_open_store_picks_confighub_from_confighub_url(hub, tmp_path, monkeypatc
         s.close()
     with pytest.raises(BadInput):
         open_store("http://hub.example.com/api")
+
+
+def test_a_bad_state_url_is_refused_naming_tributary_state(hub, monkeypatch):
+    monkeypatch.setenv("CONFIGHUB_TOKEN", TOKEN)
+    for state in ("mysql://u:canary-pw-0001@h/db", "postgresql://u:canary-pw-0001@h:pg/db"):
+        monkeypatch.setenv("TRIBUTARY_STATE", state)
+        with pytest.raises(BadInput) as e:
+            open_store(hub.url, field="CONFIGHUB_URL")
+        assert e.value.field == "TRIBUTARY_STATE"
+        assert "canary-pw-0001" not in e.value.message
 
 
 # ---- the wire -------------------------------------------------------------------------------
