@@ -25,7 +25,7 @@ from domain.apply import ApplyOutcome
 from domain.authority import GatesUpdate
 from domain.gates import OWNER_LABEL
 from domain.messages import ApplyStatus, LiveObjectsInput, SpaceGatesInput, SpaceGatesResult
-from starter.applying import find
+from starter.applying import exit_code, find
 from tests.conftest import Sandbox
 from tests.fakes.argocd import FakeApp, FakeArgoCD
 from tests.support import AuthoringRepo
@@ -238,6 +238,29 @@ async def test_an_unknown_application_fails_the_apply_clearly(
 
     assert (outcome.state, outcome.reason) == ("failed", "error")
     assert outcome.message.startswith(f"Argo CD at {argo.url}, Application nope: no such")
+    assert not argo.syncs()
+
+
+async def test_argo_cd_refusing_the_worker_is_a_rejected_apply(
+    env: WorkflowEnvironment, argo_worker: Worker, argo: FakeArgoCD, messagewall: AuthoringRepo
+) -> None:
+    """A token without rights on the Application (403): ArgoCDRefused is decided, so
+    the apply is rejected (exit 2), not an unexpected error (exit 1)."""
+    await publish(env, argo_worker, messagewall, spaces=[DEV])
+    await gates(
+        env,
+        argo_worker,
+        GatesUpdate(space=DEV, actuator="argocd", argocd_app=APP, by="platform-admin"),
+    )
+    argo.add(FakeApp(APP))
+    argo.limited.add(TOKEN)
+
+    outcome = await settle(env, argo_worker, DEV, DEV, 1)
+
+    assert (outcome.state, outcome.reason) == ("failed", "rejected")
+    assert exit_code(outcome) == 2
+    assert outcome.message.startswith(f"Argo CD at {argo.url}, Application {APP}: permission")
+    assert TOKEN not in outcome.message
     assert not argo.syncs()
 
 
