@@ -300,18 +300,56 @@ class GitHubForge:
         return _state(data, f"{owner}/{name}")
 
     def merged_state(self, pr: PullRequest, *, repo: str, base_commit: str) -> PrState:
-        """GitHub knows: ``base_commit`` (the local forge's evidence) is not needed."""
-        return self.pr_state(repo, pr.number)
+        """GitHub knows: ``base_commit`` (the local forge's evidence) is not needed.
+
+        A recorded PR GitHub does not have (deleted with its repository's history, or a
+        record of the local forge) is already closed; so is a number GitHub gives to
+        another branch's PR, which is not ours to close."""
+        owner, name = parse_repo(repo, hosts=self._hosts)
+        try:
+            data = self._object(
+                "GET",
+                f"/repos/{owner}/{name}/pulls/{pr.number}",
+                repo=f"{owner}/{name}",
+                op=f"reading pull request #{pr.number}",
+                json=None,
+            )
+        except NotFound:
+            self._gone(pr, owner, name, "GitHub has no such pull request")
+            return "closed"
+        head = str((data.get("head") or {}).get("ref") or "")
+        if pr.branch and head != pr.branch:
+            self._gone(pr, owner, name, f"GitHub's #{pr.number} is from {head!r}")
+            return "closed"
+        return _state(data, f"{owner}/{name}")
 
     def close_pr(self, pr: PullRequest, *, repo: str) -> None:
-        """Close the pull request without merging it."""
+        """Close the pull request without merging it (one GitHub no longer has is closed)."""
         owner, name = parse_repo(repo, hosts=self._hosts)
+        try:
+            self._object(
+                "PATCH",
+                f"/repos/{owner}/{name}/pulls/{pr.number}",
+                repo=f"{owner}/{name}",
+                op=f"closing pull request #{pr.number}",
+                json={"state": "closed"},
+            )
+        except NotFound:
+            self._gone(pr, owner, name, "GitHub has no such pull request")
+
+    def _gone(self, pr: PullRequest, owner: str, name: str, why: str) -> None:
+        """Record-only PR: warn, once GitHub shows the repository (a 404 there too means
+        a wrong repository or a token that cannot see it: raised, not hidden)."""
         self._object(
-            "PATCH",
-            f"/repos/{owner}/{name}/pulls/{pr.number}",
+            "GET",
+            f"/repos/{owner}/{name}",
             repo=f"{owner}/{name}",
-            op=f"closing pull request #{pr.number}",
-            json={"state": "closed"},
+            op=f"reading the repository for pull request #{pr.number}",
+            json=None,
+        )
+        self._warn(
+            f"pull request #{pr.number} ({pr.branch}) recorded for {pr.space} is not on "
+            f"{owner}/{name}: {why}; recorded as closed"
         )
 
     def find_pr(self, repo: str, branch: str, base: str, *, space: str = "") -> PullRequest | None:
