@@ -203,6 +203,16 @@ class ConfigHubApi:
             )
         )
 
+    def delete_unit(self, space_id: str, unit_id: str, what: str) -> bool:
+        """``DELETE /space/{space_id}/unit/{unit_id}`` (``cub unit delete``): the unit and
+        its revisions. False when ConfigHub has no such unit (any more): a delete retried
+        after an answer that was lost."""
+        try:
+            self.call("DELETE", f"/space/{space_id}/unit/{unit_id}", what=what)
+        except NotFound:
+            return False
+        return True
+
     def list_revisions(
         self, space_id: str, unit_id: str, what: str, number: int | None = None
     ) -> list[dict[str, Any]]:

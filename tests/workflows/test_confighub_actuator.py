@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -21,7 +22,7 @@ from domain.authority import GatesUpdate
 from tests.conftest import Sandbox
 from tests.fakes.confighub import FakeConfigHub
 from tests.support import AuthoringRepo
-from tests.workflows.helpers import publish, running_worker, set_gates, settle_slow
+from tests.workflows.helpers import ask, publish, running_worker, set_gates, settle_slow, until
 
 DEV = "messagewall-dev-east"
 TOKEN = "chk-actuator-secret-5e6f7a8b9c"
@@ -222,3 +223,54 @@ async def test_a_worker_whose_authority_is_not_confighub_does_not_schedule_its_a
             assert (unit.live_revision, unit.last_applied_revision) == (None, None)
     finally:
         store.close()
+
+
+# ---- ConfigHub as the authority, Tributary's own apply: orphan → delete on request ----------
+
+
+async def test_a_unit_deleted_on_request_is_deleted_in_confighub(
+    env: WorkflowEnvironment,
+    hub_worker: Worker,
+    hub_store: ConfigHubStore,
+    hub: FakeConfigHub,
+    sandbox: Sandbox,
+    orders: AuthoringRepo,
+) -> None:
+    """The path of test_apply's test_removed_unit_is_orphaned_then_deleted_on_request,
+    with ConfigHub holding the units: the acknowledged delete removes the claim from
+    the cluster, then the unit from ConfigHub (``DELETE /space/{space}/unit/{unit}``)."""
+    from tests.workflows.test_apply import QUEUE_GONE, approve
+
+    space, unit = "orders-staging", "staging-orders-queue"
+    await publish(env, hub_worker, orders, spaces=[space])
+    workflow_id, request_id = await ask(env, hub_worker, space, unit, 1)
+    await until(env, workflow_id, request_id, {"awaiting-approval"})
+    await approve(env, space, unit, 1, "Dana Developer")
+    assert (await until(env, workflow_id, request_id, {"ready", "failed"}, seconds=90)).state == (
+        "ready"
+    )
+
+    def queue() -> dict[str, Any] | None:
+        return sandbox.peer.peer.get_object("messaging.acme.io", "queueclaims", unit, "orders")
+
+    orders.write("deploy/envs/staging/queue.yaml", QUEUE_GONE)
+    orders.commit("staging: drop the queue")
+    result = await publish(env, hub_worker, orders, spaces=[space], apply=True)
+    assert {u.unit: u.action for u in result.spaces[0].units}[unit] == "orphaned"
+    raw = hub.unit_by_slug(space, unit)
+    assert raw is not None  # orphaned is a state beside ConfigHub, never a delete
+    assert queue() is not None
+
+    workflow_id, request_id = await ask(env, hub_worker, space, unit, 1, action="delete")
+    await until(env, workflow_id, request_id, {"awaiting-approval"})
+    await approve(env, space, unit, 1, "Dana Developer")
+    done = await until(env, workflow_id, request_id, {"deleted", "failed"}, seconds=90)
+
+    assert (done.state, done.message) == ("deleted", "removed from the cluster")
+    assert queue() is None
+    assert hub.unit_by_slug(space, unit) is None
+    assert hub.deleted == [raw["UnitID"]]
+    assert hub_store.get_unit(space, unit) is None
+    db = hub_store.get_unit(space, "staging-orders-db")
+    assert db is not None
+    assert db.state == "active"
