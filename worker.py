@@ -32,6 +32,7 @@ from activities.authority import AuthorityActivities
 from activities.confighub import ConfigHubActivities
 from activities.drift import DriftActivities
 from activities.failures import CompactFailures
+from activities.forge import check_forge_env
 from activities.git import GitActivities
 from activities.keepalive import DeadWorkerDetection
 from activities.kube import KubeActivities
@@ -208,8 +209,9 @@ async def run(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    # A bad ARGOCD_SERVER or authority URL is refused before Temporal is connected.
+    # A bad ARGOCD_SERVER, forge or authority URL is refused before Temporal is connected.
     argocd = ArgoCDClient.from_env()
+    check_forge_env()
     store = open_store(settings.authority, field=authority_variable())
     runtime = telemetry.make_runtime(
         options.metrics_bind, forward_logs=options.log_format == "json"

@@ -165,6 +165,33 @@ def _web_hosts(api_url: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((host.removeprefix("api."), host)))
 
 
+def check_api_url(base: str) -> str:
+    """``GITHUB_API_URL`` as a base URL: https, plain http only on loopback (the tests'
+    fake) since the token goes with every request; no credentials in it."""
+    url = base.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(
+            f"{redact(base)!r} is not an http(s) URL of a GitHub API", field="GITHUB_API_URL"
+        )
+    if parts.username or parts.password:
+        raise BadInput(
+            "GITHUB_API_URL must not hold credentials (the token goes in GITHUB_TOKEN)",
+            field="GITHUB_API_URL",
+        )
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise BadInput(
+            f"{redact(base)!r} must use https (plain http only on loopback): the token "
+            "goes with every request",
+            field="GITHUB_API_URL",
+        )
+    return url
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     """Scheme, host and port of ``url``, the default port made explicit."""
     parts = urlsplit(url)
@@ -193,13 +220,7 @@ class GitHubForge:
         sleep: Callable[[float], None] = time.sleep,
         heartbeat: Callable[[str], None] | None = None,
     ) -> None:
-        base = api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
-        self.api_url = base.rstrip("/")
-        origin = urlsplit(self.api_url)
-        if origin.scheme not in ("http", "https") or not origin.hostname:
-            raise BadInput(
-                f"{redact(base)!r} is not an http(s) URL of a GitHub API", field="GITHUB_API_URL"
-            )
+        self.api_url = check_api_url(api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL)
         self._origin = _origin(self.api_url)
         self._hosts = _web_hosts(self.api_url)
         self._head_wait = head_wait
