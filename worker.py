@@ -39,10 +39,11 @@ from activities.render import RenderActivities
 from activities.sync import SyncActivities
 from activities.temporal import TemporalActivities
 from adapters.argocd import ArgoCDClient
+from adapters.forge import check_forge_env
 from adapters.kube import KubeClient
 from adapters.source import SourceCache
 from adapters.watcher import ClaimWatcher
-from authority import open_store
+from authority import authority_variable, open_store
 from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
 from client import contract, telemetry
@@ -209,11 +210,14 @@ async def run(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    # A bad ARGOCD_SERVER, forge or authority URL is refused before Temporal is connected.
+    argocd = ArgoCDClient.from_env()
+    check_forge_env()
+    store = open_store(settings.authority, field=authority_variable())
     runtime = telemetry.make_runtime(
         options.metrics_bind, forward_logs=options.log_format == "json"
     )
     client = await connect(settings, runtime=runtime)
-    store = open_store(settings.authority)
     cache = SourceCache(settings.cache_dir.resolve())
     kube = KubeClient(os.environ.get("KUBECONFIG"))
     watcher = None
@@ -239,6 +243,7 @@ async def run(
         executor,
         kube,
         watcher,
+        argocd,
         graceful_shutdown=timedelta(seconds=options.graceful_shutdown_seconds),
     )
     running = asyncio.create_task(worker.run())
@@ -363,8 +368,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         options = telemetry.WorkerOptions.from_args(args)
     except TributaryError as e:
         print(f"error: {e.message}", file=sys.stderr)
-        if getattr(args, "json", False):
-            print(json.dumps({"error": {"type": type(e).__name__, "message": e.message}}))
+        _json_error(args, e)
         raise SystemExit(e.exit_code) from None
     if options.check:
         code = check(options)
@@ -379,12 +383,21 @@ def main(args: argparse.Namespace | None = None) -> None:
         asyncio.run(run(options=options))
     except TributaryError as e:  # a bad metrics address, Temporal configuration
         logging.getLogger("tributary").error("the worker did not start: %s", e.message)
+        _json_error(args, e)
         raise SystemExit(e.exit_code) from None
     except Exception:
         # Logged (and so redacted) rather than printed by the interpreter: a bad
         # TRIBUTARY_AUTHORITY or an unreachable database names its URL.
         logging.getLogger("tributary").exception("the worker stopped")
         raise SystemExit(1) from None
+
+
+def _json_error(args: argparse.Namespace, e: TributaryError) -> None:
+    """Under ``--json`` the one JSON object on stdout is the error (redacted)."""
+    if getattr(args, "json", False):
+        message = redact(e.message, secret_values(os.environ))
+        print(json.dumps({"error": {"type": type(e).__name__, "message": message}}))
+        sys.stdout.flush()
 
 
 def check(options: telemetry.WorkerOptions) -> int:

@@ -269,7 +269,18 @@ class AuthorityActivities:
     @activity.defn(name="authority.record_applied")
     @decided
     def record_applied(self, inp: RecordAppliedInput) -> RecordAppliedResult:
-        unit = self.store.record_applied(inp.space, inp.unit, inp.revision, live=inp.live)
+        try:
+            unit = self.store.record_applied(inp.space, inp.unit, inp.revision, live=inp.live)
+        except NotFound:
+            if inp.state != "deleted":
+                raise
+            # Retried after ConfigHub deleted the unit (its authority deletes units, the
+            # embedded store marks them): the store's delete is idempotent, and says
+            # NotFound of a unit it never had.
+            self.store.commit(
+                [], states=[UnitStateChange(space=inp.space, slug=inp.unit, state="deleted")]
+            )
+            return RecordAppliedResult(live_revision=None, last_applied_revision=None)
         if inp.live and (unit.live_revision or 0) > inp.revision:
             # A capture (or a newer apply) got there first: the store keeps the newer
             # live revision, and the next drift check compares the cluster with it.

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 import httpx
 
@@ -165,13 +165,20 @@ class ArgoCDClient:
 
 def _base_url(server: str) -> str:
     """``ARGOCD_SERVER`` as a base URL: https, or http only on loopback (tests)."""
-    url = server.strip().rstrip("/")
+    url = server.strip()
     if "://" not in url:
         url = f"https://{url}"  # the argocd CLI's form: host[:port]
-    parts = urlsplit(url)
-    if parts.username or parts.password or parts.query:
+    url = url.rstrip("/")
+    parts = _split(url)
+    if parts is None or any(c.isspace() or not c.isprintable() for c in url):
+        # the value itself is not shown: it may hold a credential
         raise BadInput(
-            "ARGOCD_SERVER must be a plain address, without credentials or a query",
+            "ARGOCD_SERVER is not an address (https://HOST[:PORT] or HOST[:PORT])",
+            field="ARGOCD_SERVER",
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise BadInput(
+            "ARGOCD_SERVER must be a plain address, without credentials, a query or a fragment",
             field="ARGOCD_SERVER",
         )
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
@@ -182,6 +189,16 @@ def _base_url(server: str) -> str:
             field="ARGOCD_SERVER",
         )
     return url
+
+
+def _split(url: str) -> SplitResult | None:
+    """``url``'s parts when it has a host and a numeric port (if any), else None."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        return None
+    return parts if parts.hostname else None
 
 
 def _message(response: httpx.Response) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -120,6 +120,21 @@ def forge_for(
             os.environ.get("GITHUB_API_URL", "https://api.github.com"), heartbeat=heartbeat
         )
     raise BadInput(f"TRIBUTARY_FORGE={kind!r}: expected local or github", field="TRIBUTARY_FORGE")
+
+
+def check_forge_env(env: Mapping[str, str] | None = None) -> None:
+    """What ``forge_for`` will need, checked when the worker starts rather than at the
+    first sync PR: the forge's name and, for ``github``, the API's address."""
+    env = os.environ if env is None else env
+    kind = env.get("TRIBUTARY_FORGE", "local")
+    if kind == "github":
+        from adapters.forge_github import DEFAULT_API_URL, check_api_url
+
+        check_api_url(env.get("GITHUB_API_URL") or DEFAULT_API_URL)
+    elif kind != "local":
+        raise BadInput(
+            f"TRIBUTARY_FORGE={kind!r}: expected local or github", field="TRIBUTARY_FORGE"
+        )
 
 
 # ---- did the branch reach the base? ---------------------------------------------------------

@@ -165,6 +165,33 @@ def _web_hosts(api_url: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((host.removeprefix("api."), host)))
 
 
+def check_api_url(base: str) -> str:
+    """``GITHUB_API_URL`` as a base URL: https, plain http only on loopback (the tests'
+    fake) since the token goes with every request; no credentials in it."""
+    url = base.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(
+            f"{redact(base)!r} is not an http(s) URL of a GitHub API", field="GITHUB_API_URL"
+        )
+    if parts.username or parts.password:
+        raise BadInput(
+            "GITHUB_API_URL must not hold credentials (the token goes in GITHUB_TOKEN)",
+            field="GITHUB_API_URL",
+        )
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise BadInput(
+            f"{redact(base)!r} must use https (plain http only on loopback): the token "
+            "goes with every request",
+            field="GITHUB_API_URL",
+        )
+    return url
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     """Scheme, host and port of ``url``, the default port made explicit."""
     parts = urlsplit(url)
@@ -193,13 +220,7 @@ class GitHubForge:
         sleep: Callable[[float], None] = time.sleep,
         heartbeat: Callable[[str], None] | None = None,
     ) -> None:
-        base = api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
-        self.api_url = base.rstrip("/")
-        origin = urlsplit(self.api_url)
-        if origin.scheme not in ("http", "https") or not origin.hostname:
-            raise BadInput(
-                f"{redact(base)!r} is not an http(s) URL of a GitHub API", field="GITHUB_API_URL"
-            )
+        self.api_url = check_api_url(api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL)
         self._origin = _origin(self.api_url)
         self._hosts = _web_hosts(self.api_url)
         self._head_wait = head_wait
@@ -300,18 +321,56 @@ class GitHubForge:
         return _state(data, f"{owner}/{name}")
 
     def merged_state(self, pr: PullRequest, *, repo: str, base_commit: str) -> PrState:
-        """GitHub knows: ``base_commit`` (the local forge's evidence) is not needed."""
-        return self.pr_state(repo, pr.number)
+        """GitHub knows: ``base_commit`` (the local forge's evidence) is not needed.
+
+        A recorded PR GitHub does not have (deleted with its repository's history, or a
+        record of the local forge) is already closed; so is a number GitHub gives to
+        another branch's PR, which is not ours to close."""
+        owner, name = parse_repo(repo, hosts=self._hosts)
+        try:
+            data = self._object(
+                "GET",
+                f"/repos/{owner}/{name}/pulls/{pr.number}",
+                repo=f"{owner}/{name}",
+                op=f"reading pull request #{pr.number}",
+                json=None,
+            )
+        except NotFound:
+            self._gone(pr, owner, name, "GitHub has no such pull request")
+            return "closed"
+        head = str((data.get("head") or {}).get("ref") or "")
+        if pr.branch and head != pr.branch:
+            self._gone(pr, owner, name, f"GitHub's #{pr.number} is from {head!r}")
+            return "closed"
+        return _state(data, f"{owner}/{name}")
 
     def close_pr(self, pr: PullRequest, *, repo: str) -> None:
-        """Close the pull request without merging it."""
+        """Close the pull request without merging it (one GitHub no longer has is closed)."""
         owner, name = parse_repo(repo, hosts=self._hosts)
+        try:
+            self._object(
+                "PATCH",
+                f"/repos/{owner}/{name}/pulls/{pr.number}",
+                repo=f"{owner}/{name}",
+                op=f"closing pull request #{pr.number}",
+                json={"state": "closed"},
+            )
+        except NotFound:
+            self._gone(pr, owner, name, "GitHub has no such pull request")
+
+    def _gone(self, pr: PullRequest, owner: str, name: str, why: str) -> None:
+        """Record-only PR: warn, once GitHub shows the repository (a 404 there too means
+        a wrong repository or a token that cannot see it: raised, not hidden)."""
         self._object(
-            "PATCH",
-            f"/repos/{owner}/{name}/pulls/{pr.number}",
+            "GET",
+            f"/repos/{owner}/{name}",
             repo=f"{owner}/{name}",
-            op=f"closing pull request #{pr.number}",
-            json={"state": "closed"},
+            op=f"reading the repository for pull request #{pr.number}",
+            json=None,
+        )
+        self._warn(
+            f"pull request #{pr.number} ({pr.branch}) recorded for {pr.space} is not on "
+            f"{owner}/{name}: {why}; recorded as closed"
         )
 
     def close(self) -> None:

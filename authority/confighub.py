@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, literal, or_, select, update
+from sqlalchemy import Connection, case, delete, insert, literal, or_, select, update
 
 from authority import tables as t
 from authority.confighub_api import (
@@ -124,8 +124,17 @@ class ConfigHubStore:
         self._space_ids: dict[str, str] = {}
 
     @classmethod
-    def open(cls, url: str, state: str | None = None) -> ConfigHubStore:
-        return cls(ConfigHubApi(url), SqlStore(state or state_url()))
+    def open(
+        cls, url: str, state: str | None = None, *, field: str = "TRIBUTARY_AUTHORITY"
+    ) -> ConfigHubStore:
+        """``field``: the variable ``url`` came from (``CONFIGHUB_URL`` or
+        ``TRIBUTARY_AUTHORITY``), for errors."""
+        api = ConfigHubApi(url, field=field)
+        try:
+            return cls(api, SqlStore(state or state_url(), field="TRIBUTARY_STATE"))
+        except BaseException:
+            api.close()
+            raise
 
     def __repr__(self) -> str:
         return f"ConfigHubStore({self.api!r})"
@@ -401,8 +410,12 @@ class ConfigHubStore:
                 sides[change.space] = self._side_units(change.space)
             unit = known[change.space].get(change.slug)
             plans.append((change, unit, self._decide(change, unit)))
+        doomed: list[tuple[UnitStateChange, dict[str, Any]]] = []  # deletes, with the unit
         for state in states or []:
-            if self._find_unit(state.space, state.slug) is None:
+            found = self._find_unit(state.space, state.slug)
+            if found is not None and state.state == "deleted":
+                doomed.append((state, found[1]))
+            elif found is None and not self._deleted(state):
                 raise NotFound(f"unit {state.space}/{state.slug} does not exist")
         if git is not None:
             stored = self.git_bases(git.space)
@@ -442,9 +455,26 @@ class ConfigHubStore:
                 _upsert_side_unit(conn, change.space, change.slug, values)
             for state in states or []:
                 _set_state(conn, state.space, state.slug, state.state)
+                if state.state == "deleted":
+                    _forget_unit(conn, state.space, state.slug)
             if git is not None:
                 _record_git(conn, git, t.confighub_git_bases)
+        # 4. Deletes reach ConfigHub last: the state store already says deleted, so a
+        # delete retried after ConfigHub's answer was lost finds it done.
+        for state, unit in doomed:
+            self.api.delete_unit(
+                str(unit["SpaceID"]),
+                str(unit["UnitID"]),
+                f"deleting unit {state.space}/{state.slug}",
+            )
         return outcomes
+
+    def _deleted(self, state: UnitStateChange) -> bool:
+        """A delete asked again of a unit ConfigHub no longer has, that we deleted."""
+        if state.state != "deleted":
+            return False
+        side = self._side_units(state.space).get(state.slug)
+        return side is not None and side["state"] == "deleted"
 
     def _decide(self, change: UnitChange, unit: dict[str, Any] | None) -> ChangeOutcome | None:
         """The outcome of a change that writes nothing (a replay, the same content), or
@@ -978,6 +1008,23 @@ def _set_state(conn: Connection, space: str, slug: str, state: str) -> None:
     if state == "deleted":
         values["live_revision"] = None  # nothing runs any more
     _upsert_side_unit(conn, space, slug, values)
+
+
+def _forget_unit(conn: Connection, space: str, slug: str) -> None:
+    """A deleted unit leaves ConfigHub with its revisions: what the state store held for
+    them goes too, so a unit created later under the slug (numbered from 1 again)
+    inherits no approval, policy result, source or Git base of the old one."""
+    conn.execute(
+        delete(t.confighub_revisions).where(
+            t.confighub_revisions.c.space == space, t.confighub_revisions.c.unit == slug
+        )
+    )
+    conn.execute(
+        delete(t.confighub_git_bases).where(
+            t.confighub_git_bases.c.space == space, t.confighub_git_bases.c.unit == slug
+        )
+    )
+    _upsert_side_unit(conn, space, slug, {"git_revision": None, "last_applied_revision": None})
 
 
 def _at_least(column: Any, number: int) -> Any:

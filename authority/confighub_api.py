@@ -56,13 +56,25 @@ class ConfigHubConflict(Exception):
     """409: the unit's ``Version`` moved since it was read (handled by the store)."""
 
 
-def check_base_url(url: str) -> str:
-    """``https://…``, or plain ``http://`` on loopback only (tests, a local proxy)."""
-    parts = urlsplit(url)
+def check_base_url(url: str, field: str = "TRIBUTARY_AUTHORITY") -> str:
+    """``https://…``, or plain ``http://`` on loopback only (tests, a local proxy);
+    ``field`` names the variable the URL came from."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise BadInput(
+            f"{redact_url(url)!r} is not a ConfigHub API URL (https://HOST/api)", field=field
+        ) from None
     if parts.username or parts.password:
         raise BadInput(
             f"{redact_url(url)!r}: put the ConfigHub token in CONFIGHUB_TOKEN, not in the URL",
-            field="TRIBUTARY_AUTHORITY",
+            field=field,
+        )
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise BadInput(
+            f"{redact_url(url)!r}: a ConfigHub API URL has no spaces or control characters",
+            field=field,
         )
     if parts.scheme == "https" and parts.hostname:
         return url.rstrip("/")
@@ -71,7 +83,7 @@ def check_base_url(url: str) -> str:
     raise BadInput(
         f"{redact_url(url)!r}: a ConfigHub API URL must be https:// "
         "(plain http only on 127.0.0.1 or localhost)",
-        field="TRIBUTARY_AUTHORITY",
+        field=field,
     )
 
 
@@ -105,8 +117,9 @@ class ConfigHubApi:
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 30.0,
+        field: str = "TRIBUTARY_AUTHORITY",
     ) -> None:
-        self.base_url = check_base_url(base_url)
+        self.base_url = check_base_url(base_url, field)
         raw = token if token is not None else os.environ.get("CONFIGHUB_TOKEN", "")
         self.__token = raw.strip()
         if not self.__token:
@@ -189,6 +202,16 @@ class ConfigHubApi:
                 content_type="application/merge-patch+json",
             )
         )
+
+    def delete_unit(self, space_id: str, unit_id: str, what: str) -> bool:
+        """``DELETE /space/{space_id}/unit/{unit_id}`` (``cub unit delete``): the unit and
+        its revisions. False when ConfigHub has no such unit (any more): a delete retried
+        after an answer that was lost."""
+        try:
+            self.call("DELETE", f"/space/{space_id}/unit/{unit_id}", what=what)
+        except NotFound:
+            return False
+        return True
 
     def list_revisions(
         self, space_id: str, unit_id: str, what: str, number: int | None = None

@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
 
 from authority import tables as t
 from authority.schema import migrate
@@ -57,6 +57,7 @@ from domain.drift import (
 )
 from domain.errors import BadInput, CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
+from domain.redact import redact_url
 from domain.sync import PullRequest
 
 
@@ -74,12 +75,33 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``sqlite:///path`` or ``postgresql://…`` (psycopg 3)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
+def make_engine(url: str, field: str = "TRIBUTARY_AUTHORITY") -> Engine:
+    """An engine for ``sqlite:///path`` or ``postgresql://…`` (psycopg 3).
+
+    A URL that is not one (``field`` names the setting it came from) is ``BadInput``
+    with the URL shown without its credentials."""
+    try:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(backend)
+        parsed.get_dialect()  # a driver that is not installed (postgresql+bogus://)
+    except (ValueError, ArgumentError, NoSuchModuleError):
+        # not chained: SQLAlchemy's message quotes the whole URL, password and all
+        raise BadInput(
+            f"{redact_url(url)!r} is not a database URL (sqlite:///PATH or postgresql://…)",
+            field=field,
+        ) from None
+    if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise BadInput(
+                    f"{redact_url(url)!r}: cannot create the database's folder "
+                    f"({e.strerror or type(e).__name__})",
+                    field=field,
+                ) from e
         engine = create_engine(parsed, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
@@ -110,9 +132,9 @@ def _configure_sqlite(engine: Engine) -> None:
 class SqlStore:
     """``AuthorityStore`` on a relational database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, field: str = "TRIBUTARY_AUTHORITY") -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, field)
         migrate(self.engine)
 
     def close(self) -> None:

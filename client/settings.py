@@ -28,10 +28,21 @@ from domain.redact import redact, secret_values
 
 def temporal_profile() -> ClientConfigProfile:
     """The Temporal environment configuration: TOML profile, ``TEMPORAL_*`` over it."""
+    named = os.environ.get("TEMPORAL_CONFIG_FILE")
+    if named and not os.path.exists(named):
+        # the SDK reads a missing file as no file: the operator's profile would be ignored
+        raise BadInput(
+            f"Temporal environment configuration: {named!r} does not exist",
+            field="TEMPORAL_CONFIG_FILE",
+        )
     try:
         return ClientConfigProfile.load()
     except Exception as e:  # the bridge's ConfigError: a bad file, an unknown profile
-        raise BadInput(f"Temporal environment configuration: {e}", field="TEMPORAL_PROFILE") from e
+        # Name what the operator set: the file (TOML errors) or the profile.
+        field = "TEMPORAL_PROFILE"
+        if "Profile" not in str(e) and os.environ.get("TEMPORAL_CONFIG_FILE"):
+            field = "TEMPORAL_CONFIG_FILE"
+        raise BadInput(f"Temporal environment configuration: {e}", field=field) from e
 
 
 def connect_config(settings: Settings, *, env_config: bool = True) -> ClientConnectConfig:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ from domain.redact import redact
 
 DEFAULT_METRICS_BIND = "127.0.0.1:9464"
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 30.0
+MAX_GRACEFUL_SHUTDOWN_SECONDS = 86400.0
 LOG_FORMATS = ("text", "json")
 HEARTBEAT_SECONDS = 5.0
 # A heartbeat older than this means the worker's event loop is stuck (or it is gone).
@@ -115,57 +117,79 @@ class WorkerOptions:
         """Flags first, then the environment, then the defaults."""
         env = os.environ if env is None else env
 
-        def pick(name: str, var: str) -> Any:
+        def pick(name: str, var: str) -> tuple[Any, str]:
+            """The value and what it came from (the flag, else the variable): an
+            error names the one the operator wrote."""
             value = getattr(args, name, None) if args is not None else None
-            return env.get(var) if value is None else value
+            if value is not None:
+                return value, "--" + name.replace("_", "-")
+            return env.get(var), var
 
-        grace = pick("graceful_shutdown_timeout", "TRIBUTARY_GRACEFUL_SHUTDOWN_TIMEOUT")
-        health = pick("health_file", "TRIBUTARY_HEALTH_FILE")
+        health, _ = pick("health_file", "TRIBUTARY_HEALTH_FILE")
         return cls(
-            metrics_bind=parse_metrics_bind(pick("metrics_bind", "TRIBUTARY_METRICS_BIND")),
-            log_format=parse_log_format(pick("log_format", "TRIBUTARY_LOG_FORMAT")),
-            graceful_shutdown_seconds=parse_seconds(grace),
+            metrics_bind=parse_metrics_bind(*pick("metrics_bind", "TRIBUTARY_METRICS_BIND")),
+            log_format=parse_log_format(*pick("log_format", "TRIBUTARY_LOG_FORMAT")),
+            graceful_shutdown_seconds=parse_seconds(
+                *pick("graceful_shutdown_timeout", "TRIBUTARY_GRACEFUL_SHUTDOWN_TIMEOUT")
+            ),
             health_file=Path(health) if health else None,
             check=bool(getattr(args, "check", False)),
             as_json=bool(getattr(args, "json", False)),
         )
 
 
-def parse_metrics_bind(value: str | None) -> str | None:
-    """``HOST:PORT``; None (unset) is the default; empty or ``off`` is no metrics."""
+def parse_metrics_bind(value: str | None, field: str = "--metrics-bind") -> str | None:
+    """``HOST:PORT`` with HOST an IP address (the exporter binds a socket address, so
+    a host name fails only after the worker started); None (unset) is the default;
+    empty or ``off`` is no metrics."""
     if value is None:
         return DEFAULT_METRICS_BIND
     value = value.strip()
     if value.lower() in ("", "off"):
         return None
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not _ip_literal(host) or not port.isdigit() or not 0 < int(port) < 65536:
         raise BadInput(
-            f"metrics address {value!r} is not HOST:PORT (or 'off')", field="--metrics-bind"
+            f"metrics address {value!r} is not HOST:PORT with HOST an IP address "
+            "(127.0.0.1, 0.0.0.0, [::1]), or 'off'",
+            field=field,
         )
     return value
 
 
-def parse_log_format(value: str | None) -> str:
+def _ip_literal(host: str) -> bool:
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        want = 6
+    else:
+        want = 4
+    try:
+        return ipaddress.ip_address(host).version == want
+    except ValueError:
+        return False
+
+
+def parse_log_format(value: str | None, field: str = "--log-format") -> str:
     value = (value or "text").strip().lower()
     if value not in LOG_FORMATS:
-        raise BadInput(
-            f"log format {value!r} is not one of {', '.join(LOG_FORMATS)}", field="--log-format"
-        )
+        raise BadInput(f"log format {value!r} is not one of {', '.join(LOG_FORMATS)}", field=field)
     return value
 
 
-def parse_seconds(value: Any) -> float:
+def parse_seconds(value: Any, field: str = "--graceful-shutdown-timeout") -> float:
+    """Seconds from 0 to a day: infinity or 1e300 would pass a ``>= 0`` check and
+    overflow only when the worker, already connected, builds its timedelta."""
     if value is None or value == "":
         return DEFAULT_GRACEFUL_SHUTDOWN_SECONDS
     try:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
-    if not seconds >= 0:
+    if not 0 <= seconds <= MAX_GRACEFUL_SHUTDOWN_SECONDS:
         raise BadInput(
-            f"graceful shutdown timeout {value!r} is not a number of seconds",
-            field="--graceful-shutdown-timeout",
+            f"graceful shutdown timeout {str(value)!r} is not a number of seconds from 0 to "
+            f"{MAX_GRACEFUL_SHUTDOWN_SECONDS:.0f}",
+            field=field,
         )
     return seconds
 

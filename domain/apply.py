@@ -34,6 +34,23 @@ DEFAULT_READY_TIMEOUT = 300
 # conflict: a drift capture conflicts with the revision (domain/drift.py, capture_conflict)
 FailureReason = Literal["", "denied", "rejected", "not-ready", "conflict", "error"]
 
+# Failures (``ApplicationError.type``) by the reason an apply reports for them. Rejected:
+# the system that applies refused for good — the cluster (a 4xx), Argo CD (credentials,
+# permissions, a refused sync), ConfigHub — so the CLI exits 2 (``starter/applying.py``),
+# not 1 as for an unexpected error. Adapter subclasses are named as activities report them.
+REJECTED_TYPES = frozenset({"Rejected", "ArgoCDRefused", "ConfigHubRejected"})
+# Denied: the space's gates refused the object (kind, namespace, another space's object).
+DENIED_TYPES = frozenset({"PolicyDenied"})
+
+
+def failure_reason(error_type: str | None) -> FailureReason:
+    """The reason of an apply that failed with an activity error of ``error_type``."""
+    if error_type in REJECTED_TYPES:
+        return "rejected"
+    if error_type in DENIED_TYPES:
+        return "denied"
+    return "error"
+
 
 class ApplyRequest(BaseModel):
     # ``ungated`` goes by its first name, ``sync_only``, on the wire (signals, histories).

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         RecordAppliedInput,
         RecordApprovalInput,
         approval_problem,
+        failure_reason,
         gate_for,
         standing_approval,
         waiting_message,
@@ -225,14 +226,7 @@ class ApplyWorkflow:
                 await self._apply(req, ctx)
         except ActivityError as e:
             info = error_info(e)
-            # PolicyDenied: the space's gates refused the object (kind, namespace,
-            # another space's object) — decided, like a policy denial.
-            reason: FailureReason = "error"
-            if info.type in ("Rejected", "ConfigHubRejected"):
-                reason = "rejected"
-            elif info.type == "PolicyDenied":
-                reason = "denied"
-            self._finish(req, "failed", info.message, reason=reason)
+            self._finish(req, "failed", info.message, reason=failure_reason(info.type))
 
     async def _pass_gate(self, req: ApplyRequest, ctx: ApplyContextResult) -> bool:
         self.gate = "" if req.ungated else gate_for(ctx.approval, req.action, precious=ctx.precious)

@@ -213,8 +213,13 @@ def test_no_argocd_server_is_a_clear_error() -> None:
     ("server", "problem"),
     [
         ("http://argocd.example.com", "must use https (http is accepted on loopback only)"),
-        ("https://admin:pw@argocd.example.com", "without credentials or a query"),
-        ("https://argocd.example.com/?token=x", "without credentials or a query"),
+        ("https://admin:pw@argocd.example.com", "without credentials, a query"),
+        ("https://argocd.example.com/?token=x", "without credentials, a query"),
+        ("https://argocd.example.com/#pw", "or a fragment"),
+        ("https://[argocd.example.com", "is not an address"),
+        ("argocd.example.com:https", "is not an address"),
+        ("https://", "is not an address"),
+        ("https://argo cd.example.com", "is not an address"),
     ],
 )
 def test_server_address_is_checked(server: str, problem: str) -> None:

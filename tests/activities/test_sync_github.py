@@ -228,6 +228,98 @@ def test_close_prs_asks_github_whether_each_pr_was_merged(
     assert {p.number: p.state for p in store.list_prs(SPACE)}[numbers["open"]] == "closed"
 
 
+def record(store: SqlStore, url: str, number: int, branch: str = BRANCH) -> None:
+    store.record_pr(
+        PullRequest(
+            space=SPACE,
+            number=number,
+            url=f"{url}#pr-{number}",
+            state="open",
+            branch=branch,
+            base="main",
+            title="sync",
+            head_commit=SHA1,
+        ),
+        repo=url,
+        body="",
+    )
+
+
+def test_close_prs_records_prs_github_lacks_as_closed_and_leaves_others_alone(
+    ghe: FakeGitHub, acts: SyncActivities, store: SqlStore
+) -> None:
+    """A PR deleted on GitHub, and a record of the local forge whose number GitHub gave
+    to another branch's PR: both are closed records, idempotently; the other PR is
+    never touched."""
+    url = repo_url(ghe)
+    deleted = ghe.add_pull(REPO, title="deleted", ref=BRANCH)["number"]
+    others = ghe.add_pull(REPO, title="someone else's", ref="feature/x")["number"]
+    ours = ghe.add_pull(REPO, title="ours", ref=BRANCH)["number"]
+    ghe.delete_pull(REPO, deleted)
+    for number in (deleted, others, ours):
+        record(store, url, number)
+
+    inp = ClosePrsInput(space=SPACE, base_commit="0" * 40, repo=url, close_unmerged=True)
+    done = ActivityEnvironment().run(acts.close_prs, inp)
+
+    assert sorted(done.closed) == sorted([deleted, others, ours])
+    assert {p.number: p.state for p in store.list_prs(SPACE)} == {
+        deleted: "closed",
+        others: "closed",
+        ours: "closed",
+    }
+    assert [c.path for c in ghe.requests("PATCH")] == [f"/api/v3/repos/{REPO}/pulls/{ours}"]
+    assert {p["number"]: p["state"] for p in ghe.pulls[REPO]} == {others: "open", ours: "closed"}
+    assert len(done.warnings) == 2
+    warned = {w.split()[2]: w for w in done.warnings}  # "pull request #N …"
+    assert "GitHub has no such pull request" in warned[f"#{deleted}"]
+    assert "is from 'feature/x'" in warned[f"#{others}"]
+
+    # again: nothing open is left, nothing is asked
+    asked = len(ghe.calls)
+    again = ActivityEnvironment().run(acts.close_prs, inp)
+    assert (again.closed, again.warnings, len(ghe.calls)) == ([], [], asked)
+
+
+def test_close_prs_on_a_repository_github_does_not_show_fails_and_records_nothing(
+    ghe: FakeGitHub, acts: SyncActivities, store: SqlStore
+) -> None:
+    """GitHub answers 404 for a PR of a repository the token cannot see too: that is
+    not a closed PR but a wrong repository or token, and says so."""
+    url = repo_url(ghe)
+    number = ghe.add_pull(REPO, title="ours", ref=BRANCH)["number"]
+    record(store, url, number)
+    ghe.hidden_repos.add(REPO)
+
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(
+            acts.close_prs, ClosePrsInput(space=SPACE, base_commit="0" * 40, repo=url)
+        )
+
+    assert caught.value.type == "NotFound"
+    assert "not found on GitHub, or the token cannot see it" in caught.value.message
+    assert TOKEN not in caught.value.message
+    assert [p.state for p in store.list_prs(SPACE)] == ["open"]
+
+
+def test_a_pr_deleted_between_the_look_and_the_close_is_closed(
+    ghe: FakeGitHub, acts: SyncActivities, store: SqlStore
+) -> None:
+    url = repo_url(ghe)
+    number = ghe.add_pull(REPO, title="ours", ref=BRANCH)["number"]
+    record(store, url, number)
+    ghe.fail("PATCH", rf"/repos/{REPO}/pulls/{number}$", 404, {"message": "Not Found"})
+
+    done = ActivityEnvironment().run(
+        acts.close_prs,
+        ClosePrsInput(space=SPACE, base_commit="0" * 40, repo=url, close_unmerged=True),
+    )
+
+    assert done.closed == [number]
+    assert [p.state for p in store.list_prs(SPACE)] == ["closed"]
+    assert "no such pull request" in done.warnings[0]
+
+
 # ---- on Temporal: the next attempt waits for GitHub's reset ------------------------------------
 
 

@@ -1033,3 +1033,28 @@ def test_pagination_follows_links_with_an_explicit_default_port(
     assert forge.warnings == []
     assert _origin("https://api.github.com") == _origin("https://API.github.com:443/x")
     assert _origin("http://api.github.com") != _origin("https://api.github.com")
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://ghe.example.com/api/v3", "must use https"),
+        ("https://bot:pw-0001@ghe.example.com/api/v3", "must not hold credentials"),
+        ("https://[ghe.example.com/api/v3", "is not an http(s) URL"),
+        ("https://ghe.example.com:api/v3", "is not an http(s) URL"),
+        ("ftp://ghe.example.com", "is not an http(s) URL"),
+    ],
+)
+def test_the_api_url_is_https_without_credentials(url: str, problem: str) -> None:
+    from adapters.forge import check_forge_env
+
+    with pytest.raises(BadInput) as info:
+        GitHubForge(url, TOKEN)
+    assert problem in info.value.message
+    assert "pw-0001" not in info.value.message
+    with pytest.raises(BadInput):
+        check_forge_env({"TRIBUTARY_FORGE": "github", "GITHUB_API_URL": url})
+    with pytest.raises(BadInput, match="TRIBUTARY_FORGE"):
+        check_forge_env({"TRIBUTARY_FORGE": "gitlab"})
+    check_forge_env({"TRIBUTARY_FORGE": "github", "GITHUB_API_URL": "http://127.0.0.1:1/api"})
+    check_forge_env({})

@@ -81,6 +81,14 @@ def test_plain_http_elsewhere_is_refused(url):
         check_base_url(url)
 
 
+@pytest.mark.parametrize(
+    "url", ["https://hub.confighub.com:api/", "https://[hub", "https://a b/api"]
+)
+def test_a_url_that_is_no_address_is_refused_naming_its_variable(url):
+    with pytest.raises(BadInput, match="CONFIGHUB_URL"):
+        check_base_url(url, "CONFIGHUB_URL")
+
+
 def test_a_token_in_the_url_is_refused_and_not_repeated():
     with pytest.raises(BadInput) as e:
         check_base_url(f"https://me:{TOKEN}@hub.confighub.com/api")
@@ -108,6 +116,16 @@ def test_open_store_picks_confighub_from_confighub_url(hub, tmp_path, monkeypatc
         s.close()
     with pytest.raises(BadInput):
         open_store("http://hub.example.com/api")
+
+
+def test_a_bad_state_url_is_refused_naming_tributary_state(hub, monkeypatch):
+    monkeypatch.setenv("CONFIGHUB_TOKEN", TOKEN)
+    for state in ("mysql://u:canary-pw-0001@h/db", "postgresql://u:canary-pw-0001@h:pg/db"):
+        monkeypatch.setenv("TRIBUTARY_STATE", state)
+        with pytest.raises(BadInput) as e:
+            open_store(hub.url, field="CONFIGHUB_URL")
+        assert e.value.field == "TRIBUTARY_STATE"
+        assert "canary-pw-0001" not in e.value.message
 
 
 # ---- the wire -------------------------------------------------------------------------------
@@ -277,6 +295,80 @@ def test_a_unit_gone_from_confighub_is_not_found_naming_it(store, hub):
         store.api.update_unit(
             unit["SpaceID"], "00000000-0000-0000-0000-000000000000", {}, f"writing unit {SPACE}/u"
         )
+
+
+# ---- deletes (the apply's orphan → delete on request path) ---------------------------------
+
+
+def _deletes(hub: FakeConfigHub) -> list[str]:
+    return [path for method, path, _, _ in hub.requests if method == "DELETE"]
+
+
+def test_a_deleted_unit_is_deleted_in_confighub_and_its_side_state_forgotten(store, hub):
+    from datetime import UTC, datetime
+
+    from domain.authority import Approval, UnitStateChange
+
+    store.commit([change(claim(), None)])
+    store.record_approval(SPACE, "u", 1, Approval(by="ana", at=datetime.now(UTC)))
+    store.record_applied(SPACE, "u", 1, live=True)
+    unit = hub.unit_by_slug(SPACE, "u")
+    deleted = UnitStateChange(space=SPACE, slug="u", state="deleted")
+
+    store.commit([], states=[deleted])
+
+    assert _deletes(hub) == [f"/space/{unit['SpaceID']}/unit/{unit['UnitID']}"]
+    assert hub.unit_by_slug(SPACE, "u") is None
+    assert unit["UnitID"] not in hub.revisions
+    assert (store.get_unit(SPACE, "u"), store.list_units(SPACE)) == (None, [])
+    store.commit([], states=[deleted])  # retried: ConfigHub is not asked again
+    assert len(_deletes(hub)) == 1
+
+    # Git renders the unit again: a new ConfigHub unit, numbered from 1, with nothing
+    # of the old revision 1 (its approval above all)
+    store.commit([change(claim(512), None)])
+    again = store.get_revision(SPACE, "u", 1)
+    assert (again.data, again.approvals, again.source) == (claim(512), [], "ci")
+    unit = store.get_unit(SPACE, "u")
+    assert (unit.state, unit.live_revision, unit.last_applied_revision) == ("active", None, None)
+
+
+def test_a_delete_whose_answer_was_lost_is_done(store, hub, sleeps):
+    from domain.authority import UnitStateChange
+
+    store.commit([change(claim(), None)])
+    hub.lose_delete_answers = 1  # deleted, then 503: the client asks again, 404
+
+    store.commit([], states=[UnitStateChange(space=SPACE, slug="u", state="deleted")])
+
+    assert len(_deletes(hub)) == 2
+    assert len(hub.deleted) == 1
+    assert len(sleeps) == 1
+    assert store.get_unit(SPACE, "u") is None
+
+
+def test_the_apply_records_a_delete_again_after_confighub_deleted_the_unit(store, hub):
+    """``authority.record_applied`` retried after the unit left ConfigHub: done, not a
+    NotFound that would fail the delete; a unit never there is still NotFound."""
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.authority import AuthorityActivities
+    from domain.apply import RecordAppliedInput
+
+    store.commit([change(claim(), None)])
+    acts = AuthorityActivities(store)
+    inp = RecordAppliedInput(space=SPACE, unit="u", revision=1, live=False, state="deleted")
+
+    first = ActivityEnvironment().run(acts.record_applied, inp)
+    second = ActivityEnvironment().run(acts.record_applied, inp)
+
+    assert first.last_applied_revision == 1
+    assert (second.live_revision, second.last_applied_revision) == (None, None)
+    assert len(hub.deleted) == 1
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(acts.record_applied, inp.model_copy(update={"unit": "v"}))
+    assert caught.value.type == "NotFound"
 
 
 # ---- applies through ConfigHub (queued operations, unit events) ---------------------------

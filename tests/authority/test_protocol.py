@@ -230,6 +230,46 @@ def test_orphaned_units_leave_the_sweep_and_come_back_with_the_same_content(seed
     assert seeded.list_unit_keys(None, 10) == [(SPACE, "u")]
 
 
+def test_a_deleted_unit_is_gone_and_a_later_unit_of_its_name_starts_clean(seeded):
+    """The apply's orphan → delete on request path: the embedded store marks the unit
+    deleted, ConfigHub deletes it (``DELETE /space/{space}/unit/{unit}``). Either way it
+    leaves the sweep, a retried delete changes nothing, and a unit Git renders again
+    under the name inherits nothing: no approval, nothing live."""
+    from datetime import UTC, datetime
+
+    from domain.authority import Approval, UnitStateChange
+
+    deleted = UnitStateChange(space=SPACE, slug="u", state="deleted")
+    seeded.commit([change(claim(), None)])
+    seeded.record_approval(SPACE, "u", 1, Approval(by="ana", at=datetime.now(UTC)))
+    seeded.record_applied(SPACE, "u", 1, live=True)
+
+    seeded.commit([], states=[deleted])
+
+    gone = seeded.get_unit(SPACE, "u")
+    assert gone is None or (gone.state, gone.live_revision) == ("deleted", None)
+    assert seeded.list_unit_keys(None, 10) == []
+    seeded.commit([], states=[deleted])  # a retried activity
+    again = seeded.get_unit(SPACE, "u")
+    assert (again is None) == (gone is None)
+    if gone is not None and again is not None:
+        assert (again.state, again.head_revision, again.version) == ("deleted", 1, gone.version)
+    with pytest.raises(NotFound):
+        seeded.commit([], states=[UnitStateChange(space=SPACE, slug="v", state="deleted")])
+
+    seeded.commit([change(claim(512), gone.version if gone else None)])
+
+    back = seeded.get_unit(SPACE, "u")
+    assert (back.state, back.live_revision, back.last_applied_revision) == (
+        "active",
+        None,
+        None if gone is None else 1,
+    )
+    head = seeded.get_revision(SPACE, "u", back.head_revision)
+    assert (head.data, head.approvals) == (claim(512), [])
+    assert seeded.list_unit_keys(None, 10) == [(SPACE, "u")]
+
+
 def test_approvals_are_kept_once_per_approver(seeded):
     from datetime import UTC, datetime
 

@@ -295,3 +295,20 @@ def test_synced_unknown_is_pending() -> None:
 )
 def test_outcome_settled(state: Any, settled: bool) -> None:
     assert ApplyOutcome(revision=1, state=state).settled is settled
+
+
+def test_refusals_of_every_actuator_are_rejected_and_exit_2() -> None:
+    """By class name, as activities report them: a renamed class fails here."""
+    from adapters.argocd import ArgoCDRefused
+    from authority.confighub_api import ConfigHubRejected
+    from domain.apply import ApplyOutcome, failure_reason
+    from domain.errors import NotFound, PolicyDenied, Rejected
+    from starter.applying import exit_code
+
+    for cls in (Rejected, ArgoCDRefused, ConfigHubRejected):
+        reason = failure_reason(cls.__name__)
+        assert reason == "rejected", cls
+        assert exit_code(ApplyOutcome(revision=1, state="failed", reason=reason)) == 2
+    assert failure_reason(PolicyDenied.__name__) == "denied"
+    for other in (NotFound.__name__, "RuntimeError", None):
+        assert failure_reason(other) == "error"

@@ -17,6 +17,8 @@ What it holds to, because the client relies on it:
 - ``POST …/apply`` answers a ``QueuedOperation``, moves ``LastAppliedRevisionNum`` at
   once and completes (``UnitEvent`` ``Status: Completed``, ``LiveRevisionNum``) after
   ``apply_polls`` polls of ``…/unit_event``. ``POST …/approve`` answers a JSON string.
+- ``DELETE /space/{space_id}/unit/{unit_id}`` (``DeleteUnit``) removes the unit with its
+  revisions and events and answers a JSON string; then the unit is a 404.
 - Errors are ``{"Code": "<status>", "Message": …}``; a wrong or missing bearer token
   is a 401. ``fail_next`` queues statuses (429, 503, …) to answer before the next
   requests, for the client's retries.
@@ -93,6 +95,7 @@ class FakeConfigHub:
         self.revisions: dict[str, list[dict[str, Any]]] = {}  # unit id -> revisions
         self.operations: dict[str, dict[str, Any]] = {}
         self.events: dict[str, list[dict[str, Any]]] = {}  # unit id -> events
+        self.deleted: list[str] = []  # unit ids, in the order they were deleted
         self.apply_polls = 1
         self.apply_result = "Completed"
         self.apply_message = ""  # the event's Message ("applied" / "apply failed" if empty)
@@ -100,6 +103,7 @@ class FakeConfigHub:
         self.refuse_apply: set[str] = set()
         # Queue the next N applies, then answer 503 (the answer lost after the queueing).
         self.lose_apply_answers = 0
+        self.lose_delete_answers = 0  # the same for deletes: done, then 503
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -164,6 +168,12 @@ class FakeConfigHub:
                         if ctype != "application/merge-patch+json":
                             raise ApiError(415, "PATCH takes application/merge-patch+json")
                         return self._patch(unit, body)
+                    if method == "DELETE":
+                        deleted = self._delete(unit)
+                        if self.lose_delete_answers:
+                            self.lose_delete_answers -= 1
+                            raise ApiError(503, "upstream request timeout")
+                        return deleted
                 if rest == ["revision"] and method == "GET":
                     revs = self._where(self.revisions[unit["UnitID"]], query)
                     return [{"Revision": omitempty(r)} for r in revs]
@@ -180,6 +190,16 @@ class FakeConfigHub:
                         unit["ApprovedBy"].append(self.user)
                     return "Approved"
             raise ApiError(404, f"no route {method} {path}")
+
+    def _delete(self, unit: dict[str, Any]) -> str:
+        """``cub unit delete``: the unit goes with its revisions and events (what it
+        applied stays in the cluster: that is ``cub unit destroy``); a JSON string."""
+        unit_id = unit["UnitID"]
+        del self.units[unit_id]
+        self.revisions.pop(unit_id, None)
+        self.events.pop(unit_id, None)
+        self.deleted.append(unit_id)
+        return "Deleted"
 
     def _where(self, items: Any, query: dict[str, str]) -> list[dict[str, Any]]:
         items = list(items)

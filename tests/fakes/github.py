@@ -8,7 +8,10 @@ Built from GitHub's REST reference, API version 2022-11-28:
   the head exists, or ``{"resource": "PullRequest", "field": "head", "code":
   "invalid"}`` while the pushed branch is not known yet)
 - ``GET|PATCH /repos/{owner}/{repo}/pulls/{number}`` (``merged_at`` set by any merge
-  method: merge commit, squash, rebase)
+  method: merge commit, squash, rebase; 404 ``Not Found`` for a number that is no pull
+  request of the repository)
+- ``GET /repos/{owner}/{repo}`` (the repository; 404 ``Not Found`` when it does not
+  exist *or* the token cannot see it — GitHub does not tell the two apart)
 - ``GET|POST /repos/{owner}/{repo}/issues/{number}/labels`` (label names match the
   repository's labels case-insensitively and keep the repository's spelling)
 
@@ -70,6 +73,8 @@ class FakeGitHub:
     unknown_heads: dict[str, int] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     canned: list[Canned] = field(default_factory=list)
+    #: ``owner/repo`` names GitHub answers 404 for (missing, or the token cannot see them)
+    hidden_repos: set[str] = field(default_factory=set)
     remaining: int = 5000
 
     def __post_init__(self) -> None:
@@ -157,6 +162,12 @@ class FakeGitHub:
             assert pull is not None
             pull.update(state="closed", closed_at=_now(), updated_at=_now())
 
+    def delete_pull(self, repo: str, number: int) -> None:
+        """A pull request GitHub no longer has (GitHub Support deletes them on request;
+        a repository re-created under the same name has none of the old ones)."""
+        with self._lock:
+            self.pulls[repo] = [p for p in self.pulls.get(repo, []) if p["number"] != number]
+
     def push(self, repo: str, branch: str, sha: str) -> None:
         """A push to ``branch``: open PRs from it show the new head."""
         with self._lock:
@@ -200,6 +211,12 @@ class FakeGitHub:
     def _route(
         self, method: str, path: str, query: dict[str, str], body: Any
     ) -> tuple[int, Any, dict[str, str]]:
+        m = re.match(r"/repos/([^/]+)/([^/]+)(?:/|$)", path)
+        if m and f"{m[1]}/{m[2]}" in self.hidden_repos:
+            return 404, _error("Not Found", 404), {}
+        m = re.fullmatch(r"/repos/([^/]+)/([^/]+)", path)
+        if m and method == "GET":
+            return 200, _repository(m[1], m[2], self.api_url), {}
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/pulls", path)
         if m:
             repo = f"{m[1]}/{m[2]}"
@@ -410,6 +427,20 @@ def secondary_limit(retry_after: int | None = None) -> tuple[int, Any, dict[str,
 
 def _error(message: str, status: int, **extra: Any) -> dict[str, Any]:
     return {"message": message, **extra, "documentation_url": DOCS, "status": str(status)}
+
+
+def _repository(owner: str, name: str, api: str) -> dict[str, Any]:
+    """The fields of "Get a repository" (full-repository) that a client may read."""
+    return {
+        "id": abs(hash((owner, name))) % 10**9,
+        "name": name,
+        "full_name": f"{owner}/{name}",
+        "owner": _user(owner),
+        "private": True,
+        "default_branch": "main",
+        "url": f"{api}/repos/{owner}/{name}",
+        "permissions": {"admin": False, "push": True, "pull": True},
+    }
 
 
 def _user(login: str) -> dict[str, Any]:

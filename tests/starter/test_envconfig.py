@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,18 @@ def test_the_cli_exits_2_on_an_unknown_profile(config_file: Path) -> None:
     )
     assert result.code == 2, result.stderr
     assert "Profile 'staging' not found" in result.json["error"]["message"]
+
+
+def test_a_bad_or_missing_config_file_is_bad_input_naming_it(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_file.write_text("not [toml")
+    with pytest.raises(BadInput) as malformed:
+        Settings()
+    assert malformed.value.field == "TEMPORAL_CONFIG_FILE"
+    config_file.unlink()
+    with pytest.raises(BadInput, match="does not exist") as missing:
+        Settings()
+    assert missing.value.field == "TEMPORAL_CONFIG_FILE"
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", os.devnull)  # what `tributary dev` gives its worker
+    assert Settings().temporal_address

@@ -28,10 +28,44 @@ def test_metrics_bind_defaults_to_loopback_and_can_be_turned_off() -> None:
     assert telemetry.metrics_url("0.0.0.0:9100") == "http://127.0.0.1:9100/metrics"
 
 
-@pytest.mark.parametrize("bad", ["9464", "host:", "host:port", "h:70000", ":9464"])
+@pytest.mark.parametrize(
+    "bad", ["9464", "host:", "host:port", "h:70000", ":9464", "localhost:9464", "::1:9464"]
+)
 def test_a_bad_metrics_address_is_bad_input(bad: str) -> None:
     with pytest.raises(BadInput, match="is not HOST:PORT"):
         telemetry.parse_metrics_bind(bad)
+
+
+def test_metrics_addresses_are_ip_literals() -> None:
+    assert telemetry.parse_metrics_bind("[::1]:9464") == "[::1]:9464"
+    assert telemetry.parse_metrics_bind("[::]:9464") == "[::]:9464"
+    with pytest.raises(BadInput):
+        telemetry.parse_metrics_bind("[127.0.0.1]:9464")
+
+
+@pytest.mark.parametrize("bad", ["inf", "nan", "-1", "1e300", "86401"])
+def test_a_graceful_shutdown_timeout_is_finite_and_at_most_a_day(bad: str) -> None:
+    with pytest.raises(BadInput, match="from 0 to 86400"):
+        telemetry.parse_seconds(bad)
+    assert telemetry.parse_seconds("86400") == 86400
+
+
+def test_errors_name_the_variable_or_the_flag_that_was_written() -> None:
+    import argparse
+
+    cases = {
+        "TRIBUTARY_METRICS_BIND": ("metrics_bind", "localhost:1"),
+        "TRIBUTARY_LOG_FORMAT": ("log_format", "xml"),
+        "TRIBUTARY_GRACEFUL_SHUTDOWN_TIMEOUT": ("graceful_shutdown_timeout", "inf"),
+    }
+    for var, (dest, value) in cases.items():
+        with pytest.raises(BadInput) as from_env:
+            telemetry.WorkerOptions.from_args(None, {var: value})
+        assert from_env.value.field == var
+        args = argparse.Namespace(**{dest: value})
+        with pytest.raises(BadInput) as from_flag:
+            telemetry.WorkerOptions.from_args(args, {})
+        assert from_flag.value.field == "--" + dest.replace("_", "-")
 
 
 def test_flags_win_over_the_environment() -> None:

@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from adapters.argocd import ArgoCDClient
+from adapters.source import SourceCache
 from authority.sql import SqlStore
 from client.contract import error_info
 from client.loops import signal_apply
 from domain.apply import ApplyOutcome, ApplyRequest, ApplyStatus, RequestApplyInput
+from domain.authority import GatesUpdate
+from domain.change import SpaceGatesInput, SpaceGatesResult
 from domain.naming import apply_id
 from domain.publish import PublishRunInput, PublishRunResult
 from domain.repos import SourceRef
 from starter.applying import find
 from starter.gitref import resolve
+from tests.conftest import Sandbox
 from tests.support import AuthoringRepo
 from workflows.apply import ApplyWorkflow
+from workflows.change import SpaceGatesWorkflow
 from workflows.publish import PublishRunWorkflow
 
 T = TypeVar("T")
@@ -168,3 +176,54 @@ async def settle(
     """Request an apply (or delete, ``action="delete"``) and wait until it settles."""
     workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
     return await until(env, workflow_id, request_id, messages=messages, revision=revision)
+
+
+# ---- actuator tests: a worker on a given store, the space's gates -----------------------------
+
+
+@asynccontextmanager
+async def running_worker(
+    env: WorkflowEnvironment,
+    store: Any,
+    cache: SourceCache,
+    executor: ThreadPoolExecutor,
+    sandbox: Sandbox,
+    *,
+    argocd: ArgoCDClient | None = None,
+) -> AsyncIterator[Worker]:
+    """The worker as ``worker.py`` builds it, on ``store`` (embedded or ConfigHub) and
+    the sandbox cluster, on a task queue of its own; ``argocd``: the Argo CD client
+    (None: none, unless the environment names one)."""
+    from worker import build_worker
+
+    async with build_worker(
+        env.client, f"tq-{uuid.uuid4()}", store, cache, executor, sandbox.kube, argocd=argocd
+    ) as worker:
+        yield worker
+
+
+async def set_gates(
+    env: WorkflowEnvironment, worker: Worker, update: GatesUpdate
+) -> SpaceGatesResult:
+    """``tributary space set``: the gates update through SpaceGatesWorkflow."""
+    result: SpaceGatesResult = await env.client.execute_workflow(
+        SpaceGatesWorkflow.run,
+        SpaceGatesInput(space=update.space, update=update),
+        id=f"space-gates-test-{uuid.uuid4()}",
+        task_queue=worker.task_queue,
+    )
+    return result
+
+
+async def settle_slow(
+    env: WorkflowEnvironment,
+    worker: Worker,
+    space: str,
+    unit: str,
+    revision: int,
+    **kw: Any,
+) -> ApplyOutcome:
+    """``settle`` for actuators that poll another system in real time (Argo CD's sync,
+    ConfigHub's unit events): up to 90 s."""
+    workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
+    return await until(env, workflow_id, request_id, seconds=90)

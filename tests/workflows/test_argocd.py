@@ -4,9 +4,7 @@ REST API, tests/fakes/argocd.py), whose CMP renders the live revisions into the 
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,17 +20,14 @@ from adapters.argocd import ArgoCDClient
 from adapters.source import SourceCache
 from authority.sql import SqlStore
 from client.contract import error_info
-from domain.apply import ApplyOutcome, ApplyStatus
 from domain.authority import GatesUpdate
-from domain.change import LiveObjectsInput, SpaceGatesInput, SpaceGatesResult
+from domain.change import LiveObjectsInput
 from domain.gates import OWNER_LABEL
-from starter.applying import find
+from starter.applying import exit_code
 from tests.conftest import Sandbox
 from tests.fakes.argocd import FakeApp, FakeArgoCD
 from tests.support import AuthoringRepo
-from tests.workflows.helpers import ask, publish
-from workflows.apply import ApplyWorkflow
-from workflows.change import SpaceGatesWorkflow
+from tests.workflows.helpers import publish, running_worker, set_gates, settle_slow
 
 DEV = "messagewall-dev-east"
 APP = "messagewall-dev-east"
@@ -58,39 +53,10 @@ async def argo_worker(
     sandbox: Sandbox,
     argo: FakeArgoCD,
 ) -> AsyncIterator[Worker]:
-    from worker import build_worker
-
     client = ArgoCDClient(argo.url, TOKEN)
-    w = build_worker(
-        env.client, f"tq-{uuid.uuid4()}", store, cache, executor, sandbox.kube, argocd=client
-    )
-    async with w:
+    async with running_worker(env, store, cache, executor, sandbox, argocd=client) as w:
         yield w
     client.close()
-
-
-async def gates(env: WorkflowEnvironment, worker: Worker, update: GatesUpdate) -> SpaceGatesResult:
-    result: SpaceGatesResult = await env.client.execute_workflow(
-        SpaceGatesWorkflow.run,
-        SpaceGatesInput(space=update.space, update=update),
-        id=f"space-gates-test-{uuid.uuid4()}",
-        task_queue=worker.task_queue,
-    )
-    return result
-
-
-async def settle(
-    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int, **kw: Any
-) -> ApplyOutcome:
-    workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
-    handle = env.client.get_workflow_handle(workflow_id)
-    for _ in range(900):
-        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
-        outcome = find(status, request_id)
-        if outcome is not None and outcome.settled:
-            return outcome
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle: {status}")
 
 
 def argo_cd_applies_the_cmp_output(store: SqlStore, sandbox: Sandbox, argo: FakeArgoCD) -> list:
@@ -136,7 +102,7 @@ async def test_a_space_with_actuator_argocd_applies_through_argo_cd(
     messagewall: AuthoringRepo,
 ) -> None:
     await publish(env, argo_worker, messagewall, spaces=[DEV])
-    shown = await gates(
+    shown = await set_gates(
         env,
         argo_worker,
         GatesUpdate(space=DEV, actuator="argocd", argocd_app=APP, by="platform-admin"),
@@ -147,7 +113,7 @@ async def test_a_space_with_actuator_argocd_applies_through_argo_cd(
     install_xrds(store, sandbox, DEV)
     seen = argo_cd_applies_the_cmp_output(store, sandbox, argo)
 
-    outcome = await settle(env, argo_worker, DEV, DEV, 1)
+    outcome = await settle_slow(env, argo_worker, DEV, DEV, 1)
 
     assert (outcome.state, outcome.reason) == ("ready", "")
     assert outcome.message == "Argo CD: Synced and Healthy at 4e1a9c0d5b6f"
@@ -176,7 +142,7 @@ async def test_a_space_with_actuator_argocd_applies_through_argo_cd(
     assert TOKEN not in history.to_json()
 
     # A delete drops the unit from the render and syncs with prune.
-    deleted = await settle(env, argo_worker, DEV, DEV, 1, action="delete")
+    deleted = await settle_slow(env, argo_worker, DEV, DEV, 1, action="delete")
 
     assert (deleted.state, deleted.message) == ("deleted", f"pruned by Argo CD ({APP})")
     assert seen[-1]["body"]["prune"] is True
@@ -195,7 +161,7 @@ async def test_a_failed_argo_cd_operation_is_a_failed_apply_with_its_message(
     messagewall: AuthoringRepo,
 ) -> None:
     await publish(env, argo_worker, messagewall, spaces=[DEV])
-    await gates(
+    await set_gates(
         env,
         argo_worker,
         GatesUpdate(space=DEV, actuator="argocd", argocd_app=APP, by="platform-admin"),
@@ -214,7 +180,7 @@ async def test_a_failed_argo_cd_operation_is_a_failed_apply_with_its_message(
         )
     )
 
-    outcome = await settle(env, argo_worker, DEV, DEV, 1)
+    outcome = await settle_slow(env, argo_worker, DEV, DEV, 1)
 
     assert (outcome.state, outcome.reason) == ("failed", "rejected")
     assert outcome.message == (
@@ -228,16 +194,39 @@ async def test_an_unknown_application_fails_the_apply_clearly(
     env: WorkflowEnvironment, argo_worker: Worker, argo: FakeArgoCD, messagewall: AuthoringRepo
 ) -> None:
     await publish(env, argo_worker, messagewall, spaces=[DEV])
-    await gates(
+    await set_gates(
         env,
         argo_worker,
         GatesUpdate(space=DEV, actuator="argocd", argocd_app="nope", by="platform-admin"),
     )
 
-    outcome = await settle(env, argo_worker, DEV, DEV, 1)
+    outcome = await settle_slow(env, argo_worker, DEV, DEV, 1)
 
     assert (outcome.state, outcome.reason) == ("failed", "error")
     assert outcome.message.startswith(f"Argo CD at {argo.url}, Application nope: no such")
+    assert not argo.syncs()
+
+
+async def test_argo_cd_refusing_the_worker_is_a_rejected_apply(
+    env: WorkflowEnvironment, argo_worker: Worker, argo: FakeArgoCD, messagewall: AuthoringRepo
+) -> None:
+    """A token without rights on the Application (403): ArgoCDRefused is decided, so
+    the apply is rejected (exit 2), not an unexpected error (exit 1)."""
+    await publish(env, argo_worker, messagewall, spaces=[DEV])
+    await set_gates(
+        env,
+        argo_worker,
+        GatesUpdate(space=DEV, actuator="argocd", argocd_app=APP, by="platform-admin"),
+    )
+    argo.add(FakeApp(APP))
+    argo.limited.add(TOKEN)
+
+    outcome = await settle_slow(env, argo_worker, DEV, DEV, 1)
+
+    assert (outcome.state, outcome.reason) == ("failed", "rejected")
+    assert exit_code(outcome) == 2
+    assert outcome.message.startswith(f"Argo CD at {argo.url}, Application {APP}: permission")
+    assert TOKEN not in outcome.message
     assert not argo.syncs()
 
 
@@ -248,9 +237,9 @@ async def test_actuator_confighub_is_refused_by_the_embedded_store_and_nothing_c
     before = store.get_space(DEV)
 
     with pytest.raises(WorkflowFailureError) as caught:
-        await gates(env, argo_worker, GatesUpdate(space=DEV, actuator="confighub", by="olu"))
+        await set_gates(env, argo_worker, GatesUpdate(space=DEV, actuator="confighub", by="olu"))
     with pytest.raises(WorkflowFailureError) as no_app:
-        await gates(env, argo_worker, GatesUpdate(space=DEV, actuator="argocd", by="olu"))
+        await set_gates(env, argo_worker, GatesUpdate(space=DEV, actuator="argocd", by="olu"))
 
     info = error_info(caught.value)
     assert info.type == "BadInput"
@@ -263,7 +252,7 @@ async def test_actuator_confighub_is_refused_by_the_embedded_store_and_nothing_c
         f"{DEV}: give --argocd-app NAME"
     )
     assert store.get_space(DEV) == before
-    shown = await gates(env, argo_worker, GatesUpdate(space=DEV, approval="none", by="olu"))
+    shown = await set_gates(env, argo_worker, GatesUpdate(space=DEV, approval="none", by="olu"))
     assert (shown.gates.actuator, shown.gates.argocd_app) == ("kubernetes", "")
 
 
@@ -275,14 +264,14 @@ async def test_a_kind_the_space_may_not_apply_is_denied_before_it_becomes_live(
     messagewall: AuthoringRepo,
 ) -> None:
     await publish(env, argo_worker, messagewall, spaces=[DEV])
-    await gates(
+    await set_gates(
         env,
         argo_worker,
         GatesUpdate(space=DEV, actuator="argocd", argocd_app=APP, kinds=["/ConfigMap"], by="admin"),
     )
     argo.add(FakeApp(APP))
 
-    outcome = await settle(env, argo_worker, DEV, DEV, 1)
+    outcome = await settle_slow(env, argo_worker, DEV, DEV, 1)
 
     assert (outcome.state, outcome.reason) == ("failed", "denied")
     assert outcome.message.startswith(

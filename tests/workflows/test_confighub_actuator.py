@@ -5,8 +5,6 @@ operation's unit event; ``LiveRevisionNum`` is ConfigHub's own."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,16 +18,11 @@ from adapters.source import SourceCache
 from authority.confighub import ConfigHubStore
 from authority.confighub_api import ConfigHubApi
 from authority.sql import SqlStore
-from domain.apply import ApplyOutcome, ApplyStatus
 from domain.authority import GatesUpdate
-from domain.change import SpaceGatesInput, SpaceGatesResult
-from starter.applying import find
 from tests.conftest import Sandbox
 from tests.fakes.confighub import FakeConfigHub
 from tests.support import AuthoringRepo
-from tests.workflows.helpers import ask, publish
-from workflows.apply import ApplyWorkflow
-from workflows.change import SpaceGatesWorkflow
+from tests.workflows.helpers import ask, publish, running_worker, set_gates, settle_slow, until
 
 DEV = "messagewall-dev-east"
 TOKEN = "chk-actuator-secret-5e6f7a8b9c"
@@ -51,18 +44,6 @@ def hub_store(hub: FakeConfigHub, tmp_path: Path) -> Iterator[ConfigHubStore]:
     store.close()
 
 
-async def _worker(
-    env: WorkflowEnvironment,
-    store: Any,
-    cache: SourceCache,
-    executor: ThreadPoolExecutor,
-    sandbox: Sandbox,
-) -> Worker:
-    from worker import build_worker
-
-    return build_worker(env.client, f"tq-{uuid.uuid4()}", store, cache, executor, sandbox.kube)
-
-
 @pytest.fixture
 async def hub_worker(
     env: WorkflowEnvironment,
@@ -71,32 +52,8 @@ async def hub_worker(
     executor: ThreadPoolExecutor,
     sandbox: Sandbox,
 ) -> AsyncIterator[Worker]:
-    async with await _worker(env, hub_store, cache, executor, sandbox) as w:
+    async with running_worker(env, hub_store, cache, executor, sandbox) as w:
         yield w
-
-
-async def gates(env: WorkflowEnvironment, worker: Worker, update: GatesUpdate) -> SpaceGatesResult:
-    result: SpaceGatesResult = await env.client.execute_workflow(
-        SpaceGatesWorkflow.run,
-        SpaceGatesInput(space=update.space, update=update),
-        id=f"space-gates-test-{uuid.uuid4()}",
-        task_queue=worker.task_queue,
-    )
-    return result
-
-
-async def settle(
-    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int, **kw: Any
-) -> ApplyOutcome:
-    workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
-    handle = env.client.get_workflow_handle(workflow_id)
-    for _ in range(900):
-        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
-        outcome = find(status, request_id)
-        if outcome is not None and outcome.settled:
-            return outcome
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle: {status}")
 
 
 def applies(hub: FakeConfigHub) -> list[str]:
@@ -105,7 +62,7 @@ def applies(hub: FakeConfigHub) -> list[str]:
 
 async def confighub_space(env: WorkflowEnvironment, worker: Worker, repo: AuthoringRepo) -> None:
     await publish(env, worker, repo, spaces=[DEV])
-    shown = await gates(
+    shown = await set_gates(
         env, worker, GatesUpdate(space=DEV, actuator="confighub", by="platform-admin")
     )
     assert (shown.gates.actuator, shown.changed) == ("confighub", ["actuator"])
@@ -124,7 +81,7 @@ async def test_a_space_with_actuator_confighub_applies_through_confighub(
     assert raw is not None
     assert "LiveRevisionNum" not in raw or not raw["LiveRevisionNum"]
 
-    outcome = await settle(env, hub_worker, DEV, DEV, 1)
+    outcome = await settle_slow(env, hub_worker, DEV, DEV, 1)
 
     assert (outcome.state, outcome.reason) == ("ready", "")
     assert outcome.message == "ConfigHub: applied, live revision 1 (applied)"
@@ -160,7 +117,7 @@ async def test_a_failed_unit_event_is_a_failed_apply_with_confighubs_message(
     hub.apply_result = "Failed"
     hub.apply_message = "bridge worker: admission webhook denied the request"
 
-    outcome = await settle(env, hub_worker, DEV, DEV, 1)
+    outcome = await settle_slow(env, hub_worker, DEV, DEV, 1)
 
     assert (outcome.state, outcome.reason) == ("failed", "rejected")
     assert outcome.message == (
@@ -183,7 +140,7 @@ async def test_an_apply_confighub_does_not_finish_in_time_is_not_ready(
     await confighub_space(env, hub_worker, messagewall)
     hub.apply_polls = 10**6  # the bridge worker never reports
 
-    outcome = await settle(env, hub_worker, DEV, DEV, 1, ready_timeout_seconds=1)
+    outcome = await settle_slow(env, hub_worker, DEV, DEV, 1, ready_timeout_seconds=1)
 
     assert (outcome.state, outcome.reason) == ("failed", "not-ready")
     assert outcome.message == "ConfigHub's apply of revision 1 did not end within 1s"
@@ -205,7 +162,7 @@ async def test_an_attempt_retried_after_the_queue_call_does_not_queue_twice(
     # and Temporal retries it.
     hub.lose_apply_answers = 1
 
-    outcome = await settle(env, hub_worker, DEV, DEV, 1)
+    outcome = await settle_slow(env, hub_worker, DEV, DEV, 1)
 
     assert (outcome.state, outcome.reason) == ("ready", "")
     assert len(applies(hub)) == 1
@@ -226,7 +183,7 @@ async def test_a_revision_that_is_not_the_head_is_refused_before_queueing(
     assert raw is not None
     raw["HeadRevisionNum"] = 2  # a newer head written in ConfigHub meanwhile
 
-    outcome = await settle(env, hub_worker, DEV, DEV, 1)
+    outcome = await settle_slow(env, hub_worker, DEV, DEV, 1)
 
     assert (outcome.state, outcome.reason) == ("failed", "rejected")
     assert outcome.message.startswith(
@@ -246,13 +203,13 @@ async def test_a_worker_whose_authority_is_not_confighub_does_not_schedule_its_a
     # A state store once beside ConfigHub, now opened as the embedded authority.
     store = SqlStore(f"sqlite:///{tmp_path / 'authority.db'}")
     try:
-        async with await _worker(env, store, cache, executor, sandbox) as worker:
+        async with running_worker(env, store, cache, executor, sandbox) as worker:
             await publish(env, worker, messagewall, spaces=[DEV])
             store.set_space_gates(
                 GatesUpdate(space=DEV, actuator="confighub", by="admin"), confighub=True
             )
 
-            outcome = await settle(env, worker, DEV, DEV, 1)
+            outcome = await settle_slow(env, worker, DEV, DEV, 1)
 
             assert (outcome.state, outcome.reason) == ("failed", "error")
             assert outcome.message == (
@@ -266,3 +223,54 @@ async def test_a_worker_whose_authority_is_not_confighub_does_not_schedule_its_a
             assert (unit.live_revision, unit.last_applied_revision) == (None, None)
     finally:
         store.close()
+
+
+# ---- ConfigHub as the authority, Tributary's own apply: orphan → delete on request ----------
+
+
+async def test_a_unit_deleted_on_request_is_deleted_in_confighub(
+    env: WorkflowEnvironment,
+    hub_worker: Worker,
+    hub_store: ConfigHubStore,
+    hub: FakeConfigHub,
+    sandbox: Sandbox,
+    orders: AuthoringRepo,
+) -> None:
+    """The path of test_apply's test_removed_unit_is_orphaned_then_deleted_on_request,
+    with ConfigHub holding the units: the acknowledged delete removes the claim from
+    the cluster, then the unit from ConfigHub (``DELETE /space/{space}/unit/{unit}``)."""
+    from tests.workflows.test_apply import QUEUE_GONE, approve
+
+    space, unit = "orders-staging", "staging-orders-queue"
+    await publish(env, hub_worker, orders, spaces=[space])
+    workflow_id, request_id = await ask(env, hub_worker, space, unit, 1)
+    await until(env, workflow_id, request_id, {"awaiting-approval"})
+    await approve(env, space, unit, 1, "Dana Developer")
+    assert (await until(env, workflow_id, request_id, {"ready", "failed"}, seconds=90)).state == (
+        "ready"
+    )
+
+    def queue() -> dict[str, Any] | None:
+        return sandbox.peer.peer.get_object("messaging.acme.io", "queueclaims", unit, "orders")
+
+    orders.write("deploy/envs/staging/queue.yaml", QUEUE_GONE)
+    orders.commit("staging: drop the queue")
+    result = await publish(env, hub_worker, orders, spaces=[space], apply=True)
+    assert {u.unit: u.action for u in result.spaces[0].units}[unit] == "orphaned"
+    raw = hub.unit_by_slug(space, unit)
+    assert raw is not None  # orphaned is a state beside ConfigHub, never a delete
+    assert queue() is not None
+
+    workflow_id, request_id = await ask(env, hub_worker, space, unit, 1, action="delete")
+    await until(env, workflow_id, request_id, {"awaiting-approval"})
+    await approve(env, space, unit, 1, "Dana Developer")
+    done = await until(env, workflow_id, request_id, {"deleted", "failed"}, seconds=90)
+
+    assert (done.state, done.message) == ("deleted", "removed from the cluster")
+    assert queue() is None
+    assert hub.unit_by_slug(space, unit) is None
+    assert hub.deleted == [raw["UnitID"]]
+    assert hub_store.get_unit(space, unit) is None
+    db = hub_store.get_unit(space, "staging-orders-db")
+    assert db is not None
+    assert db.state == "active"
