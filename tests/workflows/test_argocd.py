@@ -4,7 +4,6 @@ REST API, tests/fakes/argocd.py), whose CMP renders the live revisions into the 
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,17 +20,14 @@ from activities.authority import AuthorityActivities
 from activities.kube import XRD_API_VERSION, XRD_KIND, _installable
 from activities.source import SourceCache
 from authority.sql import SqlStore
-from domain.apply import ApplyOutcome
 from domain.authority import GatesUpdate
 from domain.gates import OWNER_LABEL
-from domain.messages import ApplyStatus, LiveObjectsInput, SpaceGatesInput, SpaceGatesResult
-from starter.applying import find
+from domain.messages import LiveObjectsInput, SpaceGatesInput, SpaceGatesResult
 from tests.conftest import Sandbox
 from tests.fakes.argocd import FakeApp, FakeArgoCD
-from tests.support import AuthoringRepo
-from tests.workflows.helpers import ask, publish
+from tests.support import HANG, AuthoringRepo
+from tests.workflows.helpers import publish, settle
 from workflows._errors import error_info
-from workflows.apply import ApplyWorkflow
 from workflows.change import SpaceGatesWorkflow
 
 DEV = "messagewall-dev-east"
@@ -79,20 +75,6 @@ async def gates(env: WorkflowEnvironment, worker: Worker, update: GatesUpdate) -
     return result
 
 
-async def settle(
-    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int, **kw: Any
-) -> ApplyOutcome:
-    workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
-    handle = env.client.get_workflow_handle(workflow_id)
-    for _ in range(900):
-        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
-        outcome = find(status, request_id)
-        if outcome is not None and outcome.settled:
-            return outcome
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle: {status}")
-
-
 def argo_cd_applies_the_cmp_output(store: SqlStore, sandbox: Sandbox, argo: FakeArgoCD) -> list:
     """What Argo CD does on a sync: render the plugin (the live objects, read as the
     render command reads them) and apply the stream to the cluster. Records what it saw."""
@@ -121,7 +103,7 @@ def install_xrds(store: SqlStore, sandbox: Sandbox, space: str) -> None:
     for docs in record.policy.xrds.values():
         for xrd in docs:
             sandbox.kube.apply(xrd_res, _installable(xrd), force=False)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG
     while sandbox.kube.resource(CLAIM_API, CLAIM_KIND) is None:
         assert time.monotonic() < deadline, "the claim kind is not served"
         time.sleep(0.2)

@@ -5,7 +5,6 @@ operation's unit event; ``LiveRevisionNum`` is ConfigHub's own."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,15 +19,12 @@ from activities.source import SourceCache
 from authority.confighub import ConfigHubStore
 from authority.confighub_api import ConfigHubApi
 from authority.sql import SqlStore
-from domain.apply import ApplyOutcome
 from domain.authority import GatesUpdate
-from domain.messages import ApplyStatus, SpaceGatesInput, SpaceGatesResult
-from starter.applying import find
+from domain.messages import SpaceGatesInput, SpaceGatesResult
 from tests.conftest import Sandbox
 from tests.fakes.confighub import FakeConfigHub
 from tests.support import AuthoringRepo
-from tests.workflows.helpers import ask, publish
-from workflows.apply import ApplyWorkflow
+from tests.workflows.helpers import publish, settle
 from workflows.change import SpaceGatesWorkflow
 
 DEV = "messagewall-dev-east"
@@ -83,20 +79,6 @@ async def gates(env: WorkflowEnvironment, worker: Worker, update: GatesUpdate) -
         task_queue=worker.task_queue,
     )
     return result
-
-
-async def settle(
-    env: WorkflowEnvironment, worker: Worker, space: str, unit: str, revision: int, **kw: Any
-) -> ApplyOutcome:
-    workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
-    handle = env.client.get_workflow_handle(workflow_id)
-    for _ in range(900):
-        status: ApplyStatus = await handle.query(ApplyWorkflow.status)
-        outcome = find(status, request_id)
-        if outcome is not None and outcome.settled:
-            return outcome
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle: {status}")
 
 
 def applies(hub: FakeConfigHub) -> list[str]:
