@@ -136,11 +136,17 @@ def run_cli(
 T = TypeVar("T")
 
 
+# The bound of a wait on a condition: long enough that only a hang reaches it, even on
+# a machine many times slower than a quiet one (stress runs), and short of pytest's
+# 300 s per test so that the wait's own message (with its last value) is what fails.
+HANG = 240.0
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     ok: Callable[[T], bool],
     *,
-    limit: float = 30.0,
+    limit: float = HANG,
     what: str = "condition",
 ) -> T:
     """Poll ``probe`` in real time (the time-skipping server does not skip while we poll)

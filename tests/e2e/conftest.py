@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from authority.sql import SqlStore
-from tests.support import REPO_ROOT, AuthoringRepo, free_port, make_repo
+from tests.support import HANG, REPO_ROOT, AuthoringRepo, free_port, make_repo
 
 
 @dataclass
@@ -61,7 +61,7 @@ def start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + HANG
     while not env_file.exists():
         if proc.poll() is not None:
             raise RuntimeError(
@@ -69,7 +69,7 @@ def start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
             )
         if time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("tributary dev did not become ready in 90 s")
+            raise RuntimeError(f"tributary dev did not become ready in {HANG} s")
         time.sleep(0.2)
     exported: dict[str, str] = {}
     for line in env_file.read_text().splitlines():

@@ -11,7 +11,7 @@ import yaml
 
 from tests.e2e.conftest import Stack
 from tests.e2e.test_cli_apply import claim, kubectl, lambda_memory
-from tests.support import make_repo, run_cli
+from tests.support import HANG, make_repo, run_cli
 
 DEV = "messagewall-dev-east"
 IGNORED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -35,13 +35,13 @@ def at_provider(stack: Stack, function: str) -> dict[str, object]:
     return {}
 
 
-def wait_for(predicate: object, seconds: float = 20) -> None:
+def wait_for(predicate: object, seconds: float = HANG) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
             return
         time.sleep(0.2)
-    raise AssertionError("condition not met in time")
+    raise AssertionError(f"condition not met in {seconds}s")
 
 
 def patch(stack: Stack, name: str, body: str) -> None:

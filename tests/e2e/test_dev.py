@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.conftest import Stack, start_stack, stop_stack
-from tests.support import REPO_ROOT, free_port, run_cli
+from tests.support import HANG, REPO_ROOT, free_port, run_cli
 
 
 def _children(pid: int) -> set[int]:
@@ -28,7 +28,7 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def _wait_gone(pids: set[int], seconds: float = 20) -> set[int]:
+def _wait_gone(pids: set[int], seconds: float = HANG) -> set[int]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         alive = {p for p in pids if _alive(p)}

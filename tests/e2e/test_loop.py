@@ -55,7 +55,7 @@ def close_the_loop(
     assert edited.returncode == 0, edited.stderr
     # Each poll is a whole CLI process (about 1.5 s of CPU): under a stress run's load
     # a few polls alone outlast 20 s. The capture itself is prompt (the watch).
-    wait_for(lambda: len(revisions(stack, space, unit)) == 2, seconds=60)
+    wait_for(lambda: len(revisions(stack, space, unit)) == 2)
 
     # 3. the sync PR edits the overlay itself
     synced = run_cli("sync-pr", space, "--json", env=stack.env, timeout=120)

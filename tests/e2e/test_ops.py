@@ -15,7 +15,7 @@ from domain import metrics
 from tests.e2e.conftest import Stack, start_stack, stop_stack
 from tests.e2e.test_cli_apply import kubectl
 from tests.e2e.test_cli_drift import revisions, wait_for
-from tests.support import git, make_repo, run_cli
+from tests.support import HANG, git, make_repo, run_cli
 
 DEV = "messagewall-dev-east"
 PROD = "messagewall-prod-east"
@@ -80,7 +80,7 @@ def test_metrics_move_with_the_loop_and_the_worker_is_supervised(tmp_path: Path)
             json.dumps({"spec": {"lambdaMemory": 512}}),
         )
         assert edited.returncode == 0, edited.stderr
-        wait_for(lambda: len(revisions(stack, DEV, DEV)) == 2, seconds=90)
+        wait_for(lambda: len(revisions(stack, DEV, DEV)) == 2)
         synced = run_cli("sync-pr", DEV, "--json", env=stack.env, timeout=120)
         # the capture's own debounced sync may have opened it first (a slow machine);
         # either way one sync opened it, which the metric below counts
@@ -102,9 +102,7 @@ def test_metrics_move_with_the_loop_and_the_worker_is_supervised(tmp_path: Path)
             timeout=240,
         )
         assert held.code == 5, held.stderr
-        wait_for(
-            lambda: value(scrape(stack), metrics.AWAITING_APPROVAL, space=PROD) == 1, seconds=90
-        )
+        wait_for(lambda: value(scrape(stack), metrics.AWAITING_APPROVAL, space=PROD) == 1)
         after = scrape(stack)
 
         def moved(name: str, **labels: str) -> bool:
@@ -126,7 +124,7 @@ def test_metrics_move_with_the_loop_and_the_worker_is_supervised(tmp_path: Path)
         first = worker_pid(stack)
         assert checked.json["worker"]["pid"] == first
         os.kill(first, signal.SIGKILL)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG
         while run_cli("worker", "--check", env=stack.env).code != 0:
             assert time.monotonic() < deadline, "the worker was not restarted"
             time.sleep(1)

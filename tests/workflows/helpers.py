@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -27,7 +28,7 @@ from domain.repos import SourceRef
 from starter.applying import find
 from starter.gitref import resolve
 from tests.conftest import Sandbox
-from tests.support import AuthoringRepo
+from tests.support import HANG, AuthoringRepo, eventually
 from workflows.apply import ApplyWorkflow
 from workflows.change import SpaceGatesWorkflow
 from workflows.publish import PublishRunWorkflow
@@ -130,6 +131,28 @@ async def query_under_load(query: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
+# ---- time on the time-skipping server --------------------------------------------------------
+
+
+async def skip(env: WorkflowEnvironment, duration: timedelta) -> None:
+    """``env.sleep(duration)``, bounded only against a hang.
+
+    On the time-skipping server the sleep is one request that returns when the server
+    has fired every timer up to ``duration`` ahead, while the workflows' tasks (drift
+    checks are local activities inside them) run in real time; the SDK's client gives
+    a call without a timeout of its own 30 s (sdk-core's ``OTHER_CALL_TIMEOUT``), which
+    hours of drift ticks outlast on a loaded machine (``RPCError: Timeout expired``).
+    """
+    if not env.supports_time_skipping_v1:
+        await env.sleep(duration)
+        return
+    request = SleepRequest()
+    request.duration.FromTimedelta(duration)
+    await env.client.test_service.unlock_time_skipping_with_sleep(
+        request, timeout=timedelta(seconds=HANG)
+    )
+
+
 async def apply_status(env: WorkflowEnvironment, space: str, unit: str) -> ApplyStatus:
     handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(space, unit))
     status: ApplyStatus = await query_under_load(lambda: handle.query(ApplyWorkflow.status))
@@ -142,7 +165,6 @@ async def until(
     request_id: str,
     states: set[str] | None = None,
     *,
-    seconds: float = 30,
     messages: list[str] | None = None,
     revision: int | None = None,
 ) -> ApplyOutcome:
@@ -151,17 +173,23 @@ async def until(
 
     ``messages`` collects the current status messages of ``revision`` meanwhile."""
     handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, workflow_id)
-    status: ApplyStatus | None = None
-    for _ in range(int(seconds / 0.1)):
+
+    async def probe() -> tuple[ApplyStatus, ApplyOutcome | None]:
         status = await query_under_load(lambda: handle.query(ApplyWorkflow.status))
-        outcome = find(status, request_id)
-        if outcome is not None and (outcome.settled if states is None else outcome.state in states):
-            return outcome
         if messages is not None and status.current and status.current.revision == revision:
             messages.append(status.current.message)
-        await asyncio.sleep(0.1)
+        return status, find(status, request_id)
+
+    def reached(value: tuple[ApplyStatus, ApplyOutcome | None]) -> bool:
+        outcome = value[1]
+        return outcome is not None and (
+            outcome.settled if states is None else outcome.state in states
+        )
+
     wanted = "settled" if states is None else f"reached {sorted(states)}"
-    raise AssertionError(f"request {request_id} never {wanted}: {status}")
+    _, outcome = await eventually(probe, reached, what=f"request {request_id} {wanted}")
+    assert outcome is not None
+    return outcome
 
 
 async def settle(
@@ -224,6 +252,6 @@ async def settle_slow(
     **kw: Any,
 ) -> ApplyOutcome:
     """``settle`` for actuators that poll another system in real time (Argo CD's sync,
-    ConfigHub's unit events): up to 90 s."""
+    ConfigHub's unit events): bounded only against a hang, like ``settle``."""
     workflow_id, request_id = await ask(env, worker, space, unit, revision, **kw)
-    return await until(env, workflow_id, request_id, seconds=90)
+    return await until(env, workflow_id, request_id)

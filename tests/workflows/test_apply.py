@@ -23,7 +23,7 @@ from domain.gates import OWNER_LABEL
 from domain.naming import apply_id, drift_id
 from starter.applying import follow
 from tests.conftest import Sandbox
-from tests.support import AuthoringRepo, set_patch_value
+from tests.support import AuthoringRepo, eventually, set_patch_value
 from tests.workflows.helpers import ask, publish, settle, until
 from workflows.apply import ApplyWorkflow
 from workflows.drift import DriftWorkflow
@@ -84,14 +84,18 @@ async def drift_checked(env: WorkflowEnvironment, space: str, unit: str) -> Drif
     """Wait for the unit's drift loop to finish its first check (so it cannot race the next
     change of the test), and return its status."""
     handle = env.client.get_workflow_handle(drift_id(space, unit))
-    status: DriftStatus | None = None
-    for _ in range(100):
+
+    async def status() -> DriftStatus | None:
         with contextlib.suppress(RPCError):  # not started yet
-            status = await handle.query(DriftWorkflow.get_status)
-            if status.checks >= 1:
-                return status
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"drift:{space}:{unit} did not check: {status}")
+            checked: DriftStatus = await handle.query(DriftWorkflow.get_status)
+            return checked
+        return None
+
+    checked = await eventually(
+        status, lambda st: st is not None and st.checks >= 1, what=f"drift:{space}:{unit} checked"
+    )
+    assert checked is not None
+    return checked
 
 
 async def activity_attempts(env: WorkflowEnvironment, workflow_id: str, name: str) -> list[int]:
@@ -762,10 +766,11 @@ async def test_deleting_a_precious_unit_needs_approval_and_keeps_its_data(
         "Olu Operator"
     ]
     # The stand-in tears down what the claim composed, except the precious data stores.
-    for _ in range(100):  # the teardown runs after the claim is gone, in the background
-        if not lambdas(sandbox) and not roles():
-            break
-        await asyncio.sleep(0.1)
+    await eventually(  # the teardown runs after the claim is gone, in the background
+        lambda: asyncio.to_thread(lambda: (lambdas(sandbox), roles())),
+        lambda composed: composed == ({}, []),
+        what="the teardown of what the claim composed",
+    )
     assert lambdas(sandbox) == {}
     assert roles() == []
     with pytest.raises(ClientError) as gone:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,8 +51,8 @@ from domain.naming import apply_id, drift_id
 from starter.applying import find
 from starter.commands.drift import _drift_json
 from tests.conftest import Sandbox
-from tests.support import AuthoringRepo, eventually
-from tests.workflows.helpers import apply_status, ask, publish, query_under_load
+from tests.support import HANG, AuthoringRepo, eventually
+from tests.workflows.helpers import apply_status, ask, publish, query_under_load, skip
 from worker import WORKFLOWS, activities
 from workflows.apply import ApplyWorkflow
 from workflows.change import RollbackWorkflow
@@ -88,23 +87,29 @@ async def apply_and_wait(
     _, request_id = await ask(env, worker, space, unit, revision, **kw)
     handle = env.client.get_workflow_handle_for(ApplyWorkflow.run, apply_id(space, unit))
     approved = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    async def outcome() -> ApplyOutcome | None:
+        nonlocal approved
         status = await query_under_load(lambda: handle.query(ApplyWorkflow.status))
-        outcome = find(status, request_id)
-        if outcome is not None and outcome.state == "awaiting-approval" and not approved:
+        found = find(status, request_id)
+        if found is not None and found.state == "awaiting-approval" and not approved:
             await handle.execute_update(
                 ApplyWorkflow.approve, ApproveInput(revision=revision, by=APPROVER)
             )
             approved = True
-        elif outcome is not None and outcome.settled and outcome.state != "awaiting-approval":
-            return outcome
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"apply of {space}/{unit} r{revision} did not settle")
+        return found
+
+    settled = await eventually(
+        outcome,
+        lambda o: o is not None and o.settled and o.state != "awaiting-approval",
+        what=f"apply of {space}/{unit} r{revision} settled",
+    )
+    assert settled is not None
+    return settled
 
 
-async def update_result(update: WorkflowUpdateHandle[T], *, limit: float) -> T:
-    """The result of an accepted update, waiting at most ``limit`` seconds."""
+async def update_result(update: WorkflowUpdateHandle[T], *, limit: float = HANG) -> T:
+    """The result of an accepted update; not answered within ``limit`` seconds, it fails."""
     task = asyncio.ensure_future(update.result())
     done, _ = await asyncio.wait({task}, timeout=limit)
     if not done:
@@ -295,8 +300,8 @@ async def test_days_of_ticks_without_drift_write_no_revision(
     # 288 ticks. In steps: one 2-day skip is a single request to the time-skipping
     # server, which under CPU load can time out while it runs every timer in between.
     for _ in range(12):
-        await env.sleep(timedelta(hours=4))
-    await env.sleep(timedelta(minutes=3))
+        await skip(env, timedelta(hours=4))
+    await skip(env, timedelta(minutes=3))
 
     after = await status_of(env, STAGING, STAGING_DB)
     # One check per tick: many, and no more than the interval allows.
@@ -408,7 +413,7 @@ async def test_continue_as_new_keeps_checks_captures_and_last_revision(
     first_run = (await handle.describe()).run_id
     before = await status_of(env, MW, MW)
 
-    await env.sleep(timedelta(minutes=52))  # 10 ticks: at least three runs
+    await skip(env, timedelta(minutes=52))  # 10 ticks: at least three runs
 
     after = await status_of(env, MW, MW)
     assert (await handle.describe()).run_id != first_run
@@ -458,7 +463,7 @@ async def test_capture_now_during_the_last_check_of_a_run_is_answered(
         CaptureRequest(tag="break-glass", incident="INC-9"),
         wait_for_stage=WorkflowUpdateStage.ACCEPTED,
     )
-    outcome = await update_result(update, limit=10)
+    outcome = await update_result(update)
 
     assert outcome.captured is False  # nothing drifted
     assert numbers(store, MW, MW) == [1]
@@ -486,7 +491,7 @@ async def test_a_sweeps_check_during_the_last_check_of_a_run_is_recorded_for_the
         return await asyncio.to_thread(store.count_drift, "sweep-A")
 
     try:
-        await eventually(counted, lambda c: c == {"in-sync": 1}, limit=8, what="the sweep's count")
+        await eventually(counted, lambda c: c == {"in-sync": 1}, what="the sweep's count")
     except AssertionError as e:
         raise AssertionError(f"{e}; the unit's record: {store.list_drift(MW)}") from None
 
@@ -510,7 +515,7 @@ async def test_pause_resume_check_and_check_now(
         lambda: status_of(env, MW, MW), lambda st: st.state == "paused", what="paused"
     )
     assert paused.paused
-    await env.sleep(timedelta(hours=1, minutes=2))  # 12 ticks while paused
+    await skip(env, timedelta(hours=1, minutes=2))  # 12 ticks while paused
     still = await status_of(env, MW, MW)
     assert (still.state, still.paused, still.checks) == ("paused", True, paused.checks)
     [record] = store.list_drift(MW, MW)
@@ -555,7 +560,7 @@ async def test_a_pause_that_arrives_with_the_start_is_kept(
         start_signal="pause",
     )
 
-    await env.sleep(timedelta(minutes=32))
+    await skip(env, timedelta(minutes=32))
 
     st = await status_of(env, MW, MW)
     assert st.paused, st
@@ -729,7 +734,7 @@ async def test_a_report_space_records_drift_until_a_break_glass_capture(
     [record] = store.list_drift(STAGING, STAGING_DB)
     assert record.state == "drifted"
     assert [f.path for f in record.fields] == ["spec.storageGB"]
-    await env.sleep(timedelta(minutes=27))  # two more ticks: still nothing written
+    await skip(env, timedelta(minutes=27))  # two more ticks: still nothing written
     assert numbers(store, STAGING, STAGING_DB) == [1]
 
     # ... until an operator captures it, tagged.
@@ -858,7 +863,7 @@ async def test_the_loop_ends_when_its_unit_is_no_longer_active(
     handle = drift_handle(env, MW, MW)
     await handle.signal(DriftWorkflow.check, CheckRequest(reason="test"))
 
-    result: DriftStatus = await asyncio.wait_for(handle.result(), timeout=30)
+    result: DriftStatus = await asyncio.wait_for(handle.result(), timeout=HANG)
 
     assert result.state == "paused"
     assert "orphaned or deleted" in result.message
@@ -874,7 +879,7 @@ async def test_the_loop_ends_when_its_unit_is_gone_from_the_authority(
     wid = await signal_drift(env.client, worker.task_queue, space, unit, "test")
     handle = env.client.get_workflow_handle_for(DriftWorkflow.run, wid)
 
-    result: DriftStatus = await asyncio.wait_for(handle.result(), timeout=30)
+    result: DriftStatus = await asyncio.wait_for(handle.result(), timeout=HANG)
 
     assert result.state == "failed"
     assert "does not exist" in result.message
@@ -1247,7 +1252,7 @@ async def test_a_paused_loop_restarted_by_a_sweep_stays_paused(
 
     # A sweep (or the watch) starts the loop again and asks it to check.
     await signal_drift(env.client, cluster_worker.task_queue, MW, MW, "sweep")
-    await env.sleep(timedelta(minutes=11))
+    await skip(env, timedelta(minutes=11))
 
     st = await status_of(env, MW, MW)
     assert (st.paused, st.state, st.captures) == (True, "paused", 0)
@@ -1275,7 +1280,7 @@ async def test_tagging_long_after_a_capture_with_no_drift_now_labels_nothing(
     await go_live(env, cluster_worker, store, messagewall, MW)
     patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaTimeout": 30}})
     assert (await check_now(env, MW, MW)).last_revision == 2
-    await env.sleep(timedelta(hours=3))  # many in-sync ticks: that drift is history
+    await skip(env, timedelta(hours=3))  # many in-sync ticks: that drift is history
 
     outcome: CaptureOutcome = await drift_handle(env, MW, MW).execute_update(
         DriftWorkflow.capture_now,
@@ -1310,7 +1315,7 @@ async def held_capture_worker(
     @activity.defn(name="drift.capture")
     def capture(inp: CaptureInput) -> CaptureResult:
         entered.set()
-        release.wait(30)
+        release.wait(HANG)
         result: CaptureResult = original(inp)
         return result
 
@@ -1322,8 +1327,10 @@ async def held_capture_worker(
         activity_executor=executor,
     )
     async with w:
-        yield w, entered, release
-    release.set()
+        try:
+            yield w, entered, release
+        finally:
+            release.set()  # before the worker's shutdown, which waits for the capture
 
 
 @SQLITE_ONLY
@@ -1343,14 +1350,14 @@ async def test_check_now_answers_with_a_check_that_started_after_it(
     patch_claim(sandbox, store, MW, MW, {"spec": {"lambdaMemory": 512}})
     handle = drift_handle(env, MW, MW)
     await handle.signal(DriftWorkflow.check, CheckRequest(reason="test"))
-    assert await asyncio.to_thread(entered.wait, 30)
+    assert await asyncio.to_thread(entered.wait, HANG)
 
     update = await handle.start_update(
         DriftWorkflow.check_now, CheckRequest(reason="test"),
         wait_for_stage=WorkflowUpdateStage.ACCEPTED,
     )  # fmt: skip
     release.set()
-    st = await update_result(update, limit=40)
+    st = await update_result(update)
 
     # Not the check whose capture was in flight: a check that started after the request.
     assert st.checks >= before + 2

@@ -36,7 +36,7 @@ from domain.repos import SourceRef
 from starter.applying import follow
 from starter.gitref import resolve
 from tests.conftest import Sandbox
-from tests.support import AuthoringRepo, set_patch_value
+from tests.support import HANG, AuthoringRepo, set_patch_value
 from tests.workflows.helpers import actions, publish, publish_failure, snapshot
 from worker import WORKFLOWS, activities, build_worker
 from workflows.publish import PublishRunWorkflow
@@ -518,7 +518,7 @@ async def test_two_runs_of_one_commit_with_different_scopes_share_the_space_publ
     def held_snapshot(inp: SnapshotUnitsInput) -> SnapshotUnitsResult:
         if inp.space == "messagewall-prod-east" and not in_snapshot.is_set():
             in_snapshot.set()  # run A's child is now running
-            attached.wait(timeout=60)  # until run B attaches (or, before the fix, never)
+            attached.wait(timeout=HANG)  # until run B attaches (or, before the fix, never)
         return real.snapshot_units(inp)
 
     @activity.defn(name="temporal.await_publish")
@@ -550,15 +550,15 @@ async def test_two_runs_of_one_commit_with_different_scopes_share_the_space_publ
             id=f"publish-run-test-{uuid.uuid4()}",
             task_queue=w.task_queue,
         )
-        assert await asyncio.to_thread(in_snapshot.wait, 60)
+        assert await asyncio.to_thread(in_snapshot.wait, HANG)
         run_b = await env.client.start_workflow(
             PublishRunWorkflow.run,
             PublishRunInput(source=SourceRef(repo=url, commit=commit), ref="main"),
             id=f"publish-run-test-{uuid.uuid4()}",
             task_queue=w.task_queue,
         )
-        result_b = await asyncio.wait_for(run_b.result(), timeout=120)
-        result_a = await asyncio.wait_for(run_a.result(), timeout=120)
+        result_b = await asyncio.wait_for(run_b.result(), timeout=HANG)
+        result_a = await asyncio.wait_for(run_a.result(), timeout=HANG)
 
     assert attached.is_set()
     child = f"publish:messagewall-prod-east:{commit}"

@@ -14,13 +14,12 @@ from authority.sql import SqlStore
 from domain.drift import SweepInput, SweepResult
 from domain.naming import drift_id
 from tests.conftest import Sandbox
-from tests.support import AuthoringRepo
+from tests.support import HANG, AuthoringRepo, eventually
 from tests.workflows.helpers import publish
 from tests.workflows.test_drift import (
     SQLITE_ONLY,
     apply_and_wait,
     drift_handle,
-    eventually,
     first_check,
     numbers,
     patch_claim,
@@ -55,10 +54,13 @@ async def all_live(
 
 async def sweep(env: WorkflowEnvironment, worker: Worker, **kw: int) -> SweepResult:
     """Run a sweep to its end without letting the server skip time meanwhile (awaiting
-    ``result()`` would, and every drift loop's timer would fire in the middle)."""
+    ``result()`` would, and every drift loop's timer would fire in the middle).
+
+    The sweep waits for its checks in real time, and stops waiting once all have
+    reported: its bound only catches a check that never reports."""
     handle: WorkflowHandle[SweepWorkflow, SweepResult] = await env.client.start_workflow(
         SweepWorkflow.run,
-        SweepInput(**kw),
+        SweepInput(**{"wait_seconds": int(HANG / 2), **kw}),
         id=f"sweep-test-{uuid.uuid4()}",
         task_queue=worker.task_queue,
     )
@@ -66,9 +68,7 @@ async def sweep(env: WorkflowEnvironment, worker: Worker, **kw: int) -> SweepRes
     async def status() -> WorkflowExecutionStatus | None:
         return (await handle.describe()).status
 
-    await eventually(
-        status, lambda s: s != WorkflowExecutionStatus.RUNNING, limit=60, what="the sweep's end"
-    )
+    await eventually(status, lambda s: s != WorkflowExecutionStatus.RUNNING, what="the sweep's end")
     result = await handle.result()
     assert await handle.query(SweepWorkflow.progress) == result.units
     return result
@@ -92,7 +92,7 @@ async def test_sweep_counts_every_unit_and_starts_missing_loops(
     for space, unit in stopped:
         await terminate_when_idle(env, space, unit)
 
-    first = await sweep(env, cluster_worker, batch_size=2, wait_seconds=8)
+    first = await sweep(env, cluster_worker, batch_size=2)
 
     assert (first.units, first.complete, first.counts) == (6, True, {"in-sync": 6}), first
     for space, unit in stopped:
@@ -104,7 +104,7 @@ async def test_sweep_counts_every_unit_and_starts_missing_loops(
     east = "messagewall-dev-east"
     patch_claim(sandbox, store, east, east, {"spec": {"lambdaMemory": 256}})
 
-    second = await sweep(env, cluster_worker, batch_size=2, wait_seconds=8)
+    second = await sweep(env, cluster_worker, batch_size=2)
 
     assert numbers(store, east, east) == [1, 2]
     assert second.sweep_id != first.sweep_id
@@ -113,7 +113,7 @@ async def test_sweep_counts_every_unit_and_starts_missing_loops(
     assert second.counts == {"in-sync": 5, "captured": 1}, second
 
     # Nothing new since: every unit in sync, and no revision anywhere.
-    third = await sweep(env, cluster_worker, batch_size=4, wait_seconds=8)
+    third = await sweep(env, cluster_worker, batch_size=4)
 
     assert (third.units, third.complete, third.counts) == (6, True, {"in-sync": 6}), third
     assert {space: numbers(store, space, unit) for space, unit in keys if space != east} == {
@@ -127,7 +127,7 @@ async def test_sweep_counts_every_unit_and_starts_missing_loops(
 async def test_sweep_of_an_empty_authority_is_complete_and_counts_nothing(
     env: WorkflowEnvironment, worker: Worker
 ) -> None:
-    result = await sweep(env, worker, wait_seconds=5)
+    result = await sweep(env, worker)
 
     assert (result.units, result.counts, result.complete) == (0, {}, True)
 
@@ -139,7 +139,7 @@ async def test_sweep_pages_through_units_in_batches(
     """Units never applied still get a loop and a check: they report back as unknown."""
     await publish(env, worker, orders)
 
-    result = await sweep(env, worker, batch_size=1, wait_seconds=15)
+    result = await sweep(env, worker, batch_size=1)
 
     assert result.units == 4
     assert result.complete

@@ -29,7 +29,7 @@ from client.loops import signal_sync
 from domain.naming import sync_pr_id
 from domain.sync import SyncNowInput, SyncPRInput, SyncResult
 from tests.support import AuthoringRepo, authority_change, eventually, git, make_repo
-from tests.workflows.helpers import publish
+from tests.workflows.helpers import publish, skip
 from workflows.sync import SyncPRWorkflow
 
 pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -131,7 +131,7 @@ async def test_a_burst_of_requests_is_one_push_and_one_pr_then_idle_ends_it(
     assert pushes(events) == 0  # still debouncing: nothing pushed yet
     assert timers(events)[-1] == timedelta(seconds=5)  # sync.debounce from tributary.yaml
     assert remote_head(p) is None
-    await env.sleep(timedelta(seconds=6))
+    await skip(env, timedelta(seconds=6))
 
     status = await eventually(lambda: handle.query(SyncPRWorkflow.status), lambda s: s is not None)
     assert isinstance(status, SyncResult)
@@ -149,9 +149,9 @@ async def test_a_burst_of_requests_is_one_push_and_one_pr_then_idle_ends_it(
     ]
 
     # idle for ten minutes: the singleton ends with its last result
-    await env.sleep(timedelta(minutes=10, seconds=1))
+    await skip(env, timedelta(minutes=10, seconds=1))
     described = await eventually(
-        handle.describe, lambda d: d.status == WorkflowExecutionStatus.COMPLETED, limit=10
+        handle.describe, lambda d: d.status == WorkflowExecutionStatus.COMPLETED
     )
     assert described.run_id == first_run
     final = await handle.result()
@@ -165,7 +165,7 @@ async def test_a_burst_of_requests_is_one_push_and_one_pr_then_idle_ends_it(
     second_run = (await again.describe()).run_id
     assert second_run != first_run
     await debouncing_after(again, 1)
-    await env.sleep(timedelta(seconds=6))
+    await skip(env, timedelta(seconds=6))
     status = await eventually(lambda: again.query(SyncPRWorkflow.status), lambda s: s is not None)
     assert (status.action, status.pr.number if status.pr else None) == ("updated", 1)
     assert status.head_commit == remote_head(p)
@@ -282,19 +282,19 @@ async def test_a_request_during_the_debounce_restarts_the_window(
     await signal_sync(env.client, worker.task_queue, p.space, "capture")
     handle = env.client.get_workflow_handle_for(SyncPRWorkflow.run, p.workflow_id)
     await debouncing_after(handle, 1)
-    await env.sleep(timedelta(seconds=3))
+    await skip(env, timedelta(seconds=3))
 
     authority_change(store, p.space, UNIT, "drift-capture", spec__lambdaTimeout=20)
     await signal_sync(env.client, worker.task_queue, p.space, "capture")
     events = await debouncing_after(handle, 2)
     assert timers(events) == [timedelta(seconds=5), timedelta(seconds=5)]
-    await env.sleep(timedelta(seconds=3))  # 6 s after the first request, 3 s after the last
+    await skip(env, timedelta(seconds=3))  # 6 s after the first request, 3 s after the last
     await asyncio.sleep(0.5)
     events = await history(handle)
     assert pushes(events) == 0
     assert remote_head(p) is None
 
-    await env.sleep(timedelta(seconds=3))
+    await skip(env, timedelta(seconds=3))
     status = await eventually(lambda: handle.query(SyncPRWorkflow.status), lambda s: s is not None)
     assert status.action == "opened"
     assert [(r.path, r.authority) for r in status.rows] == [
