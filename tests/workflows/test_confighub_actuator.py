@@ -246,9 +246,7 @@ async def test_a_unit_deleted_on_request_is_deleted_in_confighub(
     workflow_id, request_id = await ask(env, hub_worker, space, unit, 1)
     await until(env, workflow_id, request_id, {"awaiting-approval"})
     await approve(env, space, unit, 1, "Dana Developer")
-    assert (await until(env, workflow_id, request_id, {"ready", "failed"}, seconds=90)).state == (
-        "ready"
-    )
+    assert (await until(env, workflow_id, request_id, {"ready", "failed"})).state == ("ready")
 
     def queue() -> dict[str, Any] | None:
         return sandbox.peer.peer.get_object("messaging.acme.io", "queueclaims", unit, "orders")
@@ -264,7 +262,7 @@ async def test_a_unit_deleted_on_request_is_deleted_in_confighub(
     workflow_id, request_id = await ask(env, hub_worker, space, unit, 1, action="delete")
     await until(env, workflow_id, request_id, {"awaiting-approval"})
     await approve(env, space, unit, 1, "Dana Developer")
-    done = await until(env, workflow_id, request_id, {"deleted", "failed"}, seconds=90)
+    done = await until(env, workflow_id, request_id, {"deleted", "failed"})
 
     assert (done.state, done.message) == ("deleted", "removed from the cluster")
     assert queue() is None
