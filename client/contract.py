@@ -92,7 +92,7 @@ PROGRESS_QUERY = "progress"
 # ---- decided failures ----------------------------------------------------------------------
 # An activity turns a domain error into ApplicationError(type=<the error's class name>,
 # non_retryable=True); the workflow and the CLI read the type back from here, and the
-# CLI maps it to its exit code (domain.errors.EXIT_CODES, shared/CLI.md).
+# CLI maps it to its exit code (EXIT_CODES below; the exit codes of the CLI contract).
 
 
 def decided_type(err: BaseException) -> str | None:

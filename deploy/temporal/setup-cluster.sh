@@ -30,7 +30,7 @@ else
 fi
 
 # The search attributes Tributary's workflows upsert and its CLI queries
-# (starter/settings.py SEARCH_ATTRIBUTES), all of type Keyword.
+# (client/contract.py SEARCH_ATTRIBUTES), all of type Keyword.
 for name in TributarySpace TributaryUnit TributaryDriftState; do
     attempt=1
     while :; do
