@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from client.loops import signal_apply, signal_drift, signal_sync
+from client.loops import signal_apply, signal_drift, signal_sync, start_drift
 from domain.messages import (
     AwaitPublishInput,
     EnsureDriftInput,
@@ -27,6 +27,7 @@ from domain.messages import (
     RequestSyncResult,
     UnitKey,
 )
+from domain.sweep import EnsureLoopsInput, EnsureLoopsResult
 
 
 class TemporalActivities:
@@ -57,6 +58,32 @@ class TemporalActivities:
         ids = await asyncio.gather(*(one(u) for u in inp.units))
         activity.heartbeat(len(ids))
         return EnsureDriftResult(workflow_ids=list(ids))
+
+    @activity.defn(name="temporal.ensure_drift_loops")
+    async def ensure_drift_loops(self, inp: EnsureLoopsInput) -> EnsureLoopsResult:
+        """A sweep's page: loops of units it judged in sync only have to exist (a start
+        that finds one running costs the loop nothing); the others are signalled."""
+        gate = asyncio.Semaphore(32)
+
+        async def one(space: str, unit: str, signal: bool) -> None:
+            async with gate:
+                if signal:
+                    await signal_drift(
+                        self.client, self.task_queue, space, unit, "sweep", inp.sweep_id
+                    )
+                else:
+                    await start_drift(
+                        self.client, self.task_queue, space, unit, sweep_id=inp.sweep_id
+                    )
+
+        calls = [one(s, u, False) for s, units in inp.start.items() for u in units]
+        calls += [one(s, u, True) for s, units in inp.signal.items() for u in units]
+        await asyncio.gather(*calls)
+        activity.heartbeat(len(calls))
+        return EnsureLoopsResult(
+            started_or_running=sum(len(v) for v in inp.start.values()),
+            signalled=sum(len(v) for v in inp.signal.values()),
+        )
 
     @activity.defn(name="temporal.request_sync")
     async def request_sync(self, inp: RequestSyncInput) -> RequestSyncResult:

@@ -160,13 +160,17 @@ async def signal_drift(
     return workflow_id
 
 
-async def start_drift(client: Client, task_queue: str, space: str, unit: str) -> str:
-    """Make sure ``drift:{space}:{unit}`` runs, without asking it to check."""
+async def start_drift(
+    client: Client, task_queue: str, space: str, unit: str, *, sweep_id: str = ""
+) -> str:
+    """Make sure ``drift:{space}:{unit}`` runs, without asking it to check. With
+    ``sweep_id`` (a sweep's): a loop this starts checks first, for that sweep; one
+    that runs gets nothing (no signal, no workflow task)."""
     workflow_id = drift_id(space, unit)
     await retry_completed(
         lambda: client.start_workflow(
             "DriftWorkflow",
-            DriftInput(space=space, unit=unit),
+            DriftInput(space=space, unit=unit, check_first=bool(sweep_id), sweep_id=sweep_id),
             id=workflow_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
