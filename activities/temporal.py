@@ -12,6 +12,7 @@ import asyncio
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from client.loops import signal_apply, signal_drift, signal_sync, start_drift
 from domain.messages import (
@@ -27,13 +28,32 @@ from domain.messages import (
     RequestSyncResult,
     UnitKey,
 )
+from domain.naming import drift_id
 from domain.sweep import EnsureLoopsInput, EnsureLoopsResult
+
+RUNNING_LOOPS = 'WorkflowType = "DriftWorkflow" AND ExecutionStatus = "Running"'
 
 
 class TemporalActivities:
     def __init__(self, client: Client, task_queue: str) -> None:
         self.client = client
         self.task_queue = task_queue
+        self._running: dict[str, set[str] | None] = {}  # by sweep id: loops seen running
+
+    async def _running_loops(self, sweep_id: str) -> set[str] | None:
+        """The drift loops running, from visibility, once per sweep (a few list pages
+        instead of a start per unit); None where visibility cannot list them."""
+        if sweep_id not in self._running:
+            found: set[str] | None = set()
+            try:
+                async for wf in self.client.list_workflows(RUNNING_LOOPS, page_size=1000):
+                    found.add(wf.id)  # type: ignore[union-attr]
+            except RPCError:
+                found = None  # e.g. the time-skipping test server: start each one
+            while len(self._running) >= 2:
+                self._running.pop(next(iter(self._running)))
+            self._running[sweep_id] = found
+        return self._running[sweep_id]
 
     @activity.defn(name="temporal.request_apply")
     async def request_apply(self, inp: RequestApplyInput) -> RequestApplyResult:
@@ -76,7 +96,16 @@ class TemporalActivities:
                         self.client, self.task_queue, space, unit, sweep_id=inp.sweep_id
                     )
 
-        calls = [one(s, u, False) for s, units in inp.start.items() for u in units]
+        # A loop that visibility shows running needs nothing; one it does not show (ended,
+        # terminated, or just started) is started (a start that finds it running is a
+        # no-op): visibility lagging behind costs a call, never a missing loop.
+        running = await self._running_loops(inp.sweep_id) if inp.start else None
+        calls = [
+            one(s, u, False)
+            for s, units in inp.start.items()
+            for u in units
+            if running is None or drift_id(s, u) not in running
+        ]
         calls += [one(s, u, True) for s, units in inp.signal.items() for u in units]
         await asyncio.gather(*calls)
         activity.heartbeat(len(calls))
