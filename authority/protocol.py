@@ -146,8 +146,9 @@ class AuthorityStore(Protocol):
     ) -> list[str]:
         """A sweep's bulk record: these units (unit → live revision) are in sync. Only
         rows in a state the sweep may replace (``domain.sweep.BULK_STATES``), not
-        paused, and not written after ``unless_after`` change; returns the units that
-        were recorded."""
+        paused, and not written after ``unless_after`` change; a row written after it
+        that says in sync at the same revision (the loop's own newer check) is only
+        counted for the sweep. Returns the units recorded or counted."""
         ...
 
     def list_unit_keys(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:

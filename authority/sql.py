@@ -637,8 +637,9 @@ class SqlStore:
         unless_after: datetime,
     ) -> list[str]:
         # One UPDATE per live revision number and chunk (a fleet shares few numbers).
-        # A row written after ``unless_after`` (its loop judged meanwhile), paused, or
-        # in a state its loop owns is left alone, and the unit is not returned.
+        # A paused row, or one in a state its loop owns, is left alone and the unit is
+        # not returned. A row written after ``unless_after`` is its loop's newer word:
+        # in sync at the same revision, the sweep only counts it as its own.
         by_revision: dict[int, list[str]] = {}
         for unit, revision in units.items():
             by_revision.setdefault(revision, []).append(unit)
@@ -666,6 +667,18 @@ class SqlStore:
                             sweep_state="in-sync",
                         )
                     )
+                    conn.execute(
+                        update(t.drift_status)
+                        .where(
+                            c.space == space,
+                            c.unit.in_(names[start : start + 400]),
+                            c.checked_at > _as_utc(unless_after),
+                            c.paused.is_(False),
+                            c.state == "in-sync",
+                            c.revision == revision,
+                        )
+                        .values(sweep_id=sweep_id, sweep_state="in-sync")
+                    )
             recorded: list[str] = []
             names = list(units)
             for start in range(0, len(names), 400):
@@ -676,7 +689,7 @@ class SqlStore:
                             c.space == space,
                             c.unit.in_(names[start : start + 400]),
                             c.sweep_id == sweep_id,
-                            c.checked_at == at,
+                            c.sweep_state == "in-sync",
                         )
                     ).all()
                 ]

@@ -19,19 +19,20 @@ def test_record_in_sync_writes_only_rows_the_sweep_may_replace(seeded: Any) -> N
     seeded.record_drift(drift_record("cap", state="captured", checked_at=before, revision=2))
     seeded.record_drift(drift_record("drifted", checked_at=before))
     seeded.record_drift(drift_record("later", state="in-sync", checked_at=BEGAN + timedelta(1)))
+    seeded.record_drift(drift_record("newer", state="in-sync", checked_at=BEGAN + timedelta(1)))
     seeded.record_drift(drift_record("held", state="in-sync", checked_at=before, fields=[]))
     seeded.set_drift_paused(SPACE, "held", True)
     at = BEGAN + timedelta(seconds=30)
 
     recorded = seeded.record_in_sync(
         SPACE,
-        {"ok": 3, "cap": 2, "drifted": 1, "later": 1, "held": 1, "never": 1},
+        {"ok": 3, "cap": 2, "drifted": 1, "later": 1, "newer": 2, "held": 1, "never": 1},
         sweep_id=SWEEP,
         checked_at=at,
         unless_after=BEGAN,
     )
 
-    assert sorted(recorded) == ["cap", "ok"]
+    assert sorted(recorded) == ["cap", "later", "ok"]
     rows = {r.unit: r for r in seeded.list_drift(SPACE)}
     assert "never" not in rows  # no row: its loop never judged it, nothing is made up
     assert [
@@ -39,10 +40,14 @@ def test_record_in_sync_writes_only_rows_the_sweep_may_replace(seeded: Any) -> N
     ] == [("cap", "in-sync", SWEEP_MESSAGE, 2, []), ("ok", "in-sync", SWEEP_MESSAGE, 3, [])]
     assert rows["ok"].checked_at == at
     assert rows["cap"].last_drift is not None  # the captured drift stays on record
-    assert (rows["drifted"].state, rows["later"].sweep_id, rows["held"].state) == (
+    # Its loop checked after the sweep began: counted for the sweep, its record kept.
+    assert (rows["later"].sweep_id, rows["later"].checked_at) == (SWEEP, BEGAN + timedelta(1))
+    assert rows["later"].message != SWEEP_MESSAGE
+    assert rows["newer"].sweep_id == ""  # in sync at revision 1, not the 2 the sweep saw
+    assert (rows["drifted"].state, rows["drifted"].sweep_id, rows["held"].state) == (
         "drifted",
         "",
         "in-sync",
     )
     assert rows["held"].message != SWEEP_MESSAGE
-    assert seeded.count_drift(SWEEP) == {"in-sync": 2}
+    assert seeded.count_drift(SWEEP) == {"in-sync": 3}
