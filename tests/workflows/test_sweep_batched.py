@@ -73,13 +73,16 @@ async def test_an_idle_loop_a_sweep_covers_skips_its_check_until_sweeps_stop(
     units = await go_live(env, cluster_worker, store, orders, PROD)
     swept = await sweep(env, cluster_worker, wait_seconds=8)
     assert swept.counts == {"in-sync": 2}, swept
-    before = await checks(env, units)
+    statuses = [await status_of(env, PROD, u) for u in units]
+    before = {st.unit: st.checks for st in statuses}
+    last = max(st.last_check for st in statuses if st.last_check is not None)
+    now = await env.get_current_time()
 
-    # The timer fires once (2-minute interval): the sweep's judgement stands for it.
-    await env.sleep(timedelta(minutes=2, seconds=20))
+    # Each loop's 2-minute timer fires after the sweep: its judgement stands for the tick.
+    await env.sleep(last + timedelta(minutes=2, seconds=10) - now)
     assert await checks(env, units) == before
     assert {(await status_of(env, PROD, u)).state for u in units} == {"in-sync"}
 
-    # No sweep since: the next tick is a full check again.
-    await env.sleep(timedelta(minutes=2, seconds=20))
+    # No sweep since: the next tick, one interval after the sweep, is a full check again.
+    await env.sleep(timedelta(minutes=2))
     assert await checks(env, units) == {u: n + 1 for u, n in before.items()}
