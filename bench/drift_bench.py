@@ -275,7 +275,7 @@ async def events_per_run(env: dict[str, str], sample: int = 5) -> dict[str, floa
     }
 
 
-PARTS = ("watch", "timer", "sweep", "sweep10k", "idle-aws")
+PARTS = ("watch", "timer", "sweep", "sweep1k", "sweep10k", "idle-aws")
 
 
 def main() -> None:
@@ -342,6 +342,17 @@ def main() -> None:
             figures["idle_1000_loops_5m_interval"] = idle
             figures["idle_1000_loops_5m_interval"].update(asyncio.run(events_per_run(stack.env)))
             figures["load_average_idle_1000"] = os.getloadavg()
+        finally:
+            stop(stack)
+
+    if "sweep1k" in parts:  # the sweep part's sweeps alone, without the idle cost
+        stack = start(tmp / "f" / ".tributary")
+        try:
+            seed(stack.env, 1000)
+            figures["sweep_1000_first_s"] = sweep(stack.env)
+            figures["sweep_1000_in_sync_s"] = sweep(stack.env)
+            figures["sweep_1000_floor_list_and_diff"] = list_and_diff_floor(stack.env)
+            figures["load_average_sweep_1000"] = os.getloadavg()
         finally:
             stop(stack)
 
