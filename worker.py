@@ -36,6 +36,7 @@ from activities.kube import KubeActivities
 from activities.policy import PolicyActivities
 from activities.reads import ReadActivities
 from activities.render import RenderActivities
+from activities.sweep import SweepActivities
 from activities.sync import SyncActivities
 from activities.temporal import TemporalActivities
 from adapters.argocd import ArgoCDClient
@@ -109,6 +110,7 @@ def activities(
     cluster = KubeActivities(kube, on_applied=watcher.notice if watcher else None)
     temporal = TemporalActivities(client, task_queue)
     drift = DriftActivities(store, kube)
+    sweep = SweepActivities(store, kube)
     sync = SyncActivities(store, cache.root / "sync", render.kubectl)
     argo = ArgoCDActivities(argocd or ArgoCDClient.from_env())
     reads = ReadActivities(store)
@@ -140,6 +142,8 @@ def activities(
         drift.classify,
         drift.request_reconcile,
         drift.set_paused,
+        sweep.judge,
+        sweep.covered,
         cluster.apply,
         cluster.wait_ready,
         cluster.delete,
@@ -148,6 +152,7 @@ def activities(
         temporal.request_apply,
         temporal.request_applies,
         temporal.ensure_drift,
+        temporal.ensure_drift_loops,
         temporal.request_sync,
         temporal.await_publish,
         sync.settings,

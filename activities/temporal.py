@@ -12,7 +12,9 @@ import asyncio
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
+from client.contract import DRIFT_WORKFLOW
 from client.loops import signal_apply, signal_drift, signal_sync
 from domain.apply import (
     RequestAppliesInput,
@@ -21,14 +23,34 @@ from domain.apply import (
     RequestApplyResult,
 )
 from domain.drift import EnsureDriftInput, EnsureDriftResult, UnitKey
+from domain.naming import drift_id
 from domain.publish import AwaitPublishInput, PublishResult
+from domain.sweep import EnsureLoopsInput, EnsureLoopsResult
 from domain.sync import RequestSyncInput, RequestSyncResult
+
+RUNNING_LOOPS = f'WorkflowType = "{DRIFT_WORKFLOW}" AND ExecutionStatus = "Running"'
 
 
 class TemporalActivities:
     def __init__(self, client: Client, task_queue: str) -> None:
         self.client = client
         self.task_queue = task_queue
+        self._running: dict[str, set[str] | None] = {}  # by sweep id: loops seen running
+
+    async def _running_loops(self, sweep_id: str) -> set[str] | None:
+        """The drift loops running, from visibility, once per sweep (a few list pages
+        instead of a start per unit); None where visibility cannot list them."""
+        if sweep_id not in self._running:
+            found: set[str] | None = set()
+            try:
+                async for wf in self.client.list_workflows(RUNNING_LOOPS, page_size=1000):
+                    found.add(wf.id)  # type: ignore[union-attr]
+            except RPCError:
+                found = None  # e.g. the time-skipping test server: start each one
+            while len(self._running) >= 2:
+                self._running.pop(next(iter(self._running)))
+            self._running[sweep_id] = found
+        return self._running[sweep_id]
 
     @activity.defn(name="temporal.request_apply")
     async def request_apply(self, inp: RequestApplyInput) -> RequestApplyResult:
@@ -53,6 +75,46 @@ class TemporalActivities:
         ids = await asyncio.gather(*(one(u) for u in inp.units))
         activity.heartbeat(len(ids))
         return EnsureDriftResult(workflow_ids=list(ids))
+
+    @activity.defn(name="temporal.ensure_drift_loops")
+    async def ensure_drift_loops(self, inp: EnsureLoopsInput) -> EnsureLoopsResult:
+        """A sweep's page: loops of units it judged in sync only have to exist (a start
+        that finds one running costs the loop nothing); the others are signalled."""
+        gate = asyncio.Semaphore(32)
+
+        async def one(space: str, unit: str, signal: bool) -> None:
+            async with gate:
+                if signal:
+                    await signal_drift(
+                        self.client, self.task_queue, space, unit, "sweep", inp.sweep_id
+                    )
+                else:
+                    await signal_drift(
+                        self.client,
+                        self.task_queue,
+                        space,
+                        unit,
+                        sweep_id=inp.sweep_id,
+                        signal=None,
+                    )
+
+        # A loop that visibility shows running needs nothing; one it does not show (ended,
+        # terminated, or just started) is started (a start that finds it running is a
+        # no-op): visibility lagging behind costs a call, never a missing loop.
+        running = await self._running_loops(inp.sweep_id) if inp.start else None
+        calls = [
+            one(s, u, False)
+            for s, units in inp.start.items()
+            for u in units
+            if running is None or drift_id(s, u) not in running
+        ]
+        calls += [one(s, u, True) for s, units in inp.signal.items() for u in units]
+        await asyncio.gather(*calls)
+        activity.heartbeat(len(calls))
+        return EnsureLoopsResult(
+            started_or_running=sum(len(v) for v in inp.start.values()),
+            signalled=sum(len(v) for v in inp.signal.values()),
+        )
 
     @activity.defn(name="temporal.request_sync")
     async def request_sync(self, inp: RequestSyncInput) -> RequestSyncResult:

@@ -1002,6 +1002,19 @@ class ConfigHubStore:
     def count_drift(self, sweep_id: str) -> dict[str, int]:
         return self.state.count_drift(sweep_id)
 
+    def record_in_sync(
+        self,
+        space: str,
+        units: dict[str, int],
+        *,
+        sweep_id: str,
+        checked_at: datetime,
+        unless_after: datetime,
+    ) -> list[str]:
+        return self.state.record_in_sync(
+            space, units, sweep_id=sweep_id, checked_at=checked_at, unless_after=unless_after
+        )
+
 
 def _set_state(conn: Connection, space: str, slug: str, state: str) -> None:
     values: dict[str, Any] = {"state": state}

@@ -6,6 +6,7 @@ thread pool and from the CLI.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from domain.authority import (
@@ -132,6 +133,22 @@ class AuthorityStore(Protocol):
 
     def count_drift(self, sweep_id: str) -> dict[str, int]:
         """Units checked by a sweep, by state."""
+        ...
+
+    def record_in_sync(
+        self,
+        space: str,
+        units: dict[str, int],
+        *,
+        sweep_id: str,
+        checked_at: datetime,
+        unless_after: datetime,
+    ) -> list[str]:
+        """A sweep's bulk record: these units (unit → live revision) are in sync. Only
+        rows in a state the sweep may replace (``domain.sweep.BULK_STATES``), not
+        paused, and not written after ``unless_after`` change; a row written after it
+        that says in sync at the same revision (the loop's own newer check) is only
+        counted for the sweep. Returns the units recorded or counted."""
         ...
 
     def list_unit_keys(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:

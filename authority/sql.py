@@ -58,6 +58,7 @@ from domain.drift import (
 from domain.errors import BadInput, CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
 from domain.redact import redact_url
+from domain.sweep import BULK_STATES, SWEEP_MESSAGE
 from domain.sync import PullRequest
 
 
@@ -648,6 +649,74 @@ class SqlStore:
                 .group_by(t.drift_status.c.sweep_state)
             ).all()
         return {str(state): int(n) for state, n in rows}
+
+    def record_in_sync(
+        self,
+        space: str,
+        units: dict[str, int],
+        *,
+        sweep_id: str,
+        checked_at: datetime,
+        unless_after: datetime,
+    ) -> list[str]:
+        # One UPDATE per live revision number and chunk (a fleet shares few numbers).
+        # A paused row, or one in a state its loop owns, is left alone and the unit is
+        # not returned. A row written after ``unless_after`` is its loop's newer word:
+        # in sync at the same revision, the sweep only counts it as its own.
+        by_revision: dict[int, list[str]] = {}
+        for unit, revision in units.items():
+            by_revision.setdefault(revision, []).append(unit)
+        c = t.drift_status.c
+        at = _as_utc(checked_at)
+        with self._write() as conn:
+            for revision, names in by_revision.items():
+                for start in range(0, len(names), 400):
+                    conn.execute(
+                        update(t.drift_status)
+                        .where(
+                            c.space == space,
+                            c.unit.in_(names[start : start + 400]),
+                            c.checked_at <= _as_utc(unless_after),
+                            c.paused.is_(False),
+                            c.state.in_(sorted(BULK_STATES)),
+                        )
+                        .values(
+                            state="in-sync",
+                            checked_at=at,
+                            fields=[],
+                            message=SWEEP_MESSAGE,
+                            revision=revision,
+                            sweep_id=sweep_id,
+                            sweep_state="in-sync",
+                        )
+                    )
+                    conn.execute(
+                        update(t.drift_status)
+                        .where(
+                            c.space == space,
+                            c.unit.in_(names[start : start + 400]),
+                            c.checked_at > _as_utc(unless_after),
+                            c.paused.is_(False),
+                            c.state == "in-sync",
+                            c.revision == revision,
+                        )
+                        .values(sweep_id=sweep_id, sweep_state="in-sync")
+                    )
+            recorded: list[str] = []
+            names = list(units)
+            for start in range(0, len(names), 400):
+                recorded += [
+                    str(u)
+                    for (u,) in conn.execute(
+                        select(c.unit).where(
+                            c.space == space,
+                            c.unit.in_(names[start : start + 400]),
+                            c.sweep_id == sweep_id,
+                            c.sweep_state == "in-sync",
+                        )
+                    ).all()
+                ]
+        return recorded
 
     def list_unit_keys(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
         query = select(t.units.c.space, t.units.c.slug).where(t.units.c.state == "active")

@@ -159,14 +159,21 @@ async def signal_drift(
 ) -> str:
     """Signal-with-start ``drift:{space}:{unit}``: make sure it runs, and check now
     (``reason``: who asks). With ``signal=DRIFT_PAUSE_SIGNAL``/``DRIFT_RESUME_SIGNAL``
-    pause or resume it instead; with ``signal=None`` only make sure it runs."""
+    pause or resume it instead; with ``signal=None`` only make sure it runs: then, with
+    ``sweep_id`` (a sweep's), a loop this starts checks first, for that sweep, and one
+    that runs gets nothing (no signal, no workflow task)."""
     args = [CheckRequest(reason=reason, sweep_id=sweep_id)] if signal == DRIFT_CHECK_SIGNAL else []
+    start = (
+        DriftInput(space=space, unit=unit, check_first=True, sweep_id=sweep_id)
+        if signal is None and sweep_id
+        else DriftInput(space=space, unit=unit)
+    )
     return await _signal_with_start(
         client,
         task_queue,
         DRIFT_WORKFLOW,
         drift_id(space, unit),
-        DriftInput(space=space, unit=unit),
+        start,
         signal=signal,
         signal_args=args,
         space=space,

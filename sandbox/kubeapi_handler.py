@@ -218,12 +218,16 @@ class KubeApiEmulator(KubernetesScaffold):
             return self._watch(request, route, kind)
         if method == "GET" and route.name is None:
             items, rv = self.store.list_objects(kind, self._selector(request, route))
+            items, more = _page(items, request.params.get("limit"), request.params.get("continue"))
+            metadata: dict[str, Any] = {"resourceVersion": str(rv)}
+            if more:
+                metadata["continue"] = more
             return Response(
                 status=200,
                 payload={
                     "apiVersion": kind.api_version,
                     "kind": kind.list_kind,
-                    "metadata": {"resourceVersion": str(rv)},
+                    "metadata": metadata,
                     "items": items,
                 },
             )
@@ -483,3 +487,26 @@ def _ok(payload: Payload) -> Response:
     reaction it came from, so once a reaction has answered 404 (an unknown group),
     a plain payload returned later would go out as 404 too."""
     return Response(status=200, payload=payload)
+
+
+def _page(
+    items: list[dict[str, Any]], limit: str | None, token: str | None
+) -> tuple[list[dict[str, Any]], str]:
+    """A list's chunk (``limit`` and ``continue``): items come sorted by (namespace,
+    name), and the token is the last key sent, so a chunk never repeats or skips an
+    object that existed throughout (unlike a real server, no snapshot is kept)."""
+    if token:
+        try:
+            after = tuple(json.loads(token))
+        except (ValueError, TypeError) as e:
+            raise ApiError(400, f"invalid continue token: {token!r}") from e
+        items = [i for i in items if _key(i) > after]
+    if not limit or not limit.isdigit() or int(limit) <= 0 or len(items) <= int(limit):
+        return items, ""
+    chunk = items[: int(limit)]
+    return chunk, json.dumps(list(_key(chunk[-1])))
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))

@@ -5,12 +5,17 @@ on a timer at the space's ``drift_interval`` and whenever it is signalled (the
 worker's Kubernetes watch, a sweep, the CLI, a finished apply), then acts by the
 space's mode: ``capture`` writes what runs as a revision, ``revert`` re-applies the
 live revision, ``report`` only records. Its state survives continue-as-new.
+
+Idle loops cost a timer, not a check: when the timer fires and a sweep has judged the
+unit in sync since the loop last looked (``domain.sweep.covered_for``: one row read),
+the loop sleeps until one interval after that judgement instead of checking. With no
+sweeps running the next tick is a full check, so drift is still found within the
+interval; the watch, the CLI and the sweep's own signals wake the loop at once.
 """
 
 from __future__ import annotations
 
-import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,6 +24,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.drift import DriftActivities
+    from activities.sweep import SweepActivities
     from activities.temporal import TemporalActivities
     from client.contract import DRIFT_STATE, error_info
     from domain import metrics
@@ -43,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         capture_source,
     )
     from domain.redact import redact
+    from domain.sweep import CoveredInput
     from domain.sync import RequestSyncInput
     from workflows import _options as opt
 
@@ -84,6 +91,9 @@ class DriftWorkflow:
         # The unit is inactive or gone: the loop ends. Requests from then on are
         # answered at once (nothing will check again).
         self.ended = False
+        # A sweep judged the unit in sync: the timer sleeps this long instead of checking.
+        self.sleep_seconds: float | None = None
+        self.sweep_seen: datetime | None = None  # the sweep record seen at the last wake
 
     # ---- handlers ----------------------------------------------------------------------
 
@@ -171,11 +181,16 @@ class DriftWorkflow:
                     )
             if not self.wake:
                 # The timer tick; a signal ends the wait early.
-                with contextlib.suppress(TimeoutError):
+                sleep, self.sleep_seconds = self.sleep_seconds, None
+                try:
                     await workflow.wait_condition(
                         lambda: self.wake,
-                        timeout=timedelta(seconds=self.status.interval_seconds),
+                        timeout=timedelta(seconds=sleep or self.status.interval_seconds),
                     )
+                except TimeoutError:
+                    if await self._covered():
+                        runs += 1
+                        continue
             self.wake = False
             runs += 1
             self.started_checks += 1
@@ -194,6 +209,36 @@ class DriftWorkflow:
             if ended:
                 await self._drain()
                 return self.status
+
+    async def _covered(self) -> bool:
+        """The timer fired: does a sweep's recent in-sync judgement stand for this tick's
+        check? (A row read, not ~17 API reads.) Never for a paused loop or a request.
+
+        (patched: loops started by an older worker replay their timer's full check)
+        """
+        if self.status.paused or self.wake or self.capture_requests:
+            return False
+        if not workflow.patched("drift-sweep-covered"):
+            return False
+        covered = await workflow.execute_local_activity_method(
+            SweepActivities.covered,
+            CoveredInput(
+                space=self.status.space,
+                unit=self.status.unit,
+                interval_seconds=self.status.interval_seconds,
+                seen=self.sweep_seen,
+            ),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary="covered by a sweep?",
+        )
+        if covered.sleep_seconds <= 0 or covered.checked_at is None or self.wake:
+            return False
+        self.sweep_seen = covered.checked_at
+        self.sleep_seconds = covered.sleep_seconds
+        if self.status.state == "unknown":
+            self._set_state("in-sync", "judged in sync by a sweep")
+        return True
 
     async def _drain(self) -> None:
         """The loop ends: answer every request that arrived during the final check, and
@@ -509,7 +554,7 @@ class DriftWorkflow:
                 request=ApplyRequest(
                     revision=captured.revision,
                     requested_by="drift capture",
-                    sync_only=True,
+                    ungated=True,
                 ),
             ),
             start_to_close_timeout=opt.AUTHORITY_TIMEOUT,

@@ -1,10 +1,18 @@
-"""The drift sweep: every unit's drift loop running, and checked, in batches.
+"""The drift sweep: every unit judged in batches, and only the drift loops that differ
+signalled.
 
 A Temporal Schedule runs it (``tributary sweep schedule``, every 6 h by default);
-``tributary sweep run`` runs it now. Each batch is one activity that
-signal-with-starts ``drift:{space}:{unit}`` for a few hundred units, so the
-sweep's own history stays small even for 10,000 units; the drift loops record
-their results in the authority under the sweep's id, which is how it counts them.
+``tributary sweep run`` runs it now. Each page is two activities: ``sweep.judge``
+(activities/sweep.py) reads a page of units and their live revisions in one query,
+compares them with the live objects it lists once per kind and namespace, and
+records the units in sync in bulk; ``temporal.ensure_drift_loops`` makes sure those
+units' loops exist (no signal, no workflow task) and signals the loops of every
+other unit (a difference, a pause, an apply in flight, a unit the sweep could not
+judge), which check, capture or revert as ever. The sweep never captures. Its
+history holds a page's unit names, never objects, so it stays small for 10,000 units;
+the results are counted in the authority under the sweep's id.
+
+Sweeps started by an older worker replay the old path: every loop signalled.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.authority import AuthorityActivities
+    from activities.sweep import SweepActivities
     from activities.temporal import TemporalActivities
     from domain.drift import (
         CountDriftInput,
@@ -24,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         SweepResult,
         UnitKey,
     )
+    from domain.sweep import EnsureLoopsInput, SweepJudgeInput
     from workflows import _options as opt
 
 BATCH_TIMEOUT = timedelta(minutes=5)
@@ -36,12 +46,48 @@ class SweepWorkflow:
 
     @workflow.query
     def progress(self) -> int:
-        """Units asked to check so far."""
+        """Units judged (or asked to check) so far."""
         return self.units
 
     @workflow.run
     async def run(self, inp: SweepInput) -> SweepResult:
         sweep_id = f"{workflow.info().workflow_id}/{workflow.info().run_id}"
+        if workflow.patched("sweep-batched"):
+            await self._judge_all(inp, sweep_id)
+        else:
+            await self._signal_all(inp, sweep_id)
+        return await self._count(inp, sweep_id)
+
+    async def _judge_all(self, inp: SweepInput, sweep_id: str) -> None:
+        last: tuple[str, str] | None = None
+        signalled = 0
+        while True:
+            page = await workflow.execute_activity_method(
+                SweepActivities.judge,
+                SweepJudgeInput(sweep_id=sweep_id, after=last, limit=inp.batch_size),
+                start_to_close_timeout=BATCH_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=opt.RETRY,
+                summary="judge the next batch of units",
+            )
+            if not page.units:
+                break
+            await workflow.execute_activity_method(
+                TemporalActivities.ensure_drift_loops,
+                EnsureLoopsInput(sweep_id=sweep_id, start=page.in_sync, signal=page.signal),
+                start_to_close_timeout=BATCH_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=opt.RETRY,
+                summary=f"{page.recorded} in sync; signal {page.signal_count()} loops",
+            )
+            self.units += page.units
+            signalled += page.signal_count()
+            last = page.last
+            workflow.set_current_details(
+                f"judged {self.units} units, signalled {signalled} drift loops"
+            )
+
+    async def _signal_all(self, inp: SweepInput, sweep_id: str) -> None:
         after: UnitKey | None = None
         while True:
             page = await workflow.execute_activity_method(
@@ -64,6 +110,8 @@ class SweepWorkflow:
             self.units += len(page.units)
             after = page.units[-1]
             workflow.set_current_details(f"asked {self.units} units to check")
+
+    async def _count(self, inp: SweepInput, sweep_id: str) -> SweepResult:
         counted = await workflow.execute_activity_method(
             AuthorityActivities.count_drift,
             CountDriftInput(

@@ -1,0 +1,53 @@
+"""A sweep's bulk in-sync record, on every backend (the protocol's ``store`` fixture)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from domain.sweep import SWEEP_MESSAGE
+from tests.authority.test_protocol import store  # noqa: F401  (every backend)
+from tests.authority.test_store import SPACE, drift_record, seeded  # noqa: F401
+
+SWEEP = "sweep/1"
+BEGAN = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def test_record_in_sync_writes_only_rows_the_sweep_may_replace(seeded: Any) -> None:  # noqa: F811
+    before = BEGAN - timedelta(minutes=5)
+    seeded.record_drift(drift_record("ok", state="in-sync", checked_at=before, fields=[]))
+    seeded.record_drift(drift_record("cap", state="captured", checked_at=before, revision=2))
+    seeded.record_drift(drift_record("drifted", checked_at=before))
+    seeded.record_drift(drift_record("later", state="in-sync", checked_at=BEGAN + timedelta(1)))
+    seeded.record_drift(drift_record("newer", state="in-sync", checked_at=BEGAN + timedelta(1)))
+    seeded.record_drift(drift_record("held", state="in-sync", checked_at=before, fields=[]))
+    seeded.set_drift_paused(SPACE, "held", True)
+    at = BEGAN + timedelta(seconds=30)
+
+    recorded = seeded.record_in_sync(
+        SPACE,
+        {"ok": 3, "cap": 2, "drifted": 1, "later": 1, "newer": 2, "held": 1, "never": 1},
+        sweep_id=SWEEP,
+        checked_at=at,
+        unless_after=BEGAN,
+    )
+
+    assert sorted(recorded) == ["cap", "later", "ok"]
+    rows = {r.unit: r for r in seeded.list_drift(SPACE)}
+    assert "never" not in rows  # no row: its loop never judged it, nothing is made up
+    assert [
+        (u, rows[u].state, rows[u].message, rows[u].revision, rows[u].fields) for u in ("cap", "ok")
+    ] == [("cap", "in-sync", SWEEP_MESSAGE, 2, []), ("ok", "in-sync", SWEEP_MESSAGE, 3, [])]
+    assert rows["ok"].checked_at == at
+    assert rows["cap"].last_drift is not None  # the captured drift stays on record
+    # Its loop checked after the sweep began: counted for the sweep, its record kept.
+    assert (rows["later"].sweep_id, rows["later"].checked_at) == (SWEEP, BEGAN + timedelta(1))
+    assert rows["later"].message != SWEEP_MESSAGE
+    assert rows["newer"].sweep_id == ""  # in sync at revision 1, not the 2 the sweep saw
+    assert (rows["drifted"].state, rows["drifted"].sweep_id, rows["held"].state) == (
+        "drifted",
+        "",
+        "in-sync",
+    )
+    assert rows["held"].message != SWEEP_MESSAGE
+    assert seeded.count_drift(SWEEP) == {"in-sync": 3}

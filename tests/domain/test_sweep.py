@@ -1,0 +1,163 @@
+"""The sweep's judgement without Temporal: the same verdict as the drift check."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from domain.drift import DriftField, DriftRecord, DriftStateName
+from domain.sweep import (
+    SWEEP_MESSAGE,
+    UnitFacts,
+    covered_for,
+    judge_claim,
+    managed_drift,
+    precheck,
+)
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {
+                "memory": {"type": "integer", "default": 128},
+                "name": {"type": "string"},
+            },
+        }
+    },
+}
+IGNORE = ['metadata.annotations["example.io/seen"]']
+
+
+def claim(spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "example.io/v1",
+        "kind": "AppClaim",
+        "metadata": {"name": "a", "namespace": "default", **meta},
+        "spec": spec,
+    }
+
+
+def row(state: DriftStateName = "in-sync", **kw: Any) -> DriftRecord:
+    return DriftRecord(space="s", unit="u", state=state, checked_at=NOW, **kw)
+
+
+def live_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """As the API server answers: server fields added."""
+    return {
+        **obj,
+        "metadata": {
+            **obj["metadata"],
+            "uid": "1",
+            "resourceVersion": "7",
+            "generation": 1,
+            "creationTimestamp": "2026-11-30T10:00:00Z",
+        },
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def test_a_claim_equal_but_for_server_fields_defaults_and_ignored_paths_is_in_sync() -> None:
+    authority = claim({"name": "x"})
+    live = live_of(claim({"name": "x", "memory": 128}, annotations={"example.io/seen": "now"}))
+
+    assert judge_claim(authority, live, ignore=IGNORE, schema=SCHEMA) == "in-sync"
+
+
+def test_a_default_made_explicit_with_another_value_differs() -> None:
+    live = live_of(claim({"name": "x", "memory": 256}))
+
+    assert judge_claim(claim({"name": "x"}), live, ignore=[], schema=SCHEMA) == "differs"
+
+
+def test_an_annotation_not_ignored_differs_and_a_missing_claim_is_missing() -> None:
+    live = live_of(claim({"name": "x"}, annotations={"other": "1"}))
+
+    assert judge_claim(claim({"name": "x"}), live, ignore=IGNORE, schema=SCHEMA) == "differs"
+    assert judge_claim(claim({"name": "x"}), None, ignore=IGNORE, schema=SCHEMA) == "missing"
+
+
+@pytest.mark.parametrize(
+    ("facts", "verdict"),
+    [
+        (UnitFacts(space="s", unit="u", live_revision=2, row=row()), None),
+        (UnitFacts(space="s", unit="u", live_revision=2, row=row("captured")), None),
+        (UnitFacts(space="s", unit="u", live_revision=2, row=row(paused=True)), "paused"),
+        (UnitFacts(space="s", unit="u", live_revision=None, row=row()), "not-applied"),
+        (
+            UnitFacts(space="s", unit="u", live_revision=2, last_applied_revision=3, row=row()),
+            "in-flight",
+        ),
+        (UnitFacts(space="s", unit="u", live_revision=2, row=None), "due"),
+        (UnitFacts(space="s", unit="u", live_revision=2, row=row("reverting")), "due"),
+        (UnitFacts(space="s", unit="u", live_revision=2, row=row("drifted")), "due"),
+        (UnitFacts(space="s", unit="u", live_revision=2, row=row("failing")), "due"),
+    ],
+)
+def test_what_only_the_loop_may_decide_is_signalled_before_any_comparison(
+    facts: UnitFacts, verdict: str | None
+) -> None:
+    assert precheck(facts) == verdict
+
+
+def aws(path: str, live: Any, capturable: bool = True) -> DriftField:
+    return DriftField(path=path, live=live, source="aws-live", capturable=capturable)
+
+
+def test_managed_drift_keeps_only_real_differences_from_the_live_revision() -> None:
+    wanted = {"spec": {"memory": 128, "name": "x"}}
+    observed = [
+        aws("spec.memory", 128),  # what the revision says: no drift
+        aws("spec.name", "y"),  # a claim field AWS changed
+        aws('metadata.annotations["example.io/seen"]', "now"),  # ignored
+        aws('managed["Function/f"].spec.forProvider.timeout', 9, capturable=False),
+    ]
+
+    fields = managed_drift(observed, wanted=wanted, ignore=IGNORE, claim_paths=set())
+
+    assert [(f.path, f.authority, f.live) for f in fields] == [
+        ("spec.name", "x", "y"),
+        ('managed["Function/f"].spec.forProvider.timeout', None, 9),
+    ]
+    # A claim field that moved on the Claim itself: AWS follows it, not drift of its own.
+    assert (
+        managed_drift([aws("spec.name", "y")], wanted=wanted, ignore=[], claim_paths={"spec.name"})
+        == []
+    )
+
+
+def sweep_row(at: datetime, revision: int = 2, **kw: Any) -> DriftRecord:
+    return row(message=SWEEP_MESSAGE, revision=revision, sweep_id="sw/1", **kw).model_copy(
+        update={"checked_at": at}
+    )
+
+
+def test_a_fresh_sweep_judgement_covers_the_rest_of_its_interval_once() -> None:
+    at = NOW - timedelta(seconds=100)
+
+    left = covered_for(sweep_row(at), live_revision=2, now=NOW, interval_seconds=300, seen=None)
+
+    assert left == timedelta(seconds=200)
+    # Seen at the previous wake: no sweep since, so the loop checks itself.
+    assert (
+        covered_for(sweep_row(at), live_revision=2, now=NOW, interval_seconds=300, seen=at) is None
+    )
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        sweep_row(NOW - timedelta(seconds=400)),  # older than the interval
+        sweep_row(NOW, revision=1),  # judged against an older live revision
+        sweep_row(NOW, paused=True),
+        row(message="in-sync", revision=2),  # the loop's own check, not a sweep's
+        sweep_row(NOW).model_copy(update={"state": "drifted"}),
+        None,
+    ],
+)
+def test_nothing_else_covers_a_tick(record: DriftRecord | None) -> None:
+    assert covered_for(record, live_revision=2, now=NOW, interval_seconds=300, seen=None) is None

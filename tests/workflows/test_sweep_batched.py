@@ -1,0 +1,88 @@
+"""Batched detection: the sweep judges units itself, records those in sync in bulk and
+signals only the drift loops that differ; an idle loop a sweep covers skips its check."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from authority.sql import SqlStore
+from domain.sweep import SWEEP_MESSAGE
+from tests.conftest import Sandbox
+from tests.support import AuthoringRepo
+from tests.workflows.test_drift import SQLITE_ONLY, go_live, numbers, status_of
+from tests.workflows.test_sweep import sweep
+
+PROD = "orders-production"  # capture mode, 2-minute interval, an SQS queue composed
+QUEUE = "production-orders-queue"
+
+
+async def checks(env: WorkflowEnvironment, units: list[str]) -> dict[str, int]:
+    return {u: (await status_of(env, PROD, u)).checks for u in units}
+
+
+@SQLITE_ONLY
+async def test_sweep_records_in_sync_units_in_bulk_and_signals_only_the_loop_that_differs(
+    env: WorkflowEnvironment,
+    cluster_worker: Worker,
+    store: SqlStore,
+    sandbox: Sandbox,
+    orders: AuthoringRepo,
+) -> None:
+    units = await go_live(env, cluster_worker, store, orders, PROD)
+    assert QUEUE in units
+    assert len(units) == 2
+    before = await checks(env, units)
+
+    first = await sweep(env, cluster_worker, batch_size=1, wait_seconds=8)
+
+    assert (first.units, first.complete, first.counts) == (2, True, {"in-sync": 2}), first
+    rows = {r.unit: r for r in store.list_drift(PROD)}
+    assert {u: (rows[u].message, rows[u].sweep_id) for u in units} == dict.fromkeys(
+        units, (SWEEP_MESSAGE, first.sweep_id)
+    )
+    assert await checks(env, units) == before  # no loop was asked to check
+
+    # An edit in AWS only: the Claim is still in sync, its queue's atProvider is not.
+    sqs = sandbox.aws.sqs()
+    url = sqs.get_queue_url(QueueName="orders-production-orders-queue.fifo")["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "120"})
+    sandbox.crossplane.observe_now()
+
+    second = await sweep(env, cluster_worker, batch_size=1, wait_seconds=8)
+
+    assert second.complete, (second, store.list_drift(PROD))
+    assert second.counts == {"in-sync": 1, "captured": 1}, second
+    assert numbers(store, PROD, QUEUE) == [1, 2]
+    captured = store.get_revision(PROD, QUEUE, 2)
+    assert captured is not None
+    assert captured.data["spec"]["visibilityTimeoutSeconds"] == 120
+    after = await checks(env, units)
+    assert after[QUEUE] > before[QUEUE]
+    assert {u: n for u, n in after.items() if u != QUEUE} == {
+        u: n for u, n in before.items() if u != QUEUE
+    }
+
+
+@SQLITE_ONLY
+async def test_an_idle_loop_a_sweep_covers_skips_its_check_until_sweeps_stop(
+    env: WorkflowEnvironment, cluster_worker: Worker, store: SqlStore, orders: AuthoringRepo
+) -> None:
+    units = await go_live(env, cluster_worker, store, orders, PROD)
+    swept = await sweep(env, cluster_worker, wait_seconds=8)
+    assert swept.counts == {"in-sync": 2}, swept
+    statuses = [await status_of(env, PROD, u) for u in units]
+    before = {st.unit: st.checks for st in statuses}
+    last = max(st.last_check for st in statuses if st.last_check is not None)
+    now = await env.get_current_time()
+
+    # Each loop's 2-minute timer fires after the sweep: its judgement stands for the tick.
+    await env.sleep(last + timedelta(minutes=2, seconds=10) - now)
+    assert await checks(env, units) == before
+    assert {(await status_of(env, PROD, u)).state for u in units} == {"in-sync"}
+
+    # No sweep since: the next tick, one interval after the sweep, is a full check again.
+    await env.sleep(timedelta(minutes=2))
+    assert await checks(env, units) == {u: n + 1 for u, n in before.items()}
