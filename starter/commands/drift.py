@@ -86,7 +86,11 @@ def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = ssub.add_parser("schedule", parents=[common], help="create or update the sweep schedule")
     p.add_argument("--every", default="6h", help="interval (default 6h)")
     p.set_defaults(func=schedule)
-    p = ssub.add_parser("run", parents=[common], help="sweep now: every unit's drift loop checks")
+    p = ssub.add_parser(
+        "run",
+        parents=[common],
+        help="sweep now: judge every unit in batches; the drift loops that differ check",
+    )
     p.add_argument("--no-wait", action="store_true")
     p.set_defaults(func=sweep_run)
 

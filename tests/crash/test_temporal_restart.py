@@ -51,9 +51,11 @@ async def test_drift_loops_resume_after_a_temporal_restart(
     assert stack.worker_pid is not None  # the worker was not restarted
 
     await eventually(all_running, limit=120, what=f"{LOOPS} drift loops running again")
-    # Each loop checks again after the restart: the sweep asks all of them and waits.
-    swept = await cli(stack, "sweep", "run", "--json", limit=400)
-    assert swept.code == 0, swept.stderr
+    # Each loop checks again after the restart: `drift check SPACE` asks every loop
+    # itself and waits for its answer (a sweep would judge in-sync units in bulk,
+    # without asking their loops, so it would not prove the loops answer).
+    checked = await cli(stack, "drift", "check", SPACE, "--json", limit=400)
+    assert checked.code == 0, checked.stderr
     store = stack.store()
     try:
         after = {r.unit: r for r in store.list_drift(SPACE)}
