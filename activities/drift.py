@@ -38,11 +38,11 @@ from domain.drift import (
     kubernetes_drift,
 )
 from domain.errors import BadInput, NotFound
-from domain.normalize import RECONCILE_ANNOTATION, is_ignored
-from domain.paths import MISSING, get_path, parse_path
+from domain.normalize import RECONCILE_ANNOTATION
 from domain.policy import CheckObjectsInput
 from domain.project import ApprovalMode
 from domain.schema import SchemaSet, schemas_from_xrd
+from domain.sweep import managed_drift
 
 
 class DriftActivities:
@@ -170,18 +170,14 @@ class DriftActivities:
             # reports under an ignored path is then dropped, like on the Kubernetes side.
             live_claim = comparable(obj, [], schema)
             wanted = comparable(authority, [], schema)
-            claim_paths = {f.path for f in fields}
-            for f in self.managed.observe(obj, live_claim, compositions):
-                if is_ignored(f.path, space.ignore):
-                    continue
-                if f.capturable and f.path in claim_paths:
-                    continue  # the claim itself moved; AWS follows it once Crossplane reconciles
-                if f.capturable:
-                    value = get_path(wanted, parse_path(f.path))
-                    f.authority = None if value is MISSING else value
-                    if f.live == f.authority:
-                        continue
-                fields.append(f)
+            # The sweep judges with the same function (domain/sweep.py), so a unit it
+            # records in sync is one this check would call in sync.
+            fields += managed_drift(
+                self.managed.observe(obj, live_claim, compositions),
+                wanted=wanted,
+                ignore=space.ignore,
+                claim_paths={f.path for f in fields},
+            )
         if not fields:
             return base
         managed = (obj.get("metadata") or {}).get("managedFields") or []
