@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -295,6 +296,16 @@ def main() -> None:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     tmp = Path(tempfile.mkdtemp(prefix="tributary-drift-bench-"))
     figures: dict[str, Any] = {}
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    name = "drift" if parts == {"watch", "timer", "sweep"} else "drift-" + "-".join(sorted(parts))
+    partial = out / f"{name}.partial.json"
+
+    def keep() -> None:
+        # A long run that is stopped keeps the parts it finished (the 10k sweep and the
+        # idle window take many minutes each).
+        partial.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures so far: {partial}", file=sys.stderr, flush=True)
 
     if "watch" in parts:
         stack = start(tmp / "a" / ".tributary")
@@ -305,6 +316,7 @@ def main() -> None:
             figures["edit_to_diff_floor_s"] = edit_to_diff_floor(stack.env, args.edits)
         finally:
             stop(stack)
+            keep()
 
     if "timer" in parts:
         os.environ["TRIBUTARY_WATCH"] = "0"  # the worker of the next stack has no watch
@@ -315,6 +327,7 @@ def main() -> None:
             )
         finally:
             stop(stack)
+            keep()
         del os.environ["TRIBUTARY_WATCH"]
 
     if "sweep" in parts:
@@ -345,6 +358,7 @@ def main() -> None:
             figures["load_average_idle_1000"] = os.getloadavg()
         finally:
             stop(stack)
+            keep()
 
     if "sweep1k" in parts:  # the sweep part's sweeps alone, without the idle cost
         stack = start(tmp / "f" / ".tributary")
@@ -356,6 +370,7 @@ def main() -> None:
             figures["load_average_sweep_1000"] = os.getloadavg()
         finally:
             stop(stack)
+            keep()
 
     if "sweep10k" in parts:
         stack = start(tmp / "d" / ".tributary")
@@ -367,6 +382,7 @@ def main() -> None:
             figures["load_average_sweep_10000"] = os.getloadavg()
         finally:
             stop(stack)
+            keep()
 
     if "idle-aws" in parts:
         stack = start(tmp / "e" / ".tributary")
@@ -376,12 +392,11 @@ def main() -> None:
             )
         finally:
             stop(stack)
+            keep()
 
     print(json.dumps(figures, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    name = "drift" if parts == {"watch", "timer", "sweep"} else "drift-" + "-".join(sorted(parts))
     (out / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
