@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,8 +13,8 @@ from adapters.aws import ManagedResourceObserver
 from adapters.kube import FIELD_MANAGER, KubeClient
 from authority.protocol import AuthorityStore
 from domain.apply import gate_for, readiness, standing_approval
-from domain.authority import PolicyBundle, PolicyResult, RevisionRecord, UnitChange
-from domain.composition import Composition, parse_composition
+from domain.authority import PolicyResult, RevisionRecord, UnitChange
+from domain.composition import CompositionCache
 from domain.drift import (
     CaptureInput,
     CaptureReconcileInput,
@@ -55,7 +54,7 @@ class DriftActivities:
         self.store = store
         self.kube = kube
         self.managed = managed or ManagedResourceObserver(kube)
-        self._compositions: dict[str, list[Composition]] = {}  # by bundle digest
+        self._compositions = CompositionCache()
 
     @activity.defn(name="drift.check")
     @decided
@@ -161,7 +160,7 @@ class DriftActivities:
                 and not kubernetes_drift(head.data, obj, ignore=space.ignore, schema=schema)
             ):
                 return base.model_copy(update={"state": "applying"})
-        compositions = self._compositions_of(space.policy)
+        compositions = self._compositions.of(space.policy)
         generation = int((obj.get("metadata") or {}).get("generation") or 1)
         if compositions and readiness(obj, generation).state == "ready":
             # AWS is comparable only once Crossplane has reconciled the Claim's
@@ -184,17 +183,6 @@ class DriftActivities:
         changed_paths = [f.path for f in fields if f.source == "kubernetes-live"]
         base = base.model_copy(update={"changed_at": changed_at(changed_paths, managed)})
         return _drifted(base, fields, authority)
-
-    def _compositions_of(self, bundle: PolicyBundle) -> list[Composition]:
-        """The space's Compositions, parsed once per bundle."""
-        key = bundle.digest or json.dumps(bundle.compositions, sort_keys=True)
-        if key not in self._compositions:
-            self._compositions[key] = [
-                parse_composition(doc, file=path)
-                for path, docs in bundle.compositions.items()
-                for doc in docs
-            ]
-        return self._compositions[key]
 
     @activity.defn(name="drift.capture")
     @decided

@@ -14,7 +14,6 @@ the rest go back to the workflow, which signals their drift loops.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -28,8 +27,8 @@ from adapters.aws import ManagedResourceObserver, ProviderNotSynced
 from adapters.kube import KubeClient, KubeUnavailable, Resource
 from authority.protocol import AuthorityStore
 from domain.apply import readiness
-from domain.authority import PolicyBundle, SpaceRecord, UnitRecord
-from domain.composition import Composition, parse_composition
+from domain.authority import SpaceRecord, UnitRecord
+from domain.composition import Composition, CompositionCache
 from domain.drift import DriftRecord, comparable
 from domain.errors import Rejected
 from domain.sweep import (
@@ -111,7 +110,7 @@ class SweepActivities:
         self.kube = kube
         self._sweeps: OrderedDict[str, _Sweep] = OrderedDict()
         self._lock = threading.Lock()
-        self._compositions: dict[str, list[Composition]] = {}
+        self._compositions = CompositionCache()
 
     def _sweep(self, sweep_id: str) -> _Sweep:
         with self._lock:
@@ -208,7 +207,7 @@ class SweepActivities:
                 space_name, [(f.unit, f.live_revision or 0) for f in compare]
             )
         }
-        compositions = self._compositions_of(space.record.policy)
+        compositions = self._compositions.of(space.record.policy)
 
         def lookup(
             api_version: str, kind: str, namespace: str | None, name: str
@@ -282,16 +281,6 @@ class SweepActivities:
             }
         found: dict[str, Any] | None = sweep.objects[key].get((scope or "", name))
         return found
-
-    def _compositions_of(self, bundle: PolicyBundle) -> list[Composition]:
-        key = bundle.digest or json.dumps(bundle.compositions, sort_keys=True)
-        if key not in self._compositions:
-            self._compositions[key] = [
-                parse_composition(doc, file=path)
-                for path, docs in bundle.compositions.items()
-                for doc in docs
-            ]
-        return self._compositions[key]
 
     @activity.defn(name="drift.covered")
     @decided

@@ -26,10 +26,13 @@ import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.errors import BadInput
 from domain.paths import MISSING
+
+if TYPE_CHECKING:
+    from domain.authority import PolicyBundle
 
 COMPOSITION_KIND = "Composition"
 RESOURCE_NAME_ANNOTATION = "crossplane.io/composition-resource-name"
@@ -814,3 +817,21 @@ def resource_drift(
                 pass
         out.append(drift)
     return out
+
+
+class CompositionCache:
+    """A policy bundle's Compositions, parsed once per bundle (by its digest): the drift
+    check and the sweep read the same bundles on every check."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, list[Composition]] = {}
+
+    def of(self, bundle: PolicyBundle) -> list[Composition]:
+        key = bundle.digest or json.dumps(bundle.compositions, sort_keys=True)
+        if key not in self._by_key:
+            self._by_key[key] = [
+                parse_composition(doc, file=path)
+                for path, docs in bundle.compositions.items()
+                for doc in docs
+            ]
+        return self._by_key[key]
