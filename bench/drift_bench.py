@@ -280,6 +280,18 @@ async def events_per_run(env: dict[str, str], sample: int = 5) -> dict[str, floa
 PARTS = ("watch", "timer", "sweep", "sweep1k", "sweep10k", "idle-aws")
 
 
+def sweeps(env: dict[str, str], units: int) -> dict[str, Any]:
+    """``units`` units seeded, then the first sweep (it starts their loops), a sweep in
+    sync, and the in-process floor (list + diff), with the load average."""
+    seed(env, units)
+    return {
+        f"sweep_{units}_first_s": sweep(env),
+        f"sweep_{units}_in_sync_s": sweep(env),
+        f"sweep_{units}_floor_list_and_diff": list_and_diff_floor(env),
+        f"load_average_sweep_{units}": os.getloadavg(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--edits", type=int, default=20)
@@ -333,11 +345,7 @@ def main() -> None:
     if "sweep" in parts:
         stack = start(tmp / "c" / ".tributary")
         try:
-            seed(stack.env, 1000)
-            figures["sweep_1000_first_s"] = sweep(stack.env)
-            figures["sweep_1000_in_sync_s"] = sweep(stack.env)
-            figures["sweep_1000_floor_list_and_diff"] = list_and_diff_floor(stack.env)
-            figures["load_average_sweep_1000"] = os.getloadavg()
+            figures.update(sweeps(stack.env, 1000))
             # Steady state: a sweep every 290 s (as `sweep schedule` at the interval would)
             # covers every loop before its 5-minute timer fires. One warm-up period
             # first: loops that last checked before the sweeps began wake once more.
@@ -363,11 +371,7 @@ def main() -> None:
     if "sweep1k" in parts:  # the sweep part's sweeps alone, without the idle cost
         stack = start(tmp / "f" / ".tributary")
         try:
-            seed(stack.env, 1000)
-            figures["sweep_1000_first_s"] = sweep(stack.env)
-            figures["sweep_1000_in_sync_s"] = sweep(stack.env)
-            figures["sweep_1000_floor_list_and_diff"] = list_and_diff_floor(stack.env)
-            figures["load_average_sweep_1000"] = os.getloadavg()
+            figures.update(sweeps(stack.env, 1000))
         finally:
             stop(stack)
             keep()
@@ -375,11 +379,7 @@ def main() -> None:
     if "sweep10k" in parts:
         stack = start(tmp / "d" / ".tributary")
         try:
-            seed(stack.env, 10000)
-            figures["sweep_10000_first_s"] = sweep(stack.env)
-            figures["sweep_10000_in_sync_s"] = sweep(stack.env)
-            figures["sweep_10000_floor_list_and_diff"] = list_and_diff_floor(stack.env)
-            figures["load_average_sweep_10000"] = os.getloadavg()
+            figures.update(sweeps(stack.env, 10000))
         finally:
             stop(stack)
             keep()
