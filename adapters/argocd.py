@@ -19,7 +19,7 @@ from urllib.parse import SplitResult, quote, urlsplit
 
 import httpx
 
-from domain.errors import BadInput, NotFound, Rejected
+from domain.errors import BadInput, Rejected
 from domain.redact import redact
 
 USER_AGENT = "tributary"
@@ -148,7 +148,9 @@ class ArgoCDClient:
                 )
             )
         if status == 404:
-            raise NotFound(
+            # The space names an Application Argo CD does not have: a refusal for good
+            # (the apply is rejected, exit 2), not an unexpected error.
+            raise ArgoCDRefused(
                 self._clean(
                     f"{where}: no such Application (HTTP 404: {message}); "
                     "`tributary space set SPACE --argocd-app NAME` names it"

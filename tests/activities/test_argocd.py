@@ -179,7 +179,7 @@ def test_another_operation_in_progress_is_retried_not_refused(argo: FakeArgoCD) 
         (
             TOKEN,
             "nope",
-            "NotFound",
+            "ArgoCDRefused",
             'no such Application (HTTP 404: applications.argoproj.io "nope" not found)',
         ),
     ],

@@ -202,7 +202,9 @@ async def test_an_unknown_application_fails_the_apply_clearly(
 
     outcome = await settle_slow(env, argo_worker, DEV, DEV, 1)
 
-    assert (outcome.state, outcome.reason) == ("failed", "error")
+    # a refusal for good (exit 2), not an unexpected error (exit 1)
+    assert (outcome.state, outcome.reason) == ("failed", "rejected")
+    assert exit_code(outcome) == 2
     assert outcome.message.startswith(f"Argo CD at {argo.url}, Application nope: no such")
     assert not argo.syncs()
 
