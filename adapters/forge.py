@@ -124,13 +124,22 @@ def forge_for(
 
 def check_forge_env(env: Mapping[str, str] | None = None) -> None:
     """What ``forge_for`` will need, checked when the worker starts rather than at the
-    first sync PR: the forge's name and, for ``github``, the API's address."""
+    first sync PR (hours later, after a drift capture): the forge's name and, for
+    ``github``, the API's address and a token. The token's value is never read here
+    beyond "is there one"."""
     env = os.environ if env is None else env
     kind = env.get("TRIBUTARY_FORGE", "local")
     if kind == "github":
         from adapters.forge_github import DEFAULT_API_URL, check_api_url
 
         check_api_url(env.get("GITHUB_API_URL") or DEFAULT_API_URL)
+        if not (env.get("GITHUB_TOKEN") or "").strip():
+            raise BadInput(
+                "TRIBUTARY_FORGE=github, but GITHUB_TOKEN is not set in the worker's "
+                "environment: the sync PR needs a token that can push branches and open "
+                "pull requests on the authoring repositories",
+                field="GITHUB_TOKEN",
+            )
     elif kind != "local":
         raise BadInput(
             f"TRIBUTARY_FORGE={kind!r}: expected local or github", field="TRIBUTARY_FORGE"

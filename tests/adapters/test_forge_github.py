@@ -1056,5 +1056,25 @@ def test_the_api_url_is_https_without_credentials(url: str, problem: str) -> Non
         check_forge_env({"TRIBUTARY_FORGE": "github", "GITHUB_API_URL": url})
     with pytest.raises(BadInput, match="TRIBUTARY_FORGE"):
         check_forge_env({"TRIBUTARY_FORGE": "gitlab"})
-    check_forge_env({"TRIBUTARY_FORGE": "github", "GITHUB_API_URL": "http://127.0.0.1:1/api"})
+    check_forge_env(
+        {
+            "TRIBUTARY_FORGE": "github",
+            "GITHUB_API_URL": "http://127.0.0.1:1/api",
+            "GITHUB_TOKEN": TOKEN,
+        }
+    )
     check_forge_env({})
+
+
+@pytest.mark.parametrize("token", [None, "", "  "])
+def test_the_github_forge_without_a_token_is_refused_at_start(token: str | None) -> None:
+    """Not at the first sync PR, after a capture hours later."""
+    from adapters.forge import check_forge_env
+
+    env = {"TRIBUTARY_FORGE": "github"}
+    if token is not None:
+        env["GITHUB_TOKEN"] = token
+    with pytest.raises(BadInput) as info:
+        check_forge_env(env)
+    assert info.value.field == "GITHUB_TOKEN"
+    assert "GITHUB_TOKEN is not set" in info.value.message
