@@ -355,6 +355,10 @@ class CrossplaneStandIn(Service):
         # claims composed while their composite type had no Composition: one arriving asks
         # for them again
         self._bare: dict[ClaimRef, str] = {}  # → composite kind
+        # when each claim's latest event arrived, and when the last read of every
+        # Composition from the API began: one read serves every claim seen before it
+        self._claim_seen_at: dict[ClaimRef, float] = {}
+        self._compositions_read_at = float("-inf")
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -627,12 +631,29 @@ class CrossplaneStandIn(Service):
         for item in items:
             self._on_composition("ADDED", item)
 
+    def _catch_up_compositions(self) -> None:
+        """Read every Composition from the API now, ahead of the watch (idempotent with
+        the events that follow)."""
+        with self._cond:
+            self._compositions_read_at = time.monotonic()
+        listing = cast(
+            "dict[str, Any]",
+            self._custom().list_cluster_custom_object(
+                XRD_GROUP, XRD_VERSION, COMPOSITION_PLURAL, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
+        for item in listing.get("items") or []:
+            self._add_composition(item)
+
     def _on_composition(self, event_type: str, doc: dict[str, Any]) -> None:
-        name = str(doc["metadata"]["name"])
         if event_type == "DELETED":
             with self._cond:
-                self._compositions.pop(name, None)
+                self._compositions.pop(str(doc["metadata"]["name"]), None)
             return
+        self._add_composition(doc)
+
+    def _add_composition(self, doc: dict[str, Any]) -> None:
+        name = str(doc["metadata"]["name"])
         try:
             composition = parse_composition(doc)
         except CompositionError as error:
@@ -694,6 +715,7 @@ class CrossplaneStandIn(Service):
         with self._cond:
             if event_type == "DELETED":
                 self._seen.pop(ref, None)
+                self._claim_seen_at.pop(ref, None)
                 self._gone[ref] = obj
                 # Forgotten now, not at teardown: a claim re-created under the same name starts
                 # at generation 1 again and must be reconciled.
@@ -702,6 +724,7 @@ class CrossplaneStandIn(Service):
                 self._retries.pop(ref, None)
             else:
                 self._seen[ref] = obj
+                self._claim_seen_at[ref] = time.monotonic()
                 # Re-created before its teardown ran: composing it again adopts what is there.
                 self._gone.pop(ref, None)
                 if self._up_to_date(ref, obj):
@@ -743,14 +766,26 @@ class CrossplaneStandIn(Service):
         # The peer does not default on write, unlike a real apiserver with the XRD's schema.
         defaulted = apply_defaults(schema, claim) if schema else claim
         spec = defaulted.get("spec") or {}
-        with self._cond:
-            composition = select_composition(
-                list(self._compositions.values()),
-                api_version,
-                kind,
-                name=str((spec.get("compositionRef") or {}).get("name") or ""),
-                default=str((xrd["spec"].get("defaultCompositionRef") or {}).get("name") or ""),
+        wanted = str((spec.get("compositionRef") or {}).get("name") or "")
+        default = str((xrd["spec"].get("defaultCompositionRef") or {}).get("name") or "")
+
+        def select() -> Composition | None:
+            return select_composition(
+                list(self._compositions.values()), api_version, kind, name=wanted, default=default
             )
+
+        with self._cond:
+            composition = select()
+            # The Compositions' watch may lag the claims' (an apply installs the
+            # Composition, then the claim, and the two events race to two threads): ask
+            # the API before composing nothing, or the claim would turn Ready bare. A read
+            # begun after the claim's event arrived has seen every Composition made
+            # before the claim, so a fleet of bare claims costs one read, not one each.
+            stale = self._compositions_read_at < self._claim_seen_at.get(ref, float("inf"))
+        if composition is None and stale:
+            self._catch_up_compositions()
+        with self._cond:
+            composition = select() if composition is None else composition
             if composition is None:
                 self._bare[ref] = kind
             else:

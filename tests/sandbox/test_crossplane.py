@@ -31,7 +31,7 @@ from sandbox.crossplane import (
     definition_crds,
 )
 from sandbox.kubeapi import KubeApiPeerThread
-from sandbox.moto_server import AwsClients
+from sandbox.moto_server import AwsClients, MotoServer
 from tests.sandbox.conftest import Kubectl, kubectl_binary
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -291,6 +291,30 @@ def test_claim_composes_the_message_wall(
     }
     (target,) = events.list_targets_by_rule(Rule="messagewall-message-posted")["Targets"]
     assert target["Arn"] == writer["FunctionArn"]
+
+
+def test_a_claim_whose_composition_the_watch_has_not_seen_yet_is_composed(
+    kubeconfig: Path, custom: client.CustomObjectsApi, moto_server: MotoServer, aws: AwsClients
+) -> None:
+    """An apply installs the Composition, then the claim; the two watch events race to
+    different threads. Under load the claim's can win: the stand-in must read the
+    Compositions from the API rather than turn the claim Ready with nothing composed
+    (real Crossplane never makes a claim Ready without its Composition)."""
+    stand_in = CrossplaneStandIn(kubeconfig, moto_server.endpoint)
+    # The Compositions' watch sees nothing at all: the widest possible lag.
+    stand_in._on_compositions_listed = lambda items: None  # type: ignore[method-assign]
+    stand_in._on_composition = lambda event_type, doc: None  # type: ignore[method-assign]
+    with stand_in:
+        establish_messagewall(custom, stand_in)
+        apply_claim(custom, messagewall_claim("wall", lambdaMemory=256, lambdaTimeout=30))
+
+        claim = reconciled(custom, stand_in, "wall", 2)
+
+        assert summary(claim)["Ready"] == ("True", "Available", 2)
+        assert claim["status"]["bucketName"] == f"messagewall-dev-{ACCOUNT}"
+        lam = aws.lambda_()
+        api = lam.get_function_configuration(FunctionName="messagewall-api-handler")
+        assert (api["MemorySize"], api["Timeout"]) == (256, 30)
 
 
 def test_claim_becomes_a_composite_and_managed_resources_with_references(
