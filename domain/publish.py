@@ -100,7 +100,10 @@ class UnitSnapshot(BaseModel):
     state: str = "active"
 
 
-class UnitPlan(BaseModel):
+class UnitVerdict(BaseModel):
+    """What publish decided for one unit: the plan's and the result's common part (the
+    keys of ``tributary publish --json``'s units)."""
+
     unit: str
     action: PublishAction
     revision: int | None = None
@@ -108,8 +111,12 @@ class UnitPlan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     conflict_fields: list[str] = Field(default_factory=list)
     changed_fields: list[str] = Field(default_factory=list)
-    reason: str = ""  # why a unit is held by a gate (domain/gates.py)
-    # what to write, for write actions
+    reason: str = ""  # held: the gate that held it (domain/gates.py)
+
+
+class UnitPlan(UnitVerdict):
+    """The verdict, with what to write (for write actions)."""
+
     data: dict[str, Any] | None = None
     expected_version: int | None = None
     labels: dict[str, str] = Field(default_factory=dict)
@@ -394,15 +401,9 @@ class PublishInput(BaseModel):
     apply: bool = False
 
 
-class UnitOutcome(BaseModel):
-    unit: str
-    action: PublishAction
-    revision: int | None = None
-    violations: list[str] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-    conflict_fields: list[str] = Field(default_factory=list)
-    changed_fields: list[str] = Field(default_factory=list)
-    reason: str = ""  # held: the gate that held it (domain/gates.py)
+class UnitOutcome(UnitVerdict):
+    """The verdict as written, with where to follow its apply."""
+
     apply_workflow_id: str = ""  # with --apply: where to follow the apply
     apply_request_id: str = ""
 

@@ -60,12 +60,16 @@ with workflow.unsafe.imports_passed_through():
         SnapshotUnitsResult,
         SpacePlan,
         UnitOutcome,
+        UnitVerdict,
         git_record,
         plan_space,
         to_apply,
     )
     from domain.repos import CheckoutInput, NewerCommitsInput
     from workflows import _options as opt
+
+# A plan's unit as the result reports it: its verdict, without the data to write.
+VERDICT_FIELDS = set(UnitVerdict.model_fields)
 
 # Attaching to another run's publish of one space: it renders, checks and writes.
 ATTACH_TIMEOUT = timedelta(hours=1)
@@ -417,17 +421,7 @@ class PublishWorkflow:
             space=inp.space,
             workflow_id=workflow.info().workflow_id,
             units=[
-                UnitOutcome(
-                    unit=u.unit,
-                    action=u.action,
-                    revision=u.revision,
-                    violations=u.violations,
-                    warnings=u.warnings,
-                    conflict_fields=u.conflict_fields,
-                    changed_fields=u.changed_fields,
-                    reason=u.reason,
-                )
-                for u in plan.units
+                UnitOutcome.model_validate(u.model_dump(include=VERDICT_FIELDS)) for u in plan.units
             ],
             blocked=plan.blocked,
             written=written,
