@@ -30,11 +30,11 @@ from domain.drift import (
     DriftRecordInput,
     DriftRecordResult,
     DriftReport,
-    DriftStateName,
     captured_data,
     changed_at,
     comparable,
     kubernetes_drift,
+    state_of_check,
 )
 from domain.errors import BadInput, NotFound
 from domain.normalize import RECONCILE_ANNOTATION
@@ -60,13 +60,6 @@ class DriftActivities:
     @decided
     def check(self, inp: DriftCheckInput) -> DriftCheckResult:
         result = self._check(inp)
-        observed: DriftStateName = (
-            "in-sync"
-            if result.state == "in-sync"
-            else "drifted"
-            if result.state == "drifted"
-            else "unknown"
-        )
         capturing = result.state == "drifted" and result.mode == "capture" and result.captured
         # A capture records its own row ("captured"); a sweep must not count the unit
         # as merely drifted in between. A paused unit keeps its "paused" row.
@@ -75,7 +68,7 @@ class DriftActivities:
                 DriftRecord(
                     space=inp.space,
                     unit=inp.unit,
-                    state=observed,
+                    state=state_of_check(result.state),
                     checked_at=datetime.now(UTC),
                     fields=result.fields,
                     message=result.state,

@@ -7,7 +7,7 @@ Also the messages of the drift loop (``workflows/drift.py``), the sweep
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -31,7 +31,27 @@ DriftStateName = Literal[
     "failing",  # a check attempt failed; retrying
     "failed",
 ]
+# What one check observed (``DriftCheckResult.state``): in-sync / drifted; applying: an
+# apply is in flight; not-applied: nothing runs yet; inactive: the unit is orphaned,
+# deleted or gone; paused: the authority says so. The loop turns it into a
+# ``DriftStateName`` through ``state_of_check`` only.
+CheckState = Literal["in-sync", "drifted", "applying", "not-applied", "inactive", "paused"]
 DriftSource = Literal["kubernetes-live", "aws-live"]
+
+# The one mapping from what a check observed to the state a unit reads before the loop
+# acts on it (a capture, a revert, a pause decide further: ``decide``).
+STATE_OF_CHECK: dict[CheckState, DriftStateName] = {
+    "in-sync": "in-sync",
+    "drifted": "drifted",
+    "applying": "unknown",
+    "not-applied": "unknown",
+    "inactive": "paused",
+    "paused": "paused",
+}
+
+
+def state_of_check(state: CheckState) -> DriftStateName:
+    return STATE_OF_CHECK[state]
 
 
 class DriftField(BaseModel):
@@ -348,9 +368,7 @@ class DriftCheckInput(BaseModel):
 
 
 class DriftCheckResult(BaseModel):
-    # in-sync / drifted; applying: an apply is in flight; not-applied: nothing runs yet;
-    # inactive: the unit is orphaned, deleted or gone; paused: the authority says so
-    state: Literal["in-sync", "drifted", "applying", "not-applied", "inactive", "paused"]
+    state: CheckState
     fields: list[DriftField] = Field(default_factory=list)
     live_revision: int | None = None
     expected_version: int = 0
@@ -480,3 +498,111 @@ class ClassifyCaptureInput(BaseModel):
 
 class ClassifyCaptureResult(BaseModel):
     revision: int
+
+
+# ---- the drift loop's decision table -----------------------------------------------------
+
+DriftAction = Literal[
+    "end",  # the unit is orphaned, deleted or gone: the loop ends
+    "stay-paused",  # the authority says paused (this loop was restarted): stay paused
+    "record",  # record what the check saw (in sync, an apply in flight, nothing applied)
+    "reverted",  # in sync after a revert: the revert counts
+    "tag-capture",  # in sync, and the watch captured the edit first: tag that capture
+    "capture",  # write what runs as a revision
+    "nothing-capturable",  # drifted, but no claim field says what runs
+    "revert",  # re-apply the live revision
+    "report",  # drifted: record it, nothing else
+]
+
+
+class DriftDecision(BaseModel):
+    """What the loop does with one check's result (``decide``)."""
+
+    action: DriftAction
+    # The state and message the unit reads afterwards ("capture" sets its own once the
+    # capture is written: the message names the revision).
+    state: DriftStateName
+    message: str
+    # The request whose tag, incident and author the capture carries; for
+    # "tag-capture" and "reverted": the request to tag the loop's last capture with.
+    request: CaptureRequest | None = None
+
+
+def current_capture(status: DriftStatus, result: DriftCheckResult, now: datetime) -> bool:
+    """This loop's last capture is of the drift that is current: it still runs, and
+    it was made within one drift interval (had the watch not seen the edit first,
+    the timer would be catching that drift now). An older capture is history."""
+    at = status.last_capture_at
+    return (
+        status.last_revision is not None
+        and status.last_revision == result.live_revision
+        and at is not None
+        and now - at <= timedelta(seconds=status.interval_seconds)
+    )
+
+
+def decide(
+    result: DriftCheckResult,
+    status: DriftStatus,
+    requests: list[CaptureRequest],
+    now: datetime,
+) -> DriftDecision:
+    """The drift loop's decision table: what one check's result makes the loop do.
+
+    ``status`` is the loop's before the check (its state, whether it is paused, its
+    last capture); ``requests`` are the operators' capture requests this check
+    answers; the space's mode is ``result.mode``. A request captures whatever the
+    mode and a pause say (an operator asked); without one, only capture mode captures
+    and only revert mode reverts, and a paused loop does neither.
+    """
+    observed = state_of_check(result.state)
+    if result.state == "inactive":
+        return DriftDecision(
+            action="end",
+            state=observed,
+            message="the unit is orphaned or deleted: drift loop ends",
+        )
+    if result.state == "paused":
+        return DriftDecision(
+            action="stay-paused", state=observed, message="paused: no checks until resumed"
+        )
+    if result.state != "drifted":
+        tagged = [r for r in requests if r.tag or r.incident]
+        # The watch captured the edit first: the operator's tag and incident belong on
+        # that capture (also when the check confirms a revert).
+        tag = tagged[-1] if tagged and current_capture(status, result, now) else None
+        if result.state == "in-sync" and status.state == "reverting":
+            return DriftDecision(
+                action="reverted",
+                state="reverted",
+                message="a check after the revert found live in sync",
+                request=tag,
+            )
+        if tag is not None:
+            return DriftDecision(
+                action="tag-capture", state=observed, message=result.state, request=tag
+            )
+        return DriftDecision(action="record", state=observed, message=result.state)
+    paths = ", ".join(f.path for f in result.fields)
+    if requests or (result.mode == "capture" and not status.paused):
+        if result.captured is None:
+            return DriftDecision(
+                action="nothing-capturable",
+                state="drifted",
+                message=f"drift outside claim fields, not capturable: {paths}",
+            )
+        return DriftDecision(
+            action="capture",
+            state="captured",
+            message=paths,
+            request=requests[-1] if requests else None,
+        )
+    if result.mode == "revert" and not status.paused:
+        return DriftDecision(
+            action="revert",
+            state="reverting",
+            message=f"re-applying revision {result.live_revision}: {paths}",
+        )
+    return DriftDecision(
+        action="report", state="drifted", message=f"drift recorded ({result.mode}): {paths}"
+    )

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ClassifyCaptureInput,
         DriftCheckInput,
         DriftCheckResult,
+        DriftDecision,
         DriftInput,
         DriftPauseInput,
         DriftRecord,
@@ -47,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         DriftStatus,
         capture_description,
         capture_source,
+        decide,
     )
     from domain.redact import redact
     from domain.sweep import CoveredInput
@@ -288,19 +290,19 @@ class DriftWorkflow:
             self.status.checks += 1
             self._count(metrics.DRIFT_CHECKS)
             self.status.interval_seconds = result.interval_seconds
-            if result.state == "inactive":
-                self._set_state("paused", "the unit is orphaned or deleted: drift loop ends")
+            decision = decide(result, self.status, [r for _, r in requests], workflow.now())
+            if decision.action == "end":
+                self._set_state(decision.state, decision.message)
                 self._answer(requests, CaptureOutcome(captured=False, message="unit inactive"))
                 return True
-            if result.state == "paused":
-                # Paused in the authority (this loop was restarted): stay paused.
+            if decision.action == "stay-paused":
                 self.status.paused = True
-                self._set_state("paused", "paused: no checks until resumed")
+                self._set_state(decision.state, decision.message)
                 self._answer(requests, CaptureOutcome(captured=False, message="paused"))
                 await self._record(sweep_id)
                 return False
             try:
-                await self._act(result, requests, sweep_id)
+                await self._act(decision, result, requests, sweep_id)
                 return False
             except ActivityError as e:
                 info = error_info(e)
@@ -352,24 +354,19 @@ class DriftWorkflow:
 
     async def _act(
         self,
+        decision: DriftDecision,
         result: DriftCheckResult,
         requests: list[tuple[int, CaptureRequest]],
         sweep_id: str,
     ) -> None:
+        """Carry out ``decision`` (``domain.drift.decide``) on the check's ``result``."""
         if result.state != "drifted":
-            if result.state == "in-sync" and self.status.state == "reverting":
-                # A revert counts once a check after it agrees.
-                self._set_state("reverted", "a check after the revert found live in sync")
+            self._set_state(decision.state, decision.message)
+            if decision.action == "reverted":
                 await self._record(sweep_id)
-            else:
-                label: DriftStateName = "in-sync" if result.state == "in-sync" else "unknown"
-                self._set_state(label, result.state)
-            tagged = [r for _, r in requests if r.tag or r.incident]
-            if tagged and self._current_capture(result):
-                # The watch captured the edit first; the operator's tag and incident
-                # belong on that capture.
+            if decision.request is not None:
                 assert self.status.last_revision is not None
-                outcome = await self._classify(tagged[-1], self.status.last_revision)
+                outcome = await self._tag_capture(decision.request, self.status.last_revision)
                 self._answer(requests, outcome)
                 return
             self._answer(
@@ -382,25 +379,23 @@ class DriftWorkflow:
             self.status.last_detected = result.fingerprint
             self.status.last_detected_at = workflow.now()
             self._count(metrics.DRIFTS_DETECTED)
-        paths = ", ".join(f.path for f in result.fields)
-        if requests or (result.mode == "capture" and not self.status.paused):
-            if result.captured is None:
-                self._set_state("drifted", f"drift outside claim fields, not capturable: {paths}")
-                self._answer(
-                    requests,
-                    CaptureOutcome(
-                        captured=False,
-                        action="none",
-                        message="nothing capturable",
-                        fields=result.fields,
-                    ),
-                )
-                return
-            req = requests[-1][1] if requests else None
-            outcome = await self._capture(result, req, sweep_id)
+        if decision.action == "nothing-capturable":
+            self._set_state(decision.state, decision.message)
+            self._answer(
+                requests,
+                CaptureOutcome(
+                    captured=False,
+                    action="none",
+                    message="nothing capturable",
+                    fields=result.fields,
+                ),
+            )
+            return
+        if decision.action == "capture":
+            outcome = await self._capture(result, decision.request, sweep_id)
             self._answer(requests, outcome)
             return
-        if result.mode == "revert" and not self.status.paused:
+        if decision.action == "revert":
             await workflow.execute_activity_method(
                 TemporalActivities.request_apply,
                 RequestApplyInput(
@@ -420,10 +415,10 @@ class DriftWorkflow:
             if workflow.patched("drift-revert-reconcile"):
                 await self._request_reconcile(result.live_revision or 0)
             self._count(metrics.DRIFTS_REVERTED)
-            self._set_state("reverting", f"re-applying revision {result.live_revision}: {paths}")
+            self._set_state(decision.state, decision.message)
             await self._record(sweep_id)
             return
-        self._set_state("drifted", f"drift recorded ({result.mode}): {paths}")
+        self._set_state(decision.state, decision.message)  # report
 
     async def _request_reconcile(self, revision: int) -> None:
         await workflow.execute_activity_method(
@@ -576,19 +571,9 @@ class DriftWorkflow:
             summary="ask for a sync PR",
         )
 
-    def _current_capture(self, result: DriftCheckResult) -> bool:
-        """This loop's last capture is of the drift that is current: it still runs, and
-        it was made within one drift interval (had the watch not seen the edit first,
-        the timer would be catching that drift now). An older capture is history."""
-        at = self.status.last_capture_at
-        return (
-            self.status.last_revision is not None
-            and self.status.last_revision == result.live_revision
-            and at is not None
-            and workflow.now() - at <= timedelta(seconds=self.status.interval_seconds)
-        )
-
-    async def _classify(self, req: CaptureRequest, revision: int) -> CaptureOutcome:
+    async def _tag_capture(self, req: CaptureRequest, revision: int) -> CaptureOutcome:
+        """Tag the loop's last capture with an operator's request (the watch captured
+        the edit before the operator could say it was break-glass for an incident)."""
         tags = {"classified_at": workflow.now().isoformat()}
         if req.tag:
             tags["tag"] = req.tag
