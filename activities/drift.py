@@ -32,9 +32,9 @@ from domain.drift import (
     DriftReport,
     captured_data,
     changed_at,
+    check_row,
     comparable,
     kubernetes_drift,
-    state_of_check,
 )
 from domain.errors import BadInput, NotFound
 from domain.normalize import RECONCILE_ANNOTATION
@@ -59,23 +59,16 @@ class DriftActivities:
     @activity.defn(name="drift.check")
     @decided
     def check(self, inp: DriftCheckInput) -> DriftCheckResult:
+        """Compare what runs with the unit's live revision. Read-only: the drift loop
+        records what it decides (``domain.drift.decide``, ``check_row``)."""
         result = self._check(inp)
+        now = datetime.now(UTC)  # when it finished reading, as the row always said
+        result = result.model_copy(update={"checked_at": now})
         capturing = result.state == "drifted" and result.mode == "capture" and result.captured
-        # A capture records its own row ("captured"); a sweep must not count the unit
-        # as merely drifted in between. A paused unit keeps its "paused" row.
-        if result.state not in ("inactive", "paused") and not capturing:
-            self.store.record_drift(
-                DriftRecord(
-                    space=inp.space,
-                    unit=inp.unit,
-                    state=state_of_check(result.state),
-                    checked_at=datetime.now(UTC),
-                    fields=result.fields,
-                    message=result.state,
-                    revision=result.live_revision,
-                    sweep_id=inp.sweep_id,
-                )
-            )
+        if inp.record and result.state not in ("inactive", "paused") and not capturing:
+            # A loop run started before "drift-one-owner" (workflows/drift.py) records
+            # nothing of its own for what a check saw: the check writes it, as it did.
+            self.store.record_drift(check_row(inp.space, inp.unit, inp.sweep_id, result, now))
         return result
 
     @activity.defn(name="drift.set_paused")

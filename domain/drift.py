@@ -365,6 +365,10 @@ class DriftCheckInput(BaseModel):
     unit: str
     sweep_id: str = ""  # recorded with the result, so a sweep can count its checks
     force: bool = False  # check even when the unit is paused (an operator's capture)
+    # The check is read-only: the loop records what it decides. Only a loop run started
+    # before "drift-one-owner" (workflows/drift.py) asks the check to write the row it
+    # saw, as it used to: such a run keeps its old path until it continues as new.
+    record: bool = False
 
 
 class DriftCheckResult(BaseModel):
@@ -380,6 +384,8 @@ class DriftCheckResult(BaseModel):
     head_revision: int | None = None
     # when the drifted Claim fields were last written (managedFields), where known
     changed_at: datetime | None = None
+    # when the check read the cluster: the time of the row that records what it saw
+    checked_at: datetime | None = None
 
 
 class CaptureInput(BaseModel):
@@ -605,4 +611,29 @@ def decide(
         )
     return DriftDecision(
         action="report", state="drifted", message=f"drift recorded ({result.mode}): {paths}"
+    )
+
+
+# The decisions whose row is what the check saw (``check_row``). The loop writes the
+# others' rows itself (paused, reverted, reverting, failed), the capture writes
+# "captured" in the transaction of its revision, and an ending loop writes none.
+RECORDS_CHECK: frozenset[DriftAction] = frozenset(
+    {"record", "tag-capture", "nothing-capturable", "report"}
+)
+
+
+def check_row(
+    space: str, unit: str, sweep_id: str, result: DriftCheckResult, at: datetime
+) -> DriftRecord:
+    """The drift row that records what a check saw (``drift status``, a sweep's count);
+    ``at``: when the check read the cluster."""
+    return DriftRecord(
+        space=space,
+        unit=unit,
+        state=state_of_check(result.state),
+        checked_at=at,
+        fields=result.fields,
+        message=result.state,
+        revision=result.live_revision,
+        sweep_id=sweep_id,
     )

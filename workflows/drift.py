@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import metrics
     from domain.apply import ApplyRequest, RequestApplyInput
     from domain.drift import (
+        RECORDS_CHECK,
         CaptureInput,
         CaptureOutcome,
         CaptureReconcileInput,
@@ -48,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         DriftStatus,
         capture_description,
         capture_source,
+        check_row,
         decide,
     )
     from domain.redact import redact
@@ -266,6 +268,11 @@ class DriftWorkflow:
         A capture planned on a version that a publish or `set` replaced meanwhile is
         re-planned from a fresh check (a few times) rather than failing the loop.
         """
+        # One owner of the drift row: the check only reads, and the loop records every
+        # decision, what the check saw included (a local activity, in the check's
+        # workflow task). (patched: a run started by an older worker keeps the old
+        # path, where the check wrote that row, until it continues as new)
+        one_owner = workflow.patched("drift-one-owner")
         for attempt in range(STALE_REPLANS + 1):
             try:
                 result = await self._run_check(
@@ -274,23 +281,23 @@ class DriftWorkflow:
                         unit=self.status.unit,
                         sweep_id=sweep_id,
                         force=bool(requests),
+                        record=not one_owner,
                     )
                 )
             # A local activity's failure arrives as the activity's own error, not
             # wrapped in ActivityError.
             except (ActivityError, ApplicationError, ActivityTimeoutError) as e:
-                info = error_info(e)
-                self._set_state("failed", f"{info.type}: {info.message}")
-                self._answer(requests, CaptureOutcome(captured=False, message=info.message))
-                if info.type == "NotFound":
-                    return True  # the unit is gone from the authority
-                await self._record(sweep_id)
-                return False
+                return await self._check_failed(e, requests, sweep_id)
             self.status.last_check = workflow.now()
             self.status.checks += 1
             self._count(metrics.DRIFT_CHECKS)
             self.status.interval_seconds = result.interval_seconds
             decision = decide(result, self.status, [r for _, r in requests], workflow.now())
+            if one_owner and decision.action in RECORDS_CHECK:
+                try:
+                    await self._record_check(result, sweep_id)
+                except (ActivityError, ApplicationError, ActivityTimeoutError) as e:
+                    return await self._check_failed(e, requests, sweep_id)
             if decision.action == "end":
                 self._set_state(decision.state, decision.message)
                 self._answer(requests, CaptureOutcome(captured=False, message="unit inactive"))
@@ -313,6 +320,36 @@ class DriftWorkflow:
                     return False
                 # The unit moved on under the capture: read it again and re-plan.
         return False
+
+    async def _check_failed(
+        self, err: BaseException, requests: list[tuple[int, CaptureRequest]], sweep_id: str
+    ) -> bool:
+        """The check failed for good; True: the unit is gone and the loop ends."""
+        info = error_info(err)
+        self._set_state("failed", f"{info.type}: {info.message}")
+        self._answer(requests, CaptureOutcome(captured=False, message=info.message))
+        if info.type == "NotFound":
+            return True  # the unit is gone from the authority
+        await self._record(sweep_id)
+        return False
+
+    async def _record_check(self, result: DriftCheckResult, sweep_id: str) -> None:
+        """Record what the check saw (``domain.drift.check_row``), as a local activity:
+        every check does it, and this way it adds no workflow task."""
+        row = check_row(
+            self.status.space,
+            self.status.unit,
+            sweep_id,
+            result,
+            result.checked_at or workflow.now(),
+        )
+        await workflow.execute_local_activity_method(
+            DriftActivities.record,
+            DriftRecordInput(record=row),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"record {row.state}",
+        )
 
     async def _run_check(self, inp: DriftCheckInput) -> DriftCheckResult:
         """The check, as a local activity: a check is short, runs every interval on every

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.drift import (
+    RECORDS_CHECK,
     STATE_OF_CHECK,
     CaptureRequest,
     CheckState,
@@ -16,6 +17,7 @@ from domain.drift import (
     DriftField,
     DriftStateName,
     DriftStatus,
+    check_row,
     decide,
 )
 
@@ -233,3 +235,22 @@ def test_what_the_unit_reads_is_the_mapped_check_state_unless_the_loop_acted(
     d = decide(res, loop, reqs, NOW)
     acted = {"capture": "captured", "revert": "reverting", "reverted": "reverted"}
     assert d.state == acted.get(d.action, STATE_OF_CHECK[res.state])
+
+
+@given(check_results, loops, requests)
+def test_the_check_row_says_what_the_check_saw_for_decisions_that_record_it(
+    res: DriftCheckResult, loop: DriftStatus, reqs: list[CaptureRequest]
+):
+    d = decide(res, loop, reqs, NOW)
+    if d.action not in RECORDS_CHECK:
+        # the loop (paused, reverted, reverting), the capture, or nobody (the loop ends)
+        assert d.action in ("stay-paused", "reverted", "revert", "capture", "end")
+        return
+    r = check_row("s", "u", "sweep-1", res, NOW)
+    assert (r.state, r.message, r.revision, r.sweep_id) == (
+        d.state,
+        res.state,
+        res.live_revision,
+        "sweep-1",
+    )
+    assert (r.fields, r.checked_at) == (res.fields, NOW)
