@@ -10,7 +10,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.diff import FieldConflict, diff, json_equal, three_way_merge
 from domain.errors import BadInput
@@ -308,10 +308,8 @@ class DriftStatus(BaseModel):
     last_drift: DriftReport | None = None
     last_revision: int | None = None  # the last revision this loop captured
     last_capture_at: datetime | None = None
-    # Read by nothing; still written by workflows/drift.py (being reworked, issue 14
-    # item 2): remove the field with that write. Old payloads that carry it decode
-    # either way (pydantic ignores unknown keys).
-    last_fingerprint: str = ""
+    # (``last_fingerprint``, written and never read, is gone: statuses in older
+    # histories still carry it, and pydantic ignores the unknown key.)
     last_detected: str = ""  # the fingerprint of the last drift counted as detected
     last_detected_at: datetime | None = None  # when a check first saw it
     interval_seconds: int = 300
@@ -372,11 +370,19 @@ class DriftCheckInput(BaseModel):
 
 
 class DriftCheckResult(BaseModel):
+    # ``claim_data`` goes by its first name, ``captured``, on the wire (the results of
+    # checks in loops' histories).
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
     state: CheckState
     fields: list[DriftField] = Field(default_factory=list)
     live_revision: int | None = None
     expected_version: int = 0
-    captured: dict[str, Any] | None = None  # the authority revision with the drift taken in
+    # The Claim a capture would write: the authority's revision with the drift taken
+    # in (None: nothing capturable).
+    claim_data: dict[str, Any] | None = Field(default=None, alias="captured")
     fingerprint: str = ""
     mode: str = "capture"
     interval_seconds: int = 300
@@ -425,12 +431,33 @@ class CaptureReconcileResult(BaseModel):
     requested: bool
 
 
+class DriftLoopState(BaseModel):
+    """What a drift loop carries across continue-as-new: one object, handed over whole."""
+
+    status: DriftStatus
+    wake: bool = False  # a check is due at once (asked for before the hand-over)
+    sweep_id: str = ""  # the sweep that asked for it
+
+
 class DriftInput(BaseModel):
     space: str
     unit: str
-    status: DriftStatus | None = None  # carried across continue-as-new
+    loop: DriftLoopState | None = None  # None: a new loop
+    # Runs handed over by an older worker carry the loop's state in these fields;
+    # ``check_first`` and ``sweep_id`` also start a loop that checks at once for a sweep.
+    status: DriftStatus | None = None
     check_first: bool = False
     sweep_id: str = ""
+
+    def loop_state(self) -> DriftLoopState:
+        """The loop's state at the start of this run."""
+        if self.loop is not None:
+            return self.loop.model_copy(deep=True)
+        return DriftLoopState(
+            status=self.status or DriftStatus(space=self.space, unit=self.unit),
+            wake=self.check_first,
+            sweep_id=self.sweep_id,
+        )
 
 
 class UnitKey(BaseModel):
@@ -494,7 +521,9 @@ class SweepResult(BaseModel):
     complete: bool
 
 
-class ClassifyCaptureInput(BaseModel):
+class TagCaptureInput(BaseModel):
+    """Tag a capture after the fact (activity ``drift.classify``, its first name)."""
+
     space: str
     unit: str
     revision: int
@@ -502,7 +531,7 @@ class ClassifyCaptureInput(BaseModel):
     tags: dict[str, str]
 
 
-class ClassifyCaptureResult(BaseModel):
+class TagCaptureResult(BaseModel):
     revision: int
 
 
@@ -591,7 +620,7 @@ def decide(
         return DriftDecision(action="record", state=observed, message=result.state)
     paths = ", ".join(f.path for f in result.fields)
     if requests or (result.mode == "capture" and not status.paused):
-        if result.captured is None:
+        if result.claim_data is None:
             return DriftDecision(
                 action="nothing-capturable",
                 state="drifted",

@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         CaptureReconcileInput,
         CaptureRequest,
         CheckRequest,
-        ClassifyCaptureInput,
         DriftCheckInput,
         DriftCheckResult,
         DriftDecision,
@@ -47,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         DriftReport,
         DriftStateName,
         DriftStatus,
+        TagCaptureInput,
         capture_description,
         capture_source,
         check_row,
@@ -78,18 +78,17 @@ def _non_retryable(err: BaseException) -> bool:
 
 @workflow.defn(name="DriftWorkflow")
 class DriftWorkflow:
-    def __init__(self) -> None:
-        self.status = DriftStatus(space="", unit="")
-        self.wake = False
+    @workflow.init
+    def __init__(self, inp: DriftInput) -> None:
+        # From the input, before any handler runs: a pause or a check sent with
+        # signal-with-start sees the loop's real status.
+        self.loop = inp.loop_state()
         self.capture_requests: list[tuple[int, CaptureRequest]] = []
         self.capture_results: dict[int, CaptureOutcome] = {}
         self.capture_seq = 0
-        self.sweep_id = ""
         self.started_checks = 0
         self.completed_checks = 0
         self.check_waiters = 0
-        # pause/resume may arrive with signal-with-start, before run() sets status up
-        self.paused_by_signal: bool | None = None
         # a pause or resume not yet written to the authority (where restarts read it)
         self.pause_to_store: bool | None = None
         # The unit is inactive or gone: the loop ends. Requests from then on are
@@ -98,6 +97,28 @@ class DriftWorkflow:
         # A sweep judged the unit in sync: the timer sleeps this long instead of checking.
         self.sleep_seconds: float | None = None
         self.sweep_seen: datetime | None = None  # the sweep record seen at the last wake
+
+    # The loop's state (``DriftLoopState``) is handed to the next run whole; these name
+    # its parts.
+    @property
+    def status(self) -> DriftStatus:
+        return self.loop.status
+
+    @property
+    def wake(self) -> bool:
+        return self.loop.wake
+
+    @wake.setter
+    def wake(self, value: bool) -> None:
+        self.loop.wake = value
+
+    @property
+    def sweep_id(self) -> str:
+        return self.loop.sweep_id
+
+    @sweep_id.setter
+    def sweep_id(self, value: str) -> None:
+        self.loop.sweep_id = value
 
     # ---- handlers ----------------------------------------------------------------------
 
@@ -109,12 +130,12 @@ class DriftWorkflow:
 
     @workflow.signal
     def pause(self) -> None:
-        self.paused_by_signal = self.status.paused = self.pause_to_store = True
+        self.status.paused = self.pause_to_store = True
         self.wake = True
 
     @workflow.signal
     def resume(self) -> None:
-        self.paused_by_signal = self.status.paused = self.pause_to_store = False
+        self.status.paused = self.pause_to_store = False
         self.wake = True
 
     @workflow.update
@@ -154,11 +175,6 @@ class DriftWorkflow:
 
     @workflow.run
     async def run(self, inp: DriftInput) -> DriftStatus:
-        self.status = inp.status or DriftStatus(space=inp.space, unit=inp.unit)
-        if self.paused_by_signal is not None:
-            self.status.paused = self.paused_by_signal
-        self.wake = self.wake or inp.check_first
-        self.sweep_id = self.sweep_id or inp.sweep_id
         runs = 0
         while True:
             if runs >= CHECKS_PER_RUN or workflow.info().is_continue_as_new_suggested():
@@ -175,13 +191,7 @@ class DriftWorkflow:
                     await self._store_pause()  # the next run would not know to store it
                 if workflow.all_handlers_finished() and not self._waited_on():
                     workflow.continue_as_new(
-                        DriftInput(
-                            space=inp.space,
-                            unit=inp.unit,
-                            status=self.status,
-                            check_first=self.wake,
-                            sweep_id=self.sweep_id,
-                        )
+                        DriftInput(space=inp.space, unit=inp.unit, loop=self.loop)
                     )
             if not self.wake:
                 # The timer tick; a signal ends the wait early.
@@ -474,7 +484,7 @@ class DriftWorkflow:
     async def _capture(
         self, result: DriftCheckResult, req: CaptureRequest | None, sweep_id: str
     ) -> CaptureOutcome:
-        assert result.captured is not None
+        assert result.claim_data is not None
         tag = req.tag if req else ""
         sources = sorted({f.source for f in result.fields if f.capturable})
         tags = {
@@ -487,13 +497,13 @@ class DriftWorkflow:
             tags["tag"] = tag
         if req and req.incident:
             tags["incident"] = req.incident
-        captured = await workflow.execute_activity_method(
+        written = await workflow.execute_activity_method(
             DriftActivities.capture,
             CaptureInput(
                 space=self.status.space,
                 unit=self.status.unit,
                 expected_version=result.expected_version,
-                data=result.captured,
+                data=result.claim_data,
                 source=capture_source(tag),
                 description=capture_description(result.fields, req),
                 tags=tags,
@@ -507,7 +517,7 @@ class DriftWorkflow:
             retry_policy=opt.RETRY,
             summary=f"capture: {tags['fields']}",
         )
-        self.status.last_revision = captured.revision
+        self.status.last_revision = written.revision
         self.status.last_capture_at = workflow.now()
         self._count(metrics.DRIFTS_CAPTURED)
         # Live change seen → capture written: from the change itself where Kubernetes
@@ -525,35 +535,34 @@ class DriftWorkflow:
             {"space": self.status.space},
             workflow.now() - (seen or workflow.now()),
         )
-        self.status.last_fingerprint = result.fingerprint
         self.status.captures += 1
         outcome = CaptureOutcome(
             captured=True,
             action="captured",
-            revision=captured.revision,
+            revision=written.revision,
             fields=result.fields,
-            head_revision=captured.head_revision,
-            rebased_revision=captured.rebased_revision,
-            conflicts=captured.conflicts,
+            head_revision=written.head_revision,
+            rebased_revision=written.rebased_revision,
+            conflicts=written.conflicts,
         )
-        if captured.head_revision not in (None, captured.revision):
+        if written.head_revision not in (None, written.revision):
             # A change waits at its gate (or is in flight): the capture itself is not
             # applied (that would supersede the waiting request), and the pending head
             # must pass its own gate. The live Claim says what runs after a kubectl
             # edit; after an AWS-side edit it catches up when the head is applied.
-            if captured.conflicts:
-                conflict = ", ".join(c.path for c in captured.conflicts)
+            if written.conflicts:
+                conflict = ", ".join(c.path for c in written.conflicts)
                 message = (
-                    f"revision {captured.revision} (live): {tags['fields']}; conflict with "
-                    f"pending head {captured.head_revision} in {conflict}, head kept"
+                    f"revision {written.revision} (live): {tags['fields']}; conflict with "
+                    f"pending head {written.head_revision} in {conflict}, head kept"
                 )
             else:
                 message = (
-                    f"revision {captured.revision} (live): {tags['fields']}; pending change "
-                    f"re-based as revision {captured.rebased_revision}, awaiting its gate"
+                    f"revision {written.revision} (live): {tags['fields']}; pending change "
+                    f"re-based as revision {written.rebased_revision}, awaiting its gate"
                 )
             outcome.message = message
-            if captured.rebased_revision is not None and captured.pending_revision is not None:
+            if written.rebased_revision is not None and written.pending_revision is not None:
                 # A request for the old head (waiting at its gate, or in flight) now
                 # stands for the re-based revision, with its waiters; it passes the gate
                 # anew. With no such request this applies nothing.
@@ -563,15 +572,15 @@ class DriftWorkflow:
                         space=self.status.space,
                         unit=self.status.unit,
                         request=ApplyRequest(
-                            revision=captured.rebased_revision,
+                            revision=written.rebased_revision,
                             requested_by="drift capture: re-based",
-                            follows=captured.pending_revision,
+                            follows=written.pending_revision,
                         ),
                     ),
                     start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
                     retry_policy=opt.RETRY,
-                    summary=f"re-based r{captured.rebased_revision} follows a request for "
-                    f"r{captured.pending_revision}",
+                    summary=f"re-based r{written.rebased_revision} follows a request for "
+                    f"r{written.pending_revision}",
                 )
             await self._request_sync()
             self._set_state("captured", message)
@@ -584,18 +593,18 @@ class DriftWorkflow:
                 space=self.status.space,
                 unit=self.status.unit,
                 request=ApplyRequest(
-                    revision=captured.revision,
+                    revision=written.revision,
                     requested_by="drift capture",
                     ungated=True,
                 ),
             ),
             start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
             retry_policy=opt.RETRY,
-            summary=f"sync the Claim to revision {captured.revision}",
+            summary=f"sync the Claim to revision {written.revision}",
         )
         await self._request_sync()
-        self._set_state("captured", f"revision {captured.revision}: {tags['fields']}")
-        outcome.message = f"captured as revision {captured.revision}"
+        self._set_state("captured", f"revision {written.revision}: {tags['fields']}")
+        outcome.message = f"captured as revision {written.revision}"
         return outcome
 
     async def _request_sync(self) -> None:
@@ -619,8 +628,8 @@ class DriftWorkflow:
         if req.by:
             tags["classified_by"] = req.by
         await workflow.execute_activity_method(
-            DriftActivities.classify,
-            ClassifyCaptureInput(
+            DriftActivities.tag_capture,
+            TagCaptureInput(
                 space=self.status.space,
                 unit=self.status.unit,
                 revision=revision,

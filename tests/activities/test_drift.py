@@ -29,12 +29,12 @@ from domain.authority import (
 )
 from domain.drift import (
     CaptureInput,
-    ClassifyCaptureInput,
     DriftCheckInput,
     DriftCheckResult,
     DriftField,
     DriftPauseInput,
     DriftRecord,
+    TagCaptureInput,
     check_row,
 )
 from domain.kube import KubeApplyInput
@@ -198,7 +198,7 @@ def test_a_claim_as_applied_is_in_sync(cluster: Cluster, drift: DriftActivities,
     result = check(drift, sweep_id="sweep-1")
 
     assert result.state == "in-sync"
-    assert (result.fields, result.captured, result.fingerprint) == ([], None, "")
+    assert (result.fields, result.claim_data, result.fingerprint) == ([], None, "")
     assert (result.live_revision, result.expected_version, result.mode) == (1, 1, "capture")
     assert result.interval_seconds == 300
     # Read-only: the loop records what the check saw.
@@ -237,7 +237,7 @@ def test_a_live_edit_is_drift_named_with_its_manager(
             capturable=True,
         )
     ]
-    assert result.captured == with_spec(rendered, lambdaMemory=512)
+    assert result.claim_data == with_spec(rendered, lambdaMemory=512)
     assert result.fingerprint
     assert store.list_drift(SPACE, UNIT) == []
     # Asked to write by an old loop run: in a capture space the capture writes the drift
@@ -281,7 +281,9 @@ def test_edits_made_in_aws_are_capturable_drift_of_claim_fields(
             capturable=True,
         ),
     ]
-    assert result.captured == with_spec(rendered, lambdaTimeout=45, eventSource="messagewall.other")
+    assert result.claim_data == with_spec(
+        rendered, lambdaTimeout=45, eventSource="messagewall.other"
+    )
 
 
 @SQLITE_ONLY
@@ -304,7 +306,7 @@ def test_a_missing_table_is_drift_no_claim_field_can_capture(
             capturable=False,
         )
     ]
-    assert result.captured is None
+    assert result.claim_data is None
     assert row(result).state == "drifted"
 
 
@@ -332,7 +334,7 @@ def test_a_field_no_patch_maps_is_drift_of_the_managed_resource_never_captured(
             capturable=False,
         )
     ]
-    assert result.captured is None
+    assert result.claim_data is None
 
 
 @SQLITE_ONLY
@@ -535,8 +537,8 @@ def test_classify_relabels_a_capture_and_keeps_its_data_and_tags(
     ActivityEnvironment().run(offline.capture, capture_input(data))
 
     result = ActivityEnvironment().run(
-        offline.classify,
-        ClassifyCaptureInput(
+        offline.tag_capture,
+        TagCaptureInput(
             space=SPACE,
             unit=UNIT,
             revision=2,
@@ -560,8 +562,8 @@ def test_classify_refuses_a_revision_that_is_not_a_capture(
 ):
     with pytest.raises(ApplicationError) as err:
         ActivityEnvironment().run(
-            offline.classify,
-            ClassifyCaptureInput(
+            offline.tag_capture,
+            TagCaptureInput(
                 space=SPACE, unit=UNIT, revision=1, source="break-glass", tags={"tag": "x"}
             ),
         )

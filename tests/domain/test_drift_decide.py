@@ -39,7 +39,7 @@ def result(
         mode=mode,
         live_revision=live_revision,
         fields=[FIELD] if drifted else [],
-        captured={"spec": {"lambdaMemory": 512}} if drifted and capturable else None,
+        claim_data={"spec": {"lambdaMemory": 512}} if drifted and capturable else None,
         fingerprint="spec.lambdaMemory=512" if drifted else "",
     )
 
@@ -209,10 +209,10 @@ def test_only_drift_captures_or_reverts_and_only_what_is_capturable_is_captured(
     if d.action in ("capture", "revert", "nothing-capturable", "report"):
         assert res.state == "drifted"
     if d.action == "capture":
-        assert res.captured is not None
+        assert res.claim_data is not None
         assert d.request == (reqs[-1] if reqs else None)
     if res.state == "drifted" and reqs:
-        assert d.action == ("capture" if res.captured is not None else "nothing-capturable")
+        assert d.action == ("capture" if res.claim_data is not None else "nothing-capturable")
 
 
 @given(check_results, loops, requests)
