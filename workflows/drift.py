@@ -57,8 +57,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.sync import RequestSyncInput
     from workflows import _options as opt
 
-# A check costs about 7 events (a local activity: one workflow task); 200 checks keep
-# every run near 1,400 events.
+# A check costs about 8 events (local activities: the check and the row that records
+# it, in one workflow task; bench/drift_events.py: 8.35 a tick); 200 checks keep every run
+# near 1,700 events.
 CHECKS_PER_RUN = 200
 CHECK_TIMEOUT = timedelta(minutes=2)
 # A capture that loses a race with a publish or `set` re-checks this many times.
