@@ -139,7 +139,7 @@ def activities(
         drift.check,
         drift.capture,
         drift.record,
-        drift.classify,
+        drift.tag_capture,
         drift.request_reconcile,
         drift.set_paused,
         sweep.judge,

@@ -20,8 +20,6 @@ from domain.drift import (
     CaptureReconcileInput,
     CaptureReconcileResult,
     CaptureResult,
-    ClassifyCaptureInput,
-    ClassifyCaptureResult,
     DriftCheckInput,
     DriftCheckResult,
     DriftField,
@@ -30,9 +28,11 @@ from domain.drift import (
     DriftRecordInput,
     DriftRecordResult,
     DriftReport,
-    DriftStateName,
+    TagCaptureInput,
+    TagCaptureResult,
     captured_data,
     changed_at,
+    check_row,
     comparable,
     kubernetes_drift,
 )
@@ -59,30 +59,16 @@ class DriftActivities:
     @activity.defn(name="drift.check")
     @decided
     def check(self, inp: DriftCheckInput) -> DriftCheckResult:
+        """Compare what runs with the unit's live revision. Read-only: the drift loop
+        records what it decides (``domain.drift.decide``, ``check_row``)."""
         result = self._check(inp)
-        observed: DriftStateName = (
-            "in-sync"
-            if result.state == "in-sync"
-            else "drifted"
-            if result.state == "drifted"
-            else "unknown"
-        )
-        capturing = result.state == "drifted" and result.mode == "capture" and result.captured
-        # A capture records its own row ("captured"); a sweep must not count the unit
-        # as merely drifted in between. A paused unit keeps its "paused" row.
-        if result.state not in ("inactive", "paused") and not capturing:
-            self.store.record_drift(
-                DriftRecord(
-                    space=inp.space,
-                    unit=inp.unit,
-                    state=observed,
-                    checked_at=datetime.now(UTC),
-                    fields=result.fields,
-                    message=result.state,
-                    revision=result.live_revision,
-                    sweep_id=inp.sweep_id,
-                )
-            )
+        now = datetime.now(UTC)  # when it finished reading, as the row always said
+        result = result.model_copy(update={"checked_at": now})
+        capturing = result.state == "drifted" and result.mode == "capture" and result.claim_data
+        if inp.record and result.state not in ("inactive", "paused") and not capturing:
+            # A loop run started before "drift-one-owner" (workflows/drift.py) records
+            # nothing of its own for what a check saw: the check writes it, as it did.
+            self.store.record_drift(check_row(inp.space, inp.unit, inp.sweep_id, result, now))
         return result
 
     @activity.defn(name="drift.set_paused")
@@ -95,7 +81,9 @@ class DriftActivities:
     @activity.defn(name="drift.record")
     @decided
     def record(self, inp: DriftRecordInput) -> DriftRecordResult:
-        """Record what the drift loop decided (captured, reverted, paused, failed)."""
+        """Record what the drift loop decided: what a check saw (in sync, drifted, an
+        apply in flight), paused, reverting, reverted, failing, failed. ("captured" is
+        written by ``capture``, in the transaction of the captured revision.)"""
         self.store.record_drift(inp.record)
         return DriftRecordResult()
 
@@ -270,9 +258,10 @@ class DriftActivities:
         )
         return CaptureReconcileResult(requested=status != 404)
 
+    # Registered by its first name: loops' histories schedule "drift.classify".
     @activity.defn(name="drift.classify")
     @decided
-    def classify(self, inp: ClassifyCaptureInput) -> ClassifyCaptureResult:
+    def tag_capture(self, inp: TagCaptureInput) -> TagCaptureResult:
         """Tag a capture after the fact: the watch captured the edit before the operator
         could say it was break-glass for an incident."""
         rev = self.store.get_revision(inp.space, inp.unit, inp.revision)
@@ -281,7 +270,7 @@ class DriftActivities:
         self.store.classify_revision(
             inp.space, inp.unit, inp.revision, source=inp.source, tags=inp.tags
         )
-        return ClassifyCaptureResult(revision=inp.revision)
+        return TagCaptureResult(revision=inp.revision)
 
 
 def _drifted(
@@ -293,7 +282,7 @@ def _drifted(
         update={
             "state": "drifted",
             "fields": fields,
-            "captured": captured_data(authority, capturable) if capturable else None,
+            "claim_data": captured_data(authority, capturable) if capturable else None,
             "fingerprint": report.fingerprint(),
         }
     )

@@ -141,6 +141,12 @@ class SweepActivities:
         for space, units in by_space.items():
             verdicts = self._judge_space(sweep, space, units, inp.page_size)
             in_sync = {u: r for u, (v, r) in verdicts.items() if v == "in-sync" and r is not None}
+            # The one writer of drift rows besides the drift loops (which record every
+            # decision of theirs): the sweep judged these units itself, with the check's
+            # own comparison, so it records that verdict, in bulk under its own id
+            # instead of one loop task per unit. Only "in sync", and never over a
+            # paused row, a state a loop owns, or a loop's newer row; every other
+            # verdict goes back to the unit's loop.
             recorded = set(
                 self.store.record_in_sync(
                     space,

@@ -7,10 +7,10 @@ Also the messages of the drift loop (``workflows/drift.py``), the sweep
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.diff import FieldConflict, diff, json_equal, three_way_merge
 from domain.errors import BadInput
@@ -31,7 +31,27 @@ DriftStateName = Literal[
     "failing",  # a check attempt failed; retrying
     "failed",
 ]
+# What one check observed (``DriftCheckResult.state``): in-sync / drifted; applying: an
+# apply is in flight; not-applied: nothing runs yet; inactive: the unit is orphaned,
+# deleted or gone; paused: the authority says so. The loop turns it into a
+# ``DriftStateName`` through ``state_of_check`` only.
+CheckState = Literal["in-sync", "drifted", "applying", "not-applied", "inactive", "paused"]
 DriftSource = Literal["kubernetes-live", "aws-live"]
+
+# The one mapping from what a check observed to the state a unit reads before the loop
+# acts on it (a capture, a revert, a pause decide further: ``decide``).
+STATE_OF_CHECK: dict[CheckState, DriftStateName] = {
+    "in-sync": "in-sync",
+    "drifted": "drifted",
+    "applying": "unknown",
+    "not-applied": "unknown",
+    "inactive": "paused",
+    "paused": "paused",
+}
+
+
+def state_of_check(state: CheckState) -> DriftStateName:
+    return STATE_OF_CHECK[state]
 
 
 class DriftField(BaseModel):
@@ -288,10 +308,8 @@ class DriftStatus(BaseModel):
     last_drift: DriftReport | None = None
     last_revision: int | None = None  # the last revision this loop captured
     last_capture_at: datetime | None = None
-    # Read by nothing; still written by workflows/drift.py (being reworked, issue 14
-    # item 2): remove the field with that write. Old payloads that carry it decode
-    # either way (pydantic ignores unknown keys).
-    last_fingerprint: str = ""
+    # (``last_fingerprint``, written and never read, is gone: statuses in older
+    # histories still carry it, and pydantic ignores the unknown key.)
     last_detected: str = ""  # the fingerprint of the last drift counted as detected
     last_detected_at: datetime | None = None  # when a check first saw it
     interval_seconds: int = 300
@@ -345,16 +363,26 @@ class DriftCheckInput(BaseModel):
     unit: str
     sweep_id: str = ""  # recorded with the result, so a sweep can count its checks
     force: bool = False  # check even when the unit is paused (an operator's capture)
+    # The check is read-only: the loop records what it decides. Only a loop run started
+    # before "drift-one-owner" (workflows/drift.py) asks the check to write the row it
+    # saw, as it used to: such a run keeps its old path until it continues as new.
+    record: bool = False
 
 
 class DriftCheckResult(BaseModel):
-    # in-sync / drifted; applying: an apply is in flight; not-applied: nothing runs yet;
-    # inactive: the unit is orphaned, deleted or gone; paused: the authority says so
-    state: Literal["in-sync", "drifted", "applying", "not-applied", "inactive", "paused"]
+    # ``claim_data`` goes by its first name, ``captured``, on the wire (the results of
+    # checks in loops' histories).
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    state: CheckState
     fields: list[DriftField] = Field(default_factory=list)
     live_revision: int | None = None
     expected_version: int = 0
-    captured: dict[str, Any] | None = None  # the authority revision with the drift taken in
+    # The Claim a capture would write: the authority's revision with the drift taken
+    # in (None: nothing capturable).
+    claim_data: dict[str, Any] | None = Field(default=None, alias="captured")
     fingerprint: str = ""
     mode: str = "capture"
     interval_seconds: int = 300
@@ -362,6 +390,8 @@ class DriftCheckResult(BaseModel):
     head_revision: int | None = None
     # when the drifted Claim fields were last written (managedFields), where known
     changed_at: datetime | None = None
+    # when the check read the cluster: the time of the row that records what it saw
+    checked_at: datetime | None = None
 
 
 class CaptureInput(BaseModel):
@@ -401,12 +431,33 @@ class CaptureReconcileResult(BaseModel):
     requested: bool
 
 
+class DriftLoopState(BaseModel):
+    """What a drift loop carries across continue-as-new: one object, handed over whole."""
+
+    status: DriftStatus
+    wake: bool = False  # a check is due at once (asked for before the hand-over)
+    sweep_id: str = ""  # the sweep that asked for it
+
+
 class DriftInput(BaseModel):
     space: str
     unit: str
-    status: DriftStatus | None = None  # carried across continue-as-new
+    loop: DriftLoopState | None = None  # None: a new loop
+    # Runs handed over by an older worker carry the loop's state in these fields;
+    # ``check_first`` and ``sweep_id`` also start a loop that checks at once for a sweep.
+    status: DriftStatus | None = None
     check_first: bool = False
     sweep_id: str = ""
+
+    def loop_state(self) -> DriftLoopState:
+        """The loop's state at the start of this run."""
+        if self.loop is not None:
+            return self.loop.model_copy(deep=True)
+        return DriftLoopState(
+            status=self.status or DriftStatus(space=self.space, unit=self.unit),
+            wake=self.check_first,
+            sweep_id=self.sweep_id,
+        )
 
 
 class UnitKey(BaseModel):
@@ -470,7 +521,9 @@ class SweepResult(BaseModel):
     complete: bool
 
 
-class ClassifyCaptureInput(BaseModel):
+class TagCaptureInput(BaseModel):
+    """Tag a capture after the fact (activity ``drift.classify``, its first name)."""
+
     space: str
     unit: str
     revision: int
@@ -478,5 +531,138 @@ class ClassifyCaptureInput(BaseModel):
     tags: dict[str, str]
 
 
-class ClassifyCaptureResult(BaseModel):
+class TagCaptureResult(BaseModel):
     revision: int
+
+
+# ---- the drift loop's decision table -----------------------------------------------------
+
+DriftAction = Literal[
+    "end",  # the unit is orphaned, deleted or gone: the loop ends
+    "stay-paused",  # the authority says paused (this loop was restarted): stay paused
+    "record",  # record what the check saw (in sync, an apply in flight, nothing applied)
+    "reverted",  # in sync after a revert: the revert counts
+    "tag-capture",  # in sync, and the watch captured the edit first: tag that capture
+    "capture",  # write what runs as a revision
+    "nothing-capturable",  # drifted, but no claim field says what runs
+    "revert",  # re-apply the live revision
+    "report",  # drifted: record it, nothing else
+]
+
+
+class DriftDecision(BaseModel):
+    """What the loop does with one check's result (``decide``)."""
+
+    action: DriftAction
+    # The state and message the unit reads afterwards ("capture" sets its own once the
+    # capture is written: the message names the revision).
+    state: DriftStateName
+    message: str
+    # The request whose tag, incident and author the capture carries; for
+    # "tag-capture" and "reverted": the request to tag the loop's last capture with.
+    request: CaptureRequest | None = None
+
+
+def current_capture(status: DriftStatus, result: DriftCheckResult, now: datetime) -> bool:
+    """This loop's last capture is of the drift that is current: it still runs, and
+    it was made within one drift interval (had the watch not seen the edit first,
+    the timer would be catching that drift now). An older capture is history."""
+    at = status.last_capture_at
+    return (
+        status.last_revision is not None
+        and status.last_revision == result.live_revision
+        and at is not None
+        and now - at <= timedelta(seconds=status.interval_seconds)
+    )
+
+
+def decide(
+    result: DriftCheckResult,
+    status: DriftStatus,
+    requests: list[CaptureRequest],
+    now: datetime,
+) -> DriftDecision:
+    """The drift loop's decision table: what one check's result makes the loop do.
+
+    ``status`` is the loop's before the check (its state, whether it is paused, its
+    last capture); ``requests`` are the operators' capture requests this check
+    answers; the space's mode is ``result.mode``. A request captures whatever the
+    mode and a pause say (an operator asked); without one, only capture mode captures
+    and only revert mode reverts, and a paused loop does neither.
+    """
+    observed = state_of_check(result.state)
+    if result.state == "inactive":
+        return DriftDecision(
+            action="end",
+            state=observed,
+            message="the unit is orphaned or deleted: drift loop ends",
+        )
+    if result.state == "paused":
+        return DriftDecision(
+            action="stay-paused", state=observed, message="paused: no checks until resumed"
+        )
+    if result.state != "drifted":
+        tagged = [r for r in requests if r.tag or r.incident]
+        # The watch captured the edit first: the operator's tag and incident belong on
+        # that capture (also when the check confirms a revert).
+        tag = tagged[-1] if tagged and current_capture(status, result, now) else None
+        if result.state == "in-sync" and status.state == "reverting":
+            return DriftDecision(
+                action="reverted",
+                state="reverted",
+                message="a check after the revert found live in sync",
+                request=tag,
+            )
+        if tag is not None:
+            return DriftDecision(
+                action="tag-capture", state=observed, message=result.state, request=tag
+            )
+        return DriftDecision(action="record", state=observed, message=result.state)
+    paths = ", ".join(f.path for f in result.fields)
+    if requests or (result.mode == "capture" and not status.paused):
+        if result.claim_data is None:
+            return DriftDecision(
+                action="nothing-capturable",
+                state="drifted",
+                message=f"drift outside claim fields, not capturable: {paths}",
+            )
+        return DriftDecision(
+            action="capture",
+            state="captured",
+            message=paths,
+            request=requests[-1] if requests else None,
+        )
+    if result.mode == "revert" and not status.paused:
+        return DriftDecision(
+            action="revert",
+            state="reverting",
+            message=f"re-applying revision {result.live_revision}: {paths}",
+        )
+    return DriftDecision(
+        action="report", state="drifted", message=f"drift recorded ({result.mode}): {paths}"
+    )
+
+
+# The decisions whose row is what the check saw (``check_row``). The loop writes the
+# others' rows itself (paused, reverted, reverting, failed), the capture writes
+# "captured" in the transaction of its revision, and an ending loop writes none.
+RECORDS_CHECK: frozenset[DriftAction] = frozenset(
+    {"record", "tag-capture", "nothing-capturable", "report"}
+)
+
+
+def check_row(
+    space: str, unit: str, sweep_id: str, result: DriftCheckResult, at: datetime
+) -> DriftRecord:
+    """The drift row that records what a check saw (``drift status``, a sweep's count);
+    ``at``: when the check read the cluster."""
+    return DriftRecord(
+        space=space,
+        unit=unit,
+        state=state_of_check(result.state),
+        checked_at=at,
+        fields=result.fields,
+        message=result.state,
+        revision=result.live_revision,
+        sweep_id=sweep_id,
+    )

@@ -30,14 +30,15 @@ with workflow.unsafe.imports_passed_through():
     from domain import metrics
     from domain.apply import ApplyRequest, RequestApplyInput
     from domain.drift import (
+        RECORDS_CHECK,
         CaptureInput,
         CaptureOutcome,
         CaptureReconcileInput,
         CaptureRequest,
         CheckRequest,
-        ClassifyCaptureInput,
         DriftCheckInput,
         DriftCheckResult,
+        DriftDecision,
         DriftInput,
         DriftPauseInput,
         DriftRecord,
@@ -45,16 +46,20 @@ with workflow.unsafe.imports_passed_through():
         DriftReport,
         DriftStateName,
         DriftStatus,
+        TagCaptureInput,
         capture_description,
         capture_source,
+        check_row,
+        decide,
     )
     from domain.redact import redact
     from domain.sweep import CoveredInput
     from domain.sync import RequestSyncInput
     from workflows import _options as opt
 
-# A check costs about 7 events (a local activity: one workflow task); 200 checks keep
-# every run near 1,400 events.
+# A check costs about 8 events (local activities: the check and the row that records
+# it, in one workflow task; bench/drift_events.py: 8.35 a tick); 200 checks keep every run
+# near 1,700 events.
 CHECKS_PER_RUN = 200
 CHECK_TIMEOUT = timedelta(minutes=2)
 # A capture that loses a race with a publish or `set` re-checks this many times.
@@ -74,18 +79,17 @@ def _non_retryable(err: BaseException) -> bool:
 
 @workflow.defn(name="DriftWorkflow")
 class DriftWorkflow:
-    def __init__(self) -> None:
-        self.status = DriftStatus(space="", unit="")
-        self.wake = False
+    @workflow.init
+    def __init__(self, inp: DriftInput) -> None:
+        # From the input, before any handler runs: a pause or a check sent with
+        # signal-with-start sees the loop's real status.
+        self.loop = inp.loop_state()
         self.capture_requests: list[tuple[int, CaptureRequest]] = []
         self.capture_results: dict[int, CaptureOutcome] = {}
         self.capture_seq = 0
-        self.sweep_id = ""
         self.started_checks = 0
         self.completed_checks = 0
         self.check_waiters = 0
-        # pause/resume may arrive with signal-with-start, before run() sets status up
-        self.paused_by_signal: bool | None = None
         # a pause or resume not yet written to the authority (where restarts read it)
         self.pause_to_store: bool | None = None
         # The unit is inactive or gone: the loop ends. Requests from then on are
@@ -94,6 +98,28 @@ class DriftWorkflow:
         # A sweep judged the unit in sync: the timer sleeps this long instead of checking.
         self.sleep_seconds: float | None = None
         self.sweep_seen: datetime | None = None  # the sweep record seen at the last wake
+
+    # The loop's state (``DriftLoopState``) is handed to the next run whole; these name
+    # its parts.
+    @property
+    def status(self) -> DriftStatus:
+        return self.loop.status
+
+    @property
+    def wake(self) -> bool:
+        return self.loop.wake
+
+    @wake.setter
+    def wake(self, value: bool) -> None:
+        self.loop.wake = value
+
+    @property
+    def sweep_id(self) -> str:
+        return self.loop.sweep_id
+
+    @sweep_id.setter
+    def sweep_id(self, value: str) -> None:
+        self.loop.sweep_id = value
 
     # ---- handlers ----------------------------------------------------------------------
 
@@ -105,12 +131,12 @@ class DriftWorkflow:
 
     @workflow.signal
     def pause(self) -> None:
-        self.paused_by_signal = self.status.paused = self.pause_to_store = True
+        self.status.paused = self.pause_to_store = True
         self.wake = True
 
     @workflow.signal
     def resume(self) -> None:
-        self.paused_by_signal = self.status.paused = self.pause_to_store = False
+        self.status.paused = self.pause_to_store = False
         self.wake = True
 
     @workflow.update
@@ -150,11 +176,6 @@ class DriftWorkflow:
 
     @workflow.run
     async def run(self, inp: DriftInput) -> DriftStatus:
-        self.status = inp.status or DriftStatus(space=inp.space, unit=inp.unit)
-        if self.paused_by_signal is not None:
-            self.status.paused = self.paused_by_signal
-        self.wake = self.wake or inp.check_first
-        self.sweep_id = self.sweep_id or inp.sweep_id
         runs = 0
         while True:
             if runs >= CHECKS_PER_RUN or workflow.info().is_continue_as_new_suggested():
@@ -171,13 +192,7 @@ class DriftWorkflow:
                     await self._store_pause()  # the next run would not know to store it
                 if workflow.all_handlers_finished() and not self._waited_on():
                     workflow.continue_as_new(
-                        DriftInput(
-                            space=inp.space,
-                            unit=inp.unit,
-                            status=self.status,
-                            check_first=self.wake,
-                            sweep_id=self.sweep_id,
-                        )
+                        DriftInput(space=inp.space, unit=inp.unit, loop=self.loop)
                     )
             if not self.wake:
                 # The timer tick; a signal ends the wait early.
@@ -264,6 +279,11 @@ class DriftWorkflow:
         A capture planned on a version that a publish or `set` replaced meanwhile is
         re-planned from a fresh check (a few times) rather than failing the loop.
         """
+        # One owner of the drift row: the check only reads, and the loop records every
+        # decision, what the check saw included (a local activity, in the check's
+        # workflow task). (patched: a run started by an older worker keeps the old
+        # path, where the check wrote that row, until it continues as new)
+        one_owner = workflow.patched("drift-one-owner")
         for attempt in range(STALE_REPLANS + 1):
             try:
                 result = await self._run_check(
@@ -272,35 +292,35 @@ class DriftWorkflow:
                         unit=self.status.unit,
                         sweep_id=sweep_id,
                         force=bool(requests),
+                        record=not one_owner,
                     )
                 )
             # A local activity's failure arrives as the activity's own error, not
             # wrapped in ActivityError.
             except (ActivityError, ApplicationError, ActivityTimeoutError) as e:
-                info = error_info(e)
-                self._set_state("failed", f"{info.type}: {info.message}")
-                self._answer(requests, CaptureOutcome(captured=False, message=info.message))
-                if info.type == "NotFound":
-                    return True  # the unit is gone from the authority
-                await self._record(sweep_id)
-                return False
+                return await self._check_failed(e, requests, sweep_id)
             self.status.last_check = workflow.now()
             self.status.checks += 1
             self._count(metrics.DRIFT_CHECKS)
             self.status.interval_seconds = result.interval_seconds
-            if result.state == "inactive":
-                self._set_state("paused", "the unit is orphaned or deleted: drift loop ends")
+            decision = decide(result, self.status, [r for _, r in requests], workflow.now())
+            if one_owner and decision.action in RECORDS_CHECK:
+                try:
+                    await self._record_check(result, sweep_id)
+                except (ActivityError, ApplicationError, ActivityTimeoutError) as e:
+                    return await self._check_failed(e, requests, sweep_id)
+            if decision.action == "end":
+                self._set_state(decision.state, decision.message)
                 self._answer(requests, CaptureOutcome(captured=False, message="unit inactive"))
                 return True
-            if result.state == "paused":
-                # Paused in the authority (this loop was restarted): stay paused.
+            if decision.action == "stay-paused":
                 self.status.paused = True
-                self._set_state("paused", "paused: no checks until resumed")
+                self._set_state(decision.state, decision.message)
                 self._answer(requests, CaptureOutcome(captured=False, message="paused"))
                 await self._record(sweep_id)
                 return False
             try:
-                await self._act(result, requests, sweep_id)
+                await self._act(decision, result, requests, sweep_id)
                 return False
             except ActivityError as e:
                 info = error_info(e)
@@ -311,6 +331,36 @@ class DriftWorkflow:
                     return False
                 # The unit moved on under the capture: read it again and re-plan.
         return False
+
+    async def _check_failed(
+        self, err: BaseException, requests: list[tuple[int, CaptureRequest]], sweep_id: str
+    ) -> bool:
+        """The check failed for good; True: the unit is gone and the loop ends."""
+        info = error_info(err)
+        self._set_state("failed", f"{info.type}: {info.message}")
+        self._answer(requests, CaptureOutcome(captured=False, message=info.message))
+        if info.type == "NotFound":
+            return True  # the unit is gone from the authority
+        await self._record(sweep_id)
+        return False
+
+    async def _record_check(self, result: DriftCheckResult, sweep_id: str) -> None:
+        """Record what the check saw (``domain.drift.check_row``), as a local activity:
+        every check does it, and this way it adds no workflow task."""
+        row = check_row(
+            self.status.space,
+            self.status.unit,
+            sweep_id,
+            result,
+            result.checked_at or workflow.now(),
+        )
+        await workflow.execute_local_activity_method(
+            DriftActivities.record,
+            DriftRecordInput(record=row),
+            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+            retry_policy=opt.RETRY,
+            summary=f"record {row.state}",
+        )
 
     async def _run_check(self, inp: DriftCheckInput) -> DriftCheckResult:
         """The check, as a local activity: a check is short, runs every interval on every
@@ -352,24 +402,19 @@ class DriftWorkflow:
 
     async def _act(
         self,
+        decision: DriftDecision,
         result: DriftCheckResult,
         requests: list[tuple[int, CaptureRequest]],
         sweep_id: str,
     ) -> None:
+        """Carry out ``decision`` (``domain.drift.decide``) on the check's ``result``."""
         if result.state != "drifted":
-            if result.state == "in-sync" and self.status.state == "reverting":
-                # A revert counts once a check after it agrees.
-                self._set_state("reverted", "a check after the revert found live in sync")
+            self._set_state(decision.state, decision.message)
+            if decision.action == "reverted":
                 await self._record(sweep_id)
-            else:
-                label: DriftStateName = "in-sync" if result.state == "in-sync" else "unknown"
-                self._set_state(label, result.state)
-            tagged = [r for _, r in requests if r.tag or r.incident]
-            if tagged and self._current_capture(result):
-                # The watch captured the edit first; the operator's tag and incident
-                # belong on that capture.
+            if decision.request is not None:
                 assert self.status.last_revision is not None
-                outcome = await self._classify(tagged[-1], self.status.last_revision)
+                outcome = await self._tag_capture(decision.request, self.status.last_revision)
                 self._answer(requests, outcome)
                 return
             self._answer(
@@ -382,25 +427,23 @@ class DriftWorkflow:
             self.status.last_detected = result.fingerprint
             self.status.last_detected_at = workflow.now()
             self._count(metrics.DRIFTS_DETECTED)
-        paths = ", ".join(f.path for f in result.fields)
-        if requests or (result.mode == "capture" and not self.status.paused):
-            if result.captured is None:
-                self._set_state("drifted", f"drift outside claim fields, not capturable: {paths}")
-                self._answer(
-                    requests,
-                    CaptureOutcome(
-                        captured=False,
-                        action="none",
-                        message="nothing capturable",
-                        fields=result.fields,
-                    ),
-                )
-                return
-            req = requests[-1][1] if requests else None
-            outcome = await self._capture(result, req, sweep_id)
+        if decision.action == "nothing-capturable":
+            self._set_state(decision.state, decision.message)
+            self._answer(
+                requests,
+                CaptureOutcome(
+                    captured=False,
+                    action="none",
+                    message="nothing capturable",
+                    fields=result.fields,
+                ),
+            )
+            return
+        if decision.action == "capture":
+            outcome = await self._capture(result, decision.request, sweep_id)
             self._answer(requests, outcome)
             return
-        if result.mode == "revert" and not self.status.paused:
+        if decision.action == "revert":
             await workflow.execute_activity_method(
                 TemporalActivities.request_apply,
                 RequestApplyInput(
@@ -420,10 +463,10 @@ class DriftWorkflow:
             if workflow.patched("drift-revert-reconcile"):
                 await self._request_reconcile(result.live_revision or 0)
             self._count(metrics.DRIFTS_REVERTED)
-            self._set_state("reverting", f"re-applying revision {result.live_revision}: {paths}")
+            self._set_state(decision.state, decision.message)
             await self._record(sweep_id)
             return
-        self._set_state("drifted", f"drift recorded ({result.mode}): {paths}")
+        self._set_state(decision.state, decision.message)  # report
 
     async def _request_reconcile(self, revision: int) -> None:
         await workflow.execute_activity_method(
@@ -442,7 +485,7 @@ class DriftWorkflow:
     async def _capture(
         self, result: DriftCheckResult, req: CaptureRequest | None, sweep_id: str
     ) -> CaptureOutcome:
-        assert result.captured is not None
+        assert result.claim_data is not None
         tag = req.tag if req else ""
         sources = sorted({f.source for f in result.fields if f.capturable})
         tags = {
@@ -455,13 +498,13 @@ class DriftWorkflow:
             tags["tag"] = tag
         if req and req.incident:
             tags["incident"] = req.incident
-        captured = await workflow.execute_activity_method(
+        written = await workflow.execute_activity_method(
             DriftActivities.capture,
             CaptureInput(
                 space=self.status.space,
                 unit=self.status.unit,
                 expected_version=result.expected_version,
-                data=result.captured,
+                data=result.claim_data,
                 source=capture_source(tag),
                 description=capture_description(result.fields, req),
                 tags=tags,
@@ -475,7 +518,7 @@ class DriftWorkflow:
             retry_policy=opt.RETRY,
             summary=f"capture: {tags['fields']}",
         )
-        self.status.last_revision = captured.revision
+        self.status.last_revision = written.revision
         self.status.last_capture_at = workflow.now()
         self._count(metrics.DRIFTS_CAPTURED)
         # Live change seen → capture written: from the change itself where Kubernetes
@@ -493,35 +536,34 @@ class DriftWorkflow:
             {"space": self.status.space},
             workflow.now() - (seen or workflow.now()),
         )
-        self.status.last_fingerprint = result.fingerprint
         self.status.captures += 1
         outcome = CaptureOutcome(
             captured=True,
             action="captured",
-            revision=captured.revision,
+            revision=written.revision,
             fields=result.fields,
-            head_revision=captured.head_revision,
-            rebased_revision=captured.rebased_revision,
-            conflicts=captured.conflicts,
+            head_revision=written.head_revision,
+            rebased_revision=written.rebased_revision,
+            conflicts=written.conflicts,
         )
-        if captured.head_revision not in (None, captured.revision):
+        if written.head_revision not in (None, written.revision):
             # A change waits at its gate (or is in flight): the capture itself is not
             # applied (that would supersede the waiting request), and the pending head
             # must pass its own gate. The live Claim says what runs after a kubectl
             # edit; after an AWS-side edit it catches up when the head is applied.
-            if captured.conflicts:
-                conflict = ", ".join(c.path for c in captured.conflicts)
+            if written.conflicts:
+                conflict = ", ".join(c.path for c in written.conflicts)
                 message = (
-                    f"revision {captured.revision} (live): {tags['fields']}; conflict with "
-                    f"pending head {captured.head_revision} in {conflict}, head kept"
+                    f"revision {written.revision} (live): {tags['fields']}; conflict with "
+                    f"pending head {written.head_revision} in {conflict}, head kept"
                 )
             else:
                 message = (
-                    f"revision {captured.revision} (live): {tags['fields']}; pending change "
-                    f"re-based as revision {captured.rebased_revision}, awaiting its gate"
+                    f"revision {written.revision} (live): {tags['fields']}; pending change "
+                    f"re-based as revision {written.rebased_revision}, awaiting its gate"
                 )
             outcome.message = message
-            if captured.rebased_revision is not None and captured.pending_revision is not None:
+            if written.rebased_revision is not None and written.pending_revision is not None:
                 # A request for the old head (waiting at its gate, or in flight) now
                 # stands for the re-based revision, with its waiters; it passes the gate
                 # anew. With no such request this applies nothing.
@@ -531,15 +573,15 @@ class DriftWorkflow:
                         space=self.status.space,
                         unit=self.status.unit,
                         request=ApplyRequest(
-                            revision=captured.rebased_revision,
+                            revision=written.rebased_revision,
                             requested_by="drift capture: re-based",
-                            follows=captured.pending_revision,
+                            follows=written.pending_revision,
                         ),
                     ),
                     start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
                     retry_policy=opt.RETRY,
-                    summary=f"re-based r{captured.rebased_revision} follows a request for "
-                    f"r{captured.pending_revision}",
+                    summary=f"re-based r{written.rebased_revision} follows a request for "
+                    f"r{written.pending_revision}",
                 )
             await self._request_sync()
             self._set_state("captured", message)
@@ -552,18 +594,18 @@ class DriftWorkflow:
                 space=self.status.space,
                 unit=self.status.unit,
                 request=ApplyRequest(
-                    revision=captured.revision,
+                    revision=written.revision,
                     requested_by="drift capture",
                     ungated=True,
                 ),
             ),
             start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
             retry_policy=opt.RETRY,
-            summary=f"sync the Claim to revision {captured.revision}",
+            summary=f"sync the Claim to revision {written.revision}",
         )
         await self._request_sync()
-        self._set_state("captured", f"revision {captured.revision}: {tags['fields']}")
-        outcome.message = f"captured as revision {captured.revision}"
+        self._set_state("captured", f"revision {written.revision}: {tags['fields']}")
+        outcome.message = f"captured as revision {written.revision}"
         return outcome
 
     async def _request_sync(self) -> None:
@@ -576,19 +618,9 @@ class DriftWorkflow:
             summary="ask for a sync PR",
         )
 
-    def _current_capture(self, result: DriftCheckResult) -> bool:
-        """This loop's last capture is of the drift that is current: it still runs, and
-        it was made within one drift interval (had the watch not seen the edit first,
-        the timer would be catching that drift now). An older capture is history."""
-        at = self.status.last_capture_at
-        return (
-            self.status.last_revision is not None
-            and self.status.last_revision == result.live_revision
-            and at is not None
-            and workflow.now() - at <= timedelta(seconds=self.status.interval_seconds)
-        )
-
-    async def _classify(self, req: CaptureRequest, revision: int) -> CaptureOutcome:
+    async def _tag_capture(self, req: CaptureRequest, revision: int) -> CaptureOutcome:
+        """Tag the loop's last capture with an operator's request (the watch captured
+        the edit before the operator could say it was break-glass for an incident)."""
         tags = {"classified_at": workflow.now().isoformat()}
         if req.tag:
             tags["tag"] = req.tag
@@ -597,8 +629,8 @@ class DriftWorkflow:
         if req.by:
             tags["classified_by"] = req.by
         await workflow.execute_activity_method(
-            DriftActivities.classify,
-            ClassifyCaptureInput(
+            DriftActivities.tag_capture,
+            TagCaptureInput(
                 space=self.status.space,
                 unit=self.status.unit,
                 revision=revision,

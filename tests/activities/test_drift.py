@@ -29,11 +29,13 @@ from domain.authority import (
 )
 from domain.drift import (
     CaptureInput,
-    ClassifyCaptureInput,
     DriftCheckInput,
     DriftCheckResult,
     DriftField,
     DriftPauseInput,
+    DriftRecord,
+    TagCaptureInput,
+    check_row,
 )
 from domain.kube import KubeApplyInput
 from domain.normalize import RECONCILE_ANNOTATION
@@ -175,11 +177,17 @@ def offline(store: SqlStore, tmp_path: Path) -> DriftActivities:
     return DriftActivities(store, KubeClient(str(tmp_path / "no-kubeconfig")))
 
 
-def check(drift: DriftActivities, sweep_id: str = "") -> DriftCheckResult:
+def check(drift: DriftActivities, sweep_id: str = "", *, record: bool = False) -> DriftCheckResult:
     result: DriftCheckResult = ActivityEnvironment().run(
-        drift.check, DriftCheckInput(space=SPACE, unit=UNIT, sweep_id=sweep_id)
+        drift.check, DriftCheckInput(space=SPACE, unit=UNIT, sweep_id=sweep_id, record=record)
     )
     return result
+
+
+def row(result: DriftCheckResult, sweep_id: str = "") -> DriftRecord:
+    """The row the drift loop records for what the check saw."""
+    assert result.checked_at is not None
+    return check_row(SPACE, UNIT, sweep_id, result, result.checked_at)
 
 
 # ---- check ----------------------------------------------------------------------------------
@@ -190,10 +198,23 @@ def test_a_claim_as_applied_is_in_sync(cluster: Cluster, drift: DriftActivities,
     result = check(drift, sweep_id="sweep-1")
 
     assert result.state == "in-sync"
-    assert (result.fields, result.captured, result.fingerprint) == ([], None, "")
+    assert (result.fields, result.claim_data, result.fingerprint) == ([], None, "")
     assert (result.live_revision, result.expected_version, result.mode) == (1, 1, "capture")
     assert result.interval_seconds == 300
+    # Read-only: the loop records what the check saw.
+    assert store.list_drift(SPACE, UNIT) == []
+    record = row(result, "sweep-1")
+    assert (record.state, record.revision, record.sweep_id) == ("in-sync", 1, "sweep-1")
+
+
+@SQLITE_ONLY
+def test_a_check_for_a_loop_run_started_before_one_owner_writes_what_it_saw(
+    cluster: Cluster, drift: DriftActivities, store: SqlStore
+):
+    result = check(drift, sweep_id="sweep-1", record=True)
+
     [record] = store.list_drift(SPACE, UNIT)
+    assert record == row(result, "sweep-1")
     assert (record.state, record.revision, record.sweep_id) == ("in-sync", 1, "sweep-1")
 
 
@@ -216,10 +237,12 @@ def test_a_live_edit_is_drift_named_with_its_manager(
             capturable=True,
         )
     ]
-    assert result.captured == with_spec(rendered, lambdaMemory=512)
+    assert result.claim_data == with_spec(rendered, lambdaMemory=512)
     assert result.fingerprint
-    # In a capture space the capture writes the drift record ("captured"), so a sweep
-    # never counts the unit as merely drifted in between.
+    assert store.list_drift(SPACE, UNIT) == []
+    # Asked to write by an old loop run: in a capture space the capture writes the drift
+    # record ("captured"), so a sweep never counts the unit as merely drifted in between.
+    check(drift, record=True)
     assert store.list_drift(SPACE, UNIT) == []
     # Seen twice, it is the same drift.
     assert check(drift).fingerprint == result.fingerprint
@@ -258,7 +281,9 @@ def test_edits_made_in_aws_are_capturable_drift_of_claim_fields(
             capturable=True,
         ),
     ]
-    assert result.captured == with_spec(rendered, lambdaTimeout=45, eventSource="messagewall.other")
+    assert result.claim_data == with_spec(
+        rendered, lambdaTimeout=45, eventSource="messagewall.other"
+    )
 
 
 @SQLITE_ONLY
@@ -281,9 +306,8 @@ def test_a_missing_table_is_drift_no_claim_field_can_capture(
             capturable=False,
         )
     ]
-    assert result.captured is None
-    [record] = store.list_drift(SPACE, UNIT)
-    assert record.state == "drifted"
+    assert result.claim_data is None
+    assert row(result).state == "drifted"
 
 
 @SQLITE_ONLY
@@ -310,7 +334,7 @@ def test_a_field_no_patch_maps_is_drift_of_the_managed_resource_never_captured(
             capturable=False,
         )
     ]
-    assert result.captured is None
+    assert result.claim_data is None
 
 
 @SQLITE_ONLY
@@ -327,7 +351,7 @@ def test_an_apply_in_flight_is_not_drift(
 
     assert result.state == "applying"
     assert result.fields == []
-    [record] = store.list_drift(SPACE, UNIT)
+    record = row(result)
     assert (record.state, record.message) == ("unknown", "applying")
 
     # An edit on top of the apply in flight is drift again.
@@ -411,7 +435,7 @@ def test_an_inactive_unit_ends_its_checks_and_records_nothing(
     store.record_applied(SPACE, UNIT, 1, live=True)
     store.commit([], states=[UnitStateChange(space=SPACE, slug=UNIT, state=state)])  # type: ignore[arg-type]
 
-    assert check(offline).state == "inactive"
+    assert check(offline, record=True).state == "inactive"
     assert store.list_drift(SPACE, UNIT) == []
 
 
@@ -513,8 +537,8 @@ def test_classify_relabels_a_capture_and_keeps_its_data_and_tags(
     ActivityEnvironment().run(offline.capture, capture_input(data))
 
     result = ActivityEnvironment().run(
-        offline.classify,
-        ClassifyCaptureInput(
+        offline.tag_capture,
+        TagCaptureInput(
             space=SPACE,
             unit=UNIT,
             revision=2,
@@ -538,8 +562,8 @@ def test_classify_refuses_a_revision_that_is_not_a_capture(
 ):
     with pytest.raises(ApplicationError) as err:
         ActivityEnvironment().run(
-            offline.classify,
-            ClassifyCaptureInput(
+            offline.tag_capture,
+            TagCaptureInput(
                 space=SPACE, unit=UNIT, revision=1, source="break-glass", tags={"tag": "x"}
             ),
         )

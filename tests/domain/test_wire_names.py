@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from domain.apply import ApplyHistory, ApplyRequest
+from domain.drift import DriftCheckResult, DriftInput, DriftStatus
 from domain.sync import SyncPRInput
 
 CONVERTER = pydantic_data_converter.payload_converter
@@ -33,6 +34,12 @@ def _from_wire(data: dict[str, Any], cls: type[BaseModel]) -> Any:
     [
         (ApplyRequest(revision=3, ungated=True), "ungated", "sync_only", True),
         (SyncPRInput(space="s", syncs=99), "syncs", "runs", 99),
+        (
+            DriftCheckResult(state="drifted", claim_data={"spec": {"x": 1}}),
+            "claim_data",
+            "captured",
+            {"spec": {"x": 1}},
+        ),
     ],
 )
 def test_a_renamed_field_keeps_its_wire_name(
@@ -63,3 +70,20 @@ def test_an_old_history_s_payload_reads_into_the_new_name() -> None:
 def test_both_names_construct_the_model() -> None:
     assert ApplyRequest(revision=1, sync_only=True) == ApplyRequest(revision=1, ungated=True)
     assert SyncPRInput(space="s", runs=5) == SyncPRInput(space="s", syncs=5)
+
+
+def test_a_drift_status_of_an_old_history_with_last_fingerprint_still_reads() -> None:
+    """``DriftStatus.last_fingerprint`` is gone; continue-as-new inputs that carry it
+    (and the old loop state fields of DriftInput) still decode."""
+    old = {
+        "space": "s",
+        "unit": "u",
+        "status": {"space": "s", "unit": "u", "state": "captured", "last_fingerprint": "f"},
+        "check_first": True,
+        "sweep_id": "sweep-1",
+    }
+    inp = _from_wire(old, DriftInput)
+    loop = inp.loop_state()
+    assert (loop.status.state, loop.wake, loop.sweep_id) == ("captured", True, "sweep-1")
+    assert "last_fingerprint" not in _wire(loop.status)
+    assert loop.status == DriftStatus(space="s", unit="u", state="captured")

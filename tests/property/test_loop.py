@@ -490,7 +490,7 @@ class LoopMachine(RuleBasedStateMachine):
             assert result.live_revision is not None
             self._request_apply(slug, result.live_revision)
             return
-        if result.mode != "capture" or result.captured is None:
+        if result.mode != "capture" or result.claim_data is None:
             return
         self._capture(slug, result)
 
@@ -811,7 +811,7 @@ class LoopMachine(RuleBasedStateMachine):
             space=self.space,
             unit=slug,
             expected_version=result.expected_version,
-            data=result.captured,
+            data=result.claim_data,
             source=capture_source(""),
             description=capture_description(result.fields, None),
             tags={"fields": ", ".join(f.path for f in fields)},
