@@ -148,6 +148,7 @@ class SweepActivities:
                     sweep_id=inp.sweep_id,
                     checked_at=datetime.now(UTC),
                     unless_after=sweep.since,
+                    cadence_seconds=inp.cadence_seconds,
                 )
                 if in_sync
                 else []

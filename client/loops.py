@@ -158,16 +158,13 @@ async def signal_drift(
     signal: str | None = DRIFT_CHECK_SIGNAL,
 ) -> str:
     """Signal-with-start ``drift:{space}:{unit}``: make sure it runs, and check now
-    (``reason``: who asks). With ``signal=DRIFT_PAUSE_SIGNAL``/``DRIFT_RESUME_SIGNAL``
-    pause or resume it instead; with ``signal=None`` only make sure it runs: then, with
-    ``sweep_id`` (a sweep's), a loop this starts checks first, for that sweep, and one
-    that runs gets nothing (no signal, no workflow task)."""
+    (``reason``: who asks, ``sweep_id``: the sweep that asks). With
+    ``signal=DRIFT_PAUSE_SIGNAL``/``DRIFT_RESUME_SIGNAL`` pause or resume it instead;
+    with ``signal=None`` only make sure it runs: a loop that runs gets nothing (no
+    signal, no workflow task), and one this starts waits for its timer (a sweep starts
+    loops only for units it has just recorded in sync: a first check would repeat it)."""
     args = [CheckRequest(reason=reason, sweep_id=sweep_id)] if signal == DRIFT_CHECK_SIGNAL else []
-    start = (
-        DriftInput(space=space, unit=unit, check_first=True, sweep_id=sweep_id)
-        if signal is None and sweep_id
-        else DriftInput(space=space, unit=unit)
-    )
+    start = DriftInput(space=space, unit=unit)
     return await _signal_with_start(
         client,
         task_queue,
