@@ -160,6 +160,9 @@ class SweepActivities:
                 result.verdicts[verdict] = result.verdicts.get(verdict, 0) + 1
                 if verdict == "in-sync":
                     result.in_sync.setdefault(space, []).append(unit)
+                    known = sweep.spaces.get(space)
+                    if known is not None:
+                        result.intervals[space] = known.record.drift_interval_seconds
                 else:
                     result.signal.setdefault(space, []).append(unit)
             result.recorded += len(recorded)

@@ -93,7 +93,14 @@ class TemporalActivities:
                     # the unit in sync), so the first sweep of a large fleet starts its
                     # loops for the price of a start, and each one's first tick reads
                     # the sweep's row (``drift.covered``).
-                    await signal_drift(self.client, self.task_queue, space, unit, signal=None)
+                    await signal_drift(
+                        self.client,
+                        self.task_queue,
+                        space,
+                        unit,
+                        signal=None,
+                        interval_seconds=inp.intervals.get(space),
+                    )
 
         # A loop that visibility shows running needs nothing; one it does not show (ended,
         # terminated, or just started) is started (a start that finds it running is a

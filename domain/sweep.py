@@ -211,6 +211,9 @@ class SweepJudgeResult(BaseModel):
     # started again), though none is signalled.
     in_sync: dict[str, list[str]] = Field(default_factory=dict)
     signal: dict[str, list[str]] = Field(default_factory=dict)  # space → units
+    # space → drift interval, for the loops the sweep starts without a first check (the
+    # check is where a loop learns it; a default would break short intervals)
+    intervals: dict[str, int] = Field(default_factory=dict)
     verdicts: dict[str, int] = Field(default_factory=dict)  # verdict → count
     lists: int = 0  # list requests made for this page (cached listings are free)
 
@@ -225,6 +228,7 @@ class EnsureLoopsInput(BaseModel):
     sweep_id: str
     start: dict[str, list[str]] = Field(default_factory=dict)  # space → units
     signal: dict[str, list[str]] = Field(default_factory=dict)
+    intervals: dict[str, int] = Field(default_factory=dict)  # space → drift interval
 
 
 class EnsureLoopsResult(BaseModel):
