@@ -177,6 +177,7 @@ def build_worker(
     watcher: ClaimWatcher | None = None,
     argocd: ArgoCDClient | None = None,
     graceful_shutdown: timedelta = timedelta(seconds=telemetry.DEFAULT_GRACEFUL_SHUTDOWN_SECONDS),
+    max_cached_workflows: int = telemetry.DEFAULT_MAX_CACHED_WORKFLOWS,
 ) -> Worker:
     return Worker(
         client,
@@ -191,6 +192,8 @@ def build_worker(
         # small enough for the Web UI to show them (see the modules).
         interceptors=[DeadWorkerDetection(), CompactFailures()],
         graceful_shutdown_timeout=graceful_shutdown,
+        # Memory for replays: most cached runs are idle drift loops (client/telemetry.py).
+        max_cached_workflows=max_cached_workflows,
     )
 
 
@@ -250,6 +253,7 @@ async def run(
         watcher,
         argocd,
         graceful_shutdown=timedelta(seconds=options.graceful_shutdown_seconds),
+        max_cached_workflows=options.max_cached_workflows,
     )
     running = asyncio.create_task(worker.run())
     helpers = [asyncio.create_task(heartbeat.beat(lambda: worker.is_running))]

@@ -154,6 +154,7 @@ class SweepActivities:
                     sweep_id=inp.sweep_id,
                     checked_at=datetime.now(UTC),
                     unless_after=sweep.since,
+                    cadence_seconds=inp.cadence_seconds,
                 )
                 if in_sync
                 else []
@@ -165,6 +166,9 @@ class SweepActivities:
                 result.verdicts[verdict] = result.verdicts.get(verdict, 0) + 1
                 if verdict == "in-sync":
                     result.in_sync.setdefault(space, []).append(unit)
+                    known = sweep.spaces.get(space)
+                    if known is not None:
+                        result.intervals[space] = known.record.drift_interval_seconds
                 else:
                     result.signal.setdefault(space, []).append(unit)
             result.recorded += len(recorded)

@@ -89,13 +89,17 @@ class TemporalActivities:
                         self.client, self.task_queue, space, unit, "sweep", inp.sweep_id
                     )
                 else:
+                    # Started already covered: no check first (the sweep just recorded
+                    # the unit in sync), so the first sweep of a large fleet starts its
+                    # loops for the price of a start, and each one's first tick reads
+                    # the sweep's row (``drift.covered``).
                     await signal_drift(
                         self.client,
                         self.task_queue,
                         space,
                         unit,
-                        sweep_id=inp.sweep_id,
                         signal=None,
+                        interval_seconds=inp.intervals.get(space),
                     )
 
         # A loop that visibility shows running needs nothing; one it does not show (ended,

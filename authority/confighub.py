@@ -1010,9 +1010,15 @@ class ConfigHubStore:
         sweep_id: str,
         checked_at: datetime,
         unless_after: datetime,
+        cadence_seconds: int | None = None,
     ) -> list[str]:
         return self.state.record_in_sync(
-            space, units, sweep_id=sweep_id, checked_at=checked_at, unless_after=unless_after
+            space,
+            units,
+            sweep_id=sweep_id,
+            checked_at=checked_at,
+            unless_after=unless_after,
+            cadence_seconds=cadence_seconds,
         )
 
 

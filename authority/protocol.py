@@ -143,12 +143,15 @@ class AuthorityStore(Protocol):
         sweep_id: str,
         checked_at: datetime,
         unless_after: datetime,
+        cadence_seconds: int | None = None,
     ) -> list[str]:
         """A sweep's bulk record: these units (unit → live revision) are in sync. Only
         rows in a state the sweep may replace (``domain.sweep.BULK_STATES``), not
         paused, and not written after ``unless_after`` change; a row written after it
         that says in sync at the same revision (the loop's own newer check) is only
-        counted for the sweep. Returns the units recorded or counted."""
+        counted for the sweep; a unit with no row yet gets one. The message is
+        ``domain.sweep.sweep_message(cadence_seconds)``. Returns the units recorded or
+        counted."""
         ...
 
     def list_unit_keys(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:

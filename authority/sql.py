@@ -58,7 +58,7 @@ from domain.drift import (
 from domain.errors import BadInput, CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
 from domain.redact import redact_url
-from domain.sweep import BULK_STATES, SWEEP_MESSAGE
+from domain.sweep import BULK_STATES, sweep_message
 from domain.sync import PullRequest
 
 
@@ -658,24 +658,28 @@ class SqlStore:
         sweep_id: str,
         checked_at: datetime,
         unless_after: datetime,
+        cadence_seconds: int | None = None,
     ) -> list[str]:
         # One UPDATE per live revision number and chunk (a fleet shares few numbers).
         # A paused row, or one in a state its loop owns, is left alone and the unit is
         # not returned. A row written after ``unless_after`` is its loop's newer word:
-        # in sync at the same revision, the sweep only counts it as its own.
+        # in sync at the same revision, the sweep only counts it as its own. A unit with
+        # no row yet (its loop never recorded) gets the sweep's.
         by_revision: dict[int, list[str]] = {}
         for unit, revision in units.items():
             by_revision.setdefault(revision, []).append(unit)
         c = t.drift_status.c
         at = _as_utc(checked_at)
+        message = sweep_message(cadence_seconds)
         with self._write() as conn:
             for revision, names in by_revision.items():
                 for start in range(0, len(names), 400):
+                    chunk = names[start : start + 400]
                     conn.execute(
                         update(t.drift_status)
                         .where(
                             c.space == space,
-                            c.unit.in_(names[start : start + 400]),
+                            c.unit.in_(chunk),
                             c.checked_at <= _as_utc(unless_after),
                             c.paused.is_(False),
                             c.state.in_(sorted(BULK_STATES)),
@@ -684,7 +688,7 @@ class SqlStore:
                             state="in-sync",
                             checked_at=at,
                             fields=[],
-                            message=SWEEP_MESSAGE,
+                            message=message,
                             revision=revision,
                             sweep_id=sweep_id,
                             sweep_state="in-sync",
@@ -694,7 +698,7 @@ class SqlStore:
                         update(t.drift_status)
                         .where(
                             c.space == space,
-                            c.unit.in_(names[start : start + 400]),
+                            c.unit.in_(chunk),
                             c.checked_at > _as_utc(unless_after),
                             c.paused.is_(False),
                             c.state == "in-sync",
@@ -702,6 +706,31 @@ class SqlStore:
                         )
                         .values(sweep_id=sweep_id, sweep_state="in-sync")
                     )
+                    have = {
+                        str(u)
+                        for (u,) in conn.execute(
+                            select(c.unit).where(c.space == space, c.unit.in_(chunk))
+                        ).all()
+                    }
+                    if missing := [u for u in chunk if u not in have]:
+                        conn.execute(
+                            insert(t.drift_status),
+                            [
+                                {
+                                    "space": space,
+                                    "unit": u,
+                                    "state": "in-sync",
+                                    "checked_at": at,
+                                    "fields": [],
+                                    "message": message,
+                                    "revision": revision,
+                                    "sweep_id": sweep_id,
+                                    "sweep_state": "in-sync",
+                                    "paused": False,
+                                }
+                                for u in missing
+                            ],
+                        )
             recorded: list[str] = []
             names = list(units)
             for start in range(0, len(names), 400):

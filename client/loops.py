@@ -31,7 +31,7 @@ from client.contract import (
     search_attributes,
 )
 from domain.apply import ApplyInput, RequestApplyInput
-from domain.drift import CheckRequest, DriftInput
+from domain.drift import CheckRequest, DriftInput, DriftStatus
 from domain.naming import apply_id, drift_id, sync_pr_id
 from domain.sync import SyncNowInput, SyncPRInput, SyncRequest, SyncResult
 
@@ -156,17 +156,25 @@ async def signal_drift(
     sweep_id: str = "",
     *,
     signal: str | None = DRIFT_CHECK_SIGNAL,
+    interval_seconds: int | None = None,
 ) -> str:
     """Signal-with-start ``drift:{space}:{unit}``: make sure it runs, and check now
-    (``reason``: who asks). With ``signal=DRIFT_PAUSE_SIGNAL``/``DRIFT_RESUME_SIGNAL``
-    pause or resume it instead; with ``signal=None`` only make sure it runs: then, with
-    ``sweep_id`` (a sweep's), a loop this starts checks first, for that sweep, and one
-    that runs gets nothing (no signal, no workflow task)."""
+    (``reason``: who asks, ``sweep_id``: the sweep that asks). With
+    ``signal=DRIFT_PAUSE_SIGNAL``/``DRIFT_RESUME_SIGNAL`` pause or resume it instead;
+    with ``signal=None`` only make sure it runs: a loop that runs gets nothing (no
+    signal, no workflow task), and one this starts waits for its timer (a sweep starts
+    loops only for units it has just recorded in sync: a first check would repeat it).
+    ``interval_seconds``: the space's drift interval, for a loop started without a check
+    (where it would learn it): its first tick comes within the unit's own interval."""
     args = [CheckRequest(reason=reason, sweep_id=sweep_id)] if signal == DRIFT_CHECK_SIGNAL else []
     start = (
-        DriftInput(space=space, unit=unit, check_first=True, sweep_id=sweep_id)
-        if signal is None and sweep_id
-        else DriftInput(space=space, unit=unit)
+        DriftInput(space=space, unit=unit)
+        if interval_seconds is None
+        else DriftInput(
+            space=space,
+            unit=unit,
+            status=DriftStatus(space=space, unit=unit, interval_seconds=interval_seconds),
+        )
     )
     return await _signal_with_start(
         client,

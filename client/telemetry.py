@@ -51,6 +51,11 @@ from domain.redact import redact
 DEFAULT_METRICS_BIND = "127.0.0.1:9464"
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 30.0
 MAX_GRACEFUL_SHUTDOWN_SECONDS = 86400.0
+# Workflow runs the worker keeps in memory between tasks (the SDK's default is 1,000).
+# A cached drift loop costs about 170 KB; an idle loop covered by scheduled sweeps
+# wakes about once an hour, where a replay costs less than keeping it, so the worker
+# keeps a few hundred (its busy workflows: publishes, applies, sync PRs, sweeps).
+DEFAULT_MAX_CACHED_WORKFLOWS = 250
 LOG_FORMATS = ("text", "json")
 HEARTBEAT_SECONDS = 5.0
 # A heartbeat older than this means the worker's event loop is stuck (or it is gone).
@@ -109,6 +114,7 @@ class WorkerOptions:
     health_file: Path | None = None  # None: beside the cache directory
     check: bool = False
     as_json: bool = False
+    max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS
 
     @classmethod
     def from_args(
@@ -135,6 +141,9 @@ class WorkerOptions:
             health_file=Path(health) if health else None,
             check=bool(getattr(args, "check", False)),
             as_json=bool(getattr(args, "json", False)),
+            max_cached_workflows=parse_cache_size(
+                *pick("max_cached_workflows", "TRIBUTARY_MAX_CACHED_WORKFLOWS")
+            ),
         )
 
 
@@ -174,6 +183,19 @@ def parse_log_format(value: str | None, field: str = "--log-format") -> str:
     if value not in LOG_FORMATS:
         raise BadInput(f"log format {value!r} is not one of {', '.join(LOG_FORMATS)}", field=field)
     return value
+
+
+def parse_cache_size(value: Any, field: str = "TRIBUTARY_MAX_CACHED_WORKFLOWS") -> int:
+    """Workflow runs the worker keeps in memory (sticky), 0 to a million."""
+    if value is None or value == "":
+        return DEFAULT_MAX_CACHED_WORKFLOWS
+    try:
+        size = int(value)
+    except ValueError:
+        size = -1
+    if not 0 <= size <= 1_000_000:
+        raise BadInput(f"{str(value)!r} is not a number of workflow runs", field=field)
+    return size
 
 
 def parse_seconds(value: Any, field: str = "--graceful-shutdown-timeout") -> float:

@@ -512,6 +512,10 @@ class CountDriftResult(BaseModel):
 class SweepInput(BaseModel):
     batch_size: int = 500
     wait_seconds: int = 600  # for the checks to report back
+    # Set by ``sweep schedule`` to its interval (None: a manual ``sweep run``). Drift
+    # loops covered by sweeps that run at least as often as they would check sleep
+    # longer (``domain.sweep.covered_horizon``); a manual sweep never lets them.
+    cadence_seconds: int | None = None
 
 
 class SweepResult(BaseModel):

@@ -9,12 +9,13 @@ so a unit the sweep calls in sync is one the loop's check would call in sync.
 Only ``in-sync`` is recorded by the sweep, in bulk. Everything else goes to the unit's
 ``DriftWorkflow``, which stays the owner of state, captures, pause and history: a
 difference (drift, or an apply the cluster runs before the authority knows), a
-paused unit, an apply in flight, a unit never judged by its loop, or one the sweep
-could not judge (a provider that cannot sync, an unknown kind).
+paused unit, an apply in flight, a unit whose loop left it in a state the loop owns,
+or one the sweep could not judge (a provider that cannot sync, an unknown kind).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -32,7 +33,7 @@ Verdict = Literal[
     "paused",
     "in-flight",  # an apply reached the cluster and is not recorded as live yet
     "not-applied",
-    "due",  # the loop has not judged the unit itself yet, or left it in a state it owns
+    "due",  # the loop left the unit in a state it owns
     "unjudged",  # the sweep could not judge it (unknown kind, a provider not syncing)
 ]
 SIGNAL_VERDICTS: tuple[Verdict, ...] = (
@@ -71,8 +72,11 @@ def precheck(facts: UnitFacts) -> Verdict | None:
         return "not-applied"
     if facts.last_applied_revision not in (None, facts.live_revision):
         return "in-flight"
-    if row is None or row.state not in BULK_STATES:
+    if row is not None and row.state not in BULK_STATES:
         return "due"
+    # No row yet (a fleet the sweep meets first, units whose loops never ran): the sweep
+    # judges it like any other, so the first sweep of a large fleet records its units in
+    # sync instead of starting every loop on a check.
     return None
 
 
@@ -120,6 +124,46 @@ def managed_drift(
     return out
 
 
+# How long a loop may go without a check of its own while scheduled sweeps judge its
+# unit in sync: the bound on finding drift if the schedule stops (is paused, deleted,
+# or its worker is gone) without anyone waking the loops. Sweeps that run catch drift
+# within their cadence and signal the loop, so this only bounds the failure case.
+COVERED_BACKSTOP = timedelta(hours=1)
+_CADENCE = re.compile(r"^in-sync \(sweep every (\d+)s\)$")
+
+
+def sweep_message(cadence_seconds: int | None) -> str:
+    """The message of a sweep's in-sync record. A scheduled sweep says its cadence: the
+    record itself is then what justifies a covered loop's longer sleep (a manual
+    ``sweep run`` carries none, so it never extends a sleep past one interval)."""
+    return SWEEP_MESSAGE if cadence_seconds is None else f"in-sync (sweep every {cadence_seconds}s)"
+
+
+def sweep_cadence(message: str) -> int | None:
+    """The cadence a sweep record carries (``sweep_message``), or None."""
+    m = _CADENCE.match(message)
+    return int(m.group(1)) if m else None
+
+
+def is_sweep_message(message: str) -> bool:
+    return message == SWEEP_MESSAGE or sweep_cadence(message) is not None
+
+
+def covered_horizon(interval_seconds: int, cadence_seconds: int | None) -> timedelta:
+    """How long after a sweep's in-sync judgement a loop may wait for its next check.
+
+    One interval, unless the judgement came from a scheduled sweep that runs at least
+    as often as the loop would check (cadence ≤ interval): then each sweep finds drift
+    within the interval and signals the loop, and the loop's own check is only a
+    backstop for when the schedule stops, ``COVERED_BACKSTOP`` (never less than one
+    interval) after the last judgement it saw.
+    """
+    interval = timedelta(seconds=interval_seconds)
+    if cadence_seconds is None or cadence_seconds <= 0 or cadence_seconds > interval_seconds:
+        return interval
+    return max(interval, COVERED_BACKSTOP)
+
+
 def covered_for(
     row: DriftRecord | None,
     *,
@@ -131,21 +175,27 @@ def covered_for(
     """How long a drift loop whose timer fired may sleep again instead of checking,
     because a sweep judged its unit in sync since the loop last looked; None: check.
 
-    Only a sweep's own record covers (``SWEEP_MESSAGE``), only one newer than what
+    Only a sweep's own record covers (``sweep_message``), only one newer than what
     the loop saw at its previous wake (``seen``), at the unit's live revision, and
-    only until one interval after that judgement: with no sweeps running, the loop's
-    next tick is a full check, so it still finds drift within its interval.
+    only until ``covered_horizon`` after that judgement: one interval for a manual
+    sweep, so with no sweeps the loop's next tick is a full check and it still finds
+    drift within its interval; the backstop for a scheduled sweep whose cadence is at
+    most the interval (each such sweep signals the loop when the unit differs).
     """
-    if row is None or row.paused or row.state != "in-sync" or row.message != SWEEP_MESSAGE:
+    if row is None or row.paused or row.state != "in-sync" or not is_sweep_message(row.message):
         return None
     if live_revision is None or row.revision != live_revision or row.checked_at == seen:
         return None
-    left = row.checked_at + timedelta(seconds=interval_seconds) - now
+    horizon = covered_horizon(interval_seconds, sweep_cadence(row.message))
+    left = row.checked_at + horizon - now
     return left if left > timedelta(seconds=1) else None
 
 
 class SweepJudgeInput(BaseModel):
     sweep_id: str
+    # The schedule's interval, for a scheduled sweep: recorded with each in-sync row
+    # (``sweep_message``) so covered loops may sleep past one interval.
+    cadence_seconds: int | None = None
     after: tuple[str, str] | None = None  # (space, unit) of the previous page's last unit
     limit: int = 1000
     page_size: int = 500  # objects per list request (``limit`` and ``continue``)
@@ -161,6 +211,9 @@ class SweepJudgeResult(BaseModel):
     # started again), though none is signalled.
     in_sync: dict[str, list[str]] = Field(default_factory=dict)
     signal: dict[str, list[str]] = Field(default_factory=dict)  # space → units
+    # space → drift interval, for the loops the sweep starts without a first check (the
+    # check is where a loop learns it; a default would break short intervals)
+    intervals: dict[str, int] = Field(default_factory=dict)
     verdicts: dict[str, int] = Field(default_factory=dict)  # verdict → count
     lists: int = 0  # list requests made for this page (cached listings are free)
 
@@ -175,6 +228,7 @@ class EnsureLoopsInput(BaseModel):
     sweep_id: str
     start: dict[str, list[str]] = Field(default_factory=dict)  # space → units
     signal: dict[str, list[str]] = Field(default_factory=dict)
+    intervals: dict[str, int] = Field(default_factory=dict)  # space → drift interval
 
 
 class EnsureLoopsResult(BaseModel):

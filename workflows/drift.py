@@ -8,9 +8,12 @@ live revision, ``report`` only records. Its state survives continue-as-new.
 
 Idle loops cost a timer, not a check: when the timer fires and a sweep has judged the
 unit in sync since the loop last looked (``domain.sweep.covered_for``: one row read),
-the loop sleeps until one interval after that judgement instead of checking. With no
-sweeps running the next tick is a full check, so drift is still found within the
-interval; the watch, the CLI and the sweep's own signals wake the loop at once.
+the loop sleeps instead of checking: until one interval after that judgement, or, if
+the sweep was a scheduled one whose cadence is at most the interval (it finds drift
+within the interval itself and signals the loop), until the backstop (1 h) after it.
+With no sweeps running the next tick is a full check, so drift is still found within
+the interval (within the backstop if a schedule stops); the watch, the CLI and the
+sweep's own signals wake the loop at once.
 """
 
 from __future__ import annotations

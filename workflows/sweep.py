@@ -64,7 +64,12 @@ class SweepWorkflow:
         while True:
             page = await workflow.execute_activity_method(
                 SweepActivities.judge,
-                SweepJudgeInput(sweep_id=sweep_id, after=last, limit=inp.batch_size),
+                SweepJudgeInput(
+                    sweep_id=sweep_id,
+                    after=last,
+                    limit=inp.batch_size,
+                    cadence_seconds=inp.cadence_seconds,
+                ),
                 start_to_close_timeout=BATCH_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=60),
                 retry_policy=opt.RETRY,
@@ -74,7 +79,12 @@ class SweepWorkflow:
                 break
             await workflow.execute_activity_method(
                 TemporalActivities.ensure_drift_loops,
-                EnsureLoopsInput(sweep_id=sweep_id, start=page.in_sync, signal=page.signal),
+                EnsureLoopsInput(
+                    sweep_id=sweep_id,
+                    start=page.in_sync,
+                    signal=page.signal,
+                    intervals=page.intervals,
+                ),
                 start_to_close_timeout=BATCH_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=60),
                 retry_policy=opt.RETRY,

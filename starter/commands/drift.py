@@ -291,7 +291,9 @@ async def schedule(args: argparse.Namespace, out: Output, settings: Settings) ->
     client = await runner.client_for(settings)
     action = ScheduleActionStartWorkflow(
         contract.SWEEP_WORKFLOW,
-        SweepInput(),
+        # The cadence goes into each in-sync record, so the records themselves say
+        # whether they justify a covered loop's longer sleep.
+        SweepInput(cadence_seconds=int(every.total_seconds())),
         id="sweep-scheduled",
         task_queue=settings.task_queue,
         static_summary="scheduled drift sweep",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.sweep import SWEEP_MESSAGE
+from domain.sweep import SWEEP_MESSAGE, sweep_cadence, sweep_message
 from tests.authority.test_protocol import store  # noqa: F401  (every backend)
 from tests.authority.test_store import SPACE, drift_record, seeded  # noqa: F401
 
@@ -32,9 +32,19 @@ def test_record_in_sync_writes_only_rows_the_sweep_may_replace(seeded: Any) -> N
         unless_after=BEGAN,
     )
 
-    assert sorted(recorded) == ["cap", "later", "ok"]
+    assert sorted(recorded) == ["cap", "later", "never", "ok"]
     rows = {r.unit: r for r in seeded.list_drift(SPACE)}
-    assert "never" not in rows  # no row: its loop never judged it, nothing is made up
+    # No row yet (its loop never recorded): the sweep's judgement is the first record.
+    assert (rows["never"].state, rows["never"].message, rows["never"].revision) == (
+        "in-sync",
+        SWEEP_MESSAGE,
+        1,
+    )
+    assert (rows["never"].sweep_id, rows["never"].checked_at, rows["never"].paused) == (
+        SWEEP,
+        at,
+        False,
+    )
     assert [
         (u, rows[u].state, rows[u].message, rows[u].revision, rows[u].fields) for u in ("cap", "ok")
     ] == [("cap", "in-sync", SWEEP_MESSAGE, 2, []), ("ok", "in-sync", SWEEP_MESSAGE, 3, [])]
@@ -50,4 +60,23 @@ def test_record_in_sync_writes_only_rows_the_sweep_may_replace(seeded: Any) -> N
         "in-sync",
     )
     assert rows["held"].message != SWEEP_MESSAGE
-    assert seeded.count_drift(SWEEP) == {"in-sync": 3}
+    assert seeded.count_drift(SWEEP) == {"in-sync": 4}
+
+
+def test_a_scheduled_sweep_records_its_cadence(seeded: Any) -> None:  # noqa: F811
+    seeded.record_drift(drift_record("ok", state="in-sync", checked_at=BEGAN, fields=[]))
+    at = BEGAN + timedelta(minutes=1)
+
+    recorded = seeded.record_in_sync(
+        SPACE,
+        {"ok": 3, "new": 3},
+        sweep_id=SWEEP,
+        checked_at=at,
+        unless_after=at,
+        cadence_seconds=290,
+    )
+
+    assert sorted(recorded) == ["new", "ok"]
+    rows = {r.unit: r for r in seeded.list_drift(SPACE)}
+    assert {rows[u].message for u in ("new", "ok")} == {sweep_message(290)}
+    assert sweep_cadence(rows["ok"].message) == 290

@@ -6,15 +6,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.drift import DriftField, DriftRecord, DriftStateName
 from domain.sweep import (
+    COVERED_BACKSTOP,
     SWEEP_MESSAGE,
     UnitFacts,
     covered_for,
+    covered_horizon,
     judge_claim,
     managed_drift,
     precheck,
+    sweep_cadence,
+    sweep_message,
 )
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -92,7 +98,8 @@ def test_an_annotation_not_ignored_differs_and_a_missing_claim_is_missing() -> N
             UnitFacts(space="s", unit="u", live_revision=2, last_applied_revision=3, row=row()),
             "in-flight",
         ),
-        (UnitFacts(space="s", unit="u", live_revision=2, row=None), "due"),
+        # never recorded (a fleet the sweep meets first): compared like any other
+        (UnitFacts(space="s", unit="u", live_revision=2, row=None), None),
         (UnitFacts(space="s", unit="u", live_revision=2, row=row("reverting")), "due"),
         (UnitFacts(space="s", unit="u", live_revision=2, row=row("drifted")), "due"),
         (UnitFacts(space="s", unit="u", live_revision=2, row=row("failing")), "due"),
@@ -161,3 +168,61 @@ def test_a_fresh_sweep_judgement_covers_the_rest_of_its_interval_once() -> None:
 )
 def test_nothing_else_covers_a_tick(record: DriftRecord | None) -> None:
     assert covered_for(record, live_revision=2, now=NOW, interval_seconds=300, seen=None) is None
+
+
+def test_a_scheduled_sweep_says_its_cadence_and_a_manual_one_does_not() -> None:
+    assert sweep_message(None) == SWEEP_MESSAGE
+    assert sweep_cadence(SWEEP_MESSAGE) is None
+    assert sweep_cadence(sweep_message(290)) == 290
+    assert sweep_cadence("in-sync") is None
+    assert sweep_cadence("in-sync (sweep every 290s) and more") is None
+
+
+def test_a_scheduled_sweep_at_most_the_interval_lets_a_loop_sleep_to_the_backstop() -> None:
+    at = NOW - timedelta(seconds=100)
+    scheduled = sweep_row(at).model_copy(update={"message": sweep_message(290)})
+
+    left = covered_for(scheduled, live_revision=2, now=NOW, interval_seconds=300, seen=None)
+
+    assert left == COVERED_BACKSTOP - timedelta(seconds=100)
+    # A schedule rarer than the interval would let drift sit longer than the interval
+    # between sweeps: it covers only the rest of one interval, as a manual sweep does.
+    rare = sweep_row(at).model_copy(update={"message": sweep_message(600)})
+    assert covered_for(
+        rare, live_revision=2, now=NOW, interval_seconds=300, seen=None
+    ) == timedelta(seconds=200)
+    # The backstop never shortens a long interval.
+    assert covered_horizon(86400, 3600) == timedelta(seconds=86400)
+    # The loop saw this record at its previous wake: the schedule stopped, it checks.
+    assert covered_for(scheduled, live_revision=2, now=NOW, interval_seconds=300, seen=at) is None
+
+
+@given(
+    interval=st.integers(min_value=1, max_value=7 * 86400),
+    cadence=st.one_of(st.none(), st.integers(min_value=0, max_value=14 * 86400)),
+    age=st.integers(min_value=0, max_value=14 * 86400),
+    revision=st.integers(min_value=1, max_value=3),
+    seen=st.booleans(),
+)
+def test_a_loop_never_goes_longer_without_a_judgement_than_its_bound(
+    interval: int, cadence: int | None, age: int, revision: int, seen: bool
+) -> None:
+    """The next full check comes at most max(interval, backstop) after the last
+    judgement, and at most one interval after it unless a scheduled sweep with a cadence
+    no longer than the interval made that judgement."""
+    at = NOW - timedelta(seconds=age)
+    record = sweep_row(at, revision=revision).model_copy(update={"message": sweep_message(cadence)})
+
+    left = covered_for(
+        record, live_revision=2, now=NOW, interval_seconds=interval, seen=at if seen else None
+    )
+
+    if left is None:
+        return  # the loop checks now
+    assert left > timedelta(0)
+    assert revision == 2
+    assert not seen
+    wake = NOW + left
+    assert wake - at <= max(timedelta(seconds=interval), COVERED_BACKSTOP)
+    if cadence is None or not 0 < cadence <= interval:
+        assert wake - at <= timedelta(seconds=interval)

@@ -50,6 +50,18 @@ def test_a_graceful_shutdown_timeout_is_finite_and_at_most_a_day(bad: str) -> No
     assert telemetry.parse_seconds("86400") == 86400
 
 
+def test_the_workflow_cache_size_comes_from_the_environment_and_is_bounded() -> None:
+    def size(env: dict[str, str]) -> int:
+        return telemetry.WorkerOptions.from_args(None, env).max_cached_workflows
+
+    assert size({}) == telemetry.DEFAULT_MAX_CACHED_WORKFLOWS
+    assert size({"TRIBUTARY_MAX_CACHED_WORKFLOWS": "40"}) == 40
+    for bad in ("-1", "lots", "1.5", "1000001"):
+        with pytest.raises(BadInput) as e:
+            size({"TRIBUTARY_MAX_CACHED_WORKFLOWS": bad})
+        assert e.value.field == "TRIBUTARY_MAX_CACHED_WORKFLOWS"
+
+
 def test_errors_name_the_variable_or_the_flag_that_was_written() -> None:
     import argparse
 

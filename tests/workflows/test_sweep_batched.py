@@ -9,9 +9,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
-from domain.sweep import SWEEP_MESSAGE
+from domain.sweep import COVERED_BACKSTOP, SWEEP_MESSAGE, sweep_message
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo
+from tests.workflows.helpers import skip
 from tests.workflows.test_drift import SQLITE_ONLY, go_live, numbers, status_of
 from tests.workflows.test_sweep import sweep
 
@@ -85,4 +86,35 @@ async def test_an_idle_loop_a_sweep_covers_skips_its_check_until_sweeps_stop(
 
     # No sweep since: the next tick, one interval after the sweep, is a full check again.
     await env.sleep(timedelta(minutes=2))
+    assert await checks(env, units) == {u: n + 1 for u, n in before.items()}
+
+
+@SQLITE_ONLY
+async def test_a_loop_covered_by_a_scheduled_sweep_sleeps_to_the_backstop_then_checks(
+    env: WorkflowEnvironment, cluster_worker: Worker, store: SqlStore, orders: AuthoringRepo
+) -> None:
+    """A sweep that runs at least as often as the loop's interval (its record says so)
+    finds drift within the interval itself: the loop does not check on every interval.
+    When such sweeps stop, the loop checks again by the backstop."""
+    units = await go_live(env, cluster_worker, store, orders, PROD)
+    swept = await sweep(env, cluster_worker, wait_seconds=8, cadence_seconds=120)
+    assert swept.counts == {"in-sync": 2}, swept
+    assert {r.message for r in store.list_drift(PROD)} == {sweep_message(120)}
+    statuses = [await status_of(env, PROD, u) for u in units]
+    before = {st.unit: st.checks for st in statuses}
+    last = max(st.last_check for st in statuses if st.last_check is not None)
+    now = await env.get_current_time()
+
+    # The first tick reads the scheduled sweep's row; then many 2-minute intervals pass
+    # with no check (one row read per loop, not a check per interval).
+    await skip(env, last + timedelta(minutes=2, seconds=10) - now)
+    assert await checks(env, units) == before
+    assert {(await status_of(env, PROD, u)).state for u in units} == {"in-sync"}
+    await skip(env, timedelta(minutes=30))
+    assert await checks(env, units) == before
+
+    # No sweep since (the schedule stopped): by the backstop after the sweep's
+    # judgement each loop has checked again, once.
+    now = await env.get_current_time()
+    await skip(env, last + COVERED_BACKSTOP + timedelta(minutes=2, seconds=30) - now)
     assert await checks(env, units) == {u: n + 1 for u, n in before.items()}
