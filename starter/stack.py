@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,11 +61,18 @@ def _die_with_parent() -> None:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``path`` readable by its owner only (mode 0600), even if it existed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    """Write ``path`` readable by its owner only (mode 0600), even if it existed, and
+    whole or not at all: whoever waits for ``dev.env`` to appear (a script, the demo,
+    the tests) reads it the moment it exists, so it must never be seen half written."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def temporal_binary() -> str:
