@@ -7,6 +7,11 @@ The workflows drain what arrived before they complete; here, a signal-with-start
 an update that the server answers with "completed" is sent again, and then starts
 (or reaches) the next run. Nothing a caller asks for is lost or answered with an
 error for that reason.
+
+A run whose workflow task keeps failing (a worker too slow for the deadlock
+detector, or a bug being fixed) cannot answer a query or accept an update: the
+server says "Workflow Task in failed state" until a retried task succeeds. That is
+an answer for now, not for good, so queries and updates wait it out, bounded.
 """
 
 from __future__ import annotations
@@ -41,6 +46,31 @@ T = TypeVar("T")
 # does; the bound only keeps a real NOT_FOUND (no such namespace) from looping.
 ATTEMPTS = 5
 RETRY_PAUSE_SECONDS = 0.05
+# A failing workflow task is retried by the server with growing pauses (seconds,
+# then up to ten minutes); about five minutes covers a slow worker, not a bug.
+NOT_READY_ATTEMPTS = 60
+NOT_READY_PAUSE_SECONDS = 5.0
+NOT_READY_DETAIL = "temporal.api.errordetails.v1.WorkflowNotReadyFailure"
+
+
+def not_ready(e: BaseException) -> bool:
+    """The run's workflow task is failing, so it can answer no query or update now.
+
+    The server answers FAILED_PRECONDITION with a ``WorkflowNotReadyFailure`` detail
+    ("Unable to query workflow due to Workflow Task in failed state.") once a task
+    has failed three times in a row; the next task that succeeds ends it.
+    """
+    if not isinstance(e, RPCError) or e.status != RPCStatusCode.FAILED_PRECONDITION:
+        return False
+    details = e.grpc_status.details if e.grpc_status else []
+    return any(d.type_url.endswith(NOT_READY_DETAIL) for d in details) or (
+        "Workflow Task in failed state" in e.message
+    )
+
+
+def not_ready_pause(attempt: int) -> float:
+    """Seconds before asking a not-ready run again: quick first, then every 5 s."""
+    return min(NOT_READY_PAUSE_SECONDS, 0.5 * attempt)
 
 
 def completed_meanwhile(e: Exception) -> bool:
@@ -62,16 +92,34 @@ def completed_meanwhile(e: Exception) -> bool:
     )
 
 
+async def until_ready(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()`` (a query or update), asked again while the run is not ready."""
+    for attempt in range(1, NOT_READY_ATTEMPTS + 1):
+        try:
+            return await call()
+        except RPCError as e:
+            if not not_ready(e) or attempt == NOT_READY_ATTEMPTS:
+                raise
+            await asyncio.sleep(not_ready_pause(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 async def retry_completed(call: Callable[[], Awaitable[T]]) -> T:
-    """``call()``, sent again (bounded) while it meets a run that just ended or began."""
-    for attempt in range(1, ATTEMPTS + 1):
+    """``call()``, sent again (bounded) while it meets a run that just ended or began,
+    or one whose workflow task is failing for now."""
+    ended = waited = 0
+    while True:
         try:
             return await call()
         except (RPCError, WorkflowAlreadyStartedError) as e:
-            if not completed_meanwhile(e) or attempt == ATTEMPTS:
+            if completed_meanwhile(e) and ended + 1 < ATTEMPTS:
+                ended += 1
+                await asyncio.sleep(RETRY_PAUSE_SECONDS * ended)
+            elif not_ready(e) and waited + 1 < NOT_READY_ATTEMPTS:
+                waited += 1
+                await asyncio.sleep(not_ready_pause(waited))
+            else:
                 raise
-            await asyncio.sleep(RETRY_PAUSE_SECONDS * attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def update_with_start(

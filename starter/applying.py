@@ -12,7 +12,7 @@ from temporalio.service import RPCError
 from client import contract
 from client.loops import signal_apply
 from domain.apply import ApplyOutcome, ApplyRequest, ApplyStatus, RequestApplyInput
-from starter.runner import WAIT_AGAIN, WAIT_RETRIES
+from starter.runner import WAIT_RETRIES, wait_again
 
 POLL_SECONDS = 0.3
 EXIT_BY_REASON = {"denied": 3, "rejected": 2, "conflict": 4}
@@ -59,10 +59,11 @@ async def follow(
                 contract.APPLY_STATUS_QUERY, result_type=ApplyStatus
             )
         except RPCError as e:
-            # A query needs a worker: while the worker restarts it times out, and the
-            # apply goes on. Ask again rather than fail the CI step.
+            # A query needs a worker, and a workflow task that completes: while the
+            # worker restarts it times out, while a task is being retried the server
+            # says "not ready", and the apply goes on. Ask again, not fail the CI step.
             failures += 1
-            if e.status not in WAIT_AGAIN or failures > WAIT_RETRIES:
+            if not wait_again(e) or failures > WAIT_RETRIES:
                 raise
             await asyncio.sleep(min(failures, 5))
             continue

@@ -15,6 +15,7 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.contract import EXIT_CODES, error_info
+from client.loops import not_ready
 from client.settings import Settings, connect
 from domain.errors import TributaryError
 from starter.output import Output
@@ -26,6 +27,13 @@ EXIT_WAITING = 5
 # A wait that breaks with one of these is resumed (about 5 minutes in all).
 WAIT_AGAIN = {RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE}
 WAIT_RETRIES = 60
+
+
+def wait_again(e: RPCError) -> bool:
+    """A broken wait or query that will answer if asked again: a dropped long poll, a
+    query with no worker to answer it (restarting), or a run whose workflow task is
+    failing and being retried (a slow worker's deadlock detector)."""
+    return e.status in WAIT_AGAIN or not_ready(e)
 
 
 class Unreachable(TributaryError):
@@ -115,6 +123,6 @@ async def wait(
             raise WorkflowFailed(info.type, info.message) from e
         except RPCError as e:
             failures += 1
-            if e.status not in WAIT_AGAIN or failures > WAIT_RETRIES:
+            if not wait_again(e) or failures > WAIT_RETRIES:
                 raise
             await asyncio.sleep(min(failures, 5))

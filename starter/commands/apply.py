@@ -11,6 +11,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client import contract
+from client.loops import until_ready
 from client.settings import Settings
 from domain.apply import (
     DEFAULT_READY_TIMEOUT,
@@ -183,15 +184,13 @@ async def approve(args: argparse.Namespace, out: Output, settings: Settings) -> 
     workflow_id = apply_id(args.space, args.unit)
     handle = client.get_workflow_handle(workflow_id)
     try:
-        result = await handle.execute_update(
-            contract.APPROVE_UPDATE,
-            ApproveInput(
-                revision=args.revision,
-                by=actor.name,
-                comment=args.comment,
-                asserted=actor.asserted,
-            ),
-            result_type=ApproveResult,
+        approval = ApproveInput(
+            revision=args.revision, by=actor.name, comment=args.comment, asserted=actor.asserted
+        )
+        result = await until_ready(
+            lambda: handle.execute_update(
+                contract.APPROVE_UPDATE, approval, result_type=ApproveResult
+            )
         )
     except WorkflowUpdateFailedError as e:
         cause = e.cause
