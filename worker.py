@@ -47,7 +47,7 @@ from adapters.watcher import ClaimWatcher
 from authority import authority_variable, open_store
 from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
-from client import contract, telemetry
+from client import codecache, contract, telemetry
 from client.failures import CompactFailures
 from client.keepalive import DeadWorkerDetection
 from client.settings import Settings, connect
@@ -179,6 +179,8 @@ def build_worker(
     graceful_shutdown: timedelta = timedelta(seconds=telemetry.DEFAULT_GRACEFUL_SHUTDOWN_SECONDS),
     max_cached_workflows: int = telemetry.DEFAULT_MAX_CACHED_WORKFLOWS,
 ) -> Worker:
+    # The sandbox runs a workflow's module afresh for every run it creates or replays.
+    codecache.install()
     return Worker(
         client,
         task_queue=task_queue,
