@@ -437,6 +437,9 @@ class DriftLoopState(BaseModel):
     status: DriftStatus
     wake: bool = False  # a check is due at once (asked for before the hand-over)
     sweep_id: str = ""  # the sweep that asked for it
+    # A sweep judged the unit in sync: the next timer sleeps this long, not an interval.
+    sleep_seconds: float | None = None
+    sweep_seen: datetime | None = None  # the sweep record seen at the last wake
 
 
 class DriftInput(BaseModel):

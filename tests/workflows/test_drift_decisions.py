@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -40,7 +41,8 @@ from domain.drift import (
 from domain.sweep import CoveredInput, CoveredResult
 from domain.sync import RequestSyncInput, RequestSyncResult
 from tests.support import eventually
-from workflows.drift import DriftWorkflow
+from tests.workflows.helpers import skip
+from workflows.drift import HISTORY_PER_RUN, DriftWorkflow
 
 SPACE = UNIT = "messagewall-dev-east"
 FIELD = DriftField(path="spec.lambdaMemory", authority=128, live=512)
@@ -80,6 +82,9 @@ class Fakes:
         self.syncs: list[RequestSyncInput] = []
         self.pauses: list[bool] = []
         self.reconciles: list[int] = []
+        # A sweep's cover: how long each timer tick may sleep again (0: check instead).
+        self.cover_seconds = 0.0
+        self.covered: list[CoveredInput] = []
 
     def activities(self) -> list[object]:
         @activity.defn(name="drift.check")
@@ -118,7 +123,12 @@ class Fakes:
 
         @activity.defn(name="drift.covered")
         async def covered(inp: CoveredInput) -> CoveredResult:
-            return CoveredResult()  # no sweep: every tick is a check
+            self.covered.append(inp)
+            if not self.cover_seconds:
+                return CoveredResult()  # no sweep: every tick is a check
+            # a new sweep record each time, newer than the one the loop saw
+            at = AT + timedelta(hours=len(self.covered))
+            return CoveredResult(sleep_seconds=self.cover_seconds, checked_at=at)
 
         @activity.defn(name="temporal.request_apply")
         async def request_apply(inp: RequestApplyInput) -> RequestApplyResult:
@@ -315,3 +325,47 @@ async def test_a_tagged_capture_request_after_the_watch_captured_tags_that_captu
     assert (tagged.revision, tagged.source) == (2, "break-glass")
     assert (tagged.tags["tag"], tagged.tags["incident"]) == ("break-glass", "INC-7")
     assert len(fakes.captures) == 1  # nothing captured a second time
+
+
+async def runs_of(env: WorkflowEnvironment, wf_id: str, first_run: str) -> list[list[Any]]:
+    """The history events of each run of ``wf_id``, following continue-as-new."""
+    runs, run_id = [], first_run
+    while run_id:
+        handle = env.client.get_workflow_handle(wf_id, run_id=run_id)
+        events = [e async for e in handle.fetch_history_events()]
+        runs.append(events)
+        last = events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else ""
+        )
+    return runs
+
+
+async def test_a_covered_loop_hands_over_short_runs_and_keeps_its_cover(
+    env: WorkflowEnvironment, queue: str, fakes: Fakes
+):
+    """An idle loop the sweeps cover wakes once an hour; its runs stay short (a replay
+    of an evicted run is cheap), and the next run sleeps on under the same cover
+    instead of ticking at its interval and asking again."""
+    fakes.cover_seconds = 3600
+    handle = await env.client.start_workflow(
+        DriftWorkflow.run,
+        DriftInput(space=SPACE, unit=UNIT),
+        id=f"drift:{SPACE}:{UNIT}:{uuid.uuid4()}",
+        task_queue=queue,
+    )
+
+    await skip(env, timedelta(hours=40))
+
+    runs = await runs_of(env, handle.id, handle.result_run_id or "")
+    assert len(runs) >= 3
+    assert all(len(events) <= HISTORY_PER_RUN + 10 for events in runs)
+    assert fakes.checks == []  # covered all along
+    # Every wake after the first saw the sweep record of the wake before, across runs.
+    assert all(c.seen is not None for c in fakes.covered[1:])
+    for events in runs[1:]:
+        first_timer = next(e for e in events if e.HasField("timer_started_event_attributes"))
+        fire = first_timer.timer_started_event_attributes.start_to_fire_timeout
+        assert fire.seconds == 3600
