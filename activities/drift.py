@@ -35,13 +35,13 @@ from domain.drift import (
     check_row,
     comparable,
     kubernetes_drift,
+    managed_drift,
 )
 from domain.errors import BadInput, NotFound
 from domain.normalize import RECONCILE_ANNOTATION
 from domain.policy import CheckObjectsInput
 from domain.project import ApprovalMode
 from domain.schema import SchemaSet, schemas_from_xrd
-from domain.sweep import managed_drift
 
 
 class DriftActivities:

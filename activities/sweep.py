@@ -29,7 +29,7 @@ from authority.protocol import AuthorityStore
 from domain.apply import readiness
 from domain.authority import SpaceRecord, UnitRecord
 from domain.composition import Composition, CompositionCache
-from domain.drift import DriftRecord, comparable
+from domain.drift import DriftRecord, comparable, managed_drift
 from domain.errors import Rejected
 from domain.sweep import (
     CoveredInput,
@@ -40,7 +40,6 @@ from domain.sweep import (
     Verdict,
     covered_for,
     judge_claim,
-    managed_drift,
     precheck,
 )
 

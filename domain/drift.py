@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.diff import FieldConflict, diff, json_equal, three_way_merge
 from domain.errors import BadInput
 from domain.markdown import OneLine
-from domain.normalize import drop_paths, normalize, parse_ignore
+from domain.normalize import drop_paths, is_ignored, normalize, parse_ignore
 from domain.paths import MISSING, Path, get_path, parse_path, set_path
 from domain.schema import apply_defaults
 
@@ -106,6 +106,36 @@ def kubernetes_drift(
                 source="kubernetes-live",
             )
         )
+    return out
+
+
+def managed_drift(
+    observed: list[DriftField],
+    *,
+    wanted: dict[str, Any],
+    ignore: list[str],
+    claim_paths: set[str],
+) -> list[DriftField]:
+    """The AWS half of the check: what the managed resources report that is drift
+    from the live revision.
+
+    ``observed``: the observer's fields, from the whole Claim (defaults in, nothing
+    ignored); ``wanted``: the live revision, normalized the same way. A field under an
+    ignored path is dropped, as on the Kubernetes side; a Claim field that moved
+    itself (``claim_paths``) is left to AWS to follow once Crossplane reconciles.
+    """
+    out: list[DriftField] = []
+    for f in observed:
+        if is_ignored(f.path, ignore):
+            continue
+        if f.capturable and f.path in claim_paths:
+            continue
+        if f.capturable:
+            value = get_path(wanted, parse_path(f.path))
+            f = f.model_copy(update={"authority": None if value is MISSING else value})
+            if f.live == f.authority:
+                continue
+        out.append(f)
     return out
 
 

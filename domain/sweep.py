@@ -21,9 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from domain.drift import DriftField, DriftRecord, DriftStateName, kubernetes_drift
-from domain.normalize import is_ignored
-from domain.paths import MISSING, get_path, parse_path
+from domain.drift import DriftRecord, DriftStateName, kubernetes_drift
 
 # in-sync: recorded by the sweep; every other verdict signals the unit's loop.
 Verdict = Literal[
@@ -93,35 +91,6 @@ def judge_claim(
     if kubernetes_drift(authority, live, ignore=ignore, schema=schema):
         return "differs"
     return "in-sync"
-
-
-def managed_drift(
-    observed: list[DriftField],
-    *,
-    wanted: dict[str, Any],
-    ignore: list[str],
-    claim_paths: set[str],
-) -> list[DriftField]:
-    """What the managed resources report that is drift from the live revision.
-
-    ``observed``: the observer's fields, from the whole Claim (defaults in, nothing
-    ignored); ``wanted``: the live revision, normalized the same way. A field under an
-    ignored path is dropped, as on the Kubernetes side; a Claim field that moved
-    itself (``claim_paths``) is left to AWS to follow once Crossplane reconciles.
-    """
-    out: list[DriftField] = []
-    for f in observed:
-        if is_ignored(f.path, ignore):
-            continue
-        if f.capturable and f.path in claim_paths:
-            continue
-        if f.capturable:
-            value = get_path(wanted, parse_path(f.path))
-            f = f.model_copy(update={"authority": None if value is MISSING else value})
-            if f.live == f.authority:
-                continue
-        out.append(f)
-    return out
 
 
 # How long a loop may go without a check of its own while scheduled sweeps judge its

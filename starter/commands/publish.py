@@ -115,7 +115,7 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
     if not args.apply:
         out.result(result)
         return code
-    applies = await follow_applies(client, result, out, wait=not args.no_wait)
+    applies = await follow_applies(client, result, out)
     payload = result.model_dump(mode="json")
     for space in payload["spaces"]:
         for unit in space["units"]:
@@ -132,9 +132,10 @@ async def run(args: argparse.Namespace, out: Output, settings: Settings) -> int:
 
 
 async def follow_applies(
-    client: Client, result: PublishRunResult, out: Output, *, wait: bool
+    client: Client, result: PublishRunResult, out: Output
 ) -> dict[tuple[str, str], ApplyOutcome]:
-    """The outcome of every apply the publish requested, side by side."""
+    """The outcome of every apply the publish requested, side by side, each followed
+    until it settles (``--no-wait`` returns before the publish itself is done)."""
     targets = [(s.space, u) for s in result.spaces for u in s.units if u.apply_workflow_id]
     outcomes = await asyncio.gather(
         *(
@@ -143,7 +144,6 @@ async def follow_applies(
                 u.apply_workflow_id,
                 u.apply_request_id,
                 on_change=apply_cmd.progress(out, space, u.unit),
-                wait=wait,
             )
             for space, u in targets
         )

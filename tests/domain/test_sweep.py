@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.drift import DriftField, DriftRecord, DriftStateName
+from domain.drift import DriftField, DriftRecord, DriftStateName, managed_drift
 from domain.sweep import (
     COVERED_BACKSTOP,
     SWEEP_MESSAGE,
@@ -17,7 +17,6 @@ from domain.sweep import (
     covered_for,
     covered_horizon,
     judge_claim,
-    managed_drift,
     precheck,
     sweep_cadence,
     sweep_message,
