@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -45,10 +45,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.authority import AuthorityActivities
 from activities.drift import DriftActivities
 from activities.policy import check_objects
+from activities.sweep import SweepActivities
 from adapters.kube import KubeClient, Resource
 from authority import tables
 from authority.sql import SqlStore
@@ -69,11 +71,16 @@ from domain.authority import (
 from domain.change import FindUnitsInput, GetRevisionInput
 from domain.diff import diff
 from domain.drift import (
+    RECORDS_CHECK,
     CaptureInput,
     CaptureResult,
     DriftCheckInput,
+    DriftRecordInput,
+    DriftStatus,
     capture_description,
     capture_source,
+    check_row,
+    decide,
 )
 from domain.gates import hold_for_gates, kind_key, review_gates, seed_namespaces
 from domain.naming import publish_id
@@ -89,6 +96,7 @@ from domain.publish import (
     plan_space,
     to_apply,
 )
+from domain.sweep import CoveredInput, SweepJudgeInput
 from tests.property import overlay
 
 # ---- profiles ----------------------------------------------------------------------
@@ -225,6 +233,24 @@ class Cluster(KubeClient):
     def get(self, res: Resource, name: str, namespace: str | None) -> dict[str, Any] | None:
         obj = self.objects.get(name)
         return dict(obj) if obj is not None else None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict[str, Any]]:
+        """A sweep's listing: every live Claim in one page (namespace as applied)."""
+        assert method == "GET", (method, path)
+        items = []
+        for obj in self.objects.values():
+            meta = dict(obj.get("metadata") or {})
+            meta.setdefault("namespace", "default")
+            items.append({**copy.deepcopy(obj), "metadata": meta})
+        return 200, {"items": items, "metadata": {}}
 
 
 def spec_of(data: dict[str, Any]) -> Spec:
@@ -481,9 +507,48 @@ class LoopMachine(RuleBasedStateMachine):
         """A timer tick or a sweep of DriftWorkflow."""
         self._drift_check(data.draw(st.sampled_from(self._running()), label="unit"))
 
+    @precondition(lambda self: self._running())
+    @rule(data=st.data(), edit=st.none() | st.tuples(st.sampled_from(FIELDS), VALUES))
+    def sweep(self, data: st.DataObject, edit: tuple[str, int] | None) -> None:
+        """A sweep: judged in the worker from one listing, the units in sync recorded in
+        bulk, the others' loops signalled (they check at once). ``edit``: a live edit
+        no watch saw lands just before the listing (the case sweeps exist for; as a
+        rule of its own it rarely comes right before a sweep)."""
+        if edit is not None:
+            slug = data.draw(st.sampled_from(sorted(self.cluster.objects)), label="edited")
+            obj = self.cluster.objects[slug]
+            self.cluster.objects[slug] = {**obj, "spec": {**obj["spec"], edit[0]: edit[1]}}
+        sweeper = SweepActivities(self.store, self.cluster)
+        sweep_id = f"sweep-{self.space}-{self.steps}"
+        # This example's units come first from here (keys are in (space, unit) order).
+        inp = SweepJudgeInput(sweep_id=sweep_id, after=(self.space, ""), limit=len(SLUGS))
+        result = ActivityEnvironment().run(sweeper.judge, inp)
+        in_sync = result.in_sync.get(self.space, [])
+        for slug in in_sync:
+            # The sweep never hides drift: its "in sync" is the check's own verdict.
+            check = self.drift.check(DriftCheckInput(space=self.space, unit=slug))
+            assert check.state == "in-sync", (slug, check.state, check.fields)
+            # and the bulk record is one a loop's timer may sleep on
+            covered = sweeper.covered(
+                CoveredInput(space=self.space, unit=slug, interval_seconds=300)
+            )
+            assert covered.sleep_seconds > 0, slug
+        signal = result.signal.get(self.space, [])
+        # what the search reached (pytest --hypothesis-show-statistics)
+        event(f"sweep: in sync {bool(in_sync)}, signalled {bool(signal)}")
+        for slug in signal:
+            if self.units[slug].active and slug in self.cluster.objects:
+                self._drift_check(slug)
+
     def _drift_check(self, slug: str) -> None:
-        """One turn of DriftWorkflow: check, then act by the space's drift mode."""
+        """One turn of DriftWorkflow: check, record what it saw, then act by the space's
+        drift mode."""
         result = self.drift.check(DriftCheckInput(space=self.space, unit=slug))
+        now = datetime.now(UTC)
+        decision = decide(result, DriftStatus(space=self.space, unit=slug), [], now)
+        if decision.action in RECORDS_CHECK:
+            row = check_row(self.space, slug, "", result, result.checked_at or now)
+            self.drift.record(DriftRecordInput(record=row))
         if result.state != "drifted":
             return
         if result.mode == "revert":
