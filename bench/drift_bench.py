@@ -327,13 +327,31 @@ async def events_per_run(env: dict[str, str], sample: int = 5) -> dict[str, Any]
 PARTS = ("watch", "timer", "sweep", "sweep1k", "sweep10k", "idle-aws")
 
 
+def settled_sweep(env: dict[str, str], tries: int = 6) -> dict[str, Any]:
+    """The in-sync sweep once the worker has caught up, and each try on the way.
+
+    The first sweep starts a loop for every unit, and each loop's first workflow task
+    is queued on the worker's task queue ahead of the next sweep's tasks: a sweep run
+    right after it measures that drain too (1,000 loops: 16.9 s at load average 5,
+    against 1.3 s once drained). Sweeps run until one takes no more than 1.2 times the
+    one before (or ``tries`` ran); the last is the figure.
+    """
+    runs = [sweep(env)]
+    while len(runs) < tries and runs[-1]["seconds"] > 1.2 * (
+        runs[-2]["seconds"] if len(runs) > 1 else 0
+    ):
+        runs.append(sweep(env))
+    return {**runs[-1], "tries_s": [r["seconds"] for r in runs]}
+
+
 def sweeps(env: dict[str, str], units: int, interval: int = 300) -> dict[str, Any]:
     """``units`` units seeded, then the first sweep (it starts their loops), a sweep in
-    sync, and the in-process floor (list + diff), with the load average."""
+    sync once the loops' first tasks are done, and the in-process floor (list +
+    diff), with the load average."""
     seed(env, units, interval=interval)
     return {
         f"sweep_{units}_first_s": sweep(env),
-        f"sweep_{units}_in_sync_s": sweep(env),
+        f"sweep_{units}_in_sync_s": settled_sweep(env),
         f"sweep_{units}_floor_list_and_diff": list_and_diff_floor(env),
         f"load_average_sweep_{units}": os.getloadavg(),
     }
