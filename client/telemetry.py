@@ -52,10 +52,11 @@ DEFAULT_METRICS_BIND = "127.0.0.1:9464"
 DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 30.0
 MAX_GRACEFUL_SHUTDOWN_SECONDS = 86400.0
 # Workflow runs the worker keeps in memory between tasks (the SDK's default is 1,000).
-# A cached drift loop costs about 170 KB; an idle loop covered by scheduled sweeps
-# wakes about once an hour, where a replay costs less than keeping it, so the worker
-# keeps a few hundred (its busy workflows: publishes, applies, sync PRs, sweeps).
-DEFAULT_MAX_CACHED_WORKFLOWS = 250
+# A cached drift loop costs about 100 KB (client/codecache.py shares the code); an
+# idle loop covered by scheduled sweeps wakes about once an hour, when replaying its
+# short run (at most ~100 events) costs about 12 ms, less than keeping it, so the
+# worker keeps room for its busy workflows (publishes, applies, sync PRs, sweeps).
+DEFAULT_MAX_CACHED_WORKFLOWS = 150
 LOG_FORMATS = ("text", "json")
 HEARTBEAT_SECONDS = 5.0
 # A heartbeat older than this means the worker's event loop is stuck (or it is gone).

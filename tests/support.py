@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -100,10 +101,40 @@ def set_patch_value(text: str, path: str, value: str) -> str:
     return set_inline_patch_value(text, path, yaml.safe_load(value))
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections (32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports for servers the tests start are drawn below the kernel's ephemeral range: a
+# port the kernel calls free inside that range can become the local port of any
+# outgoing connection (the suite makes thousands) before the server binds it — a
+# stress run lost a stack that way ("Address already in use" for its metrics).
+_FIRST_PORT = 20000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    floor = _ephemeral_floor()
+    if floor - _FIRST_PORT < 1000:  # an unusual range: let the kernel choose
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    for _ in range(500):
+        port = random.randrange(_FIRST_PORT, floor)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_FIRST_PORT}-{floor - 1}")
 
 
 @dataclass

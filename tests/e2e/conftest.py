@@ -33,7 +33,26 @@ class Stack:
 
 
 def start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Stack:
-    """``tributary dev`` in a subprocess; ``env`` is added to this process's environment."""
+    """``tributary dev`` in a subprocess; ``env`` is added to this process's environment.
+
+    Ports are chosen free, then bound by the stack's processes a moment later; one
+    another process took meanwhile is a clear "Address already in use" from the stack,
+    and the stack is started again on other ports.
+    """
+    for attempt in range(1, 4):
+        try:
+            return _start_stack(data_dir, *extra, env=env)
+        except PortTaken:
+            if attempt == 3:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def _start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Stack:
     env_file = data_dir / "dev.env"
     proc = subprocess.Popen(
         [
@@ -64,9 +83,10 @@ def start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
     deadline = time.monotonic() + HANG
     while not env_file.exists():
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"tributary dev exited early:\n{proc.stdout.read() if proc.stdout else ''}"
-            )
+            output = proc.stdout.read() if proc.stdout else ""
+            taken = "address already in use" in output.lower() or " is in use" in output
+            kind = PortTaken if taken else RuntimeError
+            raise kind(f"tributary dev exited early:\n{output}")
         if time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(f"tributary dev did not become ready in {HANG} s")
