@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from authority.sql import SqlStore
+from starter.stack import _die_with_parent
 from tests.support import HANG, REPO_ROOT, AuthoringRepo, free_port, make_repo
 
 
@@ -79,6 +80,9 @@ def _start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A test process that dies (a stress run's stopped xdist worker) takes its
+        # stack along instead of leaving it running with its ports.
+        preexec_fn=_die_with_parent,
     )
     deadline = time.monotonic() + HANG
     while not env_file.exists():
