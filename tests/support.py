@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from temporalio.service import RPCError
 
 from authority.sql import SqlStore
 from domain.authority import UnitChange
 from domain.paths import parse_path, set_path
 from domain.yamledit import set_inline_patch_value
+from starter.runner import wait_again
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).parent.parent
@@ -181,10 +183,20 @@ async def eventually(
     what: str = "condition",
 ) -> T:
     """Poll ``probe`` in real time (the time-skipping server does not skip while we poll)
-    until ``ok`` holds; the last value otherwise fails."""
+    until ``ok`` holds; the last value otherwise fails.
+
+    A probe that is a query may meet a server that stopped waiting for the worker's
+    answer (a loaded machine): that is "not yet", as for the CLI
+    (``starter.runner.wait_again``), until the limit."""
     deadline = time.monotonic() + limit
     while True:
-        value = await probe()
+        try:
+            value = await probe()
+        except RPCError as e:
+            if not wait_again(e) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+            continue
         if ok(value):
             return value
         if time.monotonic() > deadline:

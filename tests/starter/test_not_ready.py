@@ -89,7 +89,8 @@ async def test_follow_and_approve_wait_out_a_failing_workflow_task(
         )
         await asyncio.sleep(3)
         # Both are still asking, neither has failed.
-        assert not following.done() and not approving.done()
+        assert not following.done()
+        assert not approving.done()
 
         WEDGED["on"] = False
         outcome = await asyncio.wait_for(following, timeout=120)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -27,6 +28,7 @@ from domain.publish import PublishRunInput, PublishRunResult
 from domain.repos import SourceRef
 from starter.applying import find
 from starter.gitref import resolve
+from starter.runner import wait_again
 from tests.conftest import Sandbox
 from tests.support import HANG, AuthoringRepo, eventually
 from workflows.apply import ApplyWorkflow
@@ -117,16 +119,22 @@ async def ask(
 
 
 async def query_under_load(query: Callable[[], Awaitable[T]]) -> T:
-    """A query, asked again when the worker gave up on it as a potential deadlock.
+    """A query, asked again when the worker gave up on it as a potential deadlock, or
+    the server stopped waiting for the worker's answer.
 
     A query of a run not in the worker's cache replays its whole history in the
     sandbox, in one activation that the SDK allows 2 s; under heavy CPU load (stress
-    runs) that replay alone can take longer. A real deadlock fails every time."""
+    runs) that replay alone can take longer, and the server's own deadline for the
+    answer can pass ("query deadline exceeded"; the CLI asks again on the same
+    answers, ``starter.runner.wait_again``). A real deadlock fails every time."""
     for attempt in range(5):
         try:
             return await query()
         except WorkflowQueryFailedError as e:
             if "Potential deadlock detected" not in str(e) or attempt == 4:
+                raise
+        except RPCError as e:
+            if not wait_again(e) or attempt == 4:
                 raise
     raise AssertionError("unreachable")
 

@@ -24,7 +24,7 @@ from domain.naming import apply_id, drift_id
 from starter.applying import follow
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo, eventually, set_patch_value
-from tests.workflows.helpers import ask, publish, settle, until
+from tests.workflows.helpers import ask, publish, query_under_load, settle, until
 from workflows.apply import ApplyWorkflow
 from workflows.drift import DriftWorkflow
 
@@ -76,7 +76,7 @@ async def refused(env: WorkflowEnvironment, space: str, unit: str, revision: int
 
 async def status_of(env: WorkflowEnvironment, space: str, unit: str) -> ApplyStatus:
     handle = env.client.get_workflow_handle(apply_id(space, unit))
-    result: ApplyStatus = await handle.query(ApplyWorkflow.status)
+    result: ApplyStatus = await query_under_load(lambda: handle.query(ApplyWorkflow.status))
     return result
 
 

@@ -15,7 +15,7 @@ from domain.drift import SweepInput, SweepResult
 from domain.naming import drift_id
 from tests.conftest import Sandbox
 from tests.support import HANG, AuthoringRepo, eventually
-from tests.workflows.helpers import publish
+from tests.workflows.helpers import publish, query_under_load
 from tests.workflows.test_drift import (
     SQLITE_ONLY,
     apply_and_wait,
@@ -126,7 +126,8 @@ async def test_sweep_counts_every_unit_and_starts_missing_loops(
         space: [1] for space, _ in keys if space != east
     }
     assert numbers(store, east, east) == [1, 2]
-    st = await drift_handle(env, east, east).query(DriftWorkflow.get_status)
+    loop = drift_handle(env, east, east)
+    st = await query_under_load(lambda: loop.query(DriftWorkflow.get_status))
     assert (st.captures, st.last_revision) == (1, 2)
 
 
