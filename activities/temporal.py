@@ -43,7 +43,7 @@ class TemporalActivities:
         """The drift loops running, from visibility, once per sweep (a few list pages
         instead of a start per unit); None where visibility cannot list them."""
         if sweep_id not in self._running:
-            found: set[str] | None = set()
+            found: set[str] | None
             # The raw listing: only the ids are needed, and turning 1,000 entries into
             # WorkflowExecution objects (memo, search attributes) was a fifth of a
             # 1,000-unit sweep's worker CPU (py-spy).
@@ -51,12 +51,14 @@ class TemporalActivities:
                 namespace=self.client.namespace, query=RUNNING_LOOPS, page_size=LOOPS_PAGE
             )
             try:
+                ids: set[str] = set()
                 while True:
                     page = await self.client.workflow_service.list_workflow_executions(req)
-                    found.update(e.execution.workflow_id for e in page.executions)  # type: ignore[union-attr]
+                    ids.update(e.execution.workflow_id for e in page.executions)
                     if not page.next_page_token:
                         break
                     req.next_page_token = page.next_page_token
+                found = ids
             except RPCError:
                 found = None  # e.g. the time-skipping test server: start each one
             while len(self._running) >= 2:

@@ -106,20 +106,15 @@ async def until_ready(call: Callable[[], Awaitable[T]]) -> T:
 
 async def retry_completed(call: Callable[[], Awaitable[T]]) -> T:
     """``call()``, sent again (bounded) while it meets a run that just ended or began,
-    or one whose workflow task is failing for now."""
-    ended = waited = 0
-    while True:
+    and waited out (``until_ready``) while the run's workflow task is failing."""
+    for attempt in range(1, ATTEMPTS + 1):
         try:
-            return await call()
+            return await until_ready(call)
         except (RPCError, WorkflowAlreadyStartedError) as e:
-            if completed_meanwhile(e) and ended + 1 < ATTEMPTS:
-                ended += 1
-                await asyncio.sleep(RETRY_PAUSE_SECONDS * ended)
-            elif not_ready(e) and waited + 1 < NOT_READY_ATTEMPTS:
-                waited += 1
-                await asyncio.sleep(not_ready_pause(waited))
-            else:
+            if not completed_meanwhile(e) or attempt == ATTEMPTS:
                 raise
+            await asyncio.sleep(RETRY_PAUSE_SECONDS * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def update_with_start(
