@@ -59,8 +59,14 @@ from domain.authority import (
     UnitStateChange,
 )
 from domain.diff import json_equal
-from domain.drift import CaptureWrite, DriftRecord, rebase_pending
-from domain.errors import NotFound, StaleVersion
+from domain.drift import (
+    CaptureWrite,
+    DriftRecord,
+    PendingHead,
+    capture_conflict,
+    capture_over_pending,
+)
+from domain.errors import CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
 from domain.sync import PullRequest
 
@@ -494,9 +500,24 @@ class ConfigHubStore:
                 f"unit {change.space}/{change.slug} is at version {current}, "
                 f"the change was planned on {change.expected_version}"
             )
-        if unit is not None and json_equal(decode_data(unit.get("Data")), change.data):
+        if (
+            unit is not None
+            and json_equal(decode_data(unit.get("Data")), change.data)
+            and not (change.source == "rollback" and self._marked(change.space, change.slug, head))
+        ):
             return ChangeOutcome(space=change.space, slug=change.slug, revision=head, created=False)
         return None
+
+    def _marked(self, space: str, slug: str, number: int) -> bool:
+        """Whether a capture marked revision ``number`` as in conflict with what runs.
+
+        A rollback to such a head is the operator's decision to keep its values. ConfigHub
+        makes no revision for identical data, so the rollback is recorded on the head
+        itself (source, author, tags without the mark), as the embedded store records it
+        as a new revision.
+        """
+        side = self._side_revisions(space, slug).get(number)
+        return bool(side and capture_conflict("", "", 0, side["tags"] or {}))
 
     def _write_change(self, change: UnitChange, unit: dict[str, Any] | None) -> ChangeOutcome:
         what = f"writing unit {change.space}/{change.slug}"
@@ -668,6 +689,9 @@ class ConfigHubStore:
         found = self.get_revision(space, slug, number)
         if found is None:
             raise NotFound(f"unit {space}/{slug} has no revision {number}")
+        conflict = capture_conflict(space, slug, number, found.tags)
+        if conflict:
+            raise CaptureConflict(conflict)
         c = t.confighub_revisions.c
         where = (c.space == space, c.unit == slug, c.number == number)
         with self._write() as conn:
@@ -753,6 +777,9 @@ class ConfigHubStore:
         found = self.get_revision(space, slug, number)
         if found is None:
             raise NotFound(f"unit {space}/{slug} has no revision {number}")
+        conflict = capture_conflict(space, slug, number, found.tags)
+        if conflict:
+            raise CaptureConflict(conflict)
         c = t.confighub_revisions.c
         where = (c.space == space, c.unit == slug, c.number == number)
         merged = {**found.tags, **tags}
@@ -868,22 +895,31 @@ class ConfigHubStore:
             side = self._side_revisions(change.space, change.slug).get(head)
             if side is not None:
                 old = self._revision(change.space, change.slug, revs[head], side)
-            plan = rebase_pending(decode_data(revs[live].get("Data")), old.data, change.data)
+            plan = capture_over_pending(
+                decode_data(revs[live].get("Data")),
+                PendingHead(
+                    number=head,
+                    data=old.data,
+                    tags=old.tags,
+                    description=old.description,
+                    source=old.source,
+                ),
+                change.data,
+                number,
+            )
             conflicts = plan.conflicts
             again = self._find_unit(change.space, change.slug)
             assert again is not None
             if conflicts:
-                description = change.description + (
-                    f"; pending revision {head} kept, conflict in "
-                    + ", ".join(c.path for c in conflicts)
-                )
+                # A ConfigHub head is always its newest revision: the pending change is
+                # restored above the capture, carrying the mark the gates read.
                 new_head = self._put(
                     change.space,
                     change.slug,
                     again[1],
                     version,
                     old.data,
-                    description,
+                    change.description + plan.note,
                     notes=capture_notes,
                     new_version=version,
                     rollback_to=str(head),
@@ -897,39 +933,37 @@ class ConfigHubStore:
                         }
                     ),
                     new_head,
-                    {**old.tags, "restored_from": str(head), "captured_below": str(number)},
+                    {
+                        **plan.kept_tags,
+                        "restored_from": str(head),
+                        "captured_below": str(number),
+                    },
                     approvals=[a.model_dump(mode="json") for a in old.approvals],
                     key="",
                 )
-            elif plan.data is not None and not json_equal(plan.data, change.data):
-                description = f"{old.description} (re-based onto capture r{number})"
+            elif plan.rebased is not None:
                 rebased = new_head = self._put(
                     change.space,
                     change.slug,
                     again[1],
                     version,
-                    plan.data,
-                    description,
+                    plan.rebased,
+                    plan.rebased_description,
                     notes=capture_notes,
                     new_version=version,
                 )
                 self._record_revision(
                     change.model_copy(
                         update={
-                            "data": plan.data,
-                            "description": description,
+                            "data": plan.rebased,
+                            "description": plan.rebased_description,
                             "source": "rebase",
                             "author": old.author,
                             "policy": old.policy,
                         }
                     ),
                     rebased,
-                    {
-                        **{k: v for k, v in old.tags.items() if k != "idempotency"},
-                        "rebased_from": str(head),
-                        "rebased_source": str(old.source),
-                        "rebased_onto": str(number),
-                    },
+                    plan.rebased_tags,
                     key=f"{change.idempotency_key}/rebase" if change.idempotency_key else "",
                 )
         c = t.confighub_units.c

@@ -46,14 +46,12 @@ from domain.authority import (
 )
 from domain.diff import FieldConflict, json_equal
 from domain.drift import (
-    CONFLICT_TAGS,
     CaptureWrite,
     DriftRecord,
     LastDrift,
+    PendingHead,
     capture_conflict,
-    conflict_tags,
-    rebase_pending,
-    still_conflicting,
+    capture_over_pending,
 )
 from domain.errors import BadInput, CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
@@ -442,41 +440,36 @@ class SqlStore:
             now = _now()
             _insert_revision(conn, change, number, now, tags=change.tags)
             new_head, rebased = number, None
+            description = change.description
             conflicts: list[FieldConflict] = []
             if live is not None and head != live:
-                plan = rebase_pending(rows[live]["data"], rows[head]["data"], change.data)
+                pending = rows[head]
+                plan = capture_over_pending(
+                    rows[live]["data"],
+                    PendingHead(
+                        number=head,
+                        data=pending["data"],
+                        tags=pending["tags"],
+                        description=pending["description"],
+                        source=pending["source"],
+                    ),
+                    change.data,
+                    number,
+                )
                 conflicts = plan.conflicts
                 if conflicts:
                     new_head = head
-                    # Marked, so neither an apply nor an approval puts the head's value
-                    # back over the captured one (domain/drift.py, capture_conflict);
-                    # fields an earlier capture marked stay marked.
-                    paths = [c.path for c in conflicts]
-                    paths += [
-                        p
-                        for p in still_conflicting(
-                            rows[head]["tags"], rows[head]["data"], change.data
-                        )
-                        if p not in paths
-                    ]
-                    _set_tags(
-                        conn,
-                        change.space,
-                        change.slug,
-                        head,
-                        {**rows[head]["tags"], **conflict_tags(number, paths)},
-                    )
-                elif not json_equal(plan.data, change.data):
-                    assert plan.data is not None
+                    description += plan.note
+                    _set_tags(conn, change.space, change.slug, head, plan.kept_tags)
+                elif plan.rebased is not None:
                     rebased = new_head = number + 1
-                    pending = rows[head]
+                    description = plan.rebased_description
                     _insert_revision(
                         conn,
                         change.model_copy(
                             update={
-                                "data": plan.data,
-                                "description": f"{pending['description']} "
-                                f"(re-based onto capture r{number})",
+                                "data": plan.rebased,
+                                "description": plan.rebased_description,
                                 "source": "rebase",
                                 "author": pending["author"],
                                 "policy": PolicyResult.model_validate(pending["policy"]),
@@ -484,30 +477,9 @@ class SqlStore:
                         ),
                         rebased,
                         now,
-                        tags={
-                            **{
-                                k: v
-                                for k, v in pending["tags"].items()
-                                if k != "idempotency" and k not in CONFLICT_TAGS
-                            },
-                            # A field an earlier capture marked, where the re-based head
-                            # still differs from what runs, is still in conflict.
-                            **conflict_tags(
-                                number, still_conflicting(pending["tags"], plan.data, change.data)
-                            ),
-                            "rebased_from": str(head),
-                            "rebased_source": str(pending["source"]),
-                            "rebased_onto": str(number),
-                        },
+                        tags=plan.rebased_tags,
                         key=f"{change.idempotency_key}/rebase" if change.idempotency_key else "",
                     )
-            description = change.description
-            if rebased is not None:
-                description = f"{rows[head]['description']} (re-based onto capture r{number})"
-            elif conflicts:
-                description += f"; pending revision {head} kept, conflict in " + ", ".join(
-                    c.path for c in conflicts
-                )
             conn.execute(
                 update(t.units)
                 .where(t.units.c.space == change.space, t.units.c.slug == change.slug)

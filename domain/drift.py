@@ -284,6 +284,70 @@ def capture_conflict(space: str, unit: str, revision: int, tags: dict[str, str])
     )
 
 
+class PendingHead(BaseModel):
+    """The head that waited ahead of live when a capture came (what a store read)."""
+
+    number: int
+    data: dict[str, Any]
+    tags: dict[str, str]
+    description: str
+    source: str
+
+
+class CaptureOverPending(BaseModel):
+    """What a capture does to a pending head: keep it marked, re-base it, or absorb it.
+
+    One plan for every store (the embedded SQL store and the ConfigHub client write it
+    each in their own objects), so the mark that the apply and approval gates read
+    (``capture_conflict``) is set the same way everywhere.
+    """
+
+    conflicts: list[FieldConflict] = Field(default_factory=list)
+    kept_tags: dict[str, str] = Field(default_factory=dict)  # on conflict: the head's tags
+    rebased: dict[str, Any] | None = None  # the re-based head's data; None: nothing to write
+    rebased_description: str = ""
+    rebased_tags: dict[str, str] = Field(default_factory=dict)
+    note: str = ""  # on conflict: appended to the capture's description
+
+
+def capture_over_pending(
+    old_live: dict[str, Any], pending: PendingHead, captured: dict[str, Any], capture: int
+) -> CaptureOverPending:
+    """Plan capture number ``capture`` (data ``captured``) over ``pending`` (DESIGN "Capture").
+
+    A conflict keeps the head and marks every field in conflict — the new ones and those
+    an earlier capture marked that still differ — so neither an apply nor an approval
+    puts the head's value back over what runs. Otherwise the pending change is re-based
+    onto the capture; a mark goes with it for each marked field where it still differs.
+    """
+    plan = rebase_pending(old_live, pending.data, captured)
+    if plan.conflicts:
+        paths = [c.path for c in plan.conflicts]
+        paths += [
+            p for p in still_conflicting(pending.tags, pending.data, captured) if p not in paths
+        ]
+        return CaptureOverPending(
+            conflicts=plan.conflicts,
+            kept_tags={**pending.tags, **conflict_tags(capture, paths)},
+            note=f"; pending revision {pending.number} kept, conflict in "
+            + ", ".join(c.path for c in plan.conflicts),
+        )
+    if plan.data is None or json_equal(plan.data, captured):
+        return CaptureOverPending()  # the capture already holds the pending change
+    kept = {k: v for k, v in pending.tags.items() if k != "idempotency" and k not in CONFLICT_TAGS}
+    return CaptureOverPending(
+        rebased=plan.data,
+        rebased_description=f"{pending.description} (re-based onto capture r{capture})",
+        rebased_tags={
+            **kept,
+            **conflict_tags(capture, still_conflicting(pending.tags, plan.data, captured)),
+            "rebased_from": str(pending.number),
+            "rebased_source": pending.source,
+            "rebased_onto": str(capture),
+        },
+    )
+
+
 class CaptureWrite(BaseModel):
     """What a capture wrote: the captured revision (now live) and the unit's head."""
 

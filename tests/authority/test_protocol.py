@@ -299,3 +299,99 @@ def test_drift_fields_survive_a_capture_record(seeded):
     [got] = seeded.list_drift(SPACE, "u")
     assert got.last_drift is not None
     assert (got.last_drift.fields, got.last_drift.revision) == ([field], 2)
+
+
+# ---- a capture that conflicts with a pending head, on every backend ----------------------
+# DESIGN.md "Capture": the head keeps the pending change, and neither an approval nor an
+# apply may put its value back over what runs. The mark lives in the head's tags, where
+# the apply gate (``authority.apply_context``) reads it, so every backend must set it.
+
+
+def _spec(**spec: Any) -> dict[str, Any]:
+    data = claim()
+    data["spec"] = {**data["spec"], **spec}
+    return data
+
+
+def _pending_over_live(store: Any, **pending: Any) -> None:
+    _published_and_live(store)
+    store.commit([change(_spec(**pending), 1, description="CI: pending")])
+
+
+def _capture_now(store: Any, **live: Any) -> Any:
+    unit = store.get_unit(SPACE, "u")
+    return store.capture(_capture(_spec(**live), unit.version))
+
+
+def _head(store: Any) -> Any:
+    return store.get_revision(SPACE, "u", store.get_unit(SPACE, "u").head_revision)
+
+
+def test_a_conflicting_capture_marks_the_head_and_refuses_its_approval(seeded):
+    from datetime import UTC, datetime
+
+    from domain.authority import Approval
+    from domain.drift import capture_conflict
+    from domain.errors import CaptureConflict
+
+    _pending_over_live(seeded, lambdaMemory=512)
+
+    written = _capture_now(seeded, lambdaMemory=1024)
+
+    head = _head(seeded)
+    assert head.data["spec"]["lambdaMemory"] == 512  # the pending change is kept
+    message = capture_conflict(SPACE, "u", head.number, head.tags)
+    assert f"conflicts with drift capture r{written.revision}" in message
+    assert "spec.lambdaMemory" in message
+    with pytest.raises(CaptureConflict, match=r"spec\.lambdaMemory"):
+        seeded.record_approval(SPACE, "u", head.number, Approval(by="olga", at=datetime.now(UTC)))
+    assert seeded.get_revision(SPACE, "u", head.number).approvals == []
+
+
+def test_a_later_capture_carries_the_mark_while_the_rebased_head_still_differs(seeded):
+    from domain.drift import capture_conflict
+
+    _pending_over_live(seeded, lambdaMemory=512, lambdaTimeout=45)
+    _capture_now(seeded, lambdaMemory=1024)  # conflict on memory
+
+    # An edit of another field: the head is re-based and would still put 512 back.
+    written = _capture_now(seeded, lambdaMemory=1024, region="eu-west-1")
+
+    head = _head(seeded)
+    assert head.number == written.rebased_revision
+    assert head.data["spec"] == {"lambdaMemory": 512, "lambdaTimeout": 45, "region": "eu-west-1"}
+    assert f"drift capture r{written.revision} (what runs) in spec.lambdaMemory" in (
+        capture_conflict(SPACE, "u", head.number, head.tags)
+    )
+
+    # What runs comes to agree with the head on memory: nothing is in conflict any more.
+    written = _capture_now(seeded, lambdaMemory=512, region="eu-west-1")
+
+    head = _head(seeded)
+    assert head.number == written.rebased_revision
+    assert head.data["spec"] == {"lambdaMemory": 512, "lambdaTimeout": 45, "region": "eu-west-1"}
+    assert capture_conflict(SPACE, "u", head.number, head.tags) == ""
+
+
+def test_a_rollback_to_a_marked_head_is_a_new_revision_free_of_the_mark(seeded):
+    from domain.drift import capture_conflict
+
+    _pending_over_live(seeded, lambdaMemory=512)
+    _capture_now(seeded, lambdaMemory=1024)
+    marked = _head(seeded)
+
+    [outcome] = seeded.commit(
+        [change(_spec(lambdaMemory=512), seeded.get_unit(SPACE, "u").version, source="rollback")]
+    )
+
+    # The embedded store writes a new revision; ConfigHub makes none for identical data,
+    # so the rollback is recorded on the head itself. Either way the head is free.
+    assert outcome.created
+    assert outcome.revision >= marked.number
+    assert outcome.revision == seeded.get_unit(SPACE, "u").head_revision
+    assert _head(seeded).source == "rollback"
+    assert capture_conflict(SPACE, "u", outcome.revision, _head(seeded).tags) == ""
+    # Any other writer with the same content as head still writes nothing.
+    unit = seeded.get_unit(SPACE, "u")
+    [again] = seeded.commit([change(_spec(lambdaMemory=512), unit.version, source="bulk")])
+    assert (again.revision, again.created) == (outcome.revision, False)

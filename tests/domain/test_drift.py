@@ -501,3 +501,75 @@ def test_changed_at_is_the_newest_write_of_the_drifted_fields() -> None:
     assert changed_at(["spec.region"], managed) == datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
     assert changed_at(["spec.gone"], managed) is None
     assert changed_at(["spec.lambdaMemory"], []) is None
+
+
+# ---- capture_over_pending: one plan for every store -----------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from domain.drift import (  # noqa: E402
+    PendingHead,
+    capture_conflict,
+    capture_over_pending,
+    conflict_paths,
+    conflict_tags,
+)
+from domain.paths import MISSING, get_path, parse_path  # noqa: E402
+
+MEMORY = st.sampled_from([128, 256, 512])
+TIMEOUT = st.sampled_from([10, 30])
+FIELDS = ("spec.lambdaMemory", "spec.lambdaTimeout")
+
+
+def _spec(memory: int, timeout: int) -> dict[str, Any]:
+    return authority(lambdaMemory=memory, lambdaTimeout=timeout)
+
+
+@given(
+    live=st.tuples(MEMORY, TIMEOUT),
+    head=st.tuples(MEMORY, TIMEOUT),
+    captured=st.tuples(MEMORY, TIMEOUT),
+    marked=st.lists(st.sampled_from(FIELDS), unique=True, max_size=2),
+)
+def test_a_head_that_would_undo_what_runs_on_a_contested_field_stays_marked(
+    live: tuple[int, int], head: tuple[int, int], captured: tuple[int, int], marked: list[str]
+) -> None:
+    """Whatever head a capture leaves (the kept one or the re-based one), every field
+    that is contested — in conflict now, or marked by an earlier capture — and where
+    that head differs from what runs is marked, so the gates refuse it; and the plan
+    never both keeps and re-bases."""
+    pending = PendingHead(
+        number=2,
+        data=_spec(*head),
+        tags={"idempotency": "k", **conflict_tags(1, marked)},
+        description="CI: change",
+        source="ci",
+    )
+    runs = _spec(*captured)
+
+    plan = capture_over_pending(_spec(*live), pending, runs, 3)
+
+    if plan.conflicts:
+        assert plan.rebased is None
+        result, tags = pending.data, plan.kept_tags
+        assert plan.note.startswith("; pending revision 2 kept, conflict in ")
+    elif plan.rebased is not None:
+        result, tags = plan.rebased, plan.rebased_tags
+        assert "idempotency" not in tags
+        assert (tags["rebased_from"], tags["rebased_onto"], tags["rebased_source"]) == (
+            "2",
+            "3",
+            "ci",
+        )
+    else:
+        return  # the capture already holds the pending change: it is the new head
+    contested = {c.path for c in plan.conflicts} | set(marked)
+    for path in contested:
+        ours, theirs = get_path(result, parse_path(path)), get_path(runs, parse_path(path))
+        if ours is not MISSING and ours != theirs:
+            assert path in conflict_paths(tags)
+            assert path in capture_conflict("s", "u", 9, tags)
+    for path in conflict_paths(tags):  # and nothing in agreement stays marked
+        ours, theirs = get_path(result, parse_path(path)), get_path(runs, parse_path(path))
+        assert ours != theirs
