@@ -57,10 +57,6 @@ class PolicyDenied(TributaryError):
     exit_code = 3
 
 
-class GitAuthorityConflict(TributaryError):
-    exit_code = 4
-
-
 class CaptureConflict(TributaryError):
     """A revision a drift capture conflicts with: applying or approving it would put
     its value back over the captured live change (DESIGN.md, "Capture")."""

@@ -92,7 +92,6 @@ class UnitSnapshot(BaseModel):
     version: int
     head_revision: int
     head_data: dict[str, Any]
-    base_revision: int | None = None  # unused since bases are stored as renders; kept for callers
     base_data: dict[str, Any] | None = None  # Git's last render of the unit
     base_commit: str = ""  # the commit that rendered ``base_data``
     head_commit: str = ""  # the commit a Git-sourced head revision came from

@@ -46,13 +46,12 @@ def rendered(data, slug="u", violations=(), warnings=(), labels=None):
     )
 
 
-def snapshot(head, base=BASE, slug="u", version=3, head_revision=5, base_revision=4):
+def snapshot(head, base=BASE, slug="u", version=3, head_revision=5):
     return UnitSnapshot(
         slug=slug,
         version=version,
         head_revision=head_revision,
         head_data=head,
-        base_revision=base_revision if base is not None else None,
         base_data=base,
     )
 
