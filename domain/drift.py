@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.apply import ApplyRequest
 from domain.diff import FieldConflict, diff, json_equal, three_way_merge
 from domain.errors import BadInput
 from domain.markdown import OneLine
@@ -357,6 +358,63 @@ class CaptureWrite(BaseModel):
     rebased_revision: int | None = None  # the pending change re-based onto the capture
     conflicts: list[FieldConflict] = Field(default_factory=list)
     pending_revision: int | None = None  # the head that was ahead of live, if one was
+
+
+class CaptureFollowUp(BaseModel):
+    """What the loop does after a capture is written: one apply request (or none), then
+    a sync PR request, always; and what it says."""
+
+    apply: ApplyRequest | None = None
+    summary: str = ""  # the apply request's line in the Web UI
+    state_message: str  # the loop's status after the capture
+    outcome_message: str  # the answer to whoever asked for the capture
+
+
+def after_capture(written: CaptureWrite, fields: str) -> CaptureFollowUp:
+    """The follow-up of capture ``written`` (of ``fields``), by where the head is.
+
+    - Head is the capture: make the cluster's Claim say what runs (it already does
+      after a kubectl edit; after an AWS-side edit it does not), ungated, so it is owned
+      by Tributary again.
+    - A change waits ahead of it (at its gate or in flight), re-based: a request for the
+      old head now stands for the re-based revision, with its waiters, and passes the
+      gate anew (with no such request it applies nothing). The capture itself is not
+      applied: that would supersede the waiting request.
+    - A change waits ahead of it in conflict: the head is kept, nothing is applied.
+    """
+    if written.head_revision in (None, written.revision):
+        return CaptureFollowUp(
+            apply=ApplyRequest(
+                revision=written.revision, requested_by="drift capture", ungated=True
+            ),
+            summary=f"sync the Claim to revision {written.revision}",
+            state_message=f"revision {written.revision}: {fields}",
+            outcome_message=f"captured as revision {written.revision}",
+        )
+    if written.conflicts:
+        conflict = ", ".join(c.path for c in written.conflicts)
+        message = (
+            f"revision {written.revision} (live): {fields}; conflict with "
+            f"pending head {written.head_revision} in {conflict}, head kept"
+        )
+        return CaptureFollowUp(state_message=message, outcome_message=message)
+    message = (
+        f"revision {written.revision} (live): {fields}; pending change "
+        f"re-based as revision {written.rebased_revision}, awaiting its gate"
+    )
+    if written.rebased_revision is None or written.pending_revision is None:
+        return CaptureFollowUp(state_message=message, outcome_message=message)
+    return CaptureFollowUp(
+        apply=ApplyRequest(
+            revision=written.rebased_revision,
+            requested_by="drift capture: re-based",
+            follows=written.pending_revision,
+        ),
+        summary=f"re-based r{written.rebased_revision} follows a request for "
+        f"r{written.pending_revision}",
+        state_message=message,
+        outcome_message=message,
+    )
 
 
 class LastDrift(BaseModel):

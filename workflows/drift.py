@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         DriftStateName,
         DriftStatus,
         TagCaptureInput,
+        after_capture,
         capture_description,
         capture_source,
         check_row,
@@ -581,66 +582,20 @@ class DriftWorkflow:
             rebased_revision=written.rebased_revision,
             conflicts=written.conflicts,
         )
-        if written.head_revision not in (None, written.revision):
-            # A change waits at its gate (or is in flight): the capture itself is not
-            # applied (that would supersede the waiting request), and the pending head
-            # must pass its own gate. The live Claim says what runs after a kubectl
-            # edit; after an AWS-side edit it catches up when the head is applied.
-            if written.conflicts:
-                conflict = ", ".join(c.path for c in written.conflicts)
-                message = (
-                    f"revision {written.revision} (live): {tags['fields']}; conflict with "
-                    f"pending head {written.head_revision} in {conflict}, head kept"
-                )
-            else:
-                message = (
-                    f"revision {written.revision} (live): {tags['fields']}; pending change "
-                    f"re-based as revision {written.rebased_revision}, awaiting its gate"
-                )
-            outcome.message = message
-            if written.rebased_revision is not None and written.pending_revision is not None:
-                # A request for the old head (waiting at its gate, or in flight) now
-                # stands for the re-based revision, with its waiters; it passes the gate
-                # anew. With no such request this applies nothing.
-                await workflow.execute_activity_method(
-                    TemporalActivities.request_apply,
-                    RequestApplyInput(
-                        space=self.status.space,
-                        unit=self.status.unit,
-                        request=ApplyRequest(
-                            revision=written.rebased_revision,
-                            requested_by="drift capture: re-based",
-                            follows=written.pending_revision,
-                        ),
-                    ),
-                    start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
-                    retry_policy=opt.RETRY,
-                    summary=f"re-based r{written.rebased_revision} follows a request for "
-                    f"r{written.pending_revision}",
-                )
-            await self._request_sync()
-            self._set_state("captured", message)
-            return outcome
-        # Make the cluster's Claim say what runs (it already does after a kubectl
-        # edit; after an AWS-side edit it does not), owned by Tributary again.
-        await workflow.execute_activity_method(
-            TemporalActivities.request_apply,
-            RequestApplyInput(
-                space=self.status.space,
-                unit=self.status.unit,
-                request=ApplyRequest(
-                    revision=written.revision,
-                    requested_by="drift capture",
-                    ungated=True,
+        follow = after_capture(written, tags["fields"])
+        outcome.message = follow.outcome_message
+        if follow.apply is not None:
+            await workflow.execute_activity_method(
+                TemporalActivities.request_apply,
+                RequestApplyInput(
+                    space=self.status.space, unit=self.status.unit, request=follow.apply
                 ),
-            ),
-            start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
-            retry_policy=opt.RETRY,
-            summary=f"sync the Claim to revision {written.revision}",
-        )
+                start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
+                retry_policy=opt.RETRY,
+                summary=follow.summary,
+            )
         await self._request_sync()
-        self._set_state("captured", f"revision {written.revision}: {tags['fields']}")
-        outcome.message = f"captured as revision {written.revision}"
+        self._set_state("captured", follow.state_message)
         return outcome
 
     async def _request_sync(self) -> None:

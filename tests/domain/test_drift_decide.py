@@ -254,3 +254,77 @@ def test_the_check_row_says_what_the_check_saw_for_decisions_that_record_it(
         "sweep-1",
     )
     assert (r.fields, r.checked_at) == (res.fields, NOW)
+
+
+# ---- after_capture: what the loop does once a capture is written --------------------------
+
+from domain.diff import FieldConflict  # noqa: E402
+from domain.drift import CaptureWrite, after_capture  # noqa: E402
+
+
+def test_a_capture_that_is_the_head_syncs_the_claim_ungated():
+    follow = after_capture(CaptureWrite(revision=3, created=True, head_revision=3), "spec.x")
+
+    assert follow.apply is not None
+    assert (follow.apply.revision, follow.apply.ungated, follow.apply.follows) == (3, True, None)
+    assert follow.state_message == "revision 3: spec.x"
+    assert follow.outcome_message == "captured as revision 3"
+
+
+def test_a_re_based_pending_change_takes_over_the_old_heads_request_and_its_gate():
+    written = CaptureWrite(
+        revision=3, created=True, head_revision=4, rebased_revision=4, pending_revision=2
+    )
+
+    follow = after_capture(written, "spec.x")
+
+    assert follow.apply is not None
+    assert (follow.apply.revision, follow.apply.ungated, follow.apply.follows) == (4, False, 2)
+    assert "re-based as revision 4, awaiting its gate" in follow.state_message
+    assert follow.outcome_message == follow.state_message
+
+
+def test_a_pending_change_in_conflict_is_kept_and_nothing_is_applied():
+    conflict = FieldConflict(path="spec.lambdaMemory", base=128, ours=256, theirs=512)
+    written = CaptureWrite(
+        revision=3, created=True, head_revision=2, pending_revision=2, conflicts=[conflict]
+    )
+
+    follow = after_capture(written, "spec.lambdaMemory")
+
+    assert follow.apply is None
+    assert follow.state_message.endswith(
+        "conflict with pending head 2 in spec.lambdaMemory, head kept"
+    )
+
+
+@given(
+    head=st.integers(1, 6),
+    rebased=st.none() | st.integers(1, 6),
+    pending=st.none() | st.integers(1, 6),
+    conflicted=st.booleans(),
+)
+def test_a_capture_below_a_pending_head_never_applies_past_its_gate(
+    head: int, rebased: int | None, pending: int | None, conflicted: bool
+) -> None:
+    """Only a capture that is itself the head is applied ungated; anything else that is
+    applied is the re-based head, following the request of the head it replaces."""
+    conflicts = [FieldConflict(path="spec.a", base=1, ours=2, theirs=3)] if conflicted else []
+    written = CaptureWrite(
+        revision=3,
+        created=True,
+        head_revision=head,
+        rebased_revision=rebased,
+        pending_revision=pending,
+        conflicts=conflicts,
+    )
+
+    follow = after_capture(written, "spec.a")
+
+    if follow.apply is None:
+        return
+    if follow.apply.ungated:
+        assert follow.apply.revision == written.revision == head
+    else:
+        assert not conflicts
+        assert (follow.apply.revision, follow.apply.follows) == (rebased, pending)
