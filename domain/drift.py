@@ -370,7 +370,7 @@ class CaptureFollowUp(BaseModel):
     outcome_message: str  # the answer to whoever asked for the capture
 
 
-def after_capture(written: CaptureWrite, fields: str) -> CaptureFollowUp:
+def after_capture(written: CaptureResult, fields: str) -> CaptureFollowUp:
     """The follow-up of capture ``written`` (of ``fields``), by where the head is.
 
     - Head is the capture: make the cluster's Claim say what runs (it already does

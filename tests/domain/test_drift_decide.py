@@ -259,11 +259,11 @@ def test_the_check_row_says_what_the_check_saw_for_decisions_that_record_it(
 # ---- after_capture: what the loop does once a capture is written --------------------------
 
 from domain.diff import FieldConflict  # noqa: E402
-from domain.drift import CaptureWrite, after_capture  # noqa: E402
+from domain.drift import CaptureResult, after_capture  # noqa: E402
 
 
 def test_a_capture_that_is_the_head_syncs_the_claim_ungated():
-    follow = after_capture(CaptureWrite(revision=3, created=True, head_revision=3), "spec.x")
+    follow = after_capture(CaptureResult(revision=3, created=True, head_revision=3), "spec.x")
 
     assert follow.apply is not None
     assert (follow.apply.revision, follow.apply.ungated, follow.apply.follows) == (3, True, None)
@@ -272,7 +272,7 @@ def test_a_capture_that_is_the_head_syncs_the_claim_ungated():
 
 
 def test_a_re_based_pending_change_takes_over_the_old_heads_request_and_its_gate():
-    written = CaptureWrite(
+    written = CaptureResult(
         revision=3, created=True, head_revision=4, rebased_revision=4, pending_revision=2
     )
 
@@ -286,7 +286,7 @@ def test_a_re_based_pending_change_takes_over_the_old_heads_request_and_its_gate
 
 def test_a_pending_change_in_conflict_is_kept_and_nothing_is_applied():
     conflict = FieldConflict(path="spec.lambdaMemory", base=128, ours=256, theirs=512)
-    written = CaptureWrite(
+    written = CaptureResult(
         revision=3, created=True, head_revision=2, pending_revision=2, conflicts=[conflict]
     )
 
@@ -310,7 +310,7 @@ def test_a_capture_below_a_pending_head_never_applies_past_its_gate(
     """Only a capture that is itself the head is applied ungated; anything else that is
     applied is the re-based head, following the request of the head it replaces."""
     conflicts = [FieldConflict(path="spec.a", base=1, ours=2, theirs=3)] if conflicted else []
-    written = CaptureWrite(
+    written = CaptureResult(
         revision=3,
         created=True,
         head_revision=head,
