@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError
@@ -36,6 +38,39 @@ from workflows.change import SpaceGatesWorkflow
 from workflows.publish import PublishRunWorkflow
 
 T = TypeVar("T")
+
+_ACTIVITY_CLOSED = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+}
+_TASK_CLOSED = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+}
+
+
+def in_flight(events: list[HistoryEvent]) -> bool:
+    """Whether a run's history, read once, shows a workflow task or an activity open.
+
+    The time-skipping server's describe lists no workflow task (a check, a local
+    activity, runs inside one), so the history is the one consistent view.
+    """
+    activities: set[int] = set()
+    task = False
+    for e in events:
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activities.add(e.event_id)
+        elif e.event_type in _ACTIVITY_CLOSED:
+            attributes = getattr(e, str(e.WhichOneof("attributes")))
+            activities.discard(attributes.scheduled_event_id)
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            task = True
+        elif e.event_type in _TASK_CLOSED:
+            task = False
+    return task or bool(activities)
 
 
 async def publish(
