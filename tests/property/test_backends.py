@@ -1,0 +1,204 @@
+"""The embedded store and the ConfigHub client, driven side by side, must agree.
+
+A differential test: hypothesis draws a sequence of what the arrows do to one unit
+(publish, apply the head, capture a live edit, approve, roll back, bulk set) and runs
+it against ``SqlStore`` (SQLite) and ``ConfigHubStore`` (over the contract fake of
+ConfigHub's API). Revision numbers may differ (ConfigHub's head is always its newest
+revision, so a kept head is restored above a capture), so the stores are compared by
+what a user and the gates see: the head's and the live revision's data, the head's
+source, the fields a capture marked in conflict, whether an approval or an apply is
+refused, what each capture reports. A behaviour written twice, once per store, drifts
+apart; this is the search for where it did (the capture's conflict mark once did).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from authority.confighub import ConfigHubStore
+from authority.confighub_api import ConfigHubApi
+from authority.sql import SqlStore
+from domain.authority import Approval, UnitChange
+from domain.drift import capture_conflict, conflict_paths
+from domain.errors import CaptureConflict
+from tests.authority.test_store import space_spec
+from tests.fakes.confighub import FakeConfigHub
+
+PROFILE = os.environ.get("TRIBUTARY_HYPOTHESIS_PROFILE", "ci")
+SETTINGS = settings(
+    # CI: the same examples every run (a landing is not decided by the draw); the slow
+    # profile searches anew.
+    derandomize=PROFILE != "slow",
+    max_examples=1000 if PROFILE == "slow" else 60,
+    stateful_step_count=25 if PROFILE == "slow" else 12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+MEMORY = st.sampled_from([128, 256, 512])
+TIMEOUT = st.sampled_from([10, 30])
+REGION = st.sampled_from(["us-east-1", "eu-west-1"])
+SLUG = "u"
+
+
+def claim(memory: int, timeout: int, region: str = "us-east-1") -> dict[str, Any]:
+    return {
+        "apiVersion": "messagewall.demo/v1alpha1",
+        "kind": "ServerlessEventAppClaim",
+        "metadata": {"name": "messagewall-dev-east"},
+        "spec": {"lambdaMemory": memory, "lambdaTimeout": timeout, "region": region},
+    }
+
+
+class Backends(RuleBasedStateMachine):
+    stores: tuple[SqlStore, ConfigHubStore]  # bound by the test
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.space = f"s-{uuid.uuid4().hex[:10]}"  # one space per example, same stores
+
+    def _change(self, store: Any, data: dict[str, Any], source: str) -> UnitChange:
+        unit = store.get_unit(self.space, SLUG)
+        return UnitChange(
+            space=self.space,
+            slug=SLUG,
+            expected_version=unit.version if unit else None,
+            data=data,
+            description=source,
+            source=source,
+            author="proptest",
+        )
+
+    def _head(self, store: Any) -> Any:
+        unit = store.get_unit(self.space, SLUG)
+        return store.get_revision(self.space, SLUG, unit.head_revision)
+
+    def _live_data(self, store: Any) -> dict[str, Any] | None:
+        unit = store.get_unit(self.space, SLUG)
+        if unit.live_revision is None:
+            return None
+        return store.get_revision(self.space, SLUG, unit.live_revision).data  # type: ignore[no-any-return]
+
+    def _same(self, answers: list[Any], what: str) -> Any:
+        assert answers[0] == answers[1], (
+            f"{what}: embedded {answers[0]!r}, ConfigHub {answers[1]!r}"
+        )
+        return answers[0]
+
+    # ---- what the arrows do -----------------------------------------------------------
+
+    @initialize(memory=MEMORY, timeout=TIMEOUT)
+    def published_and_live(self, memory: int, timeout: int) -> None:
+        for store in self.stores:
+            store.commit(
+                [self._change(store, claim(memory, timeout), "ci")],
+                spaces=[space_spec(self.space)],
+            )
+            store.record_applied(self.space, SLUG, 1, live=True)
+
+    @rule(memory=MEMORY, timeout=TIMEOUT, region=REGION, source=st.sampled_from(["ci", "bulk"]))
+    def publish_or_set(self, memory: int, timeout: int, region: str, source: str) -> None:
+        data = claim(memory, timeout, region)
+        created = [s.commit([self._change(s, data, source)])[0].created for s in self.stores]
+        self._same(created, f"{source} writes a revision")
+
+    @rule()
+    def apply_head(self) -> None:
+        """The apply gate: a head a capture conflicts with is refused, else it runs."""
+        refused = []
+        for store in self.stores:
+            head = self._head(store)
+            conflict = capture_conflict(self.space, SLUG, head.number, head.tags)
+            refused.append(bool(conflict))
+            if not conflict:
+                store.record_applied(self.space, SLUG, head.number, live=True)
+        self._same(refused, "the apply of the head is refused")
+
+    @rule(memory=MEMORY, timeout=TIMEOUT, region=REGION)
+    def capture_a_live_edit(self, memory: int, timeout: int, region: str) -> None:
+        """What runs changes (kubectl edit, AWS console) and the loop captures it."""
+        reports = []
+        for store in self.stores:
+            unit = store.get_unit(self.space, SLUG)
+            change = self._change(store, claim(memory, timeout, region), "drift-capture")
+            written = store.capture(change, expected_live=unit.live_revision)
+            reports.append(
+                (
+                    sorted(c.path for c in written.conflicts),
+                    written.rebased_revision is not None,
+                    written.pending_revision is not None,
+                )
+            )
+        self._same(reports, "the capture's report (conflicts, re-based, pending)")
+
+    @rule(who=st.sampled_from(["ana", "bo"]))
+    def approve_head(self, who: str) -> None:
+        refused = []
+        for store in self.stores:
+            head = self._head(store)
+            try:
+                store.record_approval(
+                    self.space, SLUG, head.number, Approval(by=who, at=datetime.now(UTC))
+                )
+                refused.append(False)
+            except CaptureConflict:
+                refused.append(True)
+        self._same(refused, "the approval of the head is refused")
+
+    @rule(target_live=st.booleans())
+    def rollback(self, target_live: bool) -> None:
+        """To the head's own data (the operator keeps a marked head) or to what runs."""
+        created = []
+        for store in self.stores:
+            data = self._live_data(store) if target_live else self._head(store).data
+            if data is None:
+                return
+            created.append(store.commit([self._change(store, data, "rollback")])[0].created)
+        self._same(created, "the rollback writes")
+
+    # ---- what must agree after every step ------------------------------------------------
+
+    @invariant()
+    def they_agree(self) -> None:
+        if not hasattr(self, "stores") or self.stores[0].get_unit(self.space, SLUG) is None:
+            return
+        heads = [self._head(s) for s in self.stores]
+        self._same([h.data for h in heads], "the head's data")
+        self._same([h.source for h in heads], "the head's source")
+        self._same([sorted(conflict_paths(h.tags)) for h in heads], "the head's conflict mark")
+        self._same([self._live_data(s) for s in self.stores], "what runs (live data)")
+
+
+@pytest.fixture
+def stores() -> Any:
+    folder = Path(tempfile.mkdtemp(prefix="backends-"))
+    sql = SqlStore(f"sqlite:///{folder / 'authority.db'}")
+    hub = FakeConfigHub().start()
+    ch = ConfigHubStore(ConfigHubApi(hub.url, hub.token), SqlStore(f"sqlite:///{folder / 's.db'}"))
+    try:
+        yield sql, ch
+    finally:
+        ch.close()
+        sql.close()
+        hub.stop()
+
+
+@pytest.mark.timeout(900)  # against a hang; about 30 s on a quiet machine
+def test_the_embedded_store_and_confighub_agree(stores: Any) -> None:
+    machine = type("BackendsBound", (Backends,), {"stores": stores})
+    run_state_machine_as_test(machine, settings=SETTINGS)
