@@ -777,9 +777,6 @@ class ConfigHubStore:
         found = self.get_revision(space, slug, number)
         if found is None:
             raise NotFound(f"unit {space}/{slug} has no revision {number}")
-        conflict = capture_conflict(space, slug, number, found.tags)
-        if conflict:
-            raise CaptureConflict(conflict)
         c = t.confighub_revisions.c
         where = (c.space == space, c.unit == slug, c.number == number)
         merged = {**found.tags, **tags}

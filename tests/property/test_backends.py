@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -46,23 +46,42 @@ SETTINGS = settings(
     # profile searches anew.
     derandomize=PROFILE != "slow",
     max_examples=1000 if PROFILE == "slow" else 60,
-    stateful_step_count=25 if PROFILE == "slow" else 12,
+    stateful_step_count=25 if PROFILE == "slow" else 16,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-MEMORY = st.sampled_from([128, 256, 512])
-TIMEOUT = st.sampled_from([10, 30])
-REGION = st.sampled_from(["us-east-1", "eu-west-1"])
+# Every write changes something: a draw picks fields and how far to move each along its
+# values, so pending changes and conflicting captures are common, not lucky.
+VALUES: dict[str, list[Any]] = {
+    "lambdaMemory": [128, 256, 512, 1024],
+    "lambdaTimeout": [10, 30, 60],
+    "region": ["us-east-1", "eu-west-1", "us-west-2"],
+}
+EDIT = st.lists(
+    st.tuples(st.sampled_from(sorted(VALUES)), st.integers(1, 2)),
+    min_size=1,
+    max_size=2,
+    unique_by=lambda e: e[0],
+)
 SLUG = "u"
 
 
-def claim(memory: int, timeout: int, region: str = "us-east-1") -> dict[str, Any]:
+def claim(memory: int = 128, timeout: int = 10, region: str = "us-east-1") -> dict[str, Any]:
     return {
         "apiVersion": "messagewall.demo/v1alpha1",
         "kind": "ServerlessEventAppClaim",
         "metadata": {"name": "messagewall-dev-east"},
         "spec": {"lambdaMemory": memory, "lambdaTimeout": timeout, "region": region},
     }
+
+
+def edited(data: dict[str, Any], edit: list[tuple[str, int]]) -> dict[str, Any]:
+    """``data`` with each named field moved ``step`` places along its values."""
+    spec = dict(data["spec"])
+    for field, step in edit:
+        values = VALUES[field]
+        spec[field] = values[(values.index(spec[field]) + step) % len(values)]
+    return {**data, "spec": spec}
 
 
 class Backends(RuleBasedStateMachine):
@@ -94,6 +113,12 @@ class Backends(RuleBasedStateMachine):
             return None
         return store.get_revision(self.space, SLUG, unit.live_revision).data  # type: ignore[no-any-return]
 
+    def _live_source(self, store: Any) -> str | None:
+        unit = store.get_unit(self.space, SLUG)
+        if unit.live_revision is None:
+            return None
+        return store.get_revision(self.space, SLUG, unit.live_revision).source  # type: ignore[no-any-return]
+
     def _same(self, answers: list[Any], what: str) -> Any:
         assert answers[0] == answers[1], (
             f"{what}: embedded {answers[0]!r}, ConfigHub {answers[1]!r}"
@@ -102,19 +127,30 @@ class Backends(RuleBasedStateMachine):
 
     # ---- what the arrows do -----------------------------------------------------------
 
-    @initialize(memory=MEMORY, timeout=TIMEOUT)
-    def published_and_live(self, memory: int, timeout: int) -> None:
+    @initialize(pending=st.none() | EDIT, edit=st.none() | EDIT)
+    def published_and_live(
+        self, pending: list[tuple[str, int]] | None, edit: list[tuple[str, int]] | None
+    ) -> None:
+        """Revision 1 runs; often a change already waits ahead of it, and what runs has
+        often been edited already (the states where the stores' code differs most)."""
         for store in self.stores:
             store.commit(
-                [self._change(store, claim(memory, timeout), "ci")],
+                [self._change(store, claim(), "ci")],
                 spaces=[space_spec(self.space)],
             )
             store.record_applied(self.space, SLUG, 1, live=True)
+        if pending is not None:
+            self.publish_or_set(pending, "ci")
+        if edit is not None:
+            self.capture_a_live_edit(edit)
 
-    @rule(memory=MEMORY, timeout=TIMEOUT, region=REGION, source=st.sampled_from(["ci", "bulk"]))
-    def publish_or_set(self, memory: int, timeout: int, region: str, source: str) -> None:
-        data = claim(memory, timeout, region)
-        created = [s.commit([self._change(s, data, source)])[0].created for s in self.stores]
+    @rule(edit=EDIT, source=st.sampled_from(["ci", "bulk"]))
+    def publish_or_set(self, edit: list[tuple[str, int]], source: str) -> None:
+        """A new head: a commit's render, or a bulk ``set``, changing the head."""
+        created = []
+        for store in self.stores:
+            data = edited(self._head(store).data, edit)
+            created.append(store.commit([self._change(store, data, source)])[0].created)
         self._same(created, f"{source} writes a revision")
 
     @rule()
@@ -129,13 +165,15 @@ class Backends(RuleBasedStateMachine):
                 store.record_applied(self.space, SLUG, head.number, live=True)
         self._same(refused, "the apply of the head is refused")
 
-    @rule(memory=MEMORY, timeout=TIMEOUT, region=REGION)
-    def capture_a_live_edit(self, memory: int, timeout: int, region: str) -> None:
+    @rule(edit=EDIT)
+    def capture_a_live_edit(self, edit: list[tuple[str, int]]) -> None:
         """What runs changes (kubectl edit, AWS console) and the loop captures it."""
         reports = []
         for store in self.stores:
             unit = store.get_unit(self.space, SLUG)
-            change = self._change(store, claim(memory, timeout, region), "drift-capture")
+            live = self._live_data(store)
+            assert live is not None
+            change = self._change(store, edited(live, edit), "drift-capture")
             written = store.capture(change, expected_live=unit.live_revision)
             reports.append(
                 (
@@ -171,6 +209,34 @@ class Backends(RuleBasedStateMachine):
             created.append(store.commit([self._change(store, data, "rollback")])[0].created)
         self._same(created, "the rollback writes")
 
+    @rule()
+    def tag_the_live_revision(self) -> None:
+        """An operator says the loop's last capture was break-glass (``drift capture
+        --tag``, which relabels it)."""
+        self._tag("live")
+
+    @rule()
+    def tag_the_head(self) -> None:
+        self._tag("head")
+
+    def _tag(self, which: str) -> None:
+        answers = []
+        marked = bool(conflict_paths(self._head(self.stores[0]).tags))
+        event(f"tag the {which} revision" + (" (the head is marked)" if marked else ""))
+        for store in self.stores:
+            unit = store.get_unit(self.space, SLUG)
+            number = unit.live_revision if which == "live" else unit.head_revision
+            if number is None:
+                return
+            try:
+                got = store.classify_revision(
+                    self.space, SLUG, number, source="break-glass", tags={"incident": "INC-1"}
+                )
+                answers.append((got.source, got.tags.get("incident")))
+            except Exception as e:  # the kind of refusal is compared
+                answers.append((type(e).__name__, None))
+        self._same(answers, f"tagging the {which} revision")
+
     # ---- what must agree after every step ------------------------------------------------
 
     @invariant()
@@ -182,6 +248,7 @@ class Backends(RuleBasedStateMachine):
         self._same([h.source for h in heads], "the head's source")
         self._same([sorted(conflict_paths(h.tags)) for h in heads], "the head's conflict mark")
         self._same([self._live_data(s) for s in self.stores], "what runs (live data)")
+        self._same([self._live_source(s) for s in self.stores], "the live revision's source")
 
 
 @pytest.fixture
