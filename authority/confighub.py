@@ -65,6 +65,7 @@ from domain.drift import (
     PendingHead,
     capture_conflict,
     capture_over_pending,
+    conflict_paths,
 )
 from domain.errors import CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
@@ -517,7 +518,7 @@ class ConfigHubStore:
         as a new revision.
         """
         side = self._side_revisions(space, slug).get(number)
-        return bool(side and capture_conflict("", "", 0, side["tags"] or {}))
+        return bool(side and conflict_paths(side["tags"] or {}))
 
     def _write_change(self, change: UnitChange, unit: dict[str, Any] | None) -> ChangeOutcome:
         what = f"writing unit {change.space}/{change.slug}"
