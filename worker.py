@@ -48,6 +48,7 @@ from authority import authority_variable, open_store
 from authority.confighub import ConfigHubStore
 from authority.protocol import AuthorityStore
 from client import codecache, contract, telemetry
+from client.cover import POLL_SECONDS, SweepCoverWatch
 from client.failures import CompactFailures
 from client.keepalive import DeadWorkerDetection
 from client.settings import Settings, connect
@@ -259,6 +260,11 @@ async def run(
     )
     running = asyncio.create_task(worker.run())
     helpers = [asyncio.create_task(heartbeat.beat(lambda: worker.is_running))]
+    cover_poll = float(os.environ.get("TRIBUTARY_COVER_WATCH_SECONDS", POLL_SECONDS))
+    if cover_poll > 0:
+        helpers.append(
+            asyncio.create_task(SweepCoverWatch(store, client, poll_seconds=cover_poll).run())
+        )
     if options.metrics_bind and runtime is not None:
         helpers.append(asyncio.create_task(count_awaiting_approval(client, runtime.metric_meter)))
     log.info(

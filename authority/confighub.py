@@ -1034,6 +1034,9 @@ class ConfigHubStore:
     def count_drift(self, sweep_id: str) -> dict[str, int]:
         return self.state.count_drift(sweep_id)
 
+    def end_sweep_cover(self, cadence: int | None, *, since: datetime) -> list[tuple[str, str]]:
+        return self.state.end_sweep_cover(cadence, since=since)
+
     def record_in_sync(
         self,
         space: str,

@@ -154,6 +154,14 @@ class AuthorityStore(Protocol):
         counted."""
         ...
 
+    def end_sweep_cover(self, cadence: int | None, *, since: datetime) -> list[tuple[str, str]]:
+        """In-sync sweep records checked since ``since`` that claim a cadence the sweep
+        schedule no longer keeps (``domain.sweep.ends_cover``; ``cadence`` None: no
+        schedule runs) lose the claim: their message becomes the plain sweep message,
+        which covers a loop for one interval only. Returns the (space, unit) of the
+        rows changed, whose loops sleep on the claim and must be told."""
+        ...
+
     def list_unit_keys(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
         """Active units in (space, slug) order, a page at a time."""
         ...

@@ -56,7 +56,13 @@ from domain.drift import (
 from domain.errors import BadInput, CaptureConflict, NotFound, StaleVersion
 from domain.publish import GitBase, GitRecord
 from domain.redact import redact_url
-from domain.sweep import BULK_STATES, sweep_message
+from domain.sweep import (
+    BULK_STATES,
+    SCHEDULED_PREFIX,
+    SWEEP_MESSAGE,
+    ends_cover,
+    sweep_message,
+)
 from domain.sync import PullRequest
 
 
@@ -621,6 +627,37 @@ class SqlStore:
                 .group_by(t.drift_status.c.sweep_state)
             ).all()
         return {str(state): int(n) for state, n in rows}
+
+    def end_sweep_cover(self, cadence: int | None, *, since: datetime) -> list[tuple[str, str]]:
+        c = t.drift_status.c
+        claimed = (
+            c.state == "in-sync",
+            c.paused.is_(False),
+            c.checked_at >= _as_utc(since),
+            c.message.like(f"{SCHEDULED_PREFIX}%"),
+            # the claim the schedule keeps: the common case, and no row to read
+            c.message != sweep_message(cadence),
+        )
+        ended: list[tuple[str, str]] = []
+        with self._write() as conn:
+            rows = conn.execute(select(c.space, c.unit, c.message, c.checked_at).where(*claimed))
+            for space, unit, message, checked_at in rows.all():
+                if not ends_cover(message, cadence):
+                    continue
+                # Only the row as read: a loop's or a sweep's newer record is left alone.
+                changed = conn.execute(
+                    update(t.drift_status)
+                    .where(
+                        c.space == space,
+                        c.unit == unit,
+                        c.message == message,
+                        c.checked_at == checked_at,
+                    )
+                    .values(message=SWEEP_MESSAGE)
+                )
+                if changed.rowcount:
+                    ended.append((str(space), str(unit)))
+        return ended
 
     def record_in_sync(
         self,

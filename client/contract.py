@@ -64,6 +64,9 @@ RENDER_LIVE_WORKFLOW = "RenderLiveWorkflow"
 SPACE_GATES_WORKFLOW = "SpaceGatesWorkflow"
 READ_WORKFLOW = "ReadWorkflow"
 
+# The one sweep schedule (``tributary sweep schedule``); the worker watches it (client.cover).
+SWEEP_SCHEDULE_ID = "tributary-sweep"
+
 # ---- signals, updates and queries, by workflow ----------------------------------------------
 
 # ApplyWorkflow
@@ -75,6 +78,7 @@ APPLY_STATUS_QUERY = "status"
 DRIFT_CHECK_SIGNAL = "check"
 DRIFT_PAUSE_SIGNAL = "pause"
 DRIFT_RESUME_SIGNAL = "resume"
+DRIFT_COVER_ENDED_SIGNAL = "cover_ended"  # the sweep schedule stopped (client.cover)
 CHECK_NOW_UPDATE = "check_now"
 CAPTURE_NOW_UPDATE = "capture_now"
 DRIFT_STATUS_QUERY = "get_status"

@@ -592,6 +592,8 @@ class DriftLoopState(BaseModel):
     # A sweep judged the unit in sync: the next timer sleeps this long, not an interval.
     sleep_seconds: float | None = None
     sweep_seen: datetime | None = None  # the sweep record seen at the last wake
+    # The sweep schedule stopped (signal ``cover_ended``): re-read the cover now.
+    recheck_cover: bool = False
 
 
 class DriftInput(BaseModel):

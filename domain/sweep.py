@@ -98,6 +98,7 @@ def judge_claim(
 # or its worker is gone) without anyone waking the loops. Sweeps that run catch drift
 # within their cadence and signal the loop, so this only bounds the failure case.
 COVERED_BACKSTOP = timedelta(hours=1)
+SCHEDULED_PREFIX = "in-sync (sweep every "  # a scheduled sweep's record: its cadence follows
 _CADENCE = re.compile(r"^in-sync \(sweep every (\d+)s\)$")
 
 
@@ -105,7 +106,7 @@ def sweep_message(cadence_seconds: int | None) -> str:
     """The message of a sweep's in-sync record. A scheduled sweep says its cadence: the
     record itself is then what justifies a covered loop's longer sleep (a manual
     ``sweep run`` carries none, so it never extends a sleep past one interval)."""
-    return SWEEP_MESSAGE if cadence_seconds is None else f"in-sync (sweep every {cadence_seconds}s)"
+    return SWEEP_MESSAGE if cadence_seconds is None else f"{SCHEDULED_PREFIX}{cadence_seconds}s)"
 
 
 def sweep_cadence(message: str) -> int | None:
@@ -131,6 +132,34 @@ def covered_horizon(interval_seconds: int, cadence_seconds: int | None) -> timed
     if cadence_seconds is None or cadence_seconds <= 0 or cadence_seconds > interval_seconds:
         return interval
     return max(interval, COVERED_BACKSTOP)
+
+
+def schedule_cadence(
+    *,
+    paused: bool,
+    intervals: list[int],
+    other_specs: bool,
+    declared: int | None,
+    exhausted: bool = False,
+) -> int | None:
+    """The cadence a sweep schedule really keeps, or None: what its in-sync records may
+    claim (``sweep_message``) and still cover loops past one interval.
+
+    Its records carry the cadence it was created with (``declared``, the sweep's input),
+    which holds only while the schedule runs (not paused, actions left) on one interval
+    spec at least that frequent. Anything else (paused or exhausted from the Web UI,
+    a calendar added, the interval stretched) and the records overstate it.
+    """
+    if paused or exhausted or declared is None or other_specs or len(intervals) != 1:
+        return None
+    return declared if 0 < intervals[0] <= declared else None
+
+
+def ends_cover(message: str, cadence: int | None) -> bool:
+    """Whether a sweep record claims a cadence (``sweep_message``) the schedule no
+    longer keeps (``schedule_cadence``): its loop's long sleep is no longer justified."""
+    claimed = sweep_cadence(message)
+    return claimed is not None and claimed != cadence
 
 
 def covered_for(
@@ -210,6 +239,13 @@ class CoveredInput(BaseModel):
     unit: str
     interval_seconds: int
     seen: datetime | None = None  # the sweep record the loop saw at its previous wake
+
+
+class CoverEnded(BaseModel):
+    """Signal ``cover_ended``: the sweep schedule that covered this loop stopped (or
+    changed), so the loop re-reads its cover and sleeps one interval at most."""
+
+    cadence_seconds: int | None = None  # what the schedule keeps now; None: no schedule
 
 
 class CoveredResult(BaseModel):

@@ -12,8 +12,11 @@ the loop sleeps instead of checking: until one interval after that judgement, or
 the sweep was a scheduled one whose cadence is at most the interval (it finds drift
 within the interval itself and signals the loop), until the backstop (1 h) after it.
 With no sweeps running the next tick is a full check, so drift is still found within
-the interval (within the backstop if a schedule stops); the watch, the CLI and the
-sweep's own signals wake the loop at once.
+the interval; the watch, the CLI and the sweep's own signals wake the loop at once.
+When the schedule stops (paused or deleted, from the CLI or the Web UI) or its cadence
+grows, the worker's ``client.cover.SweepCoverWatch`` takes the cadence off its records
+and signals ``cover_ended``: the loop re-reads its cover, which now lasts one interval
+from the sweep's judgement, so it checks within its own interval again.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ with workflow.unsafe.imports_passed_through():
         decide,
     )
     from domain.redact import redact
-    from domain.sweep import CoveredInput
+    from domain.sweep import CoveredInput, CoverEnded
     from domain.sync import RequestSyncInput
     from workflows import _options as opt
 
@@ -153,6 +156,12 @@ class DriftWorkflow:
         self.wake = True
 
     @workflow.signal
+    def cover_ended(self, req: CoverEnded) -> None:
+        """The sweep schedule whose records let this loop sleep past its interval
+        stopped or slowed (``req``: what it keeps now): re-read the cover at once."""
+        self.loop.recheck_cover = True
+
+    @workflow.signal
     def pause(self) -> None:
         self.status.paused = self.pause_to_store = True
         self.wake = True
@@ -226,14 +235,19 @@ class DriftWorkflow:
                 sleep, self.sleep_seconds = self.sleep_seconds, None
                 try:
                     await workflow.wait_condition(
-                        lambda: self.wake,
+                        lambda: self.wake or self.loop.recheck_cover,
                         timeout=timedelta(seconds=sleep or self.status.interval_seconds),
                     )
                 except TimeoutError:
                     if await self._covered():
                         runs += 1
                         continue
+                else:
+                    if not self.wake and await self._recheck_cover():
+                        runs += 1
+                        continue
             self.wake = False
+            self.loop.recheck_cover = False  # a check stands for any cover
             runs += 1
             self.started_checks += 1
             requests, self.capture_requests = self.capture_requests, []
@@ -261,9 +275,17 @@ class DriftWorkflow:
             workflow.patched("drift-short-runs")
         )
 
-    async def _covered(self) -> bool:
+    async def _recheck_cover(self) -> bool:
+        """Signalled ``cover_ended``: sleep what is left of the cover the sweep's record
+        still gives (one interval from its judgement, now that it claims no cadence,
+        even if this loop saw it before), or check now."""
+        self.loop.recheck_cover = False
+        return await self._covered(new_only=False)
+
+    async def _covered(self, *, new_only: bool = True) -> bool:
         """The timer fired: does a sweep's recent in-sync judgement stand for this tick's
         check? (A row read, not ~17 API reads.) Never for a paused loop or a request.
+        ``new_only``: only a record this loop has not slept on yet.
 
         (patched: loops started by an older worker replay their timer's full check)
         """
@@ -277,7 +299,7 @@ class DriftWorkflow:
                 space=self.status.space,
                 unit=self.status.unit,
                 interval_seconds=self.status.interval_seconds,
-                seen=self.sweep_seen,
+                seen=self.sweep_seen if new_only else None,
             ),
             start_to_close_timeout=opt.AUTHORITY_TIMEOUT,
             retry_policy=opt.RETRY,

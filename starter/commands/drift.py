@@ -8,17 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio.client import (
     Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 
 from client import contract
+from client.cover import sweep_schedule
 from client.loops import signal_drift, update_with_start
 from client.settings import Settings
 from domain.drift import (
@@ -41,7 +38,7 @@ from starter.reading import pages
 if TYPE_CHECKING:
     from starter.commands import Subparsers
 
-SCHEDULE_ID = "tributary-sweep"
+SCHEDULE_ID = contract.SWEEP_SCHEDULE_ID
 
 
 def add_parsers(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -289,24 +286,15 @@ async def resume(args: argparse.Namespace, out: Output, settings: Settings) -> i
 async def schedule(args: argparse.Namespace, out: Output, settings: Settings) -> int:
     every = parse_duration(args.every, field="--every")
     client = await runner.client_for(settings)
-    action = ScheduleActionStartWorkflow(
-        contract.SWEEP_WORKFLOW,
-        # The cadence goes into each in-sync record, so the records themselves say
-        # whether they justify a covered loop's longer sleep.
-        SweepInput(cadence_seconds=int(every.total_seconds())),
-        id="sweep-scheduled",
-        task_queue=settings.task_queue,
-        static_summary="scheduled drift sweep",
-    )
-    spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+    wanted = sweep_schedule(every, settings.task_queue)
     try:
-        await client.create_schedule(SCHEDULE_ID, Schedule(action=action, spec=spec))
+        await client.create_schedule(SCHEDULE_ID, wanted)
         verb = "created"
     except ScheduleAlreadyRunningError:
         handle = client.get_schedule_handle(SCHEDULE_ID)
 
         def change(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=Schedule(action=action, spec=spec))
+            return ScheduleUpdate(schedule=wanted)
 
         await handle.update(change)
         verb = "updated"

@@ -80,3 +80,48 @@ def test_a_scheduled_sweep_records_its_cadence(seeded: Any) -> None:  # noqa: F8
     rows = {r.unit: r for r in seeded.list_drift(SPACE)}
     assert {rows[u].message for u in ("new", "ok")} == {sweep_message(290)}
     assert sweep_cadence(rows["ok"].message) == 290
+
+
+def test_ending_a_schedule_s_cover_takes_only_claims_it_no_longer_keeps(seeded: Any) -> None:  # noqa: F811
+    at = BEGAN + timedelta(minutes=1)
+    seeded.record_in_sync(
+        SPACE, {"a": 1, "b": 1}, sweep_id=SWEEP, checked_at=at, unless_after=at, cadence_seconds=300
+    )
+    seeded.record_in_sync(
+        SPACE, {"c": 1}, sweep_id=SWEEP, checked_at=at, unless_after=at, cadence_seconds=60
+    )
+    seeded.record_in_sync(SPACE, {"manual": 1}, sweep_id=SWEEP, checked_at=at, unless_after=at)
+    old = BEGAN - timedelta(hours=2)
+    seeded.record_in_sync(
+        SPACE, {"old": 1}, sweep_id=SWEEP, checked_at=old, unless_after=old, cadence_seconds=300
+    )
+    seeded.record_in_sync(
+        SPACE, {"held": 1}, sweep_id=SWEEP, checked_at=at, unless_after=at, cadence_seconds=300
+    )
+    seeded.set_drift_paused(SPACE, "held", True)
+    seeded.record_drift(drift_record("drifted", checked_at=at, message=sweep_message(300)))
+    before = {r.unit: r for r in seeded.list_drift(SPACE)}
+
+    # The schedule now sweeps every 60 s: records claiming 300 s no longer hold.
+    ended = seeded.end_sweep_cover(60, since=BEGAN)
+
+    assert sorted(ended) == [(SPACE, "a"), (SPACE, "b")]
+    rows = {r.unit: r for r in seeded.list_drift(SPACE)}
+    assert {u: rows[u].message for u in ("a", "b", "c", "manual")} == {
+        "a": SWEEP_MESSAGE,
+        "b": SWEEP_MESSAGE,
+        "c": sweep_message(60),
+        "manual": SWEEP_MESSAGE,
+    }
+    # Only the claim goes: when, at which revision, for which sweep stay.
+    assert [(rows[u].checked_at, rows[u].revision, rows[u].sweep_id) for u in ("a", "b")] == [
+        (at, 1, SWEEP),
+        (at, 1, SWEEP),
+    ]
+    # Older than ``since``, paused, or not in sync: no loop sleeps on it; left alone.
+    for unit in ("old", "held", "drifted"):
+        assert rows[unit].message == before[unit].message, unit
+
+    # The schedule is gone: the 60 s claim ends too; then nothing is left to end.
+    assert seeded.end_sweep_cover(None, since=BEGAN) == [(SPACE, "c")]
+    assert seeded.end_sweep_cover(None, since=BEGAN) == []

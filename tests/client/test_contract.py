@@ -44,6 +44,7 @@ def test_each_signal_update_and_query_is_defined_by_its_workflow() -> None:
                 contract.DRIFT_CHECK_SIGNAL,
                 contract.DRIFT_PAUSE_SIGNAL,
                 contract.DRIFT_RESUME_SIGNAL,
+                contract.DRIFT_COVER_ENDED_SIGNAL,
             },
             {contract.CHECK_NOW_UPDATE, contract.CAPTURE_NOW_UPDATE},
             {contract.DRIFT_STATUS_QUERY},

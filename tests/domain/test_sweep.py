@@ -16,8 +16,10 @@ from domain.sweep import (
     UnitFacts,
     covered_for,
     covered_horizon,
+    ends_cover,
     judge_claim,
     precheck,
+    schedule_cadence,
     sweep_cadence,
     sweep_message,
 )
@@ -225,3 +227,40 @@ def test_a_loop_never_goes_longer_without_a_judgement_than_its_bound(
     assert wake - at <= max(timedelta(seconds=interval), COVERED_BACKSTOP)
     if cadence is None or not 0 < cadence <= interval:
         assert wake - at <= timedelta(seconds=interval)
+
+
+def test_a_schedule_keeps_its_declared_cadence_only_while_it_runs_that_often() -> None:
+    def kept(**over: Any) -> int | None:
+        args: dict[str, Any] = {
+            "paused": False,
+            "intervals": [300],
+            "other_specs": False,
+            "declared": 300,
+            "exhausted": False,
+        }
+        return schedule_cadence(**(args | over))
+
+    assert kept() == 300
+    assert kept(intervals=[60]) == 300  # runs more often than its records say: still true
+    # Anything that makes the records overstate how often a sweep looks:
+    assert kept(paused=True) is None
+    assert kept(exhausted=True) is None
+    assert kept(intervals=[600]) is None
+    assert kept(intervals=[300, 600]) is None
+    assert kept(intervals=[]) is None
+    assert kept(other_specs=True) is None
+    assert kept(declared=None) is None  # a manual-style sweep on a schedule claims nothing
+
+
+@given(
+    claimed=st.one_of(st.none(), st.integers(min_value=1, max_value=86400)),
+    kept=st.one_of(st.none(), st.integers(min_value=1, max_value=86400)),
+)
+def test_only_a_claim_the_schedule_no_longer_keeps_ends(
+    claimed: int | None, kept: int | None
+) -> None:
+    message = sweep_message(claimed)
+    assert ends_cover(message, kept) == (claimed is not None and claimed != kept)
+    # What it becomes claims nothing, so it never ends anything again.
+    assert not ends_cover(SWEEP_MESSAGE, kept)
+    assert not ends_cover("in-sync", kept)

@@ -9,6 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
+from client.cover import SweepCoverWatch
 from domain.sweep import COVERED_BACKSTOP, SWEEP_MESSAGE, sweep_message
 from tests.conftest import Sandbox
 from tests.support import AuthoringRepo
@@ -121,3 +122,33 @@ async def test_a_loop_covered_by_a_scheduled_sweep_sleeps_to_the_backstop_then_c
     now = await env.get_current_time()
     await skip(env, last + COVERED_BACKSTOP + timedelta(minutes=2, seconds=30) - now)
     assert await checks(env, units) == {u: n + 1 for u, n in before.items()}
+
+
+@SQLITE_ONLY
+async def test_a_loop_whose_schedule_stops_checks_within_its_interval_again(
+    env: WorkflowEnvironment, cluster_worker: Worker, store: SqlStore, orders: AuthoringRepo
+) -> None:
+    """Covered to the backstop by a scheduled sweep, the loop is told when the schedule
+    stops (the worker's watch: here its step after reading the schedule) and checks
+    within its own interval, not an hour after the last sweep."""
+    units = await go_live(env, cluster_worker, store, orders, PROD)
+    swept = await sweep(env, cluster_worker, cadence_seconds=120)
+    assert swept.counts == {"in-sync": 2}, swept
+    statuses = [await status_of(env, PROD, u) for u in units]
+    before = {st.unit: st.checks for st in statuses}
+    last = max(st.last_check for st in statuses if st.last_check is not None)
+    now = await env.get_current_time()
+    await skip(env, last + timedelta(minutes=2, seconds=10) - now)
+    await skip(env, timedelta(minutes=10))
+    assert await checks(env, units) == before  # asleep on the schedule's claim
+
+    ended = await SweepCoverWatch(store, env.client).end_cover(None)
+
+    assert sorted(ended) == sorted((PROD, u) for u in units)
+    assert {r.message for r in store.list_drift(PROD)} == {SWEEP_MESSAGE}
+    # Within one interval (2 min) of the signal each loop has checked, once.
+    await skip(env, timedelta(minutes=2, seconds=30))
+    assert await checks(env, units) == {u: n + 1 for u, n in before.items()}
+    # Then on its own interval, as with no sweeps at all.
+    await skip(env, timedelta(minutes=2))
+    assert await checks(env, units) == {u: n + 2 for u, n in before.items()}
