@@ -13,7 +13,7 @@ the sweep was a scheduled one whose cadence is at most the interval (it finds dr
 within the interval itself and signals the loop), until the backstop (1 h) after it.
 With no sweeps running the next tick is a full check, so drift is still found within
 the interval; the watch, the CLI and the sweep's own signals wake the loop at once.
-When the schedule stops (paused or deleted, from the CLI or the Web UI) or its cadence
+When the schedule stops (paused or deleted: the Web UI, `temporal schedule`) or its cadence
 grows, the worker's ``client.cover.SweepCoverWatch`` takes the cadence off its records
 and signals ``cover_ended``: the loop re-reads its cover, which now lasts one interval
 from the sweep's judgement, so it checks within its own interval again.
