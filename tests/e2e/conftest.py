@@ -20,7 +20,7 @@ import pytest
 
 from authority.sql import SqlStore
 from starter.stack import _die_with_parent
-from tests.support import HANG, REPO_ROOT, AuthoringRepo, free_port, make_repo
+from tests.support import HANG, REPO_ROOT, AuthoringRepo, free_port, make_repo, run_cli
 
 
 @dataclass
@@ -100,6 +100,22 @@ def _start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
         key, _, value = line.removeprefix("export ").partition("=")
         exported[key] = value
     return Stack(env=exported, data_dir=data_dir, proc=proc)
+
+
+def publish_applied(stack: Stack, source: str, space: str) -> None:
+    """``tributary publish --apply`` of one space, as CI runs it; it must succeed."""
+    published = run_cli(
+        "publish",
+        "--repo",
+        source,
+        "--space",
+        space,
+        "--apply",
+        "--json",
+        env=stack.env,
+        timeout=240,
+    )
+    assert published.code == 0, published.stderr
 
 
 def stop_stack(stack: Stack) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import yaml
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, publish_applied
 from tests.e2e.test_cli_apply import claim, kubectl, lambda_memory
 from tests.support import HANG, make_repo, run_cli
 
@@ -63,18 +63,7 @@ def patch(stack: Stack, name: str, body: str) -> None:
 def test_live_edits_are_captured_with_who_and_where(fresh_stack: Stack, tmp_path: Path) -> None:
     stack = fresh_stack
     repo = make_repo(tmp_path, "messagewall")
-    published = run_cli(
-        "publish",
-        "--repo",
-        str(repo.work),
-        "--space",
-        DEV,
-        "--apply",
-        "--json",
-        env=stack.env,
-        timeout=240,
-    )
-    assert published.code == 0, published.stderr
+    publish_applied(stack, str(repo.work), DEV)
 
     # kubectl edit of the live claim: the watch sees it; the capture names the field
     # and the field manager that wrote it.

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from domain import metrics
-from tests.e2e.conftest import Stack, start_stack, stop_stack
+from tests.e2e.conftest import Stack, publish_applied, start_stack, stop_stack
 from tests.e2e.test_cli_apply import kubectl
 from tests.e2e.test_cli_drift import revisions, wait_for
 from tests.support import HANG, git, make_repo, run_cli
@@ -55,18 +55,7 @@ def test_metrics_move_with_the_loop_and_the_worker_is_supervised(tmp_path: Path)
         assert value(before, "temporal_num_pollers") > 0  # the SDK's own metrics
 
         # publish + apply, a live edit captured, a sync PR opened and merged
-        published = run_cli(
-            "publish",
-            "--repo",
-            repo.url,
-            "--space",
-            DEV,
-            "--apply",
-            "--json",
-            env=stack.env,
-            timeout=240,
-        )
-        assert published.code == 0, published.stderr
+        publish_applied(stack, repo.url, DEV)
         edited = kubectl(
             stack,
             "patch",

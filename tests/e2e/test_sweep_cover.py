@@ -14,7 +14,7 @@ from pathlib import Path
 
 from domain.naming import drift_id
 from domain.sweep import SWEEP_MESSAGE, sweep_message
-from tests.e2e.conftest import start_stack, stop_stack
+from tests.e2e.conftest import publish_applied, start_stack, stop_stack
 from tests.e2e.test_cli_drift import DEV, wait_for
 from tests.support import make_repo, run_cli
 
@@ -39,18 +39,7 @@ def test_pausing_the_sweep_schedule_wakes_the_loops_it_covered(tmp_path: Path) -
     )
     try:
         repo = make_repo(tmp_path, "messagewall")
-        published = run_cli(
-            "publish",
-            "--repo",
-            str(repo.work),
-            "--space",
-            DEV,
-            "--apply",
-            "--json",
-            env=stack.env,
-            timeout=240,
-        )
-        assert published.code == 0, published.stderr
+        publish_applied(stack, str(repo.work), DEV)
         # Every 5 min: no more than the space's drift interval, so its records cover.
         scheduled = run_cli("sweep", "schedule", "--every", "5m", "--json", env=stack.env)
         assert scheduled.code == 0, scheduled.stderr
