@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -86,6 +87,8 @@ ACTIVITY_THREADS = 16
 # After the graceful shutdown timeout the SDK cancels activities still running; a
 # blocking call that does not notice gets this much longer before the process leaves.
 SHUTDOWN_SLACK_SECONDS = 10.0
+# A look of the schedule watch under way at shutdown: signals to a few thousand loops.
+COVER_STOP_SECONDS = 20.0
 # How often the worker counts the units waiting at an approval gate (a gauge).
 APPROVAL_GAUGE_SECONDS = 15.0
 log = logging.getLogger("tributary")
@@ -261,10 +264,8 @@ async def run(
     running = asyncio.create_task(worker.run())
     helpers = [asyncio.create_task(heartbeat.beat(lambda: worker.is_running))]
     cover_poll = float(os.environ.get("TRIBUTARY_COVER_WATCH_SECONDS", POLL_SECONDS))
-    if cover_poll > 0:
-        helpers.append(
-            asyncio.create_task(SweepCoverWatch(store, client, poll_seconds=cover_poll).run())
-        )
+    cover = SweepCoverWatch(store, client, poll_seconds=cover_poll) if cover_poll > 0 else None
+    covering = asyncio.create_task(cover.run()) if cover else None
     if options.metrics_bind and runtime is not None:
         helpers.append(asyncio.create_task(count_awaiting_approval(client, runtime.metric_meter)))
     log.info(
@@ -280,6 +281,10 @@ async def run(
     await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
     for helper in helpers:
         helper.cancel()
+    if cover and covering:
+        cover.stop()  # let a look under way tell the loops it took the claim off
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(covering, COVER_STOP_SECONDS)
     heartbeat.remove()
     drained = True
     if not running.done():

@@ -61,6 +61,7 @@ from domain.sweep import (
     SCHEDULED_PREFIX,
     SWEEP_MESSAGE,
     ends_cover,
+    sweep_cadence,
     sweep_message,
 )
 from domain.sync import PullRequest
@@ -697,7 +698,7 @@ class SqlStore:
                             state="in-sync",
                             checked_at=at,
                             fields=[],
-                            message=message,
+                            message=_keep_claim(c.message, message),
                             revision=revision,
                             sweep_id=sweep_id,
                             sweep_state="in-sync",
@@ -763,6 +764,16 @@ class SqlStore:
         query = query.order_by(t.units.c.space, t.units.c.slug).limit(limit)
         with self._read() as conn:
             return [(str(a), str(b)) for a, b in conn.execute(query).all()]
+
+
+def _keep_claim(current: Any, message: str) -> Any:
+    """The message a sweep's in-sync record gets. A manual sweep (no cadence) keeps the
+    cadence a scheduled sweep's record claims: a loop may be sleeping on that claim, and
+    the schedule's watch finds (and wakes) such loops only by it when the schedule stops
+    (``end_sweep_cover``)."""
+    if sweep_cadence(message) is not None:
+        return message
+    return case((current.like(f"{SCHEDULED_PREFIX}%"), current), else_=message)
 
 
 def _record_drift(conn: Connection, record: DriftRecord) -> None:

@@ -19,6 +19,7 @@ backstop: the bound the design had before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -80,8 +81,12 @@ async def kept_cadence(
         and action.args
     ):
         # From a describe, the arguments are the payloads the schedule starts it with.
-        (inp,) = await client.data_converter.decode(list(action.args[:1]), [SweepInput])
-        declared = inp.cadence_seconds if isinstance(inp, SweepInput) else None
+        try:
+            (inp,) = await client.data_converter.decode(list(action.args[:1]), [SweepInput])
+        except Exception as e:  # not a sweep input we know: its records claim nothing
+            log.warning("schedule %s: its sweep input does not decode: %s", schedule_id, e)
+        else:
+            declared = inp.cadence_seconds if isinstance(inp, SweepInput) else None
     spec, state = schedule.spec, schedule.state
     ended = spec.end_at is not None and spec.end_at <= (now or datetime.now(UTC))
     return schedule_cadence(
@@ -113,14 +118,21 @@ class SweepCoverWatch:
         # Loops whose records lost their claim but that a signal has not reached yet
         # (the server was away): signalled again at the next poll.
         self.unsignalled: dict[tuple[str, str], int | None] = {}
+        self.stopping = asyncio.Event()
 
     async def run(self) -> None:
-        while True:
+        """Poll until ``stop``. A look under way is finished, not cancelled: records it
+        took the claim off would otherwise leave their loops untold, to the backstop."""
+        while not self.stopping.is_set():
             try:
                 await self.once()
             except Exception as e:  # the server or the store is away: the next poll
                 log.warning("watching the sweep schedule %s: %s", self.schedule_id, e)
-            await asyncio.sleep(self.poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.poll_seconds)
+
+    def stop(self) -> None:
+        self.stopping.set()
 
     async def once(self) -> list[tuple[str, str]]:
         """One look: the loops whose cover ended now (and were told so)."""

@@ -158,8 +158,13 @@ class DriftWorkflow:
     @workflow.signal
     def cover_ended(self, req: CoverEnded) -> None:
         """The sweep schedule whose records let this loop sleep past its interval
-        stopped or slowed (``req``: what it keeps now): re-read the cover at once."""
-        self.loop.recheck_cover = True
+        stopped or slowed (``req``: what it keeps now): re-read the cover at once.
+
+        (patched: a worker of the code before buffered this signal unhandled and slept
+        on; replaying its history must not wake the loop)
+        """
+        if workflow.patched("drift-cover-ended"):
+            self.loop.recheck_cover = True
 
     @workflow.signal
     def pause(self) -> None:
@@ -247,7 +252,6 @@ class DriftWorkflow:
                         runs += 1
                         continue
             self.wake = False
-            self.loop.recheck_cover = False  # a check stands for any cover
             runs += 1
             self.started_checks += 1
             requests, self.capture_requests = self.capture_requests, []
@@ -258,13 +262,19 @@ class DriftWorkflow:
             if self.status.paused and not requests:
                 self._set_state("paused", "paused: no checks until resumed")
                 await self._record(sweep_id)
-                self.completed_checks += 1
+                self._checked()
                 continue
             ended = await self._check_and_act(requests, sweep_id)
-            self.completed_checks += 1
+            self._checked()
             if ended:
                 await self._drain()
                 return self.status
+
+    def _checked(self) -> None:
+        self.completed_checks += 1
+        # A check stands for any cover: a ``cover_ended`` that came during it would only
+        # re-read the row it just wrote, which covers nothing, and check again.
+        self.loop.recheck_cover = False
 
     def _history_long(self) -> bool:
         """Past ``HISTORY_PER_RUN`` events: hand over so that a replay stays short.

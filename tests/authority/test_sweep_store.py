@@ -125,3 +125,26 @@ def test_ending_a_schedule_s_cover_takes_only_claims_it_no_longer_keeps(seeded: 
     # The schedule is gone: the 60 s claim ends too; then nothing is left to end.
     assert seeded.end_sweep_cover(None, since=BEGAN) == [(SPACE, "c")]
     assert seeded.end_sweep_cover(None, since=BEGAN) == []
+
+
+def test_a_manual_sweep_keeps_the_claim_a_loop_may_sleep_on(seeded: Any) -> None:  # noqa: F811
+    """The schedule's watch finds the loops to wake by the claim alone: a manual sweep
+    in between must not hide one (it refreshes the judgement, not the claim)."""
+    at = BEGAN + timedelta(minutes=1)
+    seeded.record_in_sync(
+        SPACE, {"a": 1}, sweep_id=SWEEP, checked_at=at, unless_after=at, cadence_seconds=300
+    )
+    later = at + timedelta(minutes=2)
+
+    seeded.record_in_sync(
+        SPACE, {"a": 1, "b": 1}, sweep_id="manual", checked_at=later, unless_after=later
+    )
+
+    rows = {r.unit: r for r in seeded.list_drift(SPACE)}
+    assert (rows["a"].message, rows["a"].checked_at, rows["a"].sweep_id) == (
+        sweep_message(300),
+        later,
+        "manual",
+    )
+    assert rows["b"].message == SWEEP_MESSAGE
+    assert seeded.end_sweep_cover(None, since=BEGAN) == [(SPACE, "a")]
