@@ -201,7 +201,7 @@ class DriftActivities:
         # Live at once (it is what runs), but not "applied": the cluster's Claim may
         # not say it yet (an AWS-side edit) until a sync apply lands. A pending head is
         # re-based onto it (or kept, with the conflict recorded); nothing is applied.
-        written = self.store.capture(
+        return self.store.capture(
             UnitChange(
                 space=inp.space,
                 slug=inp.unit,
@@ -224,14 +224,6 @@ class DriftActivities:
                 message=inp.description,
                 sweep_id=inp.sweep_id,
             ),
-        )
-        return CaptureResult(
-            revision=written.revision,
-            created=written.created,
-            head_revision=written.head_revision,
-            rebased_revision=written.rebased_revision,
-            conflicts=written.conflicts,
-            pending_revision=written.pending_revision,
         )
 
     @activity.defn(name="drift.request_reconcile")

@@ -60,7 +60,7 @@ from domain.authority import (
 )
 from domain.diff import json_equal
 from domain.drift import (
-    CaptureWrite,
+    CaptureResult,
     DriftRecord,
     PendingHead,
     capture_conflict,
@@ -819,7 +819,7 @@ class ConfigHubStore:
         *,
         expected_live: int | None = None,
         record: DriftRecord | None = None,
-    ) -> CaptureWrite:
+    ) -> CaptureResult:
         """What runs, written as a revision that becomes live (DESIGN "Capture").
 
         A pending head (ahead of live) is re-based onto the capture as a further
@@ -839,7 +839,7 @@ class ConfigHubStore:
             and notes.get(A_CAPTURE_REVISION) == str(live)
             and live is not None
         ):
-            return CaptureWrite(
+            return CaptureResult(
                 revision=live,
                 created=False,
                 head_revision=head,
@@ -1002,7 +1002,7 @@ class ConfigHubStore:
                 },
                 f"recording the capture of unit {change.space}/{change.slug}",
             )
-        return CaptureWrite(
+        return CaptureResult(
             revision=number,
             created=True,
             head_revision=new_head,

@@ -21,7 +21,7 @@ from domain.authority import (
     UnitRecord,
     UnitStateChange,
 )
-from domain.drift import CaptureWrite, DriftRecord
+from domain.drift import CaptureResult, DriftRecord
 from domain.publish import GitBase, GitRecord
 from domain.sync import PullRequest
 
@@ -100,7 +100,7 @@ class AuthorityStore(Protocol):
         *,
         expected_live: int | None = None,
         record: DriftRecord | None = None,
-    ) -> CaptureWrite:
+    ) -> CaptureResult:
         """Write what runs as the live revision; re-base a pending head onto it
         (DESIGN.md "Capture"). Applies and approves nothing."""
         ...

@@ -46,7 +46,7 @@ from domain.authority import (
 )
 from domain.diff import FieldConflict, json_equal
 from domain.drift import (
-    CaptureWrite,
+    CaptureResult,
     DriftRecord,
     LastDrift,
     PendingHead,
@@ -407,7 +407,7 @@ class SqlStore:
         *,
         expected_live: int | None = None,
         record: DriftRecord | None = None,
-    ) -> CaptureWrite:
+    ) -> CaptureResult:
         """Write what runs as a revision that becomes the live revision (DESIGN "Capture").
 
         When head equals live, the capture is the new head too. When head is ahead (a
@@ -498,7 +498,7 @@ class SqlStore:
                     updated_at=now,
                 )
             )
-            written = CaptureWrite(
+            written = CaptureResult(
                 revision=number,
                 created=True,
                 head_revision=new_head,
@@ -810,7 +810,7 @@ def _record_drift(conn: Connection, record: DriftRecord) -> None:
         )
 
 
-def _capture_done(conn: Connection, change: UnitChange, unit: Any) -> CaptureWrite | None:
+def _capture_done(conn: Connection, change: UnitChange, unit: Any) -> CaptureResult | None:
     """An earlier attempt of this very capture (same idempotency key) already wrote it:
     it is still the live revision. (The same drift coming back later, after something
     else ran, is a new capture.)"""
@@ -832,7 +832,7 @@ def _capture_done(conn: Connection, change: UnitChange, unit: Any) -> CaptureWri
             t.revisions.c.idempotency_key == f"{change.idempotency_key}/rebase",
         )
     ).first()
-    return CaptureWrite(
+    return CaptureResult(
         revision=number,
         created=False,
         head_revision=unit["head_revision"],

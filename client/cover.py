@@ -35,9 +35,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from authority.protocol import AuthorityStore
 from client.contract import DRIFT_COVER_ENDED_SIGNAL, SWEEP_SCHEDULE_ID, SWEEP_WORKFLOW
-from domain.drift import SweepInput
 from domain.naming import drift_id
-from domain.sweep import COVERED_BACKSTOP, CoverEnded, schedule_cadence
+from domain.sweep import COVERED_BACKSTOP, CoverEnded, SweepInput, schedule_cadence
 
 log = logging.getLogger("tributary.cover")
 

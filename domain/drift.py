@@ -349,12 +349,17 @@ def capture_over_pending(
     )
 
 
-class CaptureWrite(BaseModel):
-    """What a capture wrote: the captured revision (now live) and the unit's head."""
+class CaptureResult(BaseModel):
+    """What a capture wrote: the captured revision (now live) and the unit's head.
+
+    The store's answer and the ``drift.capture`` activity's result, one model.
+    """
 
     revision: int
     created: bool
-    head_revision: int
+    # The unit's head: == revision unless a pending head was kept. The stores always
+    # set it; None decodes results recorded before they did.
+    head_revision: int | None = None
     rebased_revision: int | None = None  # the pending change re-based onto the capture
     conflicts: list[FieldConflict] = Field(default_factory=list)
     pending_revision: int | None = None  # the head that was ahead of live, if one was
@@ -563,15 +568,6 @@ class CaptureInput(BaseModel):
     live_revision: int | None = None
 
 
-class CaptureResult(BaseModel):
-    revision: int
-    created: bool
-    head_revision: int | None = None  # == revision unless a pending head was kept
-    rebased_revision: int | None = None  # the pending change re-based onto the capture
-    conflicts: list[FieldConflict] = Field(default_factory=list)
-    pending_revision: int | None = None  # the head that was ahead of live, if one was
-
-
 class CaptureReconcileInput(BaseModel):
     space: str
     unit: str
@@ -662,22 +658,6 @@ class CountDriftInput(BaseModel):
 
 
 class CountDriftResult(BaseModel):
-    counts: dict[str, int]
-    complete: bool
-
-
-class SweepInput(BaseModel):
-    batch_size: int = 500
-    wait_seconds: int = 600  # for the checks to report back
-    # Set by ``sweep schedule`` to its interval (None: a manual ``sweep run``). Drift
-    # loops covered by sweeps that run at least as often as they would check sleep
-    # longer (``domain.sweep.covered_horizon``); a manual sweep never lets them.
-    cadence_seconds: int | None = None
-
-
-class SweepResult(BaseModel):
-    sweep_id: str
-    units: int
     counts: dict[str, int]
     complete: bool
 

@@ -189,6 +189,24 @@ def covered_for(
     return left if left > timedelta(seconds=1) else None
 
 
+class SweepInput(BaseModel):
+    """The sweep workflow's input: a manual ``sweep run`` or a ``sweep schedule`` run."""
+
+    batch_size: int = 500
+    wait_seconds: int = 600  # for the checks to report back
+    # Set by ``sweep schedule`` to its interval (None: a manual ``sweep run``). Drift
+    # loops covered by sweeps that run at least as often as they would check sleep
+    # longer (``domain.sweep.covered_horizon``); a manual sweep never lets them.
+    cadence_seconds: int | None = None
+
+
+class SweepResult(BaseModel):
+    sweep_id: str
+    units: int
+    counts: dict[str, int]
+    complete: bool
+
+
 class SweepJudgeInput(BaseModel):
     sweep_id: str
     # The schedule's interval, for a scheduled sweep: recorded with each in-sync row

@@ -29,11 +29,9 @@ with workflow.unsafe.imports_passed_through():
         CountDriftInput,
         EnsureDriftInput,
         ListUnitsPageInput,
-        SweepInput,
-        SweepResult,
         UnitKey,
     )
-    from domain.sweep import EnsureLoopsInput, SweepJudgeInput
+    from domain.sweep import EnsureLoopsInput, SweepInput, SweepJudgeInput, SweepResult
     from workflows import _options as opt
 
 BATCH_TIMEOUT = timedelta(minutes=5)

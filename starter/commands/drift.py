@@ -25,11 +25,10 @@ from domain.drift import (
     DriftField,
     DriftRecord,
     DriftStatus,
-    SweepInput,
-    SweepResult,
 )
 from domain.naming import drift_id, format_duration, parse_duration
 from domain.reads import ActiveUnitsPage, ActiveUnitsQuery, DriftStatusPage, DriftStatusQuery
+from domain.sweep import SweepInput, SweepResult
 from starter import runner
 from starter.commands.change import author
 from starter.output import Output

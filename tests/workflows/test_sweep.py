@@ -11,8 +11,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from authority.sql import SqlStore
-from domain.drift import SweepInput, SweepResult
 from domain.naming import drift_id
+from domain.sweep import SweepInput, SweepResult
 from tests.conftest import Sandbox
 from tests.support import HANG, AuthoringRepo, eventually
 from tests.workflows.helpers import publish, query_under_load
