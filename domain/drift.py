@@ -40,7 +40,9 @@ CheckState = Literal["in-sync", "drifted", "applying", "not-applied", "inactive"
 DriftSource = Literal["kubernetes-live", "aws-live"]
 
 # The one mapping from what a check observed to the state a unit reads before the loop
-# acts on it (a capture, a revert, a pause decide further: ``decide``).
+# acts on it (a capture, a revert, a pause decide further: ``decide``, which returns a
+# ``DriftAction`` with the state it records). An inactive unit reads "paused": its loop
+# ends, and a new state name would change what recorded histories wrote.
 STATE_OF_CHECK: dict[CheckState, DriftStateName] = {
     "in-sync": "in-sync",
     "drifted": "drifted",

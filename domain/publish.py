@@ -131,6 +131,8 @@ class UnitPlan(UnitVerdict):
 
 class SpacePlan(BaseModel):
     units: list[UnitPlan]
+    # Why nothing is written: ``plan_space`` sets denied or conflict; ``gates`` is set
+    # after it, by ``domain.gates.hold_for_gates``.
     blocked: Literal["", "denied", "conflict", "gates"] = ""
     # the commit was already published to this space: nothing is written again
     seen: bool = False
