@@ -17,6 +17,18 @@ When the schedule stops (paused or deleted: the Web UI, `temporal schedule`) or 
 grows, the worker's ``client.cover.SweepCoverWatch`` takes the cadence off its records
 and signals ``cover_ended``: the loop re-reads its cover, which now lasts one interval
 from the sweep's judgement, so it checks within its own interval again.
+
+Versioning: loops run for months, so every change to the commands a run issues is a
+``workflow.patched`` branch; the old path is what a run started by an older worker
+replays, and ``tests/workflows/test_drift_replay.py`` replays recorded histories of
+each. The branches, oldest first, each with what its old path lacked:
+``drift-revert-reconcile`` (the reconcile request after a revert),
+``drift-pause-in-authority`` (storing the pause flag), ``drift-check-failing-visible``
+(the first-attempt check and the "failing" state), ``drift-sweep-covered`` (sleeping on
+a sweep's in-sync judgement), ``drift-one-owner`` (the loop, not the check, writing the
+check's row), ``drift-short-runs`` (the hand-over by history length),
+``drift-cover-ended`` (the ``cover_ended`` signal). A branch can become
+``workflow.deprecate_patch`` once no run open on any deployment started before it.
 """
 
 from __future__ import annotations
@@ -59,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         check_row,
         decide,
     )
+    from domain.errors import ErrorInfo
     from domain.redact import redact
     from domain.sweep import CoveredInput, CoverEnded
     from domain.sync import RequestSyncInput
@@ -393,9 +406,7 @@ class DriftWorkflow:
             except ActivityError as e:
                 info = error_info(e)
                 if info.type != "StaleVersion" or attempt == STALE_REPLANS:
-                    self._set_state("failed", f"{info.type}: {info.message}")
-                    self._answer(requests, CaptureOutcome(captured=False, message=info.message))
-                    await self._record(sweep_id)
+                    await self._failed(info, requests, sweep_id)
                     return False
                 # The unit moved on under the capture: read it again and re-plan.
         return False
@@ -403,14 +414,30 @@ class DriftWorkflow:
     async def _check_failed(
         self, err: BaseException, requests: list[tuple[int, CaptureRequest]], sweep_id: str
     ) -> bool:
-        """The check failed for good; True: the unit is gone and the loop ends."""
+        """The check (or its record) failed for good; True: the unit is gone from the
+        authority and the loop ends, with no row to write."""
         info = error_info(err)
+        gone = info.type == "NotFound"
+        await self._failed(info, requests, sweep_id, record=not gone)
+        return gone
+
+    async def _failed(
+        self,
+        info: ErrorInfo,
+        requests: list[tuple[int, CaptureRequest]],
+        sweep_id: str,
+        *,
+        record: bool = True,
+    ) -> None:
+        """The one way a loop's attempt fails for good: a check that failed
+        (``_check_failed``), or an act that failed, or stayed stale after
+        ``STALE_REPLANS`` re-plans (``_check_and_act``). The unit reads "failed",
+        whoever asked is answered, the row is written; the next tick tries again.
+        (A check that fails and is still retrying reads "failing": ``_run_check``.)"""
         self._set_state("failed", f"{info.type}: {info.message}")
         self._answer(requests, CaptureOutcome(captured=False, message=info.message))
-        if info.type == "NotFound":
-            return True  # the unit is gone from the authority
-        await self._record(sweep_id)
-        return False
+        if record:
+            await self._record(sweep_id)
 
     async def _record_check(self, result: DriftCheckResult, sweep_id: str) -> None:
         """Record what the check saw (``domain.drift.check_row``), as a local activity:
