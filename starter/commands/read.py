@@ -39,7 +39,7 @@ async def units(args: argparse.Namespace, out: Output, settings: Settings) -> in
     found = [u async for page in pages(client, settings, query, UnitsPage) for u in page.units]
     out.result({"space": args.space, "units": [u.model_dump(mode="json") for u in found]})
     out.table(
-        ["unit", "head", "live", "applied", "git", "version", "state", "last change"],
+        ["unit", "head", "live", "applied", "last CI", "version", "state", "last change"],
         [
             [
                 u.slug,
