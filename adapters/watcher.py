@@ -95,6 +95,8 @@ class ClaimWatcher:
                     continue
                 namespace = self._namespace(space.name, unit.slug, unit.head_revision)
                 group = unit.api_version.split("/")[0] if "/" in unit.api_version else ""
+                # A unit's slug is its Claim's metadata.name (publish names units so:
+                # DESIGN.md, the authoring repo contract): the watch finds a unit by its name.
                 units[(group, unit.kind, namespace, unit.slug)] = (space.name, unit.slug)
                 kinds.add((unit.api_version, unit.kind))
         with self._lock:
