@@ -67,7 +67,8 @@ def test_publish_json_contract_and_reads(
         "HEAD",
         "LIVE",
         "APPLIED",
-        "GIT",
+        "LAST",  # "last CI": the revision CI last wrote, not Git's merge base
+        "CI",
         "VERSION",
         "STATE",
         "LAST",

@@ -44,14 +44,6 @@ def test_reads_need_no_database(
         "space": space,
         "units": [u.model_dump(mode="json") for u in units],
     }
-    # The table: "last CI" is the revision CI last wrote, not Git's merge base.
-    table = run_cli("units", space, env=cli, cwd=cwd)
-    assert table.code == 0, table.stderr
-    header, row = table.stdout.splitlines()[:2]
-    assert header.split() == [
-        *["UNIT", "HEAD", "LIVE", "APPLIED", "LAST", "CI", "VERSION", "STATE", "LAST", "CHANGE"]
-    ]
-    assert row.split()[:2] == [UNIT, str(units[0].head_revision)]
     assert read("revisions", space, UNIT) == {
         "space": space,
         "unit": UNIT,
