@@ -787,7 +787,7 @@ def decide(
 
 
 # The decisions whose row is what the check saw (``check_row``). The loop writes the
-# others' rows itself (paused, reverted, reverting, failed), the capture writes
+# others' rows itself (paused, reverted, reverting, failing, failed), the capture writes
 # "captured" in the transaction of its revision, and an ending loop writes none.
 RECORDS_CHECK: frozenset[DriftAction] = frozenset(
     {"record", "tag-capture", "nothing-capturable", "report"}

@@ -21,5 +21,5 @@ RENDER_TIMEOUT = timedelta(minutes=3)
 POLICY_TIMEOUT = timedelta(minutes=2)
 AUTHORITY_TIMEOUT = timedelta(minutes=1)
 
-# Re-plans after a unit moved on between read and write, before giving up.
+# Plans of one space, the first included, when a unit moved on between read and write.
 MAX_REPLANS = 5
