@@ -418,7 +418,7 @@ class SqlStore:
 
         ``change.expected_version`` guards the write; when the unit moved on (a publish,
         a ``set``) but ``expected_live`` still names its live revision, the capture is
-        still what runs on top of that revision, and the re-base absorbs the new head.
+        still what runs on top of that revision, and the new head is re-based onto it.
         All in one transaction, with ``record`` (the drift row) in it.
         """
         with self._write() as conn:

@@ -298,7 +298,8 @@ class PendingHead(BaseModel):
 
 
 class CaptureOverPending(BaseModel):
-    """What a capture does to a pending head: keep it marked, re-base it, or absorb it.
+    """What a capture does to a pending head: keep it marked, re-base it, or nothing (the
+    capture already holds it).
 
     One plan for every store (the embedded SQL store and the ConfigHub client write it
     each in their own objects), so the mark that the apply and approval gates read

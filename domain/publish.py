@@ -226,7 +226,8 @@ def plan_space(
     would run a combination nobody reviewed, so a space is written whole or not
     at all. Active units that Git no longer renders become ``orphaned``.
 
-    ``seen``: this commit was already published to the space. Re-running CI on it
+    ``seen``: this commit was already published to the space, or one published there
+    descends from it (``PublishWorkflow._superseded``). Re-running CI on it
     never writes — not even when a newer commit has been published since, whose
     render an old commit would otherwise look like a Git change against. Every
     unit that would be written is ``unchanged`` instead. ``force`` plans as usual:
