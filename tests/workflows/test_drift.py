@@ -31,7 +31,7 @@ import workflows.drift
 from activities.drift import DriftActivities
 from adapters.source import SourceCache
 from authority.sql import SqlStore
-from client.loops import signal_drift
+from client.loops import retry_completed, signal_drift
 from domain.apply import ApplyOutcome, ApproveInput
 from domain.authority import UnitChange, UnitStateChange
 from domain.change import RollbackInput, RollbackResult
@@ -189,8 +189,10 @@ async def go_live(
 
 
 async def check_now(env: WorkflowEnvironment, space: str, unit: str) -> DriftStatus:
-    st: DriftStatus = await drift_handle(env, space, unit).execute_update(
-        DriftWorkflow.check_now, CheckRequest(reason="test")
+    """``check_now``, sent again (as the CLI does) if it meets a run continuing as new."""
+    handle = drift_handle(env, space, unit)
+    st: DriftStatus = await retry_completed(
+        lambda: handle.execute_update(DriftWorkflow.check_now, CheckRequest(reason="test"))
     )
     return st
 
@@ -425,14 +427,18 @@ async def test_continue_as_new_keeps_checks_captures_and_last_revision(
     assert len(first.events) < 4_000
 
 
-async def check_in_flight(
-    sandbox: Sandbox, handle: WorkflowHandle[Any, Any], check_starts: list[str]
-) -> None:
+async def check_in_flight(sandbox: Sandbox, worker: Worker, check_starts: list[str]) -> None:
     """Ask for a check and keep it in flight for a few seconds: it cannot reach the API
-    and retries until the API is back (about 3 s of backoff)."""
+    and retries until the API is back (about 3 s of backoff).
+
+    These loops continue as new after every check. A plain signal that meets that
+    hand-over on the time-skipping server fails with "Completed workflow" (the stress run
+    caught it), so this asks as a sweep and the CLI do: ``signal_drift``, sent again on
+    that answer.
+    """
     before = len(check_starts)
     sandbox.peer.refuse_connections(2.0)
-    await handle.signal(DriftWorkflow.check, CheckRequest(reason="test"))
+    await signal_drift(worker.client, worker.task_queue, MW, MW, "test")
 
     async def started() -> int:
         return len(check_starts)
@@ -454,12 +460,15 @@ async def test_capture_now_during_the_last_check_of_a_run_is_answered(
     next check; the run must not wait for that handler before continuing as new."""
     await go_live(env, small_runs_worker, store, messagewall, MW)
     handle = drift_handle(env, MW, MW)
-    await check_in_flight(sandbox, handle, check_starts)
+    await check_in_flight(sandbox, small_runs_worker, check_starts)
 
-    update = await handle.start_update(
-        DriftWorkflow.capture_now,
-        CaptureRequest(tag="break-glass", incident="INC-9"),
-        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    # Sent again if it meets a run that has just continued as new, as the CLI does.
+    update = await retry_completed(
+        lambda: handle.start_update(
+            DriftWorkflow.capture_now,
+            CaptureRequest(tag="break-glass", incident="INC-9"),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
     )
     outcome = await update_result(update)
 
@@ -480,10 +489,9 @@ async def test_a_sweeps_check_during_the_last_check_of_a_run_is_recorded_for_the
     """A sweep's ``check`` that arrives while a run's last check is in flight is served by
     the next run, which must record it under the sweep (or the sweep never counts it)."""
     await go_live(env, small_runs_worker, store, messagewall, MW)
-    handle = drift_handle(env, MW, MW)
-    await check_in_flight(sandbox, handle, check_starts)
+    await check_in_flight(sandbox, small_runs_worker, check_starts)
 
-    await handle.signal(DriftWorkflow.check, CheckRequest(reason="sweep", sweep_id="sweep-A"))
+    await signal_drift(env.client, small_runs_worker.task_queue, MW, MW, "sweep", "sweep-A")
 
     async def counted() -> dict[str, int]:
         return await asyncio.to_thread(store.count_drift, "sweep-A")
