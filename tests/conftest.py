@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,16 @@ def _binary(name: str) -> str:
     return found
 
 
+# The SDK waits 5 s for a server to answer; under a CPU hog (`make stress`, run 4 of
+# 20 on adc8759) a time-skipping server took longer twice, and those tests errored.
+SERVER_STARTUP = timedelta(seconds=60)
+
+
 async def _time_skipping() -> WorkflowEnvironment:
     environment = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=_binary("temporal-test-server"),
+        test_server_startup_timeout=SERVER_STARTUP,
     )
     await environment.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
@@ -79,6 +86,7 @@ async def local_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         dev_server_existing_path=_binary("temporal"),
         dev_server_extra_args=extra,
+        dev_server_startup_timeout=SERVER_STARTUP,
     )
     yield environment
     await environment.shutdown()
