@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -66,6 +68,10 @@ from domain.sweep import (
 )
 from domain.sync import PullRequest
 
+# How long an opener waits for another to finish switching a new SQLite file to WAL
+# (the same as the busy timeout every connection sets).
+WAL_SWITCH_WAIT_SECONDS = 30.0
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -116,14 +122,36 @@ def make_engine(url: str, field: str = "TRIBUTARY_AUTHORITY") -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
+def _enable_wal(cur: sqlite3.Cursor) -> None:
+    """Put the file in WAL mode, waiting out other openers.
+
+    Switching a new file to WAL turns this connection's read lock into a write lock.
+    When another connection holds the write lock (a worker starting at the same time,
+    migrating), SQLite answers "database is locked" at once instead of using the busy
+    timeout, because waiting while holding a read lock could deadlock. That lock is
+    let go at the other's commit, so try again until then.
+    """
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves so writers can take the lock up front.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
+        _enable_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy
@@ -200,6 +202,35 @@ def test_workers_opening_a_store_at_once_migrate_it_once(store_url: str, release
         assert count == (1 if 0 < released < 5 else 0)  # the backfill ran once at most
     finally:
         store.close()
+
+
+def test_an_opener_waits_for_a_writer_holding_a_new_sqlite_file(tmp_path: Path) -> None:
+    """A worker opening a new SQLite file while another is writing it (migrating, say)
+    gets it in WAL mode once that writer commits. SQLite refuses the switch at once,
+    without the busy timeout, so ``make_engine``'s connections must wait it out."""
+    path = tmp_path / "authority.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE held (x)")
+    committed = threading.Event()
+
+    def commit() -> None:
+        holder.execute("COMMIT")
+        committed.set()
+
+    timer = threading.Timer(0.5, commit)
+    timer.start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            opened_after_commit = committed.is_set()
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+    finally:
+        engine.dispose()
+        timer.join()
+        holder.close()
+    assert opened_after_commit
+    assert mode == "wal"
 
 
 @pytest.mark.parametrize(
