@@ -39,9 +39,11 @@ e2e: $(STAMP)
 
 # Not in CI: the workflow and end-to-end tests STRESS_RUNS times (default 20) under a CPU
 # hog (one busy process per core), every failure listed with its test id at the end.
+# STRESS_TESTS=tests runs the whole suite instead.
 STRESS_RUNS ?= 20
+STRESS_TESTS ?= tests/workflows tests/e2e
 stress: $(STAMP)
-	$(BIN)/python tests/stress.py --runs $(STRESS_RUNS) -- $(STRESS_ARGS)
+	$(BIN)/python tests/stress.py --runs $(STRESS_RUNS) --tests $(STRESS_TESTS) -- $(STRESS_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/publish_bench.py

@@ -8,6 +8,7 @@ Not part of CI: it takes hours. Exit status 1 when anything failed.
 
     make stress                      # 20 runs
     make stress STRESS_RUNS=1        # one run, to see it work
+    make stress STRESS_TESTS=tests   # the whole suite, as CI runs it
     .venv/bin/python tests/stress.py --runs 5 --hogs 1 -- -k lifecycle
 """
 
@@ -49,6 +50,13 @@ def main() -> int:
     parser.add_argument(
         "--hogs", type=int, default=os.cpu_count() or 1, help="busy processes (default: cores)"
     )
+    parser.add_argument(
+        "--tests",
+        nargs="+",
+        default=TESTS,
+        metavar="PATH",
+        help="what to run (default: " + " ".join(TESTS) + "); `tests` for the whole suite",
+    )
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest options")
     args = parser.parse_args()
     extra = [a for a in args.pytest_args if a != "--"]
@@ -70,7 +78,7 @@ def main() -> int:
                         "pytest",
                         *PYTEST,
                         f"--junitxml={junit}",
-                        *TESTS,
+                        *args.tests,
                         *extra,
                     ],
                     cwd=ROOT,
