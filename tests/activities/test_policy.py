@@ -565,9 +565,11 @@ def test_a_policy_that_runs_too_long_is_stopped_while_loading(tmp_path):
 
 def test_a_policy_bound_is_a_non_retryable_failure_of_the_activity(tmp_path, cache, mw_bundle):
     tree, policies = _huge(tmp_path, "check")
-    sandbox = RegoSandbox(memory_bytes=8 * 2**30, seconds=1)
+    # Loads with room to start the evaluator under load; only the check has 1 s.
+    sandbox = RegoSandbox(memory_bytes=8 * 2**30, seconds=60)
     try:
         bundle = load_bundle(tree, policies, [], commit="c", sandbox=sandbox)
+        sandbox.seconds = 1
         obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}
         with pytest.raises(ApplicationError) as e:
             PolicyActivities(cache, sandbox).check(

@@ -212,18 +212,19 @@ def test_an_opener_waits_for_a_writer_holding_a_new_sqlite_file(tmp_path: Path) 
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     holder.execute("CREATE TABLE held (x)")
-    committed = threading.Event()
+    committing = threading.Event()
 
     def commit() -> None:
+        # Set before: once COMMIT lets go of the lock the opener may run on at once.
+        committing.set()
         holder.execute("COMMIT")
-        committed.set()
 
     timer = threading.Timer(0.5, commit)
     timer.start()
     engine = make_engine(f"sqlite:///{path}")
     try:
         with engine.connect() as conn:
-            opened_after_commit = committed.is_set()
+            opened_after_commit = committing.is_set()
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
     finally:
         engine.dispose()

@@ -69,8 +69,18 @@ async def test_every_activity_gets_a_heartbeat_timeout_of_at_most_dead_worker(
 class _Recorder:
     """The innermost outbound interceptor: records what reaches the SDK."""
 
+    def __init__(self) -> None:
+        self.beaten = asyncio.Event()
+
     def heartbeat(self, *details: object) -> None:
         BEATS.append(details)
+        self.beaten.set()
+
+    async def until(self, count: int) -> None:
+        """Waits on the beats themselves: a loop stalled for a while skips none."""
+        while len(BEATS) < count:
+            self.beaten.clear()
+            await self.beaten.wait()
 
 
 async def test_the_keepalive_resends_the_activitys_own_details(
@@ -78,13 +88,15 @@ async def test_the_keepalive_resends_the_activitys_own_details(
 ) -> None:
     monkeypatch.setattr(keepalive, "KEEPALIVE_SECONDS", 0.01)
     BEATS.clear()
-    outbound = keepalive._Outbound(_Recorder())  # type: ignore[arg-type]
+    recorder = _Recorder()
+    outbound = keepalive._Outbound(recorder)  # type: ignore[arg-type]
     inbound = keepalive._Inbound.__new__(keepalive._Inbound)
     inbound.outbound = outbound
     beat = asyncio.create_task(inbound._keepalive())
-    await asyncio.sleep(0.05)
-    outbound.heartbeat("cloning")
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(60):  # a hang, not slowness (tests.support stays out of the sandbox)
+        await recorder.until(1)
+        outbound.heartbeat("cloning")
+        await recorder.until(len(BEATS) + 2)
     beat.cancel()
     first = BEATS.index(("cloning",))
     assert set(BEATS[:first]) == {()}  # nothing to repeat yet
