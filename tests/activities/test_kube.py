@@ -18,6 +18,7 @@ from adapters.kube import KubeClient, KubeUnavailable, Resource
 from domain.errors import Rejected
 from domain.kube import KubeApplyInput, KubeDeleteInput, KubeWaitInput, ObjectRef
 from sandbox.kubeapi import KubeApiPeerThread
+from tests.support import HANG
 
 GROUP, VERSION, KIND, PLURAL = "example.org", "v1", "Widget", "widgets"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -270,6 +271,25 @@ def later(delay: float, fn: Any, *args: Any) -> threading.Thread:
     return t
 
 
+class AfterHeartbeat(threading.Thread):
+    """Calls ``fn`` once the activity has heartbeated (it saw not-ready and waits), and
+    notes when: a fixed delay can pass before a loaded machine's first GET."""
+
+    def __init__(self, heartbeats: list[Any], fn: Any, *args: Any) -> None:
+        super().__init__(daemon=True)
+        self.heartbeats, self.fn, self.args = heartbeats, fn, args
+        self.seen = len(heartbeats)  # only a heartbeat from now on
+        self.at = 0.0
+        self.start()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + HANG
+        while len(self.heartbeats) <= self.seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.fn(*self.args)
+        self.at = time.monotonic()
+
+
 def test_apply_activity(kube: KubeClient, act_env: ActivityEnvironment) -> None:
     acts = KubeActivities(kube)
     first = act_env.run(acts.apply, KubeApplyInput(data=widget()))
@@ -327,16 +347,15 @@ def test_wait_ready_sees_conditions_written_meanwhile(
     heartbeats: list[Any],
 ) -> None:
     kube.apply(WIDGETS, widget())
-    writer = later(0.5, set_status, custom, "w1", conditions(1, "True", "True"))
-    started = time.monotonic()
+    writer = AfterHeartbeat(heartbeats, set_status, custom, "w1", conditions(1, "True", "True"))
     result = act_env.run(
         KubeActivities(kube).wait_ready, KubeWaitInput(ref=ref(), generation=1, timeout_seconds=30)
     )
-    elapsed = time.monotonic() - started
+    returned = time.monotonic()
     writer.join()
     assert (result.state, result.message) == ("ready", "all composed resources are ready")
     # Woken by the watch event, not by the end of a watch slice (10 s).
-    assert 0.4 < elapsed < 5
+    assert returned - writer.at < 5
     assert heartbeats[0] == ("waiting for Crossplane to report Ready and Synced",)
 
 
@@ -382,7 +401,7 @@ def test_wait_ready_reports_a_new_reconcile_error_and_waits_through_a_known_one(
     assert (first.state, first.message) == ("waiting", "ReconcileError: AWS unreachable")
 
     # Reported already: the wait goes on (Crossplane retries) until it clears.
-    writer = later(0.5, set_status, custom, "w1", conditions(1, "True", "True"))
+    writer = AfterHeartbeat(heartbeats, set_status, custom, "w1", conditions(1, "True", "True"))
     second = act_env.run(
         acts.wait_ready,
         KubeWaitInput(ref=ref(), generation=1, timeout_seconds=30, seen=first.message),
