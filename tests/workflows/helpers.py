@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.testservice.v1 import SleepRequest
@@ -176,6 +177,9 @@ async def query_under_load(query: Callable[[], Awaitable[T]]) -> T:
 
 # ---- time on the time-skipping server --------------------------------------------------------
 
+# The longest move of time a dev server test makes by waiting for it.
+REAL_SLEEP = timedelta(seconds=30)
+
 
 async def skip(env: WorkflowEnvironment, duration: timedelta) -> None:
     """``env.sleep(duration)``, bounded only against a hang.
@@ -187,6 +191,9 @@ async def skip(env: WorkflowEnvironment, duration: timedelta) -> None:
     hours of drift ticks outlast on a loaded machine (``RPCError: Timeout expired``).
     """
     if not env.supports_time_skipping_v1:
+        if duration > REAL_SLEEP:
+            # --workflow-environment=local: the dev server's time is the wall clock's
+            pytest.skip(f"moves time by {duration}: needs the time-skipping server")
         await env.sleep(duration)
         return
     request = SleepRequest()

@@ -84,12 +84,12 @@ async def test_an_idle_loop_a_sweep_covers_skips_its_check_until_sweeps_stop(
     now = await env.get_current_time()
 
     # Each loop's 2-minute timer fires after the sweep: its judgement stands for the tick.
-    await env.sleep(last + timedelta(minutes=2, seconds=10) - now)
+    await skip(env, last + timedelta(minutes=2, seconds=10) - now)
     assert await checks(env, units) == before
     assert {(await status_of(env, PROD, u)).state for u in units} == {"in-sync"}
 
     # No sweep since: the next tick, one interval after the sweep, is a full check again.
-    await env.sleep(timedelta(minutes=2))
+    await skip(env, timedelta(minutes=2))
     assert await checks(env, units) == {u: n + 1 for u, n in before.items()}
 
 
