@@ -119,14 +119,25 @@ _FIRST_PORT = 20000
 _handed_out: set[int] = set()
 
 
+def _worker_share(low: int, high: int) -> tuple[int, int]:
+    """This xdist worker's slice of ``[low, high)``: ``_handed_out`` is per process, so
+    two workers could otherwise both find a port free before either server binds it."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, …
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = (high - low) // max(count, 1)
+    return low + index * size, low + (index + 1) * size
+
+
 def free_port() -> int:
     floor = _ephemeral_floor()
     if floor - _FIRST_PORT < 1000:  # an unusual range: let the kernel choose
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             return int(s.getsockname()[1])
+    low, high = _worker_share(_FIRST_PORT, floor)
     for _ in range(500):
-        port = random.randrange(_FIRST_PORT, floor)
+        port = random.randrange(low, high)
         if port in _handed_out:
             continue
         with socket.socket() as s:
