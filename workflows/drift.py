@@ -92,6 +92,8 @@ CHECK_TIMEOUT = timedelta(minutes=2)
 STALE_REPLANS = 3
 # A check's first attempt alone, so that a failure shows before the retries.
 FIRST_ATTEMPT = RetryPolicy(maximum_attempts=1)
+# An ending loop stays this long after its last check, answering at once.
+END_GRACE = timedelta(seconds=2)
 
 
 def _non_retryable(err: BaseException) -> bool:
@@ -339,10 +341,23 @@ class DriftWorkflow:
     async def _drain(self) -> None:
         """The loop ends: answer every request that arrived during the final check, and
         complete only once no handler is running (a request that arrives while it
-        completes is answered by its handler at once, since ``ended`` is set)."""
+        completes is answered by its handler at once, since ``ended`` is set).
+
+        The final check is a local activity, inside the task that would complete the
+        run, and a server aborts an update it admitted during the task that completes
+        a run ("workflow update was aborted by closing workflow"): the run never saw
+        it. A run started to answer it ends the same way, so the CLI's retries met the
+        same end every time. That task ends with a timer instead (``END_GRACE``): the
+        updates reach the run in the next task and are answered; only those that come
+        during the last, short task are aborted, and the run a retry starts answers
+        them once its own check is done.
+        (patched: loops started by an older worker replay without the timer)
+        """
         self.ended = True
         leftover, self.capture_requests = self.capture_requests, []
         self._answer(leftover, self._ended_outcome())
+        if workflow.patched("drift-end-grace"):
+            await workflow.sleep(END_GRACE)
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     def _ended_outcome(self) -> CaptureOutcome:
