@@ -7,7 +7,8 @@ drift loop's last check is a local activity inside the task that completes the r
 so on a real server ``drift check`` and ``drift capture`` of an orphaned unit met that
 end on every retry (4 failures in 4 tries of the burst test below, before the loop
 lingered after its last check: ``workflows.drift.END_GRACE``). CI runs the suite on
-the test server; these keep the real server's answer in it.
+the test server; these keep the real server's answer in it, for the drift loop's
+updates and the sync loop's (``sync_now``) and signals at a hand-over.
 """
 
 from __future__ import annotations
@@ -18,16 +19,22 @@ from temporalio.testing import WorkflowEnvironment
 from tests.conftest import DevServer
 from tests.workflows.test_drift import check_starts, small_runs_worker
 from tests.workflows.test_lifecycle import (
+    sync_space,
     test_drift_requests_that_meet_the_loop_as_it_ends_are_each_answered,
     test_drift_updates_during_the_last_check_of_an_ending_loop_are_answered,
+    test_sync_now_during_the_last_sync_of_a_run_is_answered,
+    test_sync_request_during_the_last_sync_of_a_run_goes_along_to_the_next,
 )
 
 # Collected here as well, with this module's ``env``.
 __all__ = [
     "check_starts",
     "small_runs_worker",
+    "sync_space",
     "test_drift_requests_that_meet_the_loop_as_it_ends_are_each_answered",
     "test_drift_updates_during_the_last_check_of_an_ending_loop_are_answered",
+    "test_sync_now_during_the_last_sync_of_a_run_is_answered",
+    "test_sync_request_during_the_last_sync_of_a_run_goes_along_to_the_next",
 ]
 
 
