@@ -78,20 +78,24 @@ def _binary(name: str) -> str:
 SERVER_STARTUP = timedelta(seconds=60)
 
 
+async def _add_search_attributes(client: Client) -> None:
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes=dict.fromkeys(
+                SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+            ),
+        )
+    )
+
+
 async def _time_skipping() -> WorkflowEnvironment:
     environment = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=_binary("temporal-test-server"),
         test_server_startup_timeout=SERVER_STARTUP,
     )
-    await environment.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace="default",
-            search_attributes=dict.fromkeys(
-                SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-            ),
-        )
-    )
+    await _add_search_attributes(environment.client)
     return environment
 
 
@@ -128,19 +132,12 @@ class DevServer:
                 workflow_execution_retention_period=Duration(seconds=24 * 3600),
             )
         )
-        await server.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=namespace,
-                search_attributes=dict.fromkeys(
-                    SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-                ),
-            )
-        )
         client = await Client.connect(
             server.client.service_client.config.target_host,
             namespace=namespace,
             data_converter=pydantic_data_converter,
         )
+        await _add_search_attributes(client)
         return WorkflowEnvironment.from_client(client)
 
     async def shutdown(self) -> None:

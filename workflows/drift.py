@@ -343,21 +343,21 @@ class DriftWorkflow:
         complete only once no handler is running (a request that arrives while it
         completes is answered by its handler at once, since ``ended`` is set).
 
-        The final check is a local activity, inside the task that would complete the
-        run, and a server aborts an update it admitted during the task that completes
-        a run ("workflow update was aborted by closing workflow"): the run never saw
-        it. A run started to answer it ends the same way, so the CLI's retries met the
-        same end every time. That task ends with a timer instead (``END_GRACE``): the
-        updates reach the run in the next task and are answered; only those that come
-        during the last, short task are aborted, and the run a retry starts answers
-        them once its own check is done.
+        A real server aborts an update that meets the run as it completes ("workflow
+        update was aborted by closing workflow"), where the test server hands it over.
+        The CLI sends it again, but for an inactive unit the run a retry starts ends
+        within moments too (its first check is a local activity), so on the dev server
+        the retries met the same end every time (tests/workflows/test_real_server.py).
+        Ending with a timer instead (``END_GRACE``) keeps the run there to answer what
+        comes after the last check; only a request meeting the last, short task can
+        still be aborted, and the run its retry starts answers it after its own check.
         (patched: loops started by an older worker replay without the timer)
         """
         self.ended = True
         leftover, self.capture_requests = self.capture_requests, []
         self._answer(leftover, self._ended_outcome())
         if workflow.patched("drift-end-grace"):
-            await workflow.sleep(END_GRACE)
+            await workflow.sleep(END_GRACE, summary="answer late requests, then end")
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     def _ended_outcome(self) -> CaptureOutcome:

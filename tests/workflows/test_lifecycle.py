@@ -613,9 +613,9 @@ async def test_drift_updates_during_the_last_check_of_an_ending_loop_are_answere
         if env.supports_time_skipping_v1:
             # The test server hands the run updates admitted mid-check: it must answer them.
             return handle.execute_update(update, arg, result_type=result_type)
-        # A real server aborts an update it had not handed the run yet when the run
-        # completes ("workflow update was aborted by closing workflow", NOT_FOUND); the
-        # CLI's update_with_start sends it again, to a run it starts.
+        # A real server aborts an update that meets the run as it completes ("workflow
+        # update was aborted by closing workflow", NOT_FOUND); the CLI's
+        # update_with_start sends it again, to a run it starts.
         return update_with_start(
             env.client,
             lambda: signal_drift(env.client, tq, space, unit, signal=None),

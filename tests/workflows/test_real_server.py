@@ -2,11 +2,11 @@
 server, a real Temporal server, whatever ``--workflow-environment`` says.
 
 The time-skipping test server hands a run the updates that come as it completes; a real
-server aborts them ("workflow update was aborted by closing workflow", NOT_FOUND). A
-drift loop's last check is a local activity inside the task that completes the run,
-so on a real server ``drift check`` and ``drift capture`` of an orphaned unit met that
-end on every retry (4 failures in 4 tries of the burst test below, before the loop
-lingered after its last check: ``workflows.drift.END_GRACE``). CI runs the suite on
+server aborts them ("workflow update was aborted by closing workflow", NOT_FOUND). For
+an orphaned unit each run a retry starts ends within moments as well, so on a real
+server ``drift check`` and ``drift capture`` met that end on every retry (4 failures in
+4 tries of the burst test below, before the loop stayed a while after its last check:
+``workflows.drift.END_GRACE``). CI runs the suite on
 the test server; these keep the real server's answer in it, for the drift loop's
 updates and the sync loop's (``sync_now``) and signals at a hand-over.
 """
